@@ -1,0 +1,177 @@
+"""Typed results that every pipeline returns and that ``pipelines.dicom_out`` turns into DICOM.
+
+Conventions used throughout the project:
+
+* Image coordinates are ``(x, y)`` in pixels of the *original* stored image: x grows to the right
+  (columns), y grows downwards (rows); ``(0, 0)`` is the centre of the top-left pixel.
+* Distances are in millimetres (``mm``), angles in degrees (``deg``), ratios are unitless (``1``).
+  Units are UCUM codes so that ``dicom_out`` can copy them into the SR unchanged.
+* Vertebral corner keypoints follow paper 002's order per vertebra C2..C7: antero-superior,
+  antero-inferior, postero-superior, postero-inferior (24 points), then one spinolaminar point per
+  vertebra C2..C7 (6 points). ``KEYPOINT_NAMES`` is that order.
+
+Nothing here imports torch or pydicom: these are plain dataclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+VERTEBRAE: tuple[str, ...] = ("C2", "C3", "C4", "C5", "C6", "C7")
+CORNER_ROLES: tuple[str, ...] = ("antero-superior", "antero-inferior", "postero-superior", "postero-inferior")
+SEGMENTS: tuple[str, ...] = tuple(f"{a}-{b}" for a, b in zip(VERTEBRAE[:-1], VERTEBRAE[1:], strict=True))
+
+KEYPOINT_NAMES: tuple[str, ...] = tuple(f"{v} {r}" for v in VERTEBRAE for r in CORNER_ROLES) + tuple(
+    f"{v} spinolaminar" for v in VERTEBRAE
+)
+"""The 30 X-ray keypoints in model/ground-truth order: 24 corners (paper 002 order) + 6 spinolaminar."""
+
+
+class View(str, Enum):
+    """Position of a lateral cervical radiograph."""
+
+    NEUTRAL = "neutral"
+    FLEXION = "flexion"
+    EXTENSION = "extension"
+
+
+@dataclass(frozen=True)
+class AlgorithmInfo:
+    """Identity of the algorithm that produced a result (goes to Contributing Equipment, IHE AIR)."""
+
+    name: str
+    version: str
+    manufacturer: str = "cspine-node (open source)"
+    model_card: str = ""
+    """Path or short text of the model card; states intended use (research, synthetic training data)."""
+
+
+@dataclass(frozen=True)
+class Keypoint:
+    """One anatomical landmark found on one image, in original image pixels."""
+
+    name: str
+    """Entry of ``KEYPOINT_NAMES`` (or an MRI landmark name such as ``"C4-C5 disc"``)."""
+    x: float
+    y: float
+    sigma_px: float
+    """One-sigma spread of the location in pixels (from the heatmap); 0 for ground truth."""
+    image_uid: str
+    """SOPInstanceUID of the image the point lies on."""
+    frame: int = 1
+    """1-based frame number (for multi-frame sources), 1 otherwise."""
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One quantitative result with its unit, uncertainty and provenance."""
+
+    key: str
+    """Stable machine name: ``cobb_c2_c7``, ``sva_c2_c7``, ``segmental_angle``, ``listhesis_distance``,
+    ``listhesis_angle``, ``sdvb``, ``sdvc``, ``pavlov_ratio``, ``curvature_index`` ..."""
+    name: str
+    """Human-readable name, e.g. ``"C2-C7 Cobb angle"``."""
+    value: float | None
+    """None when not measurable (then ``reason`` says why)."""
+    unit: str
+    """UCUM: ``deg``, ``mm`` or ``1``."""
+    site: str
+    """``"C2-C7"``, a segment ``"C4-C5"`` or a vertebra ``"C3"``."""
+    view: View | None = None
+    """The radiograph it was measured on; None for a difference across views (flexion - extension)."""
+    interval: tuple[float, float] | None = None
+    """95 % interval from keypoint uncertainty, same unit as ``value``."""
+    image_uids: tuple[str, ...] = ()
+    """Source images (SOPInstanceUIDs)."""
+    keypoints: tuple[str, ...] = ()
+    """Names of the keypoints it was derived from (for the SR graphic and the audit trail)."""
+    reason: str = ""
+    """Why it is not measurable, or a remark on how it was derived."""
+
+    @property
+    def measurable(self) -> bool:
+        return self.value is not None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One qualitative finding, e.g. kyphosis present, instability at C4-C5, curvature class."""
+
+    key: str
+    """Stable machine name: ``kyphosis``, ``cervical_deformity``, ``instability``, ``canal_stenosis``,
+    ``curvature_class``, ``disc_degeneration``, ``foraminal_stenosis_left`` ..."""
+    name: str
+    """Human-readable name."""
+    value: str
+    """``"present"``/``"absent"``/``"not measurable"``, or a class label (``"lordotic"``, ``"protrusion"``)."""
+    site: str
+    """``"C2-C7"``, a segment ``"C4-C5"``, a vertebra, or a span like ``"C3-C5"``."""
+    evidence: tuple[str, ...] = ()
+    """Human-readable evidence, e.g. ``("translation 4.1 mm > 3.5 mm",)``."""
+    measurement_keys: tuple[tuple[str, str], ...] = ()
+    """``(measurement key, site)`` pairs this finding was derived from."""
+    probability: float | None = None
+    """Model probability where the finding comes from a classifier."""
+    threshold: str = ""
+    """The rule applied, with its literature source, e.g. ``"Cobb < -13 deg (Suda et al.)"``."""
+
+
+@dataclass
+class Mask:
+    """A binary mask of one structure on one image (for SEG)."""
+
+    label: str
+    """E.g. ``"C3 vertebral body"``, ``"spinal canal"``, ``"C4-C5 disc"``."""
+    image_uid: str
+    array: np.ndarray
+    """bool array, shape (rows, cols) for a single frame or (frames, rows, cols)."""
+
+
+@dataclass
+class ImageResult:
+    """Everything found on one source image."""
+
+    image_uid: str
+    series_uid: str
+    view: View | None
+    rows: int
+    columns: int
+    pixel_spacing_mm: tuple[float, float] | None
+    """(row spacing, column spacing) used for mm; see the pipeline for which attribute it came from."""
+    keypoints: list[Keypoint] = field(default_factory=list)
+    masks: list[Mask] = field(default_factory=list)
+
+
+@dataclass
+class StudyResult:
+    """The output of one pipeline run on one study."""
+
+    study_uid: str
+    pipeline: str
+    """``"xray"`` or ``"mri"``."""
+    algorithm: AlgorithmInfo
+    images: list[ImageResult] = field(default_factory=list)
+    measurements: list[Measurement] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """Things a reader should know (a view missing, low image quality ...)."""
+
+    def summary(self) -> str:
+        """A short human-readable text of all measurements and findings."""
+        lines = [f"Study {self.study_uid} - {self.pipeline} pipeline ({self.algorithm.name} {self.algorithm.version})"]
+        for m in self.measurements:
+            view = f" [{m.view.value}]" if m.view else ""
+            if m.value is None:
+                lines.append(f"  {m.name} {m.site}{view}: not measurable ({m.reason})")
+            else:
+                ci = f" (95% {m.interval[0]:.2f}..{m.interval[1]:.2f})" if m.interval else ""
+                lines.append(f"  {m.name} {m.site}{view}: {m.value:.2f} {m.unit}{ci}")
+        for f in self.findings:
+            prob = f" p={f.probability:.2f}" if f.probability is not None else ""
+            lines.append(f"  FINDING {f.name} {f.site}: {f.value}{prob}" + (f" - {'; '.join(f.evidence)}" if f.evidence else ""))
+        for w in self.warnings:
+            lines.append(f"  WARNING {w}")
+        return "\n".join(lines)
