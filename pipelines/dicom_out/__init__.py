@@ -1,0 +1,59 @@
+"""Typed results -> DICOM objects a radiologist sees (IHE AI Results style).
+
+``encode(study, result)`` returns, for one pipeline run on one study:
+
+* ``sr``: a TID 1500 Comprehensive 3D SR (keypoints, measurements with units, uncertainty and finding
+  sites, coded findings, research-use statement; Contributing Equipment names the algorithm);
+* ``seg``: DICOM SEG of the outlined structures (vertebral bodies C2-C7 and the canal on radiographs,
+  whatever masks an MRI pipeline gives), one per source series;
+* ``pr``: a Grayscale Softcopy Presentation State per annotated image (outlines, Cobb lines, SVA plumb
+  line, labels) - the presentation every viewer shows;
+* ``report``: the one-page report as a Secondary Capture image and as an Encapsulated PDF.
+
+Series/UID policy: see ``pipelines.dicom_out.identity``. Codes: ``pipelines.dicom_out.codes``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import matplotlib.pyplot as plt
+from pydicom.dataset import Dataset
+
+from pipelines.dicom_out._sources import load_sources, previous_results
+from pipelines.dicom_out.identity import provenance, result_series_uid, series_number
+from pipelines.dicom_out.pr import build_gsps
+from pipelines.dicom_out.report import build_pdf, build_sc, render
+from pipelines.dicom_out.seg import build_segs
+from pipelines.dicom_out.sr import build_sr
+from pipelines.results import StudyResult
+from pipelines.study import Study
+
+__all__ = ["encode"]
+
+
+def encode(study: Study, result: StudyResult, *, now: datetime | None = None) -> list[Dataset]:
+    """All DICOM result objects of ``result`` (SR, SEG..., GSPS..., report SC, report PDF).
+
+    ``now`` fixes the creation time and InstanceNumber (tests); it defaults to the current UTC time.
+    Raises ValueError when the result does not belong to the study or refers to images it lacks.
+    """
+    if not result.images:
+        return []
+    sources = load_sources(study, result)
+    prov = provenance(result.algorithm, result.pipeline, now)
+
+    def series(kind: str) -> dict:
+        return {"series_uid": result_series_uid(study.study_uid, result.pipeline, kind), "series_number": series_number(result.pipeline, kind)}
+
+    sr_series = series("sr")
+    objects: list[Dataset] = [build_sr(result, sources, prov, previous=previous_results(study, sr_series["series_uid"]), **sr_series)]
+    objects += build_segs(result, sources, prov, **series("seg"))
+    objects += build_gsps(result, sources, prov, **series("pr"))
+    fig = render(result, sources)
+    try:
+        objects.append(build_sc(result, sources, prov, fig, **series("report")))
+        objects.append(build_pdf(result, sources, prov, fig, **series("pdf")))
+    finally:
+        plt.close(fig)
+    return objects

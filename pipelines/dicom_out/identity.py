@@ -1,0 +1,125 @@
+"""Identity of the result objects: UIDs, series, instance numbers, equipment, research statement.
+
+Policy (what a re-analysis of the same study does):
+
+* Each result kind (SR, SEG, GSPS, report image, report PDF) of each pipeline lives in its own **result series** whose
+  SeriesInstanceUID is derived deterministically from the source StudyInstanceUID, the pipeline and the
+  kind (a UUID v5 under a fixed project namespace, written as ``2.25.<int>``). A re-analysis of the same
+  study therefore lands in the *same* series.
+* Every object gets a **new random SOPInstanceUID** (never reused, so an archive never sees two
+  different objects under one UID).
+* InstanceNumber is the run number: seconds since 2024-01-01 UTC at encoding time (plus the object's
+  index within its series). A re-analysis has a higher InstanceNumber, so viewers that show the newest
+  instance of a series (OHIF shows the last SR instance sorted by InstanceNumber) show the newest result.
+* When the study already holds an earlier SR of that series, the new SR lists it in the Predecessor
+  Documents Sequence (highdicom ``previous_versions``).
+* SeriesNumber is fixed per pipeline and kind (``SERIES_NUMBERS``) so the series sort at the end.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import highdicom as hd
+from pydicom.sr.codedict import codes as dcm_codes
+
+from pipelines.dicom_out.codes import PROCESSING_ALGORITHM
+from pipelines.results import AlgorithmInfo
+
+NAMESPACE = uuid.UUID("5b0f9a8e-2f0c-4c8e-9a52-6c2d1f3f7a10")
+"""Project namespace for UUID v5 derived series UIDs (never change it: series continuity depends on it)."""
+
+KINDS = ("sr", "seg", "pr", "report", "pdf")
+SERIES_NUMBERS: dict[tuple[str, str], int] = {
+    ("xray", "sr"): 9901,
+    ("xray", "seg"): 9902,
+    ("xray", "pr"): 9903,
+    ("xray", "report"): 9904,
+    ("xray", "pdf"): 9905,
+    ("mri", "sr"): 9911,
+    ("mri", "seg"): 9912,
+    ("mri", "pr"): 9913,
+    ("mri", "report"): 9914,
+    ("mri", "pdf"): 9915,
+}
+SERIES_DESCRIPTIONS: dict[str, str] = {
+    "sr": "AI measurements (TID 1500 SR) - RESEARCH USE",
+    "seg": "AI segmentation (SEG) - RESEARCH USE",
+    "pr": "AI annotations (GSPS) - RESEARCH USE",
+    "report": "AI report - RESEARCH USE ONLY",
+    "pdf": "AI report (PDF) - RESEARCH USE ONLY",
+}
+RESEARCH_STATEMENT = (
+    "RESEARCH USE ONLY - NOT FOR DIAGNOSIS. Produced automatically by an algorithm trained on "
+    "synthetic data; results must be checked by a qualified reader."
+)
+MANUFACTURER = "cspine-node (open source)"
+_PLACEHOLDER_PURPOSE = dcm_codes.DCM.ProcessingEquipment
+_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def result_series_uid(study_uid: str, pipeline: str, kind: str) -> str:
+    """Deterministic SeriesInstanceUID of the ``kind`` result series of ``pipeline`` for a study."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown result kind {kind!r}; expected one of {KINDS}")
+    return f"2.25.{uuid.uuid5(NAMESPACE, f'cspine-node/{study_uid}/{pipeline}/{kind}').int}"
+
+
+def series_number(pipeline: str, kind: str) -> int:
+    return SERIES_NUMBERS.get((pipeline, kind), 9990 + KINDS.index(kind))
+
+
+def run_number(now: datetime | None = None) -> int:
+    """InstanceNumber base of one encoding run: whole seconds since 2024-01-01 UTC (fits IS until 2092)."""
+    now = now or datetime.now(UTC)
+    return max(1, int((now - _EPOCH).total_seconds()))
+
+
+def new_uid() -> str:
+    """A new random UID (highdicom's root) for one object."""
+    return str(hd.UID())
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Who made an object and when: shared by every object of one ``encode`` call."""
+
+    algorithm: AlgorithmInfo
+    pipeline: str
+    created: datetime
+    instance_base: int
+
+    @property
+    def model_name(self) -> str:
+        return self.algorithm.name[:64]
+
+    @property
+    def software_version(self) -> str:
+        return self.algorithm.version[:64]
+
+    def device_uid(self) -> str:
+        """Stable Device UID of the algorithm (name + version), for the SR device observer context."""
+        return f"2.25.{uuid.uuid5(NAMESPACE, f'algorithm/{self.algorithm.name}/{self.algorithm.version}').int}"
+
+    def contributing_equipment(self) -> list[hd.ContributingEquipment]:
+        """Contributing Equipment item for the algorithm (IHE AIR 6.5.3.1: Purpose of Reference Newcode1)."""
+        item = hd.ContributingEquipment(
+                manufacturer=self.algorithm.manufacturer[:64] or MANUFACTURER,
+                purpose_of_reference=_PLACEHOLDER_PURPOSE,
+                manufacturer_model_name=self.model_name,
+                software_versions=self.software_version,
+                device_serial_number=self.device_uid()[-16:],
+                contribution_datetime=self.created,
+                contribution_description=f"{self.pipeline} pipeline; {RESEARCH_STATEMENT}"[:1024],
+            )
+        # highdicom accepts only CID 7005 purposes; IHE AIR asks for (Newcode1, 99IHE, "Processing Algorithm")
+        item.PurposeOfReferenceCodeSequence = [hd.sr.CodedConcept.from_code(PROCESSING_ALGORITHM)]
+        item.DeviceUID = self.device_uid()
+        return [item]
+
+
+def provenance(algorithm: AlgorithmInfo, pipeline: str, now: datetime | None = None) -> Provenance:
+    now = now or datetime.now(UTC)
+    return Provenance(algorithm=algorithm, pipeline=pipeline, created=now, instance_base=run_number(now))

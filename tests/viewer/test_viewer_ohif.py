@@ -1,0 +1,254 @@
+"""A real viewer shows our SR: OHIF v3 (prebuilt ``@ohif/app``) on a test Orthanc, driven by headless Chromium.
+
+Setup (cached outside the repo, under ``~/.cache/cspine-node`` or ``$CSPINE_CACHE``):
+
+* ``npm pack @ohif/app@3.13.2`` -> ``ohif/package/dist`` (or point ``CSPINE_OHIF_DIST`` at a ``dist/``);
+* ``npm install playwright-core`` -> ``playwright/node_modules/playwright-core``;
+* ``/usr/bin/chromium`` (Debian package ``chromium``).
+
+A small threaded Python server serves ``dist/`` with our ``app-config.js`` and proxies ``/dicom-web/`` to
+Orthanc from the same origin (Orthanc sends no CORS headers). The phantom study and every result object
+are stored in Orthanc; the page opens the SR series, the first-run tour is skipped, and the test waits
+until the SR viewport labels the radiograph with the Cobb angle and its value (OHIF draws each measurement
+group's SCOORD with "name: value unit"; the tracked-measurements panel stays empty because OHIF can only
+hydrate SRs written by its own tools). The screenshot goes to ``docs/ohif_sr.png``.
+
+Skips (outside CI) when npm, node or chromium is missing; under ``CI=true`` a missing tool fails.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pydicom
+import pytest
+import requests
+
+from pipelines.dicom_out import encode
+from pipelines.dicom_out.example import phantom_example
+from tests.services import Orthanc, in_ci
+
+OHIF_VERSION = "3.13.2"
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOT = ROOT / "docs" / "ohif_sr.png"
+CHROMIUM = Path("/usr/bin/chromium")
+mimetypes.add_type("application/wasm", ".wasm")
+mimetypes.add_type("text/javascript", ".js")
+
+
+def _cache() -> Path:
+    return Path(os.environ.get("CSPINE_CACHE", Path.home() / ".cache" / "cspine-node"))
+
+
+def _unavailable(msg: str) -> None:
+    if in_ci():
+        pytest.fail(msg + " - CI=true, so this is a failure")
+    pytest.skip(msg)
+
+
+def _ohif_dist() -> Path:
+    env = os.environ.get("CSPINE_OHIF_DIST")
+    if env:
+        return Path(env)
+    dist = _cache() / "ohif" / "package" / "dist"
+    if (dist / "index.html").exists():
+        return dist
+    if shutil.which("npm") is None:
+        _unavailable("npm missing: cannot fetch @ohif/app")
+    target = dist.parent.parent
+    target.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["npm", "pack", f"@ohif/app@{OHIF_VERSION}"], cwd=target, check=True, capture_output=True, timeout=600)
+    with tarfile.open(target / f"ohif-app-{OHIF_VERSION}.tgz") as tar:
+        tar.extractall(target, filter="data")
+    return dist
+
+
+def _playwright_core() -> Path:
+    pkg = _cache() / "playwright" / "node_modules" / "playwright-core"
+    if not (pkg / "package.json").exists():
+        if shutil.which("npm") is None:
+            _unavailable("npm missing: cannot install playwright-core")
+        pkg.parent.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["npm", "install", "--prefix", str(pkg.parent.parent), "playwright-core"], check=True,
+                       capture_output=True, timeout=600)
+    return pkg
+
+
+APP_CONFIG = """window.config = {
+  routerBasename: null,
+  extensions: [],
+  modes: [],
+  showStudyList: true,
+  maxNumberOfWebWorkers: 1,
+  showWarningMessageForCrossOrigin: false,
+  showCPUFallbackMessage: false,
+  showLoadingIndicator: true,
+  strictZSpacingForVolumeViewport: true,
+  defaultDataSourceName: 'orthanc',
+  dataSources: [{
+    namespace: '@ohif/extension-default.dataSourcesModule.dicomweb',
+    sourceName: 'orthanc',
+    configuration: {
+      friendlyName: 'test Orthanc (same-origin proxy)',
+      name: 'orthanc',
+      wadoUriRoot: window.location.origin + '/dicom-web',
+      qidoRoot: window.location.origin + '/dicom-web',
+      wadoRoot: window.location.origin + '/dicom-web',
+      qidoSupportsIncludeField: false,
+      imageRendering: 'wadors',
+      thumbnailRendering: 'wadors',
+      enableStudyLazyLoad: true,
+      supportsFuzzyMatching: false,
+      supportsWildcard: true,
+      staticWado: false,
+      bulkDataURI: { enabled: true },
+      omitQuotationForMultipartRequest: true,
+    },
+  }],
+};
+"""
+
+
+def _handler(dist: Path, dicomweb: str) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # quiet
+            pass
+
+        def _send(self, code: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in (extra or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _proxy(self) -> None:
+            length = int(self.headers.get("Content-Length", 0) or 0)
+            body = self.rfile.read(length) if length else None
+            keep = {k: v for k, v in self.headers.items() if k.lower() in ("accept", "content-type")}
+            # the Host header makes Orthanc write BulkDataURIs that point back at this proxy
+            keep["Host"] = self.headers.get("Host", "")
+            r = requests.request(self.command, dicomweb + self.path[len("/dicom-web"):], data=body, headers=keep,
+                                 timeout=120)
+            self._send(r.status_code, r.content, r.headers.get("Content-Type", "application/octet-stream"))
+
+        def do_POST(self) -> None:  # noqa: N802
+            if self.path.startswith("/dicom-web/"):
+                self._proxy()
+            else:
+                self._send(405, b"", "text/plain")
+
+        def do_GET(self) -> None:  # noqa: N802
+            path = self.path.split("?", 1)[0]
+            if path.startswith("/dicom-web/"):
+                return self._proxy()
+            if path == "/app-config.js":
+                return self._send(200, APP_CONFIG.encode(), "text/javascript")
+            f = (dist / path.lstrip("/")).resolve()
+            if not f.is_file() or dist.resolve() not in f.parents:
+                f = dist / "index.html"  # client-side routes (/viewer ...)
+            ctype = mimetypes.guess_type(f.name)[0] or "application/octet-stream"
+            self._send(200, f.read_bytes(), ctype, {"Cache-Control": "max-age=3600"})
+
+    return Handler
+
+
+@pytest.fixture
+def viewer(orthanc: Orthanc) -> Iterator[tuple[str, Orthanc]]:
+    """Base URL of OHIF served with a same-origin DICOMweb proxy to a fresh Orthanc."""
+    dist = _ohif_dist()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(dist, orthanc.dicomweb_url))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", orthanc
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+DRIVER = r"""
+const { chromium } = require(process.env.PW_CORE);
+(async () => {
+  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--use-gl=swiftshader', '--enable-unsafe-swiftshader'] });
+  const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
+  const logs = [];
+  page.on('console', m => { if (m.type() === 'error' || /fail|rror/i.test(m.text())) logs.push(m.type() + ': ' + m.text().slice(0, 400)); });
+  page.on('pageerror', e => logs.push('pageerror: ' + String(e).slice(0, 300)));
+  page.on('requestfailed', r => logs.push('request failed: ' + r.url().slice(0, 200) + ' ' + (r.failure() || {}).errorText));
+  page.on('response', r => { if (r.status() >= 400) logs.push('HTTP ' + r.status() + ' ' + r.url().slice(0, 200)); });
+  let ok = false, text = '';
+  try {
+    await page.goto(process.env.URL, { waitUntil: 'domcontentloaded', timeout: 90000 });
+    const skip = page.getByText('Skip all');
+    try { await skip.first().click({ timeout: 45000 }); } catch (e) { logs.push('no tour: ' + e.message.slice(0, 100)); }
+    await page.waitForFunction(() => /Cobb[\s\S]{0,80}?-?\d+\.\d\d deg/.test(document.body.innerText),
+                               null, { timeout: 120000, polling: 1000 });
+    ok = true;
+    try { await page.locator('[data-cy="confirm-and-hide-button"]').click({ timeout: 5000 }); } catch (e) {}
+    await page.waitForTimeout(4000);  // let the viewport finish drawing the annotations
+  } catch (e) {
+    logs.push('wait failed: ' + e.message.slice(0, 200));
+  }
+  text = await page.evaluate(() => document.body.innerText);
+  await page.screenshot({ path: process.env.SHOT });
+  await browser.close();
+  console.log(JSON.stringify({ ok, text, logs }));
+})();
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_ohif_shows_sr_measurements(viewer: tuple[str, Orthanc], tmp_path: Path) -> None:
+    base, orthanc = viewer
+    if shutil.which("node") is None:
+        _unavailable("node missing")
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} missing (apt-get install chromium)")
+    pw = _playwright_core()
+
+    study, result = phantom_example(7, tmp_path / "study", shape=(1024, 832))
+    objects = encode(study, result, now=datetime.now(UTC))
+    for inst in study.instances:
+        # OHIF 3.13.2 fails to display these DX images ("Invalid VOI LUT function" in StackViewport) when
+        # they carry the optional VOILUTFunction (LINEAR, the default): upload copies without it
+        src = pydicom.dcmread(inst.path)
+        src.pop("VOILUTFunction", None)
+        src.save_as(tmp_path / "src.dcm", enforce_file_format=True)
+        orthanc.upload(tmp_path / "src.dcm")
+    for i, ds in enumerate(objects):
+        p = tmp_path / f"result_{i}.dcm"
+        ds.save_as(p, enforce_file_format=True)
+        orthanc.upload(p)
+    sr = next(o for o in objects if o.Modality == "SR")
+
+    script = tmp_path / "drive.js"
+    script.write_text(DRIVER)
+    shot = tmp_path / "ohif_sr.png"
+    url = f"{base}/viewer?StudyInstanceUIDs={study.study_uid}&initialSeriesInstanceUID={sr.SeriesInstanceUID}"
+    env = {**os.environ, "PW_CORE": str(pw), "CHROMIUM": str(CHROMIUM), "URL": url, "SHOT": str(shot)}
+    r = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=280, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    print("OHIF console errors:", *out["logs"][:20], sep="\n  ")
+    assert out["ok"], f"Cobb angle never listed; page text: {out['text'][:1500]!r}; console: {out['logs'][:10]}"
+    cobb = [m for m in result.measurements if m.key == "cobb_c2_c7" and m.value is not None]
+    shown = re.findall(r"(-?\d+\.\d\d) deg", out["text"])
+    assert any(abs(float(v) - m.value) < 0.006 for v in shown for m in cobb), (shown, [m.value for m in cobb])
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shot, SCREENSHOT)
