@@ -1005,7 +1005,7 @@ def view_dataset(study: PhantomStudy, pv: PhantomView, *, patient_id: str | None
     lo, hi = np.percentile(pv.pixels[::4, ::4], [1, 99])
     ds.WindowCenter = f"{(lo + hi) / 2:.0f}"
     ds.WindowWidth = f"{max(hi - lo, 16):.0f}"
-    ds.VOILUTFunction = "LINEAR"
+    # VOILUTFunction is left out: LINEAR is its default, and OHIF 3.13 refuses to display DX images that carry it
     ds.QualityControlImage = "NO"
     ds.AcquisitionContextSequence = []
     ds.PatientIdentityRemoved = "NO"
