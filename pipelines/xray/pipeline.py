@@ -1,0 +1,237 @@
+"""The X-ray pipeline: lateral cervical radiographs -> keypoints, measurements, findings (paper 002).
+
+For every radiograph: read pixels (MONOCHROME1 inverted, VOI LUT / window), predict the 30 keypoints with
+their spread (:class:`models.xray_keypoints.predictor.KeypointPredictor`, two passes), map them back to the
+original pixels, derive the vertebral-body masks C2..C7 from the corner quadrilaterals, and measure per view
+(``geometry.measure_view``) with Monte-Carlo 95 % intervals from the keypoint spread. When flexion and
+extension are both present, the dynamic measurements (``geometry.measure_dynamic``) follow. Findings come
+from ``findings.findings_from_measurements``.
+
+Uncertainty gate: an image whose median keypoint spread exceeds ``max_median_sigma_mm`` is not measured
+("not measurable", with the reason); a measurement whose 95 % interval is wider than ``max_interval`` for
+its unit is reported as not measurable with the interval in the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.results import (
+    KEYPOINT_NAMES,
+    VERTEBRAE,
+    AlgorithmInfo,
+    ImageResult,
+    Keypoint,
+    Mask,
+    Measurement,
+    StudyResult,
+    View,
+)
+from pipelines.study import Instance, Study
+from pipelines.xray.preprocessing import image_from_dataset, view_of
+
+log = logging.getLogger(__name__)
+
+ALGORITHM_NAME = "cspine-xray-keypoints"
+
+
+@dataclass
+class _Analysed:
+    image: ImageResult
+    points: np.ndarray
+    sigma_px: np.ndarray
+    spacing: tuple[float, float]
+    median_sigma_mm: float
+    calibrated: bool = True
+
+
+def corner_quadrilateral(points: np.ndarray, vertebra: int) -> np.ndarray:
+    """The vertebral body outline (4, 2) of vertebra index ``vertebra`` (0 = C2) in drawing order
+    antero-superior, antero-inferior, postero-inferior, postero-superior."""
+    a_s, a_i, p_s, p_i = points[4 * vertebra : 4 * vertebra + 4]
+    return np.array([a_s, a_i, p_i, p_s])
+
+
+def body_masks(points: np.ndarray, rows: int, cols: int, image_uid: str) -> list[Mask]:
+    """Vertebral body masks C2..C7 (bool rows x cols) filled from the predicted corner quadrilaterals."""
+    from matplotlib.path import Path as MplPath
+
+    masks = []
+    for v, name in enumerate(VERTEBRAE):
+        quad = corner_quadrilateral(points, v)
+        x0, y0 = np.floor(quad.min(axis=0)).astype(int)
+        x1, y1 = np.ceil(quad.max(axis=0)).astype(int)
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, cols - 1), min(y1, rows - 1)
+        arr = np.zeros((rows, cols), dtype=bool)
+        if x1 >= x0 and y1 >= y0:
+            yy, xx = np.mgrid[y0 : y1 + 1, x0 : x1 + 1]
+            inside = MplPath(quad).contains_points(np.column_stack([xx.ravel(), yy.ravel()]))
+            arr[y0 : y1 + 1, x0 : x1 + 1] = inside.reshape(yy.shape)
+        masks.append(Mask(f"{name} vertebral body", image_uid, arr))
+    return masks
+
+
+class XrayPipeline:
+    """Lateral cervical radiographs -> ``StudyResult`` (``name = "xray"``). Loads the weights once."""
+
+    name = "xray"
+    max_median_sigma_mm: float = 2.0
+    """Images whose median keypoint spread (1 sigma) is above this are not measured."""
+    max_interval: dict[str, float] = {"deg": 20.0, "mm": 8.0, "1": 0.5}  # noqa: RUF012
+    """Widest acceptable 95 % interval per unit."""
+    n_samples: int = 400
+
+    def __init__(self, weights: Path | str | None = None, device: str | None = None) -> None:
+        self._weights = weights
+        self._device = device
+        self._predictor = None
+        self._lock = threading.Lock()
+
+    @property
+    def predictor(self):  # -> KeypointPredictor (torch imported lazily)
+        with self._lock:
+            if self._predictor is None:
+                from models.xray_keypoints.predictor import KeypointPredictor, resolve_device
+
+                self._predictor = KeypointPredictor.load(self._weights, resolve_device(self._device))
+                log.info("loaded X-ray keypoint model %s on %s", self._predictor.version, self._predictor.device)
+            return self._predictor
+
+    def algorithm(self) -> AlgorithmInfo:
+        from models.xray_keypoints import MODEL_CARD
+
+        card = "research use only; trained on synthetic phantoms; see models/xray_keypoints/MODEL_CARD.md"
+        if MODEL_CARD.is_file():
+            card = f"{card} ({MODEL_CARD.name})"
+        return AlgorithmInfo(name=ALGORITHM_NAME, version=self.predictor.version, model_card=card)
+
+    def run(self, study: Study, instances: tuple[Instance, ...]) -> StudyResult:
+        from pipelines.xray import findings as findings_mod
+        from pipelines.xray import geometry
+
+        result = StudyResult(study.study_uid, self.name, self.algorithm())
+        analysed: list[_Analysed] = []
+        for inst in instances:
+            a = self._analyse(inst, result.warnings)
+            if a is not None:
+                result.images.append(a.image)
+                analysed.append(a)
+        if not analysed:
+            result.warnings.append("no lateral radiograph could be analysed")
+            return result
+
+        by_view: dict[View, list[_Analysed]] = {}
+        for a in analysed:
+            by_view.setdefault(a.image.view, []).append(a)
+        for view, items in by_view.items():
+            if len(items) > 1:
+                result.warnings.append(
+                    f"{len(items)} radiographs labelled {view.value}: each is measured; the dynamic comparison uses "
+                    f"the one with the lowest keypoint spread")
+        rng = np.random.default_rng(0)
+        best = {v: min(items, key=lambda a: a.median_sigma_mm) for v, items in by_view.items()}
+        primary: list[Measurement] = []
+        for a in analysed:
+            ms = self._measure_image(a, geometry, rng)
+            result.measurements.extend(ms)
+            if best[a.image.view] is a:
+                primary.extend(ms)
+        flex, ext = best.get(View.FLEXION), best.get(View.EXTENSION)
+        if flex is not None and ext is not None:
+            try:
+                dyn = geometry.measure_dynamic(
+                    flex.points, ext.points, flex.spacing, ext.spacing,
+                    image_uids=(flex.image.image_uid, ext.image.image_uid),
+                    sigma_px=(flex.sigma_px, ext.sigma_px), rng=rng, n_samples=self.n_samples)
+            except geometry.GeometryError as exc:
+                dyn = []
+                result.warnings.append(f"flexion-extension comparison not measurable: {exc}")
+            spread = max(flex.median_sigma_mm, ext.median_sigma_mm)
+            if spread > self.max_median_sigma_mm:
+                reason = (f"not measurable: keypoint uncertainty too high (median spread {spread:.2f} mm > "
+                          f"{self.max_median_sigma_mm:.2f} mm)")
+                dyn = [replace(m, value=None, interval=None, reason=reason) for m in dyn]
+            elif not (flex.calibrated and ext.calibrated):
+                dyn = [m if m.unit != "mm" else replace(m, value=None, interval=None,
+                                                        reason="not measurable: no pixel spacing") for m in dyn]
+            dyn = [self._gate(m) for m in dyn]
+            result.measurements.extend(dyn)
+            primary.extend(dyn)
+        elif by_view.keys() & {View.FLEXION, View.EXTENSION}:
+            missing = View.EXTENSION if flex is not None else View.FLEXION
+            result.warnings.append(f"no {missing.value} radiograph: dynamic instability (flexion-extension) not assessed")
+        # findings from one image per view (the best), so that duplicates cannot contradict each other
+        result.findings.extend(findings_mod.findings_from_measurements(primary))
+        return result
+
+    def _analyse(self, inst: Instance, warnings: list[str]) -> _Analysed | None:
+        from pipelines.xray.calibration import CalibrationError, measurement_spacing
+
+        uid = inst.sop_instance_uid
+        try:
+            ds = inst.read()
+            image = image_from_dataset(ds)
+        except Exception as exc:  # a broken file must not stop the other images
+            warnings.append(f"image {uid}: not analysed ({exc})")
+            return None
+        pred = self.predictor.predict(image)
+        view = view_of(ds)
+        if view is None:
+            view = pred.view
+            warnings.append(f"image {uid}: no view in the DICOM attributes; predicted {view.value} "
+                            f"(p={pred.view_probs[view]:.2f})")
+        try:
+            spacing, source = measurement_spacing(ds)
+            spacing = (float(spacing[0]), float(spacing[1]))
+            if "WARNING" in source:
+                warnings.append(f"image {uid}: pixel spacing from {source}")
+            calibrated = True
+        except CalibrationError as exc:
+            warnings.append(f"image {uid}: {exc}; distances not measurable, angles given")
+            spacing, calibrated = (1.0, 1.0), False
+        rows, cols = image.shape
+        kps = [Keypoint(n, float(x), float(y), float(s), uid)
+               for n, (x, y), s in zip(KEYPOINT_NAMES, pred.keypoints, pred.sigma_px, strict=True)]
+        img = ImageResult(uid, inst.series_uid, view, rows, cols, spacing if calibrated else None, kps,
+                          body_masks(pred.keypoints, rows, cols, uid))
+        outside = [n for n, (x, y) in zip(KEYPOINT_NAMES, pred.keypoints, strict=True)
+                   if not (-0.5 <= x <= cols - 0.5 and -0.5 <= y <= rows - 0.5)]
+        if outside:
+            warnings.append(f"image {uid}: keypoints predicted outside the image: {', '.join(outside)}")
+        median_px = float(np.median(pred.sigma_px))
+        # without a spacing, gate as if the pixels were 0.15 mm (a typical DX detector pixel)
+        median_mm = median_px * float(np.sqrt(spacing[0] * spacing[1])) if calibrated else median_px * 0.15
+        return _Analysed(img, pred.keypoints, pred.sigma_px, spacing, median_mm, calibrated)
+
+    def _measure_image(self, a: _Analysed, geometry, rng: np.random.Generator) -> list[Measurement]:
+        uid = a.image.image_uid
+        try:
+            ms = geometry.measure_view(a.points, a.spacing, view=a.image.view, image_uid=uid, sigma_px=a.sigma_px,
+                                       rng=rng, n_samples=self.n_samples)
+        except geometry.GeometryError as exc:
+            return [Measurement("keypoints", "Keypoint geometry", None, "1", "C2-C7", a.image.view,
+                                image_uids=(uid,), reason=str(exc))]
+        if not a.calibrated:
+            ms = [m if m.unit != "mm" else replace(m, value=None, interval=None,
+                                                    reason="not measurable: the image has no pixel spacing")
+                  for m in ms]
+        if a.median_sigma_mm > self.max_median_sigma_mm:
+            reason = (f"not measurable: keypoint uncertainty too high (median spread {a.median_sigma_mm:.2f} mm > "
+                      f"{self.max_median_sigma_mm:.2f} mm)")
+            return [replace(m, value=None, interval=None, reason=reason) for m in ms]
+        return [self._gate(m) for m in ms]
+
+    def _gate(self, m: Measurement) -> Measurement:
+        limit = self.max_interval.get(m.unit)
+        if m.value is None or m.interval is None or limit is None:
+            return m
+        width = m.interval[1] - m.interval[0]
+        if width > limit:
+            return replace(m, value=None, reason=(f"not measurable: 95% interval {m.interval[0]:.1f}..{m.interval[1]:.1f} "
+                                                  f"{m.unit} wider than {limit:g} {m.unit}"))
+        return m

@@ -1,0 +1,181 @@
+"""Lateral radiograph (DICOM) -> model input, and model coordinates -> original pixels.
+
+Intensity: modality LUT, VOI LUT or window (VOI LUT Sequence / WindowCenter+WindowWidth) when present,
+MONOCHROME1 inverted so that bone is bright, then a robust percentile stretch to [0, 1].
+Geometry: every model input is an affine resampling of the original image described by an explicit
+:class:`AffineTransform` (model pixel ``(x, y)`` -> original pixel ``(x, y)``; x right, y down, 0 = centre of
+the first pixel). ``letterbox`` keeps the aspect ratio and pads; ``box`` crops a square around a region.
+``view_of`` reads the radiograph's position (neutral / flexion / extension) from DICOM attributes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+from pydicom.dataset import Dataset
+from scipy import ndimage
+
+from pipelines.results import View
+
+
+@dataclass(frozen=True)
+class AffineTransform:
+    """``original = matrix @ [x_model, y_model, 1]``; ``size`` is the model input (rows, cols)."""
+
+    matrix: np.ndarray
+    size: tuple[int, int]
+
+    @classmethod
+    def letterbox(cls, rows: int, cols: int, size: int | tuple[int, int]) -> AffineTransform:
+        """Fit the whole ``rows x cols`` image into ``size`` keeping the aspect ratio, centred (padding around)."""
+        out_r, out_c = (size, size) if isinstance(size, int) else size
+        s = max(rows / out_r, cols / out_c)  # original pixels per model pixel
+        # centre of the model grid maps to the centre of the original image
+        tx = (cols - 1) / 2 - s * (out_c - 1) / 2
+        ty = (rows - 1) / 2 - s * (out_r - 1) / 2
+        return cls(np.array([[s, 0.0, tx], [0.0, s, ty]]), (out_r, out_c))
+
+    @classmethod
+    def box(cls, cx: float, cy: float, side: float, size: int, angle_deg: float = 0.0) -> AffineTransform:
+        """A square of ``side`` original pixels centred on ``(cx, cy)``, rotated by ``angle_deg``, onto ``size x size``."""
+        s = side / size
+        a = np.deg2rad(angle_deg)
+        rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) * s
+        c = (size - 1) / 2
+        t = np.array([cx, cy]) - rot @ np.array([c, c])
+        return cls(np.column_stack([rot, t]), (size, size))
+
+    @property
+    def scale(self) -> float:
+        """Original pixels per model pixel (geometric mean of both axes)."""
+        return float(np.sqrt(abs(np.linalg.det(self.matrix[:, :2]))))
+
+    def to_original(self, points: np.ndarray) -> np.ndarray:
+        """Model ``(..., 2)`` ``(x, y)`` -> original pixels."""
+        p = np.asarray(points, dtype=np.float64)
+        return p @ self.matrix[:, :2].T + self.matrix[:, 2]
+
+    def to_model(self, points: np.ndarray) -> np.ndarray:
+        """Original ``(..., 2)`` ``(x, y)`` -> model pixels."""
+        p = np.asarray(points, dtype=np.float64)
+        return (p - self.matrix[:, 2]) @ np.linalg.inv(self.matrix[:, :2]).T
+
+    def sigma_to_original(self, sigma: np.ndarray) -> np.ndarray:
+        """A spread in model pixels -> original pixels (isotropic scale)."""
+        return np.asarray(sigma) * self.scale
+
+
+def warp(image: np.ndarray, transform: AffineTransform, *, order: int = 1, cval: float = 0.0) -> np.ndarray:
+    """Resample ``image`` (rows, cols) onto the model grid of ``transform`` (float32).
+
+    When the transform shrinks by 2x or more, the image is first block-averaged by the integer factor so that
+    the bilinear resampling does not alias.
+    """
+    img = np.asarray(image, dtype=np.float32)
+    m = transform.matrix.astype(np.float64)
+    f = int(np.floor(transform.scale))
+    if f >= 2:
+        r, c = (img.shape[0] // f) * f, (img.shape[1] // f) * f
+        img = img[:r, :c].reshape(r // f, f, c // f, f).mean(axis=(1, 3))
+        # original = f * reduced + (f - 1) / 2  =>  reduced = (original - (f - 1) / 2) / f
+        m = np.vstack([m, [0, 0, 1]])
+        m = (np.array([[1 / f, 0, -(f - 1) / 2 / f], [0, 1 / f, -(f - 1) / 2 / f], [0, 0, 1]]) @ m)[:2]
+    # scipy works in (row, col): input_rc = M_rc @ output_rc + offset_rc
+    m_rc = np.array([[m[1, 1], m[1, 0]], [m[0, 1], m[0, 0]]])
+    off_rc = np.array([m[1, 2], m[0, 2]])
+    return ndimage.affine_transform(img, m_rc, offset=off_rc, output_shape=transform.size, order=order, cval=cval, mode="constant").astype(np.float32)
+
+
+def to_unit_range(pixels: np.ndarray, *, monochrome1: bool, low_pct: float = 1.0, high_pct: float = 99.5) -> np.ndarray:
+    """Display values -> float32 in [0, 1] with bone bright: invert MONOCHROME1, robust percentile stretch."""
+    x = np.asarray(pixels, dtype=np.float32)
+    if monochrome1:
+        x = -x
+    sample = x[:: max(1, x.shape[0] // 256), :: max(1, x.shape[1] // 256)]
+    lo, hi = np.percentile(sample, [low_pct, high_pct])
+    if hi <= lo:
+        hi = lo + 1.0
+    return np.clip((x - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+
+
+def display_pixels(ds: Dataset) -> np.ndarray:
+    """Pixel values after the modality LUT and the VOI LUT / window of ``ds`` (first frame; no inversion)."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    if "PixelData" not in ds:
+        raise ValueError("the DICOM instance has no pixel data")
+    arr = ds.pixel_array
+    if arr.ndim == 3 and ds.get("SamplesPerPixel", 1) == 1:
+        arr = arr[0]
+    if arr.ndim != 2:
+        raise ValueError(f"expected a single-frame greyscale image, got pixel array shape {arr.shape}")
+    arr = apply_modality_lut(arr, ds)
+    if "VOILUTSequence" in ds or "WindowCenter" in ds:
+        arr = apply_voi_lut(arr, ds, index=0)
+    return np.asarray(arr, dtype=np.float32)
+
+
+def image_from_dataset(ds: Dataset) -> np.ndarray:
+    """A DICOM radiograph -> float32 (rows, cols) in [0, 1], bone bright."""
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise ValueError(f"unsupported PhotometricInterpretation {photometric!r} (need MONOCHROME1/2)")
+    return to_unit_range(display_pixels(ds), monochrome1=photometric == "MONOCHROME1")
+
+
+def model_input(image: np.ndarray, transform: AffineTransform) -> np.ndarray:
+    """A [0, 1] image -> the network input (rows, cols) float32 in [-1, 1] (padding at -1)."""
+    return warp(image, transform, cval=0.0) * 2.0 - 1.0
+
+
+_VIEW_WORDS: tuple[tuple[View, re.Pattern[str]], ...] = (
+    (View.FLEXION, re.compile(r"\bflex(ion|ed)?\b|\bflx\b", re.I)),
+    (View.EXTENSION, re.compile(r"\bext(ension|ended)?\b|\bextn\b", re.I)),
+    (View.NEUTRAL, re.compile(r"\bneutral\b|\bneut\b|\bneu\b", re.I)),
+)
+_VIEW_CODES: dict[str, View] = {"9964006": View.FLEXION, "24154002": View.EXTENSION}
+"""SNOMED CT view modifiers (CID 4010/4011): flexion, extension."""
+_VIEW_TEXT_ATTRIBUTES = (
+    "ViewName",
+    "AcquisitionDeviceProcessingDescription",
+    "SeriesDescription",
+    "ImageComments",
+    "ProtocolName",
+    "PerformedProcedureStepDescription",
+)
+
+
+def view_from_text(text: str) -> View | None:
+    """The single view named in ``text`` (flexion/extension/neutral and common abbreviations), else None."""
+    found = {v for v, pat in _VIEW_WORDS if pat.search(text or "")}
+    return found.pop() if len(found) == 1 else None
+
+
+def view_of(ds: Dataset) -> View | None:
+    """The position of a lateral cervical radiograph from its DICOM attributes, or None if none names one.
+
+    Looks at ViewCodeSequence / ViewModifierCodeSequence code meanings first, then free-text attributes
+    (AcquisitionDeviceProcessingDescription, SeriesDescription, ImageComments, ProtocolName, ...).
+    """
+    texts: list[str] = []
+    codes: list[Dataset] = []
+    for item in ds.get("ViewCodeSequence", []) or []:
+        codes.append(item)
+        codes.extend(item.get("ViewModifierCodeSequence", []) or [])
+    codes.extend(ds.get("ViewModifierCodeSequence", []) or [])
+    for code in codes:
+        value = str(code.get("CodeValue", ""))
+        if value in _VIEW_CODES:
+            return _VIEW_CODES[value]
+        texts.append(str(code.get("CodeMeaning", "")))
+    for t in texts:
+        v = view_from_text(t)
+        if v is not None:
+            return v
+    for name in _VIEW_TEXT_ATTRIBUTES:
+        v = view_from_text(str(ds.get(name, "") or ""))
+        if v is not None:
+            return v
+    return None
