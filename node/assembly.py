@@ -1,0 +1,80 @@
+"""Study assembly: decide when a study is complete and dispatch it; re-dispatch on late instances.
+
+A study is *ready* when it has instances newer than its last dispatch (``generation >
+dispatched_generation``), every association that brought them has ended (the release/abort markers the
+SCP writes into the spool index), and no instance arrived for ``stable_age_s`` (default 5 s, like
+MONAI Deploy's gateway; Orthanc uses 60 s). A sender that keeps its association open is not waited for
+forever: after ``open_association_age_s`` without new instances the study is dispatched anyway.
+
+A late instance bumps the study's generation, so the study becomes ready again and a new analysis is
+queued; when it finishes, results of the older analysis that were not yet delivered are superseded (see
+``node.spool.Spool.finish_analysis``), and results already delivered are followed by the new ones (new
+SOP Instance UIDs from ``pipelines.dicom_out``).
+
+The ``Assembler`` is ticked by the ``serve`` process (``node.service.Node``, one per spool). It also sweeps the outbox: pending
+results whose delivery task was lost (restart, crash of a worker) are queued again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from node import metrics
+from node.dispatch import Dispatcher
+from node.logs import log
+from node.settings import NodeSettings
+from node.spool import Spool
+
+LOG = logging.getLogger("node.assembly")
+
+
+class Assembler:
+    """Finds ready studies and dispatches them; re-queues lost deliveries."""
+
+    def __init__(self, spool: Spool, settings: NodeSettings, dispatcher: Dispatcher,
+                 clock: Callable[[], float] = time.time):
+        self.spool = spool
+        self.settings = settings
+        self.dispatcher = dispatcher
+        self.clock = clock
+
+    def tick(self) -> list[str]:
+        """Dispatch every ready study once; returns their UIDs."""
+        now = self.clock()
+        dispatched = []
+        for study_uid, generation in self.spool.ready_studies(
+                now, self.settings.stable_age_s, self.settings.open_association_age_s):
+            try:
+                task_id = self.dispatcher.analyze(study_uid, generation)
+            except Exception as e:  # noqa: BLE001 - broker down: try again next tick
+                log(LOG, "dispatch failed", logging.WARNING, study_uid=study_uid, error=f"{type(e).__name__}: {e}")
+                break
+            self.spool.mark_dispatched(study_uid, generation, task_id, now=now)
+            metrics.DISPATCHED.inc()
+            log(LOG, "study dispatched", study_uid=study_uid, generation=generation, task_id=task_id)
+            dispatched.append(study_uid)
+        return dispatched
+
+    def sweep_outbox(self, older_than_s: float) -> list[tuple[str, str]]:
+        """Queue delivery again for pending results untouched for ``older_than_s``."""
+        now = self.clock()
+        requeued = []
+        for study_uid, dest in self.spool.stale_outbox(older_than_s, now=now):
+            try:
+                self.dispatcher.deliver(study_uid, dest)
+            except Exception as e:  # noqa: BLE001
+                log(LOG, "delivery re-queue failed", logging.WARNING, study_uid=study_uid, destination=dest,
+                    error=f"{type(e).__name__}: {e}")
+                break
+            self.spool.touch_outbox(study_uid, dest, now=now)
+            requeued.append((study_uid, dest))
+        if requeued:
+            log(LOG, "deliveries re-queued", count=len(requeued))
+        return requeued
+
+    def stale_after_s(self) -> float:
+        """How long a pending outbox row may sit untouched before its delivery counts as lost."""
+        return 2 * self.settings.deliver_backoff_max_s + 2 * max(
+            (d.timeout_s for d in self.settings.destinations), default=60.0) + 30.0

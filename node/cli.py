@@ -1,0 +1,226 @@
+"""``cspine-node``: the command line of the node.
+
+Subcommands::
+
+    serve      receive (DICOM SCP), assemble, dispatch; with no broker URL also runs the embedded worker
+    worker     a Celery worker for the node's tasks (Redis broker, or the embedded one under the spool)
+    analyze    run the pipelines on DICOM files/folders on disk (no network): result DICOM + summary.txt
+    status     studies by state, queue depth, outbox per destination with last error, dead letters
+    demo       start an embedded node, C-STORE a generated phantom study to it, print the results
+    phantom    xray|mri ...  -> pipelines.<x>.phantom.cli
+    train      xray|mri ...  -> models.xray_keypoints.train.cli / models.mri.train.cli
+    evaluate   xray|mri ...  -> models.xray_keypoints.evaluate.cli / models.mri.evaluate.cli
+
+Settings come from ``CSPINE_*`` environment variables and the file in ``CSPINE_CONFIG`` (``--config``
+sets it); the few flags below override them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+DELEGATES = {
+    ("phantom", "xray"): "pipelines.xray.phantom",
+    ("phantom", "mri"): "pipelines.mri.phantom",
+    ("train", "xray"): "models.xray_keypoints.train",
+    ("evaluate", "xray"): "models.xray_keypoints.evaluate",
+    ("train", "mri"): "models.mri.train",
+    ("evaluate", "mri"): "models.mri.evaluate",
+}
+
+
+def _settings(args: argparse.Namespace, **extra: Any):  # noqa: ANN202
+    from node.settings import NodeSettings
+
+    if getattr(args, "config", None):
+        os.environ["CSPINE_CONFIG"] = str(Path(args.config).resolve())
+    overrides = {k: v for k, v in extra.items() if v is not None}
+    return NodeSettings(**overrides)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="settings file (TOML/JSON/YAML); same as CSPINE_CONFIG")
+    p.add_argument("--spool", type=Path, help="spool directory (CSPINE_SPOOL_DIR)")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from node.logs import setup_logging
+    from node.service import Node
+
+    s = _settings(args, spool_dir=args.spool, port=args.port, ae_title=args.ae_title, host=args.host,
+                  stable_age_s=args.stable_age, broker_url=args.broker_url, metrics_port=args.metrics_port)
+    setup_logging(s.log_level, s.log_json)
+    node = Node(s, start_worker=True if args.with_worker else (False if args.no_worker else None)).start()
+    print(json.dumps({"event": "serving", "ae_title": s.ae_title, "port": node.port, "spool": str(node.spool.root),
+                      "broker": "embedded" if s.embedded_broker else "redis", "pid": os.getpid()}), flush=True)
+    node.wait()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from node import tasks
+    from node.logs import setup_logging
+
+    s = _settings(args, spool_dir=args.spool, broker_url=args.broker_url)
+    setup_logging(s.log_level, s.log_json)
+    app = tasks.configure(s)
+    argv = ["worker", "--pool", args.pool, "--concurrency", str(args.concurrency), "-Q", "cspine",
+            "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", s.log_level]
+    app.worker_main(argv)
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from io import BytesIO
+
+    from pipelines import analyze
+    from pipelines.study import Study
+
+    files: list[Path] = []
+    for p in args.paths:
+        p = Path(p)
+        if p.is_dir():
+            files.extend(sorted(f for f in p.rglob("*") if f.is_file()))
+        elif p.is_file():
+            files.append(p)
+        else:
+            print(f"error: {p}: no such file or folder", file=sys.stderr)
+            return 2
+    dicom_files = []
+    for f in files:
+        with open(f, "rb") as fh:
+            head = fh.read(132)
+        if head[128:132] == b"DICM":
+            dicom_files.append(f)
+        else:
+            print(f"skipping {f}: not a DICOM Part 10 file", file=sys.stderr)
+    if not dicom_files:
+        print("error: no DICOM files found", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summaries = []
+    n_objects = 0
+    for study in Study.from_paths(dicom_files):
+        analysis = analyze(study)
+        study_dir = out / study.study_uid
+        study_dir.mkdir(parents=True, exist_ok=True)
+        for ds in analysis.objects:
+            buf = BytesIO()
+            ds.save_as(buf, enforce_file_format=True)
+            name = f"{ds.Modality}_{ds.SOPInstanceUID}.dcm"
+            (study_dir / name).write_bytes(buf.getvalue())
+            n_objects += 1
+            print(study_dir / name)
+        text = "\n".join(r.summary() for r in analysis.results)
+        if analysis.skipped:
+            text += ("\n" if text else "") + "\n".join(f"Study {study.study_uid} not analysed: {s}"
+                                                      for s in analysis.skipped)
+        summaries.append(text)
+    summary = "\n\n".join(summaries) + "\n"
+    (out / "summary.txt").write_text(summary)
+    print(summary)
+    print(f"{n_objects} result object(s) and summary.txt written to {out}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from node.status import collect, render
+
+    s = _settings(args, spool_dir=args.spool)
+    info = collect(s, metrics_url=args.metrics_url)
+    print(json.dumps(info, indent=2, default=str) if args.json else render(info))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from node.demo import run_demo
+
+    return run_demo(spool=args.spool, seed=args.seed, timeout_s=args.timeout, port=args.port)
+
+
+def cmd_delegate(args: argparse.Namespace, rest: list[str]) -> int:
+    module_name = DELEGATES.get((args.command, args.target))
+    if module_name is None:
+        print(f"error: unknown target {args.target!r} for {args.command}", file=sys.stderr)
+        return 2
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        print(f"error: {module_name} is not available ({e})", file=sys.stderr)
+        return 2
+    result = module.cli(rest)
+    return int(result or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cspine-node", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the node (SCP, assembly, dispatch; embedded worker without a broker URL)")
+    _common(p)
+    p.add_argument("--port", type=int)
+    p.add_argument("--host")
+    p.add_argument("--ae-title")
+    p.add_argument("--stable-age", type=float, help="seconds without new instances before dispatch")
+    p.add_argument("--broker-url", help="redis://host:port/db (default: embedded broker under the spool)")
+    p.add_argument("--metrics-port", type=int, help="Prometheus /metrics port (0: off)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--no-worker", action="store_true", help="do not start the embedded worker")
+    g.add_argument("--with-worker", action="store_true", help="start a local worker child even with Redis")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("worker", help="run a Celery worker for the node's tasks")
+    _common(p)
+    p.add_argument("--broker-url")
+    p.add_argument("--pool", default="solo", choices=["solo", "prefork", "threads"])
+    p.add_argument("--concurrency", type=int, default=1)
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("analyze", help="analyse DICOM files on disk (no network)")
+    p.add_argument("paths", nargs="+", help="DICOM files or folders")
+    p.add_argument("--out", required=True, type=Path, help="output folder for result DICOM files + summary.txt")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("status", help="show the node's state (reads the spool index)")
+    _common(p)
+    p.add_argument("--metrics-url", help="also read this /metrics endpoint, e.g. http://127.0.0.1:9464/metrics")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("demo", help="start an embedded node, send it a phantom study, print the results")
+    p.add_argument("--spool", type=Path, help="spool directory (default: a temporary one)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--port", type=int, default=0, help="SCP port (default: a free one)")
+    p.add_argument("--timeout", type=float, default=600.0)
+    p.set_defaults(func=cmd_demo)
+
+    for name in ("phantom", "train", "evaluate"):
+        p = sub.add_parser(name, help=f"{name} xray|mri ... (options are passed to the owning module)",
+                           add_help=False)
+        p.add_argument("target", choices=["xray", "mri"])
+        p.set_defaults(func=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command in ("phantom", "train", "evaluate"):
+        return cmd_delegate(args, rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    t0 = time.time()
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Delivery of result objects: C-STORE (pynetdicom) and STOW-RS (dicomweb-client).
+
+The outbox is persistent: ``node.spool`` keeps one row per (result object, destination) with its state
+(``pending`` -> ``sent``; ``superseded`` when a newer analysis replaced it; ``failed`` when retries
+ran out), attempt count and last error. ``node.tasks.deliver`` calls ``send_rows`` and retries with
+backoff through Celery until the destination answers again; ``serve`` re-queues pending rows whose task
+was lost (restart, crash). ``cspine-node status`` shows the last error per destination.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pydicom
+import requests
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE
+
+from node.settings import Destination
+from node.spool import OutboxRow, Spool
+
+LOG = logging.getLogger("node.deliver")
+
+# C-STORE statuses that mean "stored": success and the warning family (coercion, elements discarded).
+_STORED = {0x0000, 0x0001, 0x0107, 0x0116, 0xB000, 0xB006, 0xB007}
+
+
+class DeliveryError(RuntimeError):
+    """Some objects were not delivered; ``failed_ids`` are their outbox row ids."""
+
+    def __init__(self, message: str, failed_ids: list[int]):
+        super().__init__(message)
+        self.failed_ids = failed_ids
+
+
+def send_rows(dest: Destination, rows: list[OutboxRow], spool: Spool, *, calling_aet: str = "CSPINE") -> None:
+    """Send the outbox ``rows`` to ``dest``; marks what was stored as sent, raises ``DeliveryError`` for the rest."""
+    if dest.kind == "dimse":
+        sent, failed, error = _send_dimse(dest, rows, calling_aet)
+    else:
+        sent, failed, error = _send_stow(dest, rows)
+    if sent:
+        spool.mark_sent(sent)
+    if failed:
+        raise DeliveryError(f"{dest.name}: {error}", failed)
+
+
+def _send_dimse(dest: Destination, rows: list[OutboxRow], calling_aet: str) -> tuple[list[int], list[int], str]:
+    ae = AE(ae_title=calling_aet)
+    ae.acse_timeout = dest.timeout_s
+    ae.dimse_timeout = dest.timeout_s
+    ae.network_timeout = dest.timeout_s
+    syntaxes: dict[str, set[str]] = {}
+    for r in rows:
+        ts = str(pydicom.dcmread(r.path, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+        syntaxes.setdefault(r.sop_class_uid, set()).update({ts, ExplicitVRLittleEndian, ImplicitVRLittleEndian})
+    for sop_class, ts in syntaxes.items():
+        ae.add_requested_context(sop_class, sorted(ts))
+    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
+    if not assoc.is_established:
+        why = "association rejected" if assoc.is_rejected else "destination unreachable or association aborted"
+        return [], [r.id for r in rows], f"{why} ({dest.ae_title}@{dest.host}:{dest.port})"
+    sent, failed, error = [], [], ""
+    try:
+        for r in rows:
+            try:
+                status = assoc.send_c_store(Path(r.path))
+            except Exception as e:  # noqa: BLE001 - recorded and retried
+                failed.append(r.id)
+                error = f"{type(e).__name__}: {e}"
+                continue
+            code = int(status.Status) if status and "Status" in status else None
+            if code in _STORED:
+                sent.append(r.id)
+            else:
+                failed.append(r.id)
+                error = f"C-STORE status {'none (connection lost)' if code is None else f'0x{code:04X}'}"
+            if not assoc.is_established:
+                failed.extend(x.id for x in rows if x.id not in sent and x.id not in failed)
+                error = error or "association lost"
+                break
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    return sent, failed, error
+
+
+def _send_stow(dest: Destination, rows: list[OutboxRow]) -> tuple[list[int], list[int], str]:
+    from dicomweb_client.api import DICOMwebClient
+
+    session = requests.Session()
+    session.request = _with_timeout(session.request, dest.timeout_s)  # type: ignore[method-assign]
+    client = DICOMwebClient(dest.url, headers=dest.headers or None, session=session)
+    # No retries inside the client (its default session retries a refused connection for ~30 s, blocking the
+    # worker): Celery retries the whole delivery with backoff instead.
+    client.set_http_retry_params(retry=False)
+    datasets = [pydicom.dcmread(r.path) for r in rows]
+    try:
+        response = client.store_instances(datasets)
+    except Exception as e:  # noqa: BLE001 - HTTP errors, connection refused: retried
+        return [], [r.id for r in rows], f"STOW-RS {type(e).__name__}: {str(e)[:300]}"
+    failed_uids = set()
+    for item in getattr(response, "FailedSOPSequence", None) or []:
+        failed_uids.add(str(item.get("ReferencedSOPInstanceUID", "")))
+    sent = [r.id for r in rows if r.sop_instance_uid not in failed_uids]
+    failed = [r.id for r in rows if r.sop_instance_uid in failed_uids]
+    return sent, failed, f"STOW-RS refused {len(failed)} object(s)" if failed else ""
+
+
+def _with_timeout(request, timeout: float):  # noqa: ANN001, ANN202 - wraps requests.Session.request
+    def wrapped(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        kwargs.setdefault("timeout", timeout)
+        return request(*args, **kwargs)
+
+    return wrapped

@@ -1,0 +1,253 @@
+"""The DICOM Storage SCP (C-STORE + C-ECHO) of the node, on pynetdicom.
+
+Handlers are thin: *validate, persist, acknowledge*. The C-STORE handler takes the encoded dataset as
+sent (no re-encoding), checks it (``validate_instance``), stores it durably in the spool, and only then
+returns Success. Everything else (assembly, analysis, delivery) happens elsewhere.
+
+Statuses returned (PS3.4 B.2.3):
+
+* ``0x0000`` Success: the instance is on disk (fsync'd) and indexed; duplicates are Success too.
+* ``0xA900`` Data Set does not match SOP Class: a required UID is missing or differs from the request.
+* ``0xC210`` Cannot understand: the payload is not a parsable DICOM data set, or its pixel data is
+  truncated / not properly encapsulated.
+* ``0xA700`` Out of resources: the spool could not write (disk full, I/O error).
+
+Association control: calling AE titles and peer addresses outside the allow-lists are rejected at
+association (A-ASSOCIATE-RJ, permanent, "calling AE title not recognised"); the AE's own limits
+(``maximum_associations``, ``maximum_pdu_size``) come from the settings.
+
+Accepted: CR, DX (for presentation/processing), MR, Enhanced MR and the Secondary Capture family, in
+the uncompressed, deflated, JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000, HTJ2K and RLE
+transfer syntaxes (decoders: pylibjpeg, pylibjpeg-libjpeg/openjpeg/rle, pyjpegls from PyPI).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from io import BytesIO
+from typing import Any
+
+import pydicom
+from pydicom.encaps import generate_fragments
+from pydicom.uid import (
+    HTJ2K,
+    JPEG2000,
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    HTJ2KLossless,
+    HTJ2KLosslessRPCL,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
+)
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import Verification
+
+from node import metrics
+from node.logs import log
+from node.settings import NodeSettings
+from node.spool import InstanceHeader, Spool, StoreOutcome, header_from_dataset
+
+LOG = logging.getLogger("node.scp")
+
+STORAGE_SOP_CLASSES: dict[str, str] = {
+    "1.2.840.10008.5.1.4.1.1.1": "Computed Radiography Image Storage",
+    "1.2.840.10008.5.1.4.1.1.1.1": "Digital X-Ray Image Storage - For Presentation",
+    "1.2.840.10008.5.1.4.1.1.1.1.1": "Digital X-Ray Image Storage - For Processing",
+    "1.2.840.10008.5.1.4.1.1.4": "MR Image Storage",
+    "1.2.840.10008.5.1.4.1.1.4.1": "Enhanced MR Image Storage",
+    "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture Image Storage",
+    "1.2.840.10008.5.1.4.1.1.7.1": "Multi-frame Single Bit Secondary Capture Image Storage",
+    "1.2.840.10008.5.1.4.1.1.7.2": "Multi-frame Grayscale Byte Secondary Capture Image Storage",
+    "1.2.840.10008.5.1.4.1.1.7.3": "Multi-frame Grayscale Word Secondary Capture Image Storage",
+    "1.2.840.10008.5.1.4.1.1.7.4": "Multi-frame True Color Secondary Capture Image Storage",
+}
+
+TRANSFER_SYNTAXES: list[UID] = [
+    ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian,
+    JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless, JPEGLosslessSV1, JPEGLSLossless, JPEGLSNearLossless,
+    JPEG2000Lossless, JPEG2000, HTJ2KLossless, HTJ2KLosslessRPCL, HTJ2K, RLELossless,
+]
+
+SUCCESS = 0x0000
+OUT_OF_RESOURCES = 0xA700
+DOES_NOT_MATCH_SOP_CLASS = 0xA900
+CANNOT_UNDERSTAND = 0xC210
+
+
+class InvalidInstance(ValueError):
+    """A C-STORE payload the node refuses; ``status`` is the DIMSE status to return."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def _expected_native_bytes(ds: pydicom.Dataset) -> int:
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    spp = int(ds.get("SamplesPerPixel", 1))
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    bits = int(ds.BitsAllocated)
+    total_bits = rows * cols * spp * frames * bits
+    return (total_bits + 7) // 8
+
+
+def validate_instance(data: bytes, sop_class_uid: str, sop_instance_uid: str) -> InstanceHeader:
+    """Parse a received Part 10 byte string and check it; returns the index header or raises
+    ``InvalidInstance`` with the status to send back."""
+    try:
+        ds = pydicom.dcmread(BytesIO(data))
+        header = header_from_dataset(ds)
+    except InvalidInstance:
+        raise
+    except ValueError as e:
+        raise InvalidInstance(DOES_NOT_MATCH_SOP_CLASS, f"data set: {e}") from e
+    except Exception as e:  # noqa: BLE001 - any parse error of foreign bytes is "cannot understand"
+        raise InvalidInstance(CANNOT_UNDERSTAND, f"not a parsable DICOM data set ({type(e).__name__})") from e
+    if header.sop_class_uid != str(sop_class_uid):
+        raise InvalidInstance(DOES_NOT_MATCH_SOP_CLASS, "SOPClassUID differs from the C-STORE request")
+    if header.sop_instance_uid != str(sop_instance_uid):
+        raise InvalidInstance(DOES_NOT_MATCH_SOP_CLASS, "SOPInstanceUID differs from the C-STORE request")
+    try:
+        value = ds.get("PixelData")
+        if value is None:
+            raise InvalidInstance(CANNOT_UNDERSTAND, "image without (complete) Pixel Data")
+        if ds.file_meta.TransferSyntaxUID.is_encapsulated:
+            fragments = sum(1 for _ in generate_fragments(value))
+            if fragments == 0:
+                raise InvalidInstance(CANNOT_UNDERSTAND, "encapsulated Pixel Data without fragments")
+        else:
+            expected = _expected_native_bytes(ds)
+            if len(value) < expected:
+                raise InvalidInstance(CANNOT_UNDERSTAND, f"Pixel Data truncated ({len(value)} < {expected} bytes)")
+    except InvalidInstance:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise InvalidInstance(CANNOT_UNDERSTAND, f"pixel data: {type(e).__name__}: {e}") from e
+    return header
+
+
+class StorageSCP:
+    """The node's DICOM listener. ``start()`` returns at once; ``port`` is the bound port."""
+
+    def __init__(self, settings: NodeSettings, spool: Spool):
+        self.settings = settings
+        self.spool = spool
+        self.ae = AE(ae_title=settings.ae_title)
+        self.ae.maximum_pdu_size = settings.max_pdu
+        self.ae.maximum_associations = settings.max_associations
+        self.ae.network_timeout = settings.network_timeout_s
+        self.ae.dimse_timeout = settings.dimse_timeout_s
+        self.ae.acse_timeout = 30
+        self.ae.require_called_aet = False
+        self.ae.add_supported_context(Verification)
+        for uid in STORAGE_SOP_CLASSES:
+            self.ae.add_supported_context(uid, TRANSFER_SYNTAXES)
+        self._server: Any = None
+        self._assoc_ids: dict[int, str] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("SCP not started")
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        handlers = [
+            (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_CONN_CLOSE, self._on_close),
+        ]
+        self._server = self.ae.start_server(
+            (self.settings.host, self.settings.port), block=False, evt_handlers=handlers)
+        log(LOG, "scp listening", ae_title=self.settings.ae_title, host=self.settings.host, port=self.port)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+    # -- handlers ----------------------------------------------------------------------------------
+
+    def _on_requested(self, event: evt.Event) -> None:
+        rq = event.assoc.requestor
+        calling = str(rq.primitive.calling_ae_title).strip()  # ae_title is only filled in after negotiation
+        peer = str(rq.address)
+        allowed_aets = [a.strip() for a in self.settings.allowed_calling_aets]
+        why = ""
+        if allowed_aets and calling not in allowed_aets:
+            why = "calling AE title not allowed"
+        elif self.settings.allowed_hosts and peer not in self.settings.allowed_hosts:
+            why = "peer host not allowed"
+        if why:
+            metrics.ASSOCIATIONS.labels("rejected").inc()
+            log(LOG, "association rejected", logging.WARNING, calling_aet=calling, peer=peer, reason=why)
+            event.assoc.acse.send_reject(0x01, 0x01, 0x03)  # permanent, service user, calling AE not recognised
+            event.assoc.is_rejected = True
+            event.assoc.kill()
+            return
+        metrics.ASSOCIATIONS.labels("accepted").inc()
+
+    def _assoc_id(self, event: evt.Event) -> str:
+        key = id(event.assoc)
+        with self._lock:
+            aid = self._assoc_ids.get(key)
+            if aid is not None:
+                return aid
+            aid = uuid.uuid4().hex
+            self._assoc_ids[key] = aid
+        rq = event.assoc.requestor
+        self.spool.open_association(aid, str(rq.ae_title).strip(), str(rq.address))
+        return aid
+
+    def _on_echo(self, event: evt.Event) -> int:
+        return SUCCESS
+
+    def _on_store(self, event: evt.Event) -> int:
+        t0 = time.perf_counter()
+        req = event.request
+        calling = str(event.assoc.requestor.ae_title).strip()
+        try:
+            data = event.encoded_dataset()
+            header = validate_instance(data, req.AffectedSOPClassUID, req.AffectedSOPInstanceUID)
+        except InvalidInstance as e:
+            metrics.INSTANCES_REJECTED.labels(e.reason.split(" (")[0][:40]).inc()
+            log(LOG, "instance refused", logging.WARNING, calling_aet=calling, status=f"0x{e.status:04X}",
+                reason=e.reason, sop_instance_uid=str(req.AffectedSOPInstanceUID))
+            return e.status
+        try:
+            outcome = self.spool.store(data, header, assoc_id=self._assoc_id(event), calling_aet=calling)
+        except OSError as e:
+            metrics.INSTANCES_REJECTED.labels("spool write failed").inc()
+            log(LOG, "spool write failed", logging.ERROR, error=str(e), sop_instance_uid=header.sop_instance_uid)
+            return OUT_OF_RESOURCES
+        metrics.INSTANCES_RECEIVED.labels(outcome.value).inc()
+        if outcome is not StoreOutcome.DUPLICATE:
+            metrics.BYTES_RECEIVED.inc(len(data))
+        metrics.STORE_SECONDS.observe(time.perf_counter() - t0)
+        LOG.debug("instance stored", extra={"study_uid": header.study_uid, "sop_instance_uid": header.sop_instance_uid,
+                                            "outcome": outcome.value, "bytes": len(data)})
+        return SUCCESS
+
+    def _on_close(self, event: evt.Event) -> None:
+        with self._lock:
+            aid = self._assoc_ids.pop(id(event.assoc), None)
+        if aid is None:
+            return
+        how = "released" if event.assoc.is_released else "aborted"
+        self.spool.close_association(aid, how)
+        log(LOG, "association closed", assoc_id=aid, how=how)

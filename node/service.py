@@ -1,0 +1,132 @@
+"""The running node (``cspine-node serve``): SCP + assembler + (embedded) worker + metrics, with recovery.
+
+Start-up order: open the spool and ``recover`` it (partial files removed, associations of the dead
+process closed, complete-but-unindexed files indexed, unfinished studies re-queued); configure Celery;
+start the embedded worker child when there is no broker URL; re-queue pending deliveries; then listen.
+The assembler thread dispatches ready studies and watches the embedded worker (restarting it, and
+re-queuing its unfinished studies, if it dies).
+
+The embedded worker is a child process (``python -m node.cli worker --pool solo``) that reads the same
+settings from ``<spool>/run/settings.json`` and dies with its parent (``PR_SET_PDEATHSIG``), so a
+``kill -9`` of the node behaves like a crash of the whole machine and recovery is exercised as such.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from node import tasks
+from node.assembly import Assembler
+from node.dispatch import CeleryDispatcher, Dispatcher
+from node.logs import log
+from node.metrics import serve_metrics
+from node.scp import StorageSCP
+from node.settings import CONFIG_ENV, NodeSettings
+from node.spool import Spool
+
+LOG = logging.getLogger("node.service")
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def worker_command(pool: str = "solo", concurrency: int = 1) -> list[str]:
+    return [sys.executable, "-m", "node.cli", "worker", "--pool", pool, "--concurrency", str(concurrency)]
+
+
+class Node:
+    """Everything ``serve`` runs, startable in-process (tests, demo) or from the CLI."""
+
+    def __init__(self, settings: NodeSettings, dispatcher: Dispatcher | None = None,
+                 start_worker: bool | None = None):
+        self.settings = settings
+        self.spool = Spool(settings.spool_dir)
+        self.dispatcher = dispatcher or CeleryDispatcher()
+        self.start_worker = settings.embedded_broker and settings.embedded_worker if start_worker is None else start_worker
+        self.scp = StorageSCP(settings, self.spool)
+        self.assembler = Assembler(self.spool, settings, self.dispatcher)
+        self.worker: subprocess.Popen | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self.scp.port
+
+    def start(self) -> Node:
+        report = self.spool.recover()
+        log(LOG, "spool recovered", spool=str(self.spool.root), **report)
+        tasks.configure(self.settings)
+        if self.start_worker:
+            self._start_worker()
+        self.assembler.sweep_outbox(0.0)
+        self.scp.start()
+        if self.settings.metrics_port:
+            try:
+                serve_metrics(str(self.spool.root), self.settings.metrics_port, self.settings.metrics_host)
+            except OSError as e:
+                log(LOG, "metrics port unavailable", logging.WARNING, port=self.settings.metrics_port, error=str(e))
+        self._thread = threading.Thread(target=self._loop, name="assembler", daemon=True)
+        self._thread.start()
+        return self
+
+    def _start_worker(self) -> None:
+        cfg = self.settings.to_json_file(self.spool.root / "run" / "settings.json")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CSPINE_")}
+        env[CONFIG_ENV] = str(cfg)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        repo_root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = repo_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        self.worker = subprocess.Popen(worker_command(), env=env, preexec_fn=_die_with_parent)  # noqa: PLW1509
+        log(LOG, "embedded worker started", pid=self.worker.pid)
+
+    def _loop(self) -> None:
+        last_sweep = time.time()
+        while not self._stop.is_set():
+            try:
+                self.assembler.tick()
+                if time.time() - last_sweep >= self.settings.deliver_sweep_s:
+                    last_sweep = time.time()
+                    self.assembler.sweep_outbox(self.assembler.stale_after_s())
+                if self.worker is not None and self.worker.poll() is not None and not self._stop.is_set():
+                    log(LOG, "embedded worker died; restarting", logging.ERROR, returncode=self.worker.returncode)
+                    self.spool.recover()
+                    self._start_worker()
+                    self.assembler.sweep_outbox(0.0)
+            except Exception:  # noqa: BLE001 - keep the node alive; logged
+                LOG.exception("assembler loop error")
+            self._stop.wait(self.settings.assembly_interval_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.scp.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self.worker is not None and self.worker.poll() is None:
+            self.worker.send_signal(signal.SIGTERM)
+            try:
+                self.worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.worker.kill()
+                self.worker.wait(timeout=10)
+
+    def wait(self) -> None:
+        """Block until SIGINT/SIGTERM, then stop."""
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        while not stop.is_set():
+            stop.wait(1.0)
+        log(LOG, "stopping")
+        self.stop()

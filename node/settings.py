@@ -1,0 +1,202 @@
+"""One settings object for the node: environment variables (prefix ``CSPINE_``) and an optional file.
+
+Precedence (highest first): keyword arguments, ``CSPINE_*`` environment variables, the file named by
+``CSPINE_CONFIG`` (TOML ``.toml``, JSON ``.json`` or YAML ``.yaml``/``.yml`` when PyYAML is present),
+then the defaults below. Lists and destinations are JSON in environment variables, e.g.::
+
+    CSPINE_ALLOWED_CALLING_AETS='["ORTHANC","PACS"]'
+    CSPINE_DESTINATIONS='[{"name": "pacs", "kind": "dimse", "ae_title": "ORTHANC", "host": "10.0.0.5", "port": 4242},
+                          {"name": "archive", "kind": "stow", "url": "http://10.0.0.5:8042/dicom-web"}]'
+
+Times are in seconds, sizes in bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+CONFIG_ENV = "CSPINE_CONFIG"
+
+
+class Destination(BaseModel):
+    """Where result objects go: a DICOM C-STORE SCP (``dimse``) or a DICOMweb STOW-RS service (``stow``)."""
+
+    name: str
+    kind: Literal["dimse", "stow"]
+    ae_title: str = ""
+    """Called AE title (dimse)."""
+    host: str = ""
+    port: int = 0
+    url: str = ""
+    """DICOMweb base URL (stow), e.g. ``http://orthanc:8042/dicom-web``."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Extra HTTP headers for STOW-RS (e.g. Authorization)."""
+    timeout_s: float = 60.0
+
+    @model_validator(mode="after")
+    def _check(self) -> Destination:
+        if self.kind == "dimse" and not (self.ae_title and self.host and self.port):
+            raise ValueError(f"destination {self.name!r}: dimse needs ae_title, host and port")
+        if self.kind == "stow" and not self.url:
+            raise ValueError(f"destination {self.name!r}: stow needs url")
+        if not self.name.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"destination name {self.name!r}: letters, digits, - and _ only")
+        return self
+
+
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """Reads the file named by ``CSPINE_CONFIG`` (TOML, JSON or YAML)."""
+
+    def __init__(self, settings_cls: type[BaseSettings]):
+        super().__init__(settings_cls)
+        self._data = load_config_file(os.environ.get(CONFIG_ENV))
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def load_config_file(path: str | os.PathLike | None) -> dict[str, Any]:
+    """Parse a TOML/JSON/YAML config file into a dict (``{}`` when ``path`` is empty)."""
+    if not path:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{CONFIG_ENV}={p}: no such file")
+    text = p.read_text()
+    if p.suffix == ".toml":
+        data = tomllib.loads(text)
+    elif p.suffix == ".json":
+        data = json.loads(text)
+    elif p.suffix in {".yaml", ".yml"}:
+        try:
+            import yaml
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise RuntimeError("YAML config needs PyYAML (pip install pyyaml), or use TOML/JSON") from e
+        data = yaml.safe_load(text) or {}
+    else:
+        raise ValueError(f"{CONFIG_ENV}={p}: use a .toml, .json or .yaml file")
+    if not isinstance(data, dict):
+        raise ValueError(f"{p}: the top level must be a table/mapping")
+    return data.get("node", data) if isinstance(data.get("node"), dict) else data
+
+
+class NodeSettings(BaseSettings):
+    """Every setting of the node (receive, spool, assembly, queue, delivery, operations)."""
+
+    model_config = SettingsConfigDict(env_prefix="CSPINE_", extra="ignore", validate_default=True)
+
+    # Receive (DICOM Storage SCP)
+    ae_title: str = "CSPINE"
+    host: str = "0.0.0.0"
+    """Address the SCP binds to."""
+    port: int = 11112
+    allowed_calling_aets: list[str] = Field(default_factory=list)
+    """Calling AE titles accepted; empty accepts any."""
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """Peer IP addresses accepted; empty accepts any."""
+    max_pdu: int = 131072
+    """Maximum PDU size we receive (bytes); 0 means unlimited."""
+    max_associations: int = 10
+    network_timeout_s: float = 60.0
+    dimse_timeout_s: float = 60.0
+
+    # Spool and assembly
+    spool_dir: Path = Path("cspine-spool")
+    stable_age_s: float = 5.0
+    """A study is dispatched when its associations are released and no instance arrived for this long."""
+    open_association_age_s: float = 60.0
+    """Dispatch anyway after this long without new instances, even if a sender keeps its association open."""
+    assembly_interval_s: float = 0.5
+
+    # Queue
+    broker_url: str | None = None
+    """``redis://host:6379/0`` for Celery with Redis; None for the embedded broker under the spool."""
+    embedded_worker: bool = True
+    """With the embedded broker, ``serve`` starts one worker process itself."""
+    task_max_retries: int = 3
+    task_retry_backoff_max_s: int = 120
+    task_time_limit_s: int = 1800
+
+    # Delivery
+    destinations: list[Destination] = Field(default_factory=list)
+    deliver_max_retries: int = 200
+    """Celery retries per delivery task; with the backoff cap this is hours of trying."""
+    deliver_backoff_max_s: int = 60
+    deliver_sweep_s: float = 30.0
+    """How often ``serve`` re-queues outbox entries whose delivery task was lost."""
+
+    # Operations
+    metrics_port: int | None = 9464
+    """Prometheus /metrics HTTP port of ``serve`` (None or 0: off)."""
+    metrics_host: str = "127.0.0.1"
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("ae_title")
+    @classmethod
+    def _aet(cls, v: str) -> str:
+        v = v.strip()
+        if not v or len(v) > 16:
+            raise ValueError("ae_title must be 1..16 characters")
+        return v
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, v: int) -> int:
+        if not 0 <= v < 65536:
+            raise ValueError("port must be 0..65535")
+        return v
+
+    @field_validator("stable_age_s", "open_association_age_s")
+    @classmethod
+    def _nonneg(cls, v: float) -> float:
+        if v < 0:
+            raise ValueError("must be >= 0 s")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_destinations(self) -> NodeSettings:
+        names = [d.name for d in self.destinations]
+        if len(names) != len(set(names)):
+            raise ValueError(f"destination names must be unique: {names}")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _ConfigFileSource(settings_cls))
+
+    @property
+    def embedded_broker(self) -> bool:
+        return not self.broker_url
+
+    def destination(self, name: str) -> Destination:
+        for d in self.destinations:
+            if d.name == name:
+                return d
+        raise KeyError(f"no destination named {name!r}")
+
+    def to_json_file(self, path: Path) -> Path:
+        """Write these settings as JSON (a child process reads them back through ``CSPINE_CONFIG``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(self.model_dump_json(indent=2))
+        os.replace(tmp, path)
+        return path

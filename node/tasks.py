@@ -1,0 +1,210 @@
+"""The Celery app and its two tasks: ``cspine.analyze_study`` and ``cspine.deliver``.
+
+Broker choice (one code path for both):
+
+* ``CSPINE_BROKER_URL=redis://...``: Celery with Redis. ``cspine-node serve`` only receives and
+  dispatches; ``cspine-node worker`` processes (any number, any machine that mounts the spool) run the
+  tasks. Redis keeps unacknowledged messages (``acks_late``) until a worker finishes them.
+* No broker URL (the embedded default, one machine, no server): kombu's *filesystem* transport with its
+  message folders under ``<spool>/broker``, and ``serve`` starts one ``cspine-node worker --pool solo``
+  child process. The same task code runs; only the transport differs. That transport removes a message
+  when a worker takes it (no redelivery of its own), so durability comes from the spool index, which is
+  the source of truth in both modes: at start-up (and when the embedded worker dies) ``serve`` re-queues
+  every study whose newest generation is not analysed, and re-queues pending outbox entries. Tasks are
+  idempotent: an analysis of a generation already analysed is a no-op; a duplicate delivery re-sends the
+  same SOP Instance UIDs, which a PACS stores once.
+
+Retries use Celery's machinery (``self.retry`` with exponential backoff and a cap); when an analysis or
+a delivery exhausts its retries, a dead-letter row is written to the spool index (``status`` shows it).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+from celery import Celery, Task
+
+from node.logs import log
+from node.settings import NodeSettings
+from node.spool import Spool, write_atomic
+
+LOG = logging.getLogger("node.tasks")
+
+ANALYZE_TASK = "cspine.analyze_study"
+DELIVER_TASK = "cspine.deliver"
+
+app = Celery("cspine")
+_state: dict[str, Any] = {"settings": None, "spool": None}
+
+
+def celery_config(settings: NodeSettings) -> dict[str, Any]:
+    """Celery configuration for these settings (embedded filesystem broker or Redis)."""
+    conf: dict[str, Any] = {
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "broker_connection_retry_on_startup": True,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+        "task_time_limit": settings.task_time_limit_s,
+        "task_default_queue": "cspine",
+        "result_backend": None,
+    }
+    if settings.embedded_broker:
+        broker = Path(settings.spool_dir).resolve() / "broker"
+        for sub in ("queue", "processed", "control"):
+            (broker / sub).mkdir(parents=True, exist_ok=True)
+        conf["broker_url"] = "filesystem://"
+        conf["broker_transport_options"] = {
+            "data_folder_in": str(broker / "queue"),
+            "data_folder_out": str(broker / "queue"),
+            "processed_folder": str(broker / "processed"),
+            "control_folder": str(broker / "control"),
+            "store_processed": False,
+            "polling_interval": 0.2,
+        }
+        conf["worker_enable_remote_control"] = False
+    else:
+        conf["broker_url"] = settings.broker_url
+        # Longer than the longest retry countdown, so Redis does not redeliver a task that waits for its ETA.
+        conf["broker_transport_options"] = {"visibility_timeout": 3600}
+    return conf
+
+
+def configure(settings: NodeSettings | None = None) -> Celery:
+    """Configure the module-level app (and the worker-side settings/spool) from ``settings``."""
+    settings = settings or NodeSettings()
+    _state["settings"] = settings
+    _state["spool"] = None
+    app.conf.update(celery_config(settings))
+    return app
+
+
+def settings() -> NodeSettings:
+    if _state["settings"] is None:
+        configure()
+    return _state["settings"]
+
+
+def spool() -> Spool:
+    if _state["spool"] is None:
+        _state["spool"] = Spool(settings().spool_dir)
+    return _state["spool"]
+
+
+def backoff(retries: int, cap: float) -> float:
+    """Exponential backoff with jitter: ~1, 2, 4 ... s, at most ``cap`` s."""
+    return min(cap, 2.0**retries) * random.uniform(0.8, 1.0)
+
+
+# -- the work (plain functions, testable without Celery) ---------------------------------------------
+
+
+def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: Any = None) -> dict[str, Any]:
+    """Analyse the newest generation of a study and queue its results for ``destinations``.
+
+    ``analyze`` defaults to ``pipelines.analyze``. Writes result objects (fsync'd) under the outbox
+    directory, then records the analysis; an older analysis finishing after a newer one is discarded.
+    Returns a small report: ``{"study_uid", "generation", "objects", "skipped", "queued"}``.
+    """
+    if analyze is None:
+        from pipelines import analyze
+    snap = sp.begin_analysis(study_uid)
+    if snap is None:
+        log(LOG, "analysis up to date", study_uid=study_uid)
+        return {"study_uid": study_uid, "generation": None, "objects": 0, "skipped": [], "queued": False}
+    study, generation = snap
+    t0 = time.perf_counter()
+    analysis = analyze(study)
+    written: list[tuple[str, str, Path]] = []
+    for ds in analysis.objects:
+        buf = BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        path = sp.outbox_path(study_uid, generation, str(ds.SOPInstanceUID))
+        write_atomic(buf.getvalue(), path, sp.tmp_dir)
+        written.append((str(ds.SOPInstanceUID), str(ds.SOPClassUID), path))
+    summary = "\n".join(r.summary() for r in analysis.results)
+    skipped = "; ".join(analysis.skipped)
+    if summary or skipped:
+        text = summary + ("\nSKIPPED " + skipped if skipped else "")
+        write_atomic(text.encode(), sp.outbox_path(study_uid, generation, "x").parent / "summary.txt", sp.tmp_dir)
+    queued = sp.finish_analysis(study_uid, generation, written, destinations if written else [],
+                                skipped_reason=skipped if not analysis.results else "", summary=summary)
+    if analysis.skipped:
+        log(LOG, "study not analysed" if not analysis.results else "part of study not analysed",
+            study_uid=study_uid, generation=generation, reason=skipped)
+    log(LOG, "analysis finished" if queued else "analysis superseded", study_uid=study_uid, generation=generation,
+        objects=len(written), pipelines=[r.pipeline for r in analysis.results],
+        seconds=round(time.perf_counter() - t0, 3))
+    return {"study_uid": study_uid, "generation": generation, "objects": len(written),
+            "skipped": list(analysis.skipped), "queued": queued and bool(written)}
+
+
+# -- Celery tasks --------------------------------------------------------------------------------------
+
+
+class _DeadLetterTask(Task):
+    """Records a dead letter when a task fails for good (retries exhausted or not retryable)."""
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):  # noqa: ANN001
+        study_uid = args[0] if args else kwargs.get("study_uid", "")
+        if self.name == ANALYZE_TASK:
+            row = spool().study(study_uid)
+            spool().fail_study(study_uid, row.generation if row else 0, f"{type(exc).__name__}: {exc}", task_id)
+        log(LOG, "task failed for good", logging.ERROR, task=self.name, study_uid=study_uid,
+            error=f"{type(exc).__name__}: {exc}")
+
+
+@app.task(bind=True, name=ANALYZE_TASK, base=_DeadLetterTask, acks_late=True)
+def analyze_study(self: Task, study_uid: str, generation: int = 0) -> dict[str, Any]:
+    """Celery task: analyse a study from the spool, then queue delivery to every destination."""
+    s = settings()
+    try:
+        report = run_analysis(spool(), [d.name for d in s.destinations], study_uid)
+    except Exception as exc:  # noqa: BLE001 - retried with backoff, dead-lettered at the end
+        log(LOG, "analysis attempt failed", logging.WARNING, study_uid=study_uid, attempt=self.request.retries + 1,
+            error=f"{type(exc).__name__}: {exc}")
+        raise self.retry(exc=exc, countdown=backoff(self.request.retries, s.task_retry_backoff_max_s),
+                         max_retries=s.task_max_retries) from exc
+    if report["queued"]:
+        for d in s.destinations:
+            deliver.apply_async((study_uid, d.name))
+    return report
+
+
+@app.task(bind=True, name=DELIVER_TASK, base=_DeadLetterTask, acks_late=True)
+def deliver(self: Task, study_uid: str, destination: str) -> int:
+    """Celery task: send the pending result objects of a study to one destination (retries until back)."""
+    from node.deliver import DeliveryError, send_rows
+
+    s = settings()
+    sp = spool()
+    rows = sp.pending_outbox(study_uid, destination)
+    if not rows:
+        return 0
+    try:
+        dest = s.destination(destination)
+    except KeyError as exc:
+        sp.mark_attempt_failed([r.id for r in rows], str(exc), final=True)
+        return 0
+    try:
+        send_rows(dest, rows, sp, calling_aet=s.ae_title)
+    except DeliveryError as exc:
+        final = self.request.retries >= s.deliver_max_retries
+        sp.mark_attempt_failed(exc.failed_ids, str(exc), final=final)
+        log(LOG, "delivery attempt failed", logging.WARNING, study_uid=study_uid, destination=destination,
+            attempt=self.request.retries + 1, error=str(exc), final=final)
+        if final:
+            return 0
+        raise self.retry(exc=exc, countdown=backoff(self.request.retries, s.deliver_backoff_max_s),
+                         max_retries=s.deliver_max_retries) from exc
+    log(LOG, "delivered", study_uid=study_uid, destination=destination, objects=len(rows))
+    return len(rows)

@@ -1,0 +1,231 @@
+"""Unit tests of study assembly (stable-study detection, release markers, late instances), dispatch
+retries, the supersede rule, and the outbox sweep. A stand-in ``analyze`` is used here only; the
+integration tests (test_node_e2e.py, test_node_kill9.py) run the real ``pipelines.analyze``."""
+
+from __future__ import annotations
+
+from io import BytesIO
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from node.assembly import Assembler
+from node.settings import NodeSettings
+from node.spool import Spool, StudyState, header_from_dataset
+from node.tasks import run_analysis
+from pipelines import Analysis
+from tests.node.nodetest_data import make_image
+
+
+class Clock:
+    def __init__(self, t: float = 1000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class RecordingDispatcher:
+    def __init__(self) -> None:
+        self.analyses: list[tuple[str, int]] = []
+        self.deliveries: list[tuple[str, str]] = []
+        self.down = False
+
+    def analyze(self, study_uid: str, generation: int) -> str:
+        if self.down:
+            raise ConnectionError("broker down")
+        self.analyses.append((study_uid, generation))
+        return f"task-{len(self.analyses)}"
+
+    def deliver(self, study_uid: str, destination: str) -> str:
+        self.deliveries.append((study_uid, destination))
+        return "d"
+
+
+def _store(spool: Spool, ds, t: float, assoc: str = "") -> None:
+    buf = BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    data = buf.getvalue()
+    spool.store(data, header_from_dataset(pydicom.dcmread(BytesIO(data))), assoc_id=assoc, now=t)
+
+
+@pytest.fixture
+def env(tmp_path: Path):
+    spool = Spool(tmp_path / "spool")
+    clock = Clock()
+    settings = NodeSettings(spool_dir=tmp_path / "spool", stable_age_s=5, open_association_age_s=60, metrics_port=None)
+    disp = RecordingDispatcher()
+    return spool, clock, Assembler(spool, settings, disp, clock=clock), disp
+
+
+def test_waits_for_release_then_stable_age(env) -> None:
+    spool, clock, asm, disp = env
+    study = pydicom.uid.generate_uid()
+    spool.open_association("a1", "PACS", "127.0.0.1", now=clock.t)
+    _store(spool, make_image(study), clock.t, "a1")
+    _store(spool, make_image(study), clock.t + 1, "a1")
+    clock.t += 20
+    assert asm.tick() == [], "association still open: not complete"
+    spool.close_association("a1", "released", now=clock.t)
+    assert asm.tick() == [study]
+    assert disp.analyses == [(study, 2)]
+    assert spool.study(study).state == StudyState.QUEUED
+    clock.t += 100
+    assert asm.tick() == [], "dispatched once"
+
+
+def test_stable_age_counts_from_last_instance(env) -> None:
+    spool, clock, asm, disp = env
+    study = pydicom.uid.generate_uid()
+    _store(spool, make_image(study), clock.t)
+    clock.t += 4
+    _store(spool, make_image(study), clock.t)
+    clock.t += 4.9
+    assert asm.tick() == []
+    clock.t += 0.2
+    assert asm.tick() == [study]
+
+
+def test_open_association_is_not_waited_for_forever(env) -> None:
+    spool, clock, asm, _ = env
+    study = pydicom.uid.generate_uid()
+    spool.open_association("keepalive", "PACS", "127.0.0.1", now=clock.t)
+    _store(spool, make_image(study), clock.t, "keepalive")
+    clock.t += 59
+    assert asm.tick() == []
+    clock.t += 2
+    assert asm.tick() == [study]
+
+
+def test_late_instance_redispatches_and_supersedes(env) -> None:
+    spool, clock, asm, disp = env
+    study = pydicom.uid.generate_uid()
+    first = make_image(study)
+    _store(spool, first, clock.t)
+    clock.t += 10
+    assert asm.tick() == [study]
+
+    calls = []
+
+    def stand_in(st):  # one result object per instance, new UIDs each analysis
+        calls.append(len(st.instances))
+        objs = [make_image(study, modality="OT", sop_class="1.2.840.10008.5.1.4.1.1.7") for _ in st.instances]
+        return Analysis(st.study_uid, objects=objs)
+
+    r1 = run_analysis(spool, ["pacs", "archive"], study, analyze=stand_in)
+    assert r1["generation"] == 1 and r1["objects"] == 1 and r1["queued"]
+    assert len(spool.pending_outbox(study)) == 2  # one object x two destinations
+    assert spool.study(study).state == StudyState.DONE
+
+    clock.t += 100
+    _store(spool, make_image(study), clock.t)  # a late instance
+    assert spool.study(study).state == StudyState.RECEIVING
+    clock.t += 10
+    assert asm.tick() == [study]
+    assert disp.analyses[-1] == (study, 2)
+    r2 = run_analysis(spool, ["pacs", "archive"], study, analyze=stand_in)
+    assert r2["generation"] == 2 and r2["objects"] == 2
+    rows = spool.outbox(study)
+    assert {r.state for r in rows if r.generation == 1} == {"superseded"}
+    assert {r.state for r in rows if r.generation == 2} == {"pending"}
+    assert len(spool.pending_outbox(study)) == 4
+    assert calls == [1, 2]
+    assert run_analysis(spool, ["pacs"], study, analyze=stand_in)["generation"] is None  # up to date: no-op
+
+
+def test_older_analysis_finishing_late_is_discarded(env) -> None:
+    spool, clock, _, _ = env
+    study = pydicom.uid.generate_uid()
+    _store(spool, make_image(study), clock.t)
+    old_snapshot, old_gen = spool.begin_analysis(study)
+    _store(spool, make_image(study), clock.t + 1)
+    new_snapshot, new_gen = spool.begin_analysis(study)
+    assert (old_gen, new_gen) == (1, 2) and len(new_snapshot.instances) == 2
+    obj = make_image(study, modality="OT")
+    assert spool.finish_analysis(study, new_gen, [(obj.SOPInstanceUID, obj.SOPClassUID, Path("/x"))], ["pacs"])
+    assert not spool.finish_analysis(study, old_gen, [("1.2", "1.2", Path("/y"))], ["pacs"])
+    assert [r.generation for r in spool.pending_outbox(study)] == [2]
+
+
+def test_unrouted_study_is_skipped_with_reason(env) -> None:
+    spool, clock, _, _ = env
+    study = pydicom.uid.generate_uid()
+    _store(spool, make_image(study, modality="CT", sop_class="1.2.840.10008.5.1.4.1.1.2", body_part="CHEST",
+                             view=""), clock.t)
+    report = run_analysis(spool, ["pacs"], study)  # the real pipelines.analyze: routing says no
+    row = spool.study(study)
+    assert row.state == StudyState.SKIPPED
+    assert "modality CT is not DX/CR" in row.reason
+    assert report["objects"] == 0 and spool.pending_outbox(study) == []
+
+
+def test_broker_down_keeps_study_waiting(env) -> None:
+    spool, clock, asm, disp = env
+    study = pydicom.uid.generate_uid()
+    _store(spool, make_image(study), clock.t)
+    clock.t += 10
+    disp.down = True
+    assert asm.tick() == []
+    assert spool.study(study).dispatched_generation == 0
+    disp.down = False
+    assert asm.tick() == [study]
+
+
+def test_sweep_requeues_lost_deliveries(env) -> None:
+    spool, clock, asm, disp = env
+    study = pydicom.uid.generate_uid()
+    _store(spool, make_image(study), clock.t)
+    spool.begin_analysis(study)
+    spool.finish_analysis(study, 1, [("1.2.3", "1.2", Path("/x"))], ["pacs"], now=clock.t)
+    assert asm.sweep_outbox(300) == []
+    clock.t += 301
+    assert asm.sweep_outbox(300) == [(study, "pacs")]
+    assert asm.sweep_outbox(300) == [], "touched: not re-queued again at once"
+
+
+def test_real_scp_release_markers_and_late_instance(tmp_path: Path) -> None:
+    """The in-process node (real SCP, spool, assembler loop, metrics) with a recording dispatcher."""
+    import requests
+
+    from node.scu import store_files
+    from node.service import Node
+    from tests.node.nodetest_data import write_image
+    from tests.services import free_port
+
+    metrics_port = free_port()
+    settings = NodeSettings(spool_dir=tmp_path / "spool", host="127.0.0.1", port=0, stable_age_s=0.5,
+                            assembly_interval_s=0.1, metrics_port=metrics_port)
+    disp = RecordingDispatcher()
+    from prometheus_client import REGISTRY
+
+    def received() -> float:
+        return REGISTRY.get_sample_value("cspine_instances_received_total", {"outcome": "new"}) or 0.0
+
+    before = received()
+    node = Node(settings, dispatcher=disp, start_worker=False).start()
+    try:
+        study = pydicom.uid.generate_uid()
+        first = [write_image(tmp_path / f"a{i}.dcm", make_image(study, seed=i)) for i in range(2)]
+        assert store_files(first, "127.0.0.1", node.port) == [0, 0]
+        _wait(lambda: disp.analyses == [(study, 2)], "first dispatch")
+        late = write_image(tmp_path / "late.dcm", make_image(study, seed=9))
+        assert store_files([late], "127.0.0.1", node.port) == [0]
+        _wait(lambda: disp.analyses == [(study, 2), (study, 3)], "re-dispatch after a late instance")
+        assert all(a["closed_at"] is not None for a in node.spool._db().execute("SELECT * FROM associations"))
+        text = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        assert received() - before == 3 and 'cspine_instances_received_total{outcome="new"}' in text
+        assert 'cspine_studies{state="queued"} 1.0' in text
+    finally:
+        node.stop()
+
+
+def _wait(pred, what: str, timeout: float = 60) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
