@@ -1,4 +1,4 @@
-"""What a radiograph's header says about measurement scale and view (pydicom datasets, no pixels).
+"""What a radiograph's header says about measurement scale (pydicom datasets, no pixels).
 
 :func:`measurement_spacing` returns the pixel spacing *at the patient plane* used for every mm value of
 :mod:`pipelines.xray.geometry`, and says which attribute it came from:
@@ -13,23 +13,14 @@
    overstated by the magnification (typically 10-20 %) - returned with a warning.
 5. Nothing: :class:`CalibrationError`.
 
-:func:`view_of` reads the neutral / flexion / extension label written by the phantom and common modalities.
+The view (neutral / flexion / extension) is read by :func:`pipelines.xray.preprocessing.view_of`.
 """
 
 from __future__ import annotations
 
-import re
-
 from pydicom.dataset import Dataset
 
-from pipelines.results import View
-
-__all__ = ["CalibrationError", "measurement_spacing", "view_of", "FLEXION_CODES", "EXTENSION_CODES"]
-
-FLEXION_CODES = {("SCT", "9964006")}
-"""SNOMED CT "Flexion" as a view modifier."""
-EXTENSION_CODES = {("SCT", "24154002")}
-"""SNOMED CT "Extension" as a view modifier."""
+__all__ = ["CalibrationError", "measurement_spacing"]
 
 
 class CalibrationError(ValueError):
@@ -72,30 +63,3 @@ def measurement_spacing(ds: Dataset) -> tuple[tuple[float, float], str]:
         return ips, ("ImagerPixelSpacing at the detector, not corrected for magnification - WARNING: distances "
                      "overstated by the magnification (typically 10-20 %)")
     raise CalibrationError("no PixelSpacing or ImagerPixelSpacing: mm measurements are not possible")
-
-
-def view_of(ds: Dataset) -> View | None:
-    """Neutral / flexion / extension from ``ViewCodeSequence`` modifiers, then from the texts.
-
-    Codes: SCT 9964006 "Flexion", SCT 24154002 "Extension" in
-    ``ViewCodeSequence[0].ViewModifierCodeSequence``. Texts searched: SeriesDescription,
-    AcquisitionDeviceProcessingDescription, ImageComments, ProtocolName, ViewName, PerformedProcedureStepDescription.
-    A lateral view without a flexion/extension label is None (the caller decides whether that is neutral).
-    """
-    for item in ds.get("ViewCodeSequence", []) or []:
-        for mod in item.get("ViewModifierCodeSequence", []) or []:
-            code = (str(mod.get("CodingSchemeDesignator", "")), str(mod.get("CodeValue", "")))
-            if code in FLEXION_CODES:
-                return View.FLEXION
-            if code in EXTENSION_CODES:
-                return View.EXTENSION
-    texts = " ".join(str(ds.get(k, "") or "") for k in (
-        "SeriesDescription", "AcquisitionDeviceProcessingDescription", "ImageComments", "ProtocolName", "ViewName",
-        "PerformedProcedureStepDescription")).upper()
-    if re.search(r"\bFLEX(ION)?\b", texts) and not re.search(r"\bEXT(ENSION)?\b", texts):
-        return View.FLEXION
-    if re.search(r"\bEXT(ENSION)?\b", texts) and not re.search(r"\bFLEX(ION)?\b", texts):
-        return View.EXTENSION
-    if re.search(r"\b(NEUTRAL|NEUT)\b", texts):
-        return View.NEUTRAL
-    return None

@@ -13,8 +13,9 @@ from pydicom.dataset import Dataset
 
 from pipelines.results import KEYPOINT_NAMES, View
 from pipelines.xray.annotations import AnnotatedImage, read_coco, write_coco_json
-from pipelines.xray.calibration import CalibrationError, measurement_spacing, view_of
+from pipelines.xray.calibration import CalibrationError, measurement_spacing
 from pipelines.xray.phantom import cli, generate_study, write_coco, write_study
+from pipelines.xray.preprocessing import view_of
 
 
 def _display(pv):
