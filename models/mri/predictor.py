@@ -1,0 +1,172 @@
+"""Load the shipped MRI weights and analyse one canonical sagittal volume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from models.mri import DEFAULT_WEIGHTS
+from models.mri.network import DiscLocaliser, LevelClassifier
+from pipelines.mri.phantom import LEVELS, TASKS
+from pipelines.mri.preprocessing import (
+    LOCALISER_MM_PER_PX,
+    LOCALISER_SIZE,
+    LocaliserGrid,
+    level_crops,
+    localiser_input,
+)
+
+DISC_GAP_MM = (9.0, 35.0)
+"""Allowed distance between neighbouring disc centres (mm) when decoding the heatmaps jointly."""
+
+
+def spatial_softmax(logits: np.ndarray) -> np.ndarray:
+    """(n, H, W) logits -> (n, H, W) probability maps, each summing to 1."""
+    n = logits.shape[0]
+    flat = logits.reshape(n, -1).astype(np.float64)
+    flat = np.exp(flat - flat.max(1, keepdims=True))
+    return (flat / flat.sum(1, keepdims=True)).reshape(logits.shape)
+
+
+def decode_heatmaps(heat: np.ndarray, window: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n, H, W) probability maps -> (n, 2) sub-pixel peaks (x, y), (n,) spreads (pixels), (n,) mass.
+
+    Peak: the arg-max refined by the centroid of the map in a (2 window + 1)^2 patch; spread: the square
+    root of the mean weighted variance in that patch; mass: the probability inside the patch (confidence).
+    """
+    n, h, w = heat.shape
+    pts, spread, mass = np.zeros((n, 2)), np.zeros(n), np.zeros(n)
+    for i in range(n):
+        y0, x0 = np.unravel_index(int(np.argmax(heat[i])), (h, w))
+        ys, xs = slice(max(y0 - window, 0), min(y0 + window + 1, h)), slice(max(x0 - window, 0), min(x0 + window + 1, w))
+        patch = np.clip(heat[i][ys, xs], 0, None)
+        gy, gx = np.mgrid[ys, xs]
+        tot = patch.sum()
+        mass[i] = tot
+        if tot <= 1e-8:
+            pts[i], spread[i] = (x0, y0), float(window)
+            continue
+        cx, cy = (patch * gx).sum() / tot, (patch * gy).sum() / tot
+        pts[i] = (cx, cy)
+        spread[i] = float(np.sqrt(((patch * ((gx - cx) ** 2 + (gy - cy) ** 2)).sum() / tot) / 2))
+    return pts, spread, mass
+
+
+def _window_mass(prob: np.ndarray, window: int) -> np.ndarray:
+    size = 2 * window + 1
+    return ndimage.uniform_filter(prob, (1, size, size), mode="constant") * size * size
+
+
+def decode_levels(prob: np.ndarray, gap_px: tuple[float, float], k: int = 12, window: int = 3,
+                  eps: float = 1e-3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decode the disc heatmaps jointly: the disc centres must follow each other cranio-caudally.
+
+    Candidates are the ``k`` best local maxima of the summed maps (every disc-like place any map fires
+    on). Each level takes one candidate; the chain maximises the summed log of each level's own mass at
+    its candidate (floored at ``eps``) subject to each centre lying below the previous one at a distance
+    within ``gap_px`` (min, max). This removes level shifts (a map firing on the neighbouring disc).
+    Returns as ``decode_heatmaps`` (refined inside each chosen window).
+    """
+    n, h, w = prob.shape
+    mass = _window_mass(prob, window)
+    union = mass.sum(0)
+    size = 2 * window + 1
+    peaks = (ndimage.maximum_filter(union, size=size, mode="constant") == union) & (union > 1e-3)
+    ys, xs = np.nonzero(peaks)
+    order = np.argsort(-union[ys, xs])[:k]
+    ys, xs = ys[order], xs[order]
+    if len(ys) < n:
+        return decode_heatmaps(prob, window)
+    logm = np.log(np.maximum(mass[:, ys, xs], eps))  # (levels, candidates)
+    d = np.hypot(ys[:, None] - ys[None, :], xs[:, None] - xs[None, :])
+    ok = (ys[None, :] > ys[:, None]) & (d >= gap_px[0]) & (d <= gap_px[1])  # ok[prev, next]
+    score = logm[0].copy()
+    back = []
+    for i in range(1, n):
+        cand = np.where(ok, score[:, None], -np.inf)
+        b = np.argmax(cand, 0)
+        score = cand[b, np.arange(len(ys))] + logm[i]
+        back.append(b)
+    if not np.isfinite(score).any():
+        return decode_heatmaps(prob, window)
+    idx = [int(np.argmax(score))]
+    for b in reversed(back):
+        idx.append(int(b[idx[-1]]))
+    idx.reverse()
+    masked = np.zeros_like(prob)
+    total = prob.sum(0)
+    for i, j in enumerate(idx):
+        y, x = int(ys[j]), int(xs[j])
+        sy, sx = slice(max(y - window, 0), min(y + window + 1, h)), slice(max(x - window, 0), min(x + window + 1, w))
+        masked[i][sy, sx] = total[sy, sx]  # refine on all maps: a level's own map may be weak there
+    pts, spread, _ = decode_heatmaps(masked, window)
+    return pts, spread, mass[np.arange(n), ys[idx], xs[idx]]
+
+
+@dataclass
+class VolumeAnalysis:
+    """Model outputs for one series, canonical pixel coordinates of the analysed slices."""
+
+    centres_px: np.ndarray
+    """(5, 2) disc centres (x, y), levels C2-C3..C6-C7, on the mid-sagittal slice."""
+    sigma_px: np.ndarray
+    """(5,) heatmap spread in original pixels."""
+    peak: np.ndarray
+    """(5,) probability mass of each disc heatmap near its peak (about 1 when confident)."""
+    disc_mask: np.ndarray
+    """(rows, columns) bool, all graded discs, mid-sagittal slice."""
+    canal_mask: np.ndarray
+    probabilities: dict[str, np.ndarray]
+    """task -> (5,) probabilities, tasks as ``pipelines.mri.phantom.TASKS``."""
+    mid: int
+    left: int
+    right: int
+
+
+class MriPredictor:
+    """Both networks with their weights; ``analyse`` runs localisation then per-level classification."""
+
+    def __init__(self, weights: Path | None = None) -> None:
+        path = Path(weights or DEFAULT_WEIGHTS)
+        if not path.exists():
+            raise FileNotFoundError(f"MRI weights not found: {path} (train with python -m models.mri.train)")
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+        self.version = str(ck["version"])
+        self.metrics = dict(ck.get("metrics", {}))
+        self.path = path
+        self.config = dict(ck.get("config", {}))
+        self.localiser = DiscLocaliser(tuple(self.config.get("loc_channels", (16, 32, 64, 128))))
+        self.localiser.load_state_dict({k: v.float() for k, v in ck["localiser"].items()})
+        self.classifier = LevelClassifier()
+        self.classifier.load_state_dict({k: v.float() for k, v in ck["classifier"].items()})
+        self.localiser.eval()
+        self.classifier.eval()
+
+    @torch.no_grad()
+    def analyse(self, volume: np.ndarray, pixel_spacing_mm: tuple[float, float], mid: int, left: int,
+                right: int) -> VolumeAnalysis:
+        """``volume`` canonical and normalised ((slices, rows, columns), see ``preprocessing``)."""
+        rows, cols = volume.shape[1:]
+        grid = LocaliserGrid.for_image(rows, cols, pixel_spacing_mm)
+        x = torch.from_numpy(localiser_input(volume[mid], pixel_spacing_mm))[None, None]
+        out = self.localiser(x)[0].numpy()
+        pts, spread, peak = decode_levels(spatial_softmax(out[: len(LEVELS)]),
+                                          (DISC_GAP_MM[0] / LOCALISER_MM_PER_PX, DISC_GAP_MM[1] / LOCALISER_MM_PER_PX))
+        centres = np.array([grid.from_localiser(px, py) for px, py in pts])
+        # masks back to the original grid (bilinear on the logits)
+        c0 = (LOCALISER_SIZE - 1) / 2
+        gy = c0 + (np.arange(rows) - grid.cy) / grid.fy
+        gx = c0 + (np.arange(cols) - grid.cx) / grid.fx
+        yy, xx = np.meshgrid(gy, gx, indexing="ij")
+        masks = [ndimage.map_coordinates(out[len(LEVELS) + i], [yy, xx], order=1, mode="nearest") > 0 for i in range(2)]
+        inside = (yy >= -0.5) & (yy <= LOCALISER_SIZE - 0.5) & (xx >= -0.5) & (xx <= LOCALISER_SIZE - 0.5)
+        mids, lefts, rights = level_crops(volume, mid, left, right, centres, pixel_spacing_mm)
+        pm = torch.sigmoid(self.classifier(torch.from_numpy(mids))).numpy()
+        side = torch.sigmoid(self.classifier(torch.from_numpy(np.concatenate([lefts, rights])))[:, 2]).numpy()
+        n = len(LEVELS)
+        probs = {TASKS[0]: pm[:, 0], TASKS[1]: pm[:, 1], TASKS[2]: side[:n], TASKS[3]: side[n:]}
+        return VolumeAnalysis(centres, spread * grid.fx, peak, masks[0] & inside, masks[1] & inside, probs, mid, left, right)

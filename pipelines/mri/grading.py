@@ -1,0 +1,55 @@
+"""Per-level model probabilities -> ``Finding`` objects. Every threshold lives here.
+
+Tasks follow paper 002 (intervertebral degeneration on MR images): disc degeneration is binary,
+protrusion or extrusion (positive) vs normal or bulge; spinal canal stenosis; left and right
+intervertebral foramen stenosis. The definitions of the positive class on the training phantoms are in
+``pipelines.mri.phantom.TRUTH_RULES``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pipelines.mri.phantom import FINDING_NAMES, LEVELS, TASKS, TRUTH_RULES
+from pipelines.results import Finding
+
+THRESHOLDS: dict[str, float] = {
+    "disc_degeneration": 0.5,
+    "canal_stenosis": 0.5,
+    "foraminal_stenosis_left": 0.5,
+    "foraminal_stenosis_right": 0.5,
+}
+"""Probability at or above which a level is reported positive."""
+UNCERTAIN_BAND = 0.15
+"""Probabilities within this distance of the threshold get an 'uncertain' remark in the evidence."""
+LOCALISATION_MIN_PEAK = 0.3
+"""A disc heatmap peak below this is reported as an uncertain level localisation."""
+
+
+def _rule(task: str) -> str:
+    base = TRUTH_RULES["foraminal_stenosis" if task.startswith("foraminal") else task]
+    return f"model probability >= {THRESHOLDS[task]:.2f}; positive class: {base}"
+
+
+def level_findings(level: str, probabilities: Mapping[str, float]) -> list[Finding]:
+    """The four findings of one disc level from its task probabilities."""
+    if level not in LEVELS:
+        raise ValueError(f"unknown level {level!r}; expected one of {LEVELS}")
+    out = []
+    for task in TASKS:
+        p = float(probabilities[task])
+        thr = THRESHOLDS[task]
+        ev = [f"p={p:.2f} {'>=' if p >= thr else '<'} {thr:.2f}"]
+        if abs(p - thr) < UNCERTAIN_BAND:
+            ev.append("close to the threshold: uncertain")
+        out.append(Finding(key=task, name=FINDING_NAMES[task], value="present" if p >= thr else "absent",
+                           site=level, evidence=tuple(ev), probability=round(p, 4), threshold=_rule(task)))
+    return out
+
+
+def study_findings(probabilities: Mapping[str, object]) -> list[Finding]:
+    """Findings for all levels; ``probabilities[task]`` is a sequence over ``LEVELS``."""
+    out = []
+    for j, level in enumerate(LEVELS):
+        out.extend(level_findings(level, {t: float(probabilities[t][j]) for t in TASKS}))  # type: ignore[index]
+    return out

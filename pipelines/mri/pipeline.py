@@ -1,0 +1,118 @@
+"""``MriPipeline``: a cervical sagittal MR study -> level localisation, masks and per-level findings.
+
+Steps: choose the series (T2 preferred), read it into a canonical volume (anterior left, head up),
+localise the five disc centres C2-C3..C6-C7 on the mid-sagittal slice (heatmaps) with disc and canal
+masks, classify spine-aligned crops per level (mid-sagittal slices for disc and canal, the slices about
+14 mm to each side for the foramina), and turn probabilities into findings (``grading``).
+
+Every keypoint and mask is returned in the stored pixel grid of the slice it belongs to (x right,
+y down). The disc-centre keypoints are also placed on the two foraminal slices, at the same in-plane
+position (the level localisation projected laterally; the foramina themselves are not localised).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy import ndimage
+
+from models.mri import MODEL_CARD
+from pipelines.mri.grading import LOCALISATION_MIN_PEAK, study_findings
+from pipelines.mri.phantom import LEVELS
+from pipelines.mri.preprocessing import FORAMEN_LATERAL_MM, SeriesVolume, choose_series, load_series
+from pipelines.results import AlgorithmInfo, ImageResult, Keypoint, Mask, StudyResult
+from pipelines.study import Instance, Study
+
+if TYPE_CHECKING:
+    from models.mri.predictor import MriPredictor, VolumeAnalysis
+
+ALGORITHM_NAME = "cspine-node MRI degeneration (paper 002 tasks)"
+
+
+class MriPipeline:
+    """Analyse the cervical sagittal MR series of one study (see module docstring)."""
+
+    name = "mri"
+
+    def __init__(self, weights: Path | None = None) -> None:
+        """``weights``: a ``.pt`` file from ``models.mri.train``; the shipped ``models/mri/mri_v1.pt`` by default.
+        The networks are loaded on first use (torch import is slow)."""
+        self._weights = weights
+        self._predictor: MriPredictor | None = None
+
+    @property
+    def predictor(self) -> MriPredictor:
+        if self._predictor is None:
+            from models.mri.predictor import MriPredictor
+
+            self._predictor = MriPredictor(self._weights)
+        return self._predictor
+
+    def run(self, study: Study, instances: tuple[Instance, ...]) -> StudyResult:
+        if not instances:
+            raise ValueError("MriPipeline.run needs at least one MR instance")
+        chosen, warnings = choose_series(instances)
+        sv = load_series(chosen)
+        pred = self.predictor
+        mid, left, right = sv.mid_slice, sv.lateral_slice("left"), sv.lateral_slice("right")
+        for side, k in (("left", left), ("right", right)):
+            off = abs(sv.lateral_mm[k] - sv.lateral_mm[mid])
+            if abs(off - FORAMEN_LATERAL_MM) > 4.0:
+                warnings.append(f"{side} foraminal findings read from a slice {off:.1f} mm from the mid-sagittal "
+                                f"slice (expected about {FORAMEN_LATERAL_MM:g} mm): less reliable")
+        va = pred.analyse(sv.volume, sv.pixel_spacing_mm, mid, left, right)
+        result = StudyResult(
+            study_uid=study.study_uid, pipeline=self.name,
+            algorithm=AlgorithmInfo(name=ALGORITHM_NAME, version=pred.version, model_card=str(MODEL_CARD)),
+            warnings=warnings,
+        )
+        ys = va.centres_px[:, 1]
+        if np.any(np.diff(ys) <= 0):
+            result.warnings.append("disc levels were not found in cranio-caudal order: level labels may be wrong")
+        for j, level in enumerate(LEVELS):
+            if va.peak[j] < LOCALISATION_MIN_PEAK:
+                result.warnings.append(f"{level} disc localisation uncertain (heatmap peak {va.peak[j]:.2f})")
+        for k, role in ((mid, "mid"), (left, "left"), (right, "right")):
+            if role != "mid" and k == mid:
+                continue
+            if role == "right" and k == left:
+                continue
+            img = self._image_result(sv, k, va)
+            if role == "mid":
+                img.masks = self._masks(sv, k, va)
+            result.images.append(img)
+        result.findings = study_findings(va.probabilities)
+        return result
+
+    @staticmethod
+    def _image_result(sv: SeriesVolume, k: int, va: VolumeAnalysis) -> ImageResult:
+        uid = sv.sop_uids[k]
+        kps = []
+        for j, level in enumerate(LEVELS):
+            x, y = sv.to_stored(float(va.centres_px[j, 0]), float(va.centres_px[j, 1]))
+            kps.append(Keypoint(name=f"{level} disc", x=round(x, 2), y=round(y, 2),
+                                sigma_px=round(float(va.sigma_px[j]), 3), image_uid=uid))
+        return ImageResult(image_uid=uid, series_uid=sv.series_uid, view=None, rows=sv.rows, columns=sv.columns,
+                           pixel_spacing_mm=sv.pixel_spacing_mm, keypoints=kps)
+
+    @staticmethod
+    def _masks(sv: SeriesVolume, k: int, va: VolumeAnalysis) -> list[Mask]:
+        """Per-level disc masks (components assigned to the nearest disc centre) and the canal mask."""
+        uid = sv.sop_uids[k]
+        lab, n = ndimage.label(va.disc_mask)
+        per_level = [np.zeros_like(va.disc_mask) for _ in LEVELS]
+        if n:
+            com = np.array(ndimage.center_of_mass(va.disc_mask, lab, range(1, n + 1)))  # (y, x)
+            sizes = ndimage.sum(va.disc_mask, lab, range(1, n + 1))
+            for i in range(n):
+                d = np.hypot(va.centres_px[:, 0] - com[i, 1], va.centres_px[:, 1] - com[i, 0])
+                j = int(np.argmin(d))
+                if d[j] * sv.pixel_spacing_mm[0] < 8.0 and sizes[i] >= 4:
+                    per_level[j] |= lab == i + 1
+        masks = [Mask(label=f"{level} disc", image_uid=uid, array=sv.stored_array(m).copy())
+                 for level, m in zip(LEVELS, per_level, strict=True) if m.any()]
+        if va.canal_mask.any():
+            masks.append(Mask(label="spinal canal", image_uid=uid, array=sv.stored_array(va.canal_mask).copy()))
+        return masks
