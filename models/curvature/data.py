@@ -1,0 +1,94 @@
+"""Phantom training data for the curvature classifier and the spine locator (written to an ``.npz``).
+
+Per image (every view of each study, ``generate_study(seed, shape=...)``): the 96 x 96 locator input with the
+3 true landmarks, a ``CONTEXT`` x wider curvature crop (uint8) from the true landmarks (training takes a
+jittered window of it, mimicking locator error), the 3-class label from the true Cobb angle and, for the
+evaluation, the geometry class from the true keypoints (:func:`pipelines.xray.geometry.curvature_class`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from models.curvature import CLASSES
+from models.curvature.roi import crop, curvature_box, landmarks_from_keypoints, locator_input
+from pipelines.results import View
+from pipelines.xray.geometry import classify_curvature, curvature_class
+
+INPUT = 128
+"""Classifier input size (pixels)."""
+CONTEXT = 1.25
+CROP = int(round(INPUT * CONTEXT))
+
+
+def three_class(label: str) -> str:
+    """Geometry class -> the classifier's 3 classes (``reversed-kyphotic`` -> ``reversed``; S-shaped by Cobb)."""
+    return {"reversed-kyphotic": "reversed"}.get(label, label)
+
+
+def class_from_cobb(cobb_deg: float) -> str:
+    return three_class(classify_curvature(cobb_deg, None))
+
+
+def to_u8(x: np.ndarray) -> np.ndarray:
+    """[-1, 1] float -> uint8."""
+    return np.clip(np.rint((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def from_u8(x: np.ndarray) -> np.ndarray:
+    return x.astype(np.float32) / 127.5 - 1.0
+
+
+def prepare(out: Path, seeds: range, shape: tuple[int, int], difficulty: str = "realistic",
+            full: bool = False) -> dict[str, int]:
+    """Write the ``.npz``; ``full`` also stores the whole [0, 1] images as uint8 (held-out sets: the
+    evaluation runs the locator on them) with their pixel spacing and true keypoints."""
+    from pipelines.xray.phantom import generate_study
+    from pipelines.xray.upper_cervical import unit_image
+
+    loc, loc_pts, crops, labels, geom, cobb, views, seed_of = [], [], [], [], [], [], [], []
+    images, spacing, keypoints = [], [], []
+    for seed in seeds:
+        st = generate_study(seed, shape=shape, difficulty=difficulty)
+        for view, pv in st.views.items():
+            img = unit_image(pv.pixels, pv.photometric)
+            pts = landmarks_from_keypoints(pv.keypoints)
+            x, tf = locator_input(img)
+            loc.append(to_u8(x))
+            loc_pts.append(tf.to_model(pts).astype(np.float32))
+            crops.append(to_u8(crop(img, curvature_box(pts, CROP, CONTEXT))))
+            c = next(m.value for m in pv.truth if m.key == "cobb_c2_c7")
+            labels.append(CLASSES.index(class_from_cobb(c)))
+            geom.append(curvature_class(pv.keypoints, pv.pixel_spacing_mm))
+            cobb.append(c)
+            views.append(list(View).index(view))
+            seed_of.append(seed)
+            if full:
+                images.append(to_u8(img * 2 - 1))
+                spacing.append(pv.pixel_spacing_mm)
+                keypoints.append(pv.keypoints.astype(np.float32))
+    extra = {"images": np.stack(images), "spacing": np.array(spacing), "keypoints": np.stack(keypoints)} if full else {}
+    np.savez_compressed(out, loc=np.stack(loc), loc_pts=np.stack(loc_pts), crops=np.stack(crops),
+                        labels=np.array(labels), geom=np.array(geom), cobb=np.array(cobb, dtype=np.float32),
+                        views=np.array(views), seeds=np.array(seed_of), **extra)
+    return {c: int(np.sum(np.array(labels) == i)) for i, c in enumerate(CLASSES)}
+
+
+def cli(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m models.curvature.data", description=__doc__)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--seed", type=int, default=100000)
+    ap.add_argument("--count", type=int, default=1000)
+    ap.add_argument("--shape", type=int, nargs=2, default=(256, 256))
+    ap.add_argument("--full", action="store_true", help="also store the whole images (held-out sets)")
+    args = ap.parse_args(argv)
+    counts = prepare(args.out, range(args.seed, args.seed + args.count), tuple(args.shape), full=args.full)
+    print(f"wrote {args.out}: {counts}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli())

@@ -1,0 +1,167 @@
+"""Train the spine locator or a curvature classifier (S-ResNet-34 / plain ResNet-34) on phantom data.
+
+Data: ``.npz`` files from :mod:`models.curvature.data` (and, for the locator, also from
+:mod:`models.upper_cervical.data`). Training is time-boxed (``--minutes``): the step count is estimated from
+the first steps and the learning rate follows a cosine schedule over it. One CPU thread unless ``--threads``.
+
+    python -m models.curvature.train --arch s_resnet34 --data /tmp/curv_train.npz --out models/curvature/s_resnet34_v1.pt
+    python -m models.curvature.train --arch locator --data /tmp/curv_train.npz /tmp/uc_train.npz --out models/curvature/spine_locator_v1.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.curvature import CLASSES
+from models.curvature.augment import cosine_lr, jitter_window
+from models.curvature.data import CONTEXT, INPUT, from_u8
+from models.curvature.network import ARCHS, build
+from models.curvature.roi import SpineLocator, save_locator
+
+VERSION = "1"
+
+
+def _timeboxed(step_fn, minutes: float, max_steps: int | None, log_every: int = 50) -> int:
+    """Run ``step_fn(step, total) -> loss`` for ``minutes``; returns the number of steps done."""
+    t0 = time.time()
+    budget = minutes * 60.0
+    total = max_steps or 10**9
+    step, losses = 0, []
+    while step < total:
+        losses.append(step_fn(step, total))
+        step += 1
+        if step in (10, 50, 150) and max_steps is None:  # re-estimate: the first steps are slower
+            per = (time.time() - t0) / step
+            total = max(20, int(budget / per))
+            print(f"~{per * 1000:.0f} ms/step -> {total} steps in {minutes:g} min", flush=True)
+        if step % log_every == 0:
+            print(f"step {step}/{total} loss {np.mean(losses[-log_every:]):.4f} ({time.time() - t0:.0f} s)", flush=True)
+        if time.time() - t0 > budget * 1.05:
+            break
+    return step
+
+
+def train_classifier(arch: str, data: Path, out: Path, minutes: float, seed: int, batch: int, lr: float,
+                     max_steps: int | None = None, matrix_lr_scale: float = 10.0) -> dict:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    d = np.load(data)
+    crops = torch.from_numpy(from_u8(d["crops"]))[:, None]
+    labels = torch.from_numpy(d["labels"].astype(np.int64))
+    counts = torch.bincount(labels, minlength=len(CLASSES)).float()
+    class_w = (counts.sum() / counts.clamp(min=1)).sqrt()
+    class_w = class_w / class_w.mean()
+    net = build(arch, len(CLASSES), INPUT)
+    # S-ResNet's weight matrices are gains: no weight decay and a larger step (matrix_lr_scale x lr)
+    mats = [p for n, p in net.named_parameters() if n.endswith("weight_matrix")]
+    rest = [p for n, p in net.named_parameters() if not n.endswith("weight_matrix")]
+    groups = [{"params": rest, "weight_decay": 1e-4, "scale": 1.0}]
+    if mats:
+        groups.append({"params": mats, "weight_decay": 0.0, "scale": matrix_lr_scale})
+    opt = torch.optim.AdamW(groups, lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    net.train()
+
+    def step_fn(step: int, total: int) -> float:
+        for g in opt.param_groups:
+            g["lr"] = cosine_lr(step, total, lr) * g["scale"]
+        idx = torch.from_numpy(rng.integers(0, len(labels), batch))
+        x = jitter_window(crops[idx], INPUT, CONTEXT, generator=gen)
+        loss = F.cross_entropy(net(x), labels[idx], weight=class_w, label_smoothing=0.05)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    t0 = time.time()
+    steps = _timeboxed(step_fn, minutes, max_steps)
+    meta = {"arch": arch, "version": VERSION, "input_size": INPUT, "classes": list(CLASSES), "steps": steps,
+            "batch": batch, "lr": lr, "matrix_lr_scale": matrix_lr_scale if mats else None, "seed": seed,
+            "train_images": len(labels),
+            "train_seconds": round(time.time() - t0, 1), "data": str(data)}
+    save_classifier(net, out, meta)
+    return meta
+
+
+def save_classifier(net: torch.nn.Module, out: Path, meta: dict) -> None:
+    sd = {k: (v.half() if v.is_floating_point() else v) for k, v in net.state_dict().items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": sd, "meta": meta}, out)
+
+
+def train_locator(data: list[Path], out: Path, minutes: float, seed: int, batch: int, lr: float,
+                  max_steps: int | None = None) -> dict:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    xs, ps = [], []
+    for path in data:
+        d = np.load(path)
+        xs.append(from_u8(d["loc"]))
+        ps.append(d["loc_pts"].astype(np.float32))
+    x_all = torch.from_numpy(np.concatenate(xs))[:, None]
+    p_all = torch.from_numpy(np.concatenate(ps))
+    width = 16
+    net = SpineLocator(width)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    net.train()
+
+    def step_fn(step: int, total: int) -> float:
+        for g in opt.param_groups:
+            g["lr"] = cosine_lr(step, total, lr)
+        idx = torch.from_numpy(rng.integers(0, len(x_all), batch))
+        x, p = x_all[idx], p_all[idx].clone()
+        flip = torch.rand(batch) < 0.5  # left-right flip (facing)
+        x[flip] = x[flip].flip(-1)
+        p[flip, :, 0] = x.shape[-1] - 1 - p[flip, :, 0]
+        coords, _ = net(x)
+        loss = F.smooth_l1_loss(coords, p, beta=1.0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    t0 = time.time()
+    steps = _timeboxed(step_fn, minutes, max_steps)
+    meta = {"version": VERSION, "steps": steps, "batch": batch, "lr": lr, "seed": seed, "train_images": len(x_all),
+            "train_seconds": round(time.time() - t0, 1), "data": [str(p) for p in data]}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_locator(net.eval(), out, width, meta)
+    return meta
+
+
+def cli(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m models.curvature.train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", choices=(*ARCHS, "locator"), default="s_resnet34")
+    ap.add_argument("--data", type=Path, nargs="+", required=True, help=".npz from models.curvature.data")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--minutes", type=float, default=8.0, help="wall-clock training budget")
+    ap.add_argument("--max-steps", type=int, default=None, help="fixed step count instead of the time box")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--matrix-lr-scale", type=float, default=10.0,
+                    help="S-ResNet: learning-rate factor of the learnable weight matrices (no weight decay)")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.arch == "locator":
+        meta = train_locator(args.data, args.out, args.minutes, args.seed, args.batch, args.lr or 3e-3, args.max_steps)
+    else:
+        if len(args.data) != 1:
+            ap.error("a classifier trains on one .npz")
+        meta = train_classifier(args.arch, args.data[0], args.out, args.minutes, args.seed, args.batch,
+                                args.lr or 2e-3, args.max_steps, args.matrix_lr_scale)
+    print(json.dumps(meta))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli())

@@ -1,0 +1,136 @@
+"""Six upper cervical (C0-C2) abnormalities from the extension, neutral and flexion radiographs.
+
+Entry point for the X-ray pipeline::
+
+    findings = predict_upper_cervical({View.EXTENSION: ext, View.NEUTRAL: neu, View.FLEXION: flx})
+
+Each image is a float [0, 1] array, bone bright, in its original pixels (what
+:func:`pipelines.xray.preprocessing.image_from_dataset` returns). Steps per view: the spine locator
+(:mod:`models.curvature.roi`) finds C2-top / C4 / C7-bottom, the upper cervical ROI is cropped (96 x 96,
+rotated so the cervical axis is vertical, side 0.6 x the located C2-C7 length: adaptive to scale); then the
+network sees the three ROIs together and returns one probability per abnormality.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.curvature.roi import Locator, crop, upper_cervical_box
+from models.upper_cervical import DEFAULT_WEIGHTS, VIEW_ORDER
+from models.upper_cervical.network import CerviHFENet
+from pipelines.results import AlgorithmInfo, Finding, View
+from pipelines.xray.upper_cervical import LABEL_NAMES, LABEL_SITES, UPPER_CERVICAL_LABELS
+
+THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class UpperCervicalPrediction:
+    probabilities: dict[str, float]
+    landmarks: dict[View, np.ndarray]
+
+
+class UpperCervicalPredictor:
+    def __init__(self, net: CerviHFENet, meta: dict, locator: Locator) -> None:
+        self.net = net.eval()
+        self.meta = meta
+        self.locator = locator
+        self.input_size = int(meta.get("input_size", 96))
+
+    @property
+    def version(self) -> str:
+        return f"cervihfenet-v{self.meta.get('version', '?')}"
+
+    @property
+    def exclusive(self) -> list[tuple[int, int]]:
+        """Mutually exclusive label pairs found in the training labels (indices into the label order)."""
+        return [(int(i), int(j)) for i, j in self.meta.get("relations", {}).get("exclusive", [])]
+
+    def threshold(self, key: str) -> float:
+        """Decision threshold of one label (stored with the weights; 0.5 when none was fitted)."""
+        return float(self.meta.get("thresholds", {}).get(key, THRESHOLD))
+
+    @classmethod
+    def load(cls, weights: Path | str | None = None, locator: Path | str | None = None) -> UpperCervicalPredictor:
+        ck = torch.load(Path(weights or DEFAULT_WEIGHTS), map_location="cpu", weights_only=True)
+        net = CerviHFENet(len(ck["meta"]["labels"]))
+        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()})
+        return cls(net, ck["meta"], Locator.load(locator))
+
+    @torch.no_grad()
+    def probabilities(self, crops: np.ndarray) -> np.ndarray:
+        """(N, 3, S, S) ROI crops in [-1, 1] (view order extension, neutral, flexion) -> (N, 6)."""
+        x = torch.from_numpy(np.asarray(crops, dtype=np.float32))
+        return torch.sigmoid(self.net(x)).numpy()
+
+    def predict(self, views: Mapping[View, np.ndarray],
+                landmarks: Mapping[View, np.ndarray] | None = None) -> UpperCervicalPrediction:
+        missing = [v.value for v in VIEW_ORDER if v not in views]
+        if missing:
+            raise ValueError(f"upper cervical model needs extension, neutral and flexion views; missing: {missing}")
+        crops, pts = [], {}
+        for v in VIEW_ORDER:
+            img = np.asarray(views[v], dtype=np.float32)
+            if img.ndim != 2:
+                raise ValueError(f"{v.value} view: expected a 2-D greyscale image, got shape {img.shape}")
+            p = self.locator.locate(img) if landmarks is None else np.asarray(landmarks[v], dtype=np.float64)
+            pts[v] = p
+            crops.append(crop(img, upper_cervical_box(p, self.input_size)))
+        prob = self.probabilities(np.stack(crops)[None])[0]
+        return UpperCervicalPrediction({k: float(q) for k, q in zip(UPPER_CERVICAL_LABELS, prob, strict=True)}, pts)
+
+
+def decide(probs: np.ndarray, thresholds: np.ndarray, exclusive: list[tuple[int, int]]) -> np.ndarray:
+    """(N, K) probabilities -> (N, K) bool decisions: ``p >= threshold``, and for a mutually exclusive pair
+    (learned from the training labels) that is predicted together, only the label with the larger margin
+    ``p / threshold`` is kept."""
+    p = np.atleast_2d(np.asarray(probs, dtype=float))
+    th = np.asarray(thresholds, dtype=float)
+    out = p >= th
+    margin = p / np.maximum(th, 1e-6)
+    for i, j in exclusive:
+        both = out[:, i] & out[:, j]
+        out[both & (margin[:, i] < margin[:, j]), i] = False
+        out[both & (margin[:, j] <= margin[:, i]), j] = False
+    return out
+
+
+@functools.lru_cache(maxsize=2)
+def default_predictor(weights: str | None = None) -> UpperCervicalPredictor:
+    return UpperCervicalPredictor.load(weights)
+
+
+def predict_upper_cervical(views: Mapping[View, np.ndarray], *, weights: Path | str | None = None,
+                           threshold: float | None = None) -> list[Finding]:
+    """One :class:`Finding` per abnormality (keys :data:`UPPER_CERVICAL_LABELS`): value ``present`` when the
+    probability reaches the label's threshold (fitted on validation phantoms and stored with the weights;
+    ``threshold`` overrides it for all labels) else ``absent``, with the probability. Raises ``ValueError``
+    unless the extension, neutral and flexion views are all given."""
+    predictor = default_predictor(str(weights) if weights else None)
+    pred = predictor.predict(views)
+    probs = np.array([pred.probabilities[k] for k in UPPER_CERVICAL_LABELS])
+    th = np.array([threshold if threshold is not None else predictor.threshold(k) for k in UPPER_CERVICAL_LABELS])
+    present = decide(probs, th, predictor.exclusive)[0]
+    out = []
+    for n, key in enumerate(UPPER_CERVICAL_LABELS):
+        p, t = float(probs[n]), float(th[n])
+        out.append(Finding(key, LABEL_NAMES[key], "present" if present[n] else "absent", LABEL_SITES[key],
+                           evidence=(f"p={p:.2f} from the extension, neutral and flexion views",),
+                           probability=p,
+                           threshold=f"p >= {t:.2f} (CerviHFENet-style classifier trained on synthetic phantoms; "
+                                     "threshold of maximal F1 on validation phantoms; of two mutually exclusive "
+                                     "labels only the one with the larger p/threshold)"))
+    return out
+
+
+def algorithm_info(weights: Path | str | None = None) -> AlgorithmInfo:
+    """Identity of the model for Contributing Equipment (IHE AIR) in the SR."""
+    version = default_predictor(str(weights) if weights else None).version
+    return AlgorithmInfo(name="cspine-node upper cervical abnormalities (CerviHFENet-style, seed 001)", version=version,
+                         model_card="research use only; trained on synthetic phantoms; see models/upper_cervical/MODEL_CARD.md")

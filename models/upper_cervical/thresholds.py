@@ -1,0 +1,77 @@
+"""Fit one decision threshold per label on a validation set and store it in the weights file.
+
+The focal loss leaves probabilities of rare labels low, so 0.5 is a poor cut-off; each label gets the
+threshold that maximises F1 on validation phantoms (seeds disjoint from training and test), through the
+locator as deployed. The predictor uses ``meta["thresholds"]`` when present.
+
+    python -m models.upper_cervical.thresholds --data /tmp/uc_val.npz --weights models/upper_cervical/cervihfenet_v1.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.curvature.data import from_u8
+from models.curvature.roi import DEFAULT_LOCATOR, crop, upper_cervical_box
+from models.upper_cervical import DEFAULT_WEIGHTS
+from models.upper_cervical.predictor import UpperCervicalPredictor
+from pipelines.xray.upper_cervical import UPPER_CERVICAL_LABELS
+
+
+def located_probabilities(pr: UpperCervicalPredictor, images: np.ndarray) -> np.ndarray:
+    """(N, 3, rows, cols) uint8 views (view order of the model) -> (N, 6) probabilities through the locator."""
+    crops = []
+    for views in images:
+        per = []
+        for img in views:
+            im = from_u8(img) * 0.5 + 0.5
+            per.append(crop(im, upper_cervical_box(pr.locator.locate(im), pr.input_size)))
+        crops.append(np.stack(per))
+    return np.concatenate([pr.probabilities(np.stack(crops[i:i + 32])) for i in range(0, len(crops), 32)])
+
+
+def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
+    """Threshold (midpoint between neighbouring scores) with the highest F1; 0.5 without positives."""
+    y = np.asarray(y, bool)
+    if not y.any():
+        return 0.5
+    s = np.unique(p)
+    cands = np.concatenate([(s[:-1] + s[1:]) / 2, [s[0] - 1e-6]]) if len(s) > 1 else s
+    best, best_t = -1.0, 0.5
+    for t in cands:
+        pred = p >= t
+        tp = float((pred & y).sum())
+        f1 = 2 * tp / max(pred.sum() + y.sum(), 1)
+        if f1 > best:
+            best, best_t = f1, float(t)
+    return best_t
+
+
+def cli(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m models.upper_cervical.thresholds", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, required=True, help="validation .npz (prepared with --full)")
+    ap.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    ap.add_argument("--locator", type=Path, default=DEFAULT_LOCATOR)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    d = np.load(args.data)
+    pr = UpperCervicalPredictor.load(args.weights, args.locator)
+    probs = located_probabilities(pr, d["images"])
+    thresholds = {k: round(best_f1_threshold(d["labels"][:, i] > 0.5, probs[:, i]), 4)
+                  for i, k in enumerate(UPPER_CERVICAL_LABELS)}
+    ck = torch.load(args.weights, map_location="cpu", weights_only=True)
+    ck["meta"]["thresholds"] = thresholds
+    ck["meta"]["thresholds_data"] = f"{args.data} ({len(probs)} studies, max F1 per label)"
+    torch.save(ck, args.weights)
+    print(json.dumps(thresholds))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli())
