@@ -8,8 +8,8 @@ Subcommands::
     status     studies by state, queue depth, outbox per destination with last error, dead letters
     demo       start an embedded node, C-STORE a generated phantom study to it, print the results
     phantom    xray|mri ...  -> pipelines.<x>.phantom.cli
-    train      xray|mri ...  -> models.xray_keypoints.train.cli / models.mri.train.cli
-    evaluate   xray|mri ...  -> models.xray_keypoints.evaluate.cli / models.mri.evaluate.cli
+    train      xray|mri|curvature|upper-cervical ...  -> models.<model>.train.cli
+    evaluate   xray|mri|curvature|upper-cervical ...  -> models.<model>.evaluate.cli
 
 Settings come from ``CSPINE_*`` environment variables and the file in ``CSPINE_CONFIG`` (``--config``
 sets it); the few flags below override them.
@@ -33,6 +33,10 @@ DELEGATES = {
     ("evaluate", "xray"): "models.xray_keypoints.evaluate",
     ("train", "mri"): "models.mri.train",
     ("evaluate", "mri"): "models.mri.evaluate",
+    ("train", "curvature"): "models.curvature.train",
+    ("evaluate", "curvature"): "models.curvature.evaluate",
+    ("train", "upper-cervical"): "models.upper_cervical.train",
+    ("evaluate", "upper-cervical"): "models.upper_cervical.evaluate",
 }
 
 
@@ -203,9 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     for name in ("phantom", "train", "evaluate"):
-        p = sub.add_parser(name, help=f"{name} xray|mri ... (options are passed to the owning module)",
+        targets = [t for (cmd, t) in DELEGATES if cmd == name]
+        p = sub.add_parser(name, help=f"{name} {'|'.join(targets)} ... (options are passed to the owning module)",
                            add_help=False)
-        p.add_argument("target", choices=["xray", "mri"])
+        p.add_argument("target", choices=targets)
         p.set_defaults(func=None)
     return parser
 
