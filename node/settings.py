@@ -135,6 +135,11 @@ class NodeSettings(BaseSettings):
     deliver_sweep_s: float = 30.0
     """How often ``serve`` re-queues outbox entries whose delivery task was lost."""
 
+    # Patient-level report (X-ray + MRI of one patient, ``node.patients``)
+    patient_window_days: float = 90.0
+    """Pair an X-ray and an MRI study of the same Patient ID when their study dates lie at most this many
+    days apart; 0 turns the patient-level report off."""
+
     # Operations
     metrics_port: int | None = 9464
     """Prometheus /metrics HTTP port of ``serve`` (None or 0: off)."""

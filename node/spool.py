@@ -6,6 +6,8 @@ Layout under ``root``::
     tmp/                               partial writes (removed at start-up)
     instances/<study>/<sop>.dcm        received instances (DICOM Part 10 files as sent)
     outbox/<study>/<generation>/...    result objects waiting for / done with delivery
+    results/<study>/<generation>/<pipeline>.json   typed results of an analysis (``node.patients``)
+    patient_key.salt                   secret salt of the patient keys (created once, never logged)
     broker/                            the embedded Celery broker's message folders (see ``node.tasks``)
 
 Durability: ``store`` writes a temp file, fsyncs it, renames it into place, fsyncs the directory, and
@@ -109,6 +111,17 @@ CREATE TABLE IF NOT EXISTS outbox (
     sent_at REAL
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(state, destination, study_uid);
+CREATE TABLE IF NOT EXISTS results (
+    study_uid TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    pipeline TEXT NOT NULL,
+    patient_key TEXT NOT NULL DEFAULT '',
+    study_time REAL,
+    path TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (study_uid, generation, pipeline)
+);
+CREATE INDEX IF NOT EXISTS results_patient ON results(patient_key, pipeline);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
@@ -170,6 +183,22 @@ class StudyRow:
     task_id: str
     reason: str
     summary: str
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """Typed results of one pipeline run on one analysed generation (a JSON file), keyed by patient.
+
+    ``patient_key`` is a salted hash of the Patient ID (``node.patients``), never the ID itself;
+    ``study_time`` is StudyDate/StudyTime as POSIX seconds (None when the study has no date)."""
+
+    study_uid: str
+    generation: int
+    pipeline: str
+    patient_key: str
+    study_time: float | None
+    path: str
+    created_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -239,7 +268,8 @@ class Spool:
         self.instances_dir = self.root / "instances"
         self.outbox_dir = self.root / "outbox"
         self.broker_dir = self.root / "broker"
-        for d in (self.root, self.tmp_dir, self.instances_dir, self.outbox_dir, self.broker_dir):
+        self.results_dir = self.root / "results"
+        for d in (self.root, self.tmp_dir, self.instances_dir, self.outbox_dir, self.broker_dir, self.results_dir):
             d.mkdir(parents=True, exist_ok=True)
         self.index_path = self.root / "index.sqlite3"
         self._local = threading.local()
@@ -468,11 +498,13 @@ class Spool:
         *,
         skipped_reason: str = "",
         summary: str = "",
+        results: list[ResultRow] | tuple[ResultRow, ...] = (),
         now: float | None = None,
     ) -> bool:
         """Record an analysis of ``generation`` with its written objects ``(sop uid, sop class, path)`` and
         queue them for every destination. Returns False (nothing queued) when a newer analysis already
-        finished; otherwise older pending outbox rows of the study are superseded."""
+        finished; otherwise older pending outbox rows of the study are superseded. ``results`` (typed
+        result files, see ``node.patients``) are indexed in the same transaction."""
         now = now if now is not None else time.time()
         with self._tx() as db:
             s = db.execute("SELECT * FROM studies WHERE study_uid=?", (study_uid,)).fetchone()
@@ -494,6 +526,12 @@ class Spool:
                 " WHERE study_uid=?",
                 (generation, now, state, skipped_reason, summary, study_uid),
             )
+            for r in results:
+                db.execute(
+                    "INSERT OR REPLACE INTO results(study_uid, generation, pipeline, patient_key, study_time, path,"
+                    " created_at) VALUES (?,?,?,?,?,?,?)",
+                    (study_uid, generation, r.pipeline, r.patient_key, r.study_time, r.path, now),
+                )
             for dest in destinations:
                 for sop_uid, sop_class, path in objects:
                     db.execute(
@@ -589,6 +627,26 @@ class Spool:
 
     def instance_rows(self, study_uid: str) -> list[dict]:
         return [dict(r) for r in self._db().execute("SELECT * FROM instances WHERE study_uid=?", (study_uid,))]
+
+    def result_path(self, study_uid: str, generation: int, pipeline: str) -> Path:
+        return self.results_dir / safe_name(study_uid) / str(generation) / f"{safe_name(pipeline)}.json"
+
+    def results(self, study_uid: str) -> list[ResultRow]:
+        """Result files of the newest analysed generation of a study."""
+        return [ResultRow(**dict(r)) for r in self._db().execute(
+            "SELECT r.* FROM results r JOIN studies s ON s.study_uid = r.study_uid"
+            " WHERE r.study_uid=? AND r.generation = s.analyzed_generation ORDER BY r.pipeline", (study_uid,))]
+
+    def patient_results(self, patient_key: str, pipeline: str, *, exclude_study: str = "") -> list[ResultRow]:
+        """Result files of one pipeline for one patient key (newest analysed generation of each study),
+        newest study first (studies without a date last)."""
+        if not patient_key:
+            return []
+        return [ResultRow(**dict(r)) for r in self._db().execute(
+            "SELECT r.* FROM results r JOIN studies s ON s.study_uid = r.study_uid"
+            " WHERE r.patient_key=? AND r.pipeline=? AND r.study_uid != ? AND r.generation = s.analyzed_generation"
+            " ORDER BY r.study_time IS NULL, r.study_time DESC, r.created_at DESC",
+            (patient_key, pipeline, exclude_study))]
 
     def dead_letters(self) -> list[dict]:
         return [dict(r) for r in self._db().execute("SELECT * FROM dead_letters ORDER BY id")]

@@ -31,7 +31,7 @@ from celery import Celery, Task
 
 from node.logs import log
 from node.settings import NodeSettings
-from node.spool import Spool, write_atomic
+from node.spool import ResultRow, Spool, write_atomic
 
 LOG = logging.getLogger("node.tasks")
 
@@ -108,11 +108,14 @@ def backoff(retries: int, cap: float) -> float:
 # -- the work (plain functions, testable without Celery) ---------------------------------------------
 
 
-def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: Any = None) -> dict[str, Any]:
+def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: Any = None, *,
+                 patient_window_days: float = 90.0) -> dict[str, Any]:
     """Analyse the newest generation of a study and queue its results for ``destinations``.
 
     ``analyze`` defaults to ``pipelines.analyze``. Writes result objects (fsync'd) under the outbox
     directory, then records the analysis; an older analysis finishing after a newer one is discarded.
+    The typed results are kept too (``node.patients``): when the other modality of the same patient was
+    analysed within ``patient_window_days`` (0: off), a patient-level SR + PDF joins this study's results.
     Returns a small report: ``{"study_uid", "generation", "objects", "skipped", "queued"}``.
     """
     if analyze is None:
@@ -131,13 +134,26 @@ def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: An
         path = sp.outbox_path(study_uid, generation, str(ds.SOPInstanceUID))
         write_atomic(buf.getvalue(), path, sp.tmp_dir)
         written.append((str(ds.SOPInstanceUID), str(ds.SOPClassUID), path))
+    result_rows: list[ResultRow] = []
+    if analysis.results:
+        from node.patients import patient_report_objects
+
+        result_rows, patient_objects = patient_report_objects(sp, study, generation, analysis.results,
+                                                              patient_window_days)
+        for ds in patient_objects:
+            buf = BytesIO()
+            ds.save_as(buf, enforce_file_format=True)
+            path = sp.outbox_path(study_uid, generation, str(ds.SOPInstanceUID))
+            write_atomic(buf.getvalue(), path, sp.tmp_dir)
+            written.append((str(ds.SOPInstanceUID), str(ds.SOPClassUID), path))
     summary = "\n".join(r.summary() for r in analysis.results)
     skipped = "; ".join(analysis.skipped)
     if summary or skipped:
         text = summary + ("\nSKIPPED " + skipped if skipped else "")
         write_atomic(text.encode(), sp.outbox_path(study_uid, generation, "x").parent / "summary.txt", sp.tmp_dir)
     queued = sp.finish_analysis(study_uid, generation, written, destinations if written else [],
-                                skipped_reason=skipped if not analysis.results else "", summary=summary)
+                                skipped_reason=skipped if not analysis.results else "", summary=summary,
+                                results=result_rows)
     if analysis.skipped:
         log(LOG, "study not analysed" if not analysis.results else "part of study not analysed",
             study_uid=study_uid, generation=generation, reason=skipped)
@@ -168,7 +184,8 @@ def analyze_study(self: Task, study_uid: str, generation: int = 0) -> dict[str, 
     """Celery task: analyse a study from the spool, then queue delivery to every destination."""
     s = settings()
     try:
-        report = run_analysis(spool(), [d.name for d in s.destinations], study_uid)
+        report = run_analysis(spool(), [d.name for d in s.destinations], study_uid,
+                              patient_window_days=s.patient_window_days)
     except Exception as exc:  # noqa: BLE001 - retried with backoff, dead-lettered at the end
         log(LOG, "analysis attempt failed", logging.WARNING, study_uid=study_uid, attempt=self.request.retries + 1,
             error=f"{type(exc).__name__}: {exc}")

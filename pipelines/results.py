@@ -30,7 +30,7 @@ KEYPOINT_NAMES: tuple[str, ...] = tuple(f"{v} {r}" for v in VERTEBRAE for r in C
 """The 30 X-ray keypoints in model/ground-truth order: 24 corners (paper 002 order) + 6 spinolaminar."""
 
 
-class View(str, Enum):
+class View(str, Enum):  # noqa: UP042 - str() of a member stays "View.X" as code expects
     """Position of a lateral cervical radiograph."""
 
     NEUTRAL = "neutral"
@@ -158,6 +158,8 @@ class StudyResult:
     findings: list[Finding] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     """Things a reader should know (a view missing, low image quality ...)."""
+    contributors: list[AlgorithmInfo] = field(default_factory=list)
+    """Further algorithms whose findings are part of this result (each gets its own Contributing Equipment item)."""
 
     def summary(self) -> str:
         """A short human-readable text of all measurements and findings."""

@@ -10,6 +10,9 @@
   line, labels) - the presentation every viewer shows;
 * ``report``: the one-page report as a Secondary Capture image and as an Encapsulated PDF.
 
+``encode_patient(report, results, sources, current=...)`` (``pipelines.dicom_out.patient``) encodes the
+patient-level report of an X-ray and an MRI study of one patient (paper 002 Fig. 7/8): TID 1500 SR + PDF.
+
 Series/UID policy: see ``pipelines.dicom_out.identity``. Codes: ``pipelines.dicom_out.codes``.
 """
 
@@ -22,6 +25,7 @@ from pydicom.dataset import Dataset
 
 from pipelines.dicom_out._sources import load_sources, previous_results
 from pipelines.dicom_out.identity import provenance, result_series_uid, series_number
+from pipelines.dicom_out.patient import encode_patient
 from pipelines.dicom_out.pr import build_gsps
 from pipelines.dicom_out.report import build_pdf, build_sc, render
 from pipelines.dicom_out.seg import build_segs
@@ -29,7 +33,7 @@ from pipelines.dicom_out.sr import build_sr
 from pipelines.results import StudyResult
 from pipelines.study import Study
 
-__all__ = ["encode"]
+__all__ = ["encode", "encode_patient"]
 
 
 def encode(study: Study, result: StudyResult, *, now: datetime | None = None) -> list[Dataset]:
@@ -41,7 +45,7 @@ def encode(study: Study, result: StudyResult, *, now: datetime | None = None) ->
     if not result.images:
         return []
     sources = load_sources(study, result)
-    prov = provenance(result.algorithm, result.pipeline, now)
+    prov = provenance(result.algorithm, result.pipeline, now, contributors=tuple(result.contributors))
 
     def series(kind: str) -> dict:
         return {"series_uid": result_series_uid(study.study_uid, result.pipeline, kind), "series_number": series_number(result.pipeline, kind)}

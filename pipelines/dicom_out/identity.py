@@ -90,6 +90,8 @@ class Provenance:
     pipeline: str
     created: datetime
     instance_base: int
+    contributors: tuple[AlgorithmInfo, ...] = ()
+    """Further algorithms of the result; each gets its own Contributing Equipment item."""
 
     @property
     def model_name(self) -> str:
@@ -99,27 +101,33 @@ class Provenance:
     def software_version(self) -> str:
         return self.algorithm.version[:64]
 
-    def device_uid(self) -> str:
-        """Stable Device UID of the algorithm (name + version), for the SR device observer context."""
-        return f"2.25.{uuid.uuid5(NAMESPACE, f'algorithm/{self.algorithm.name}/{self.algorithm.version}').int}"
+    def device_uid(self, algorithm: AlgorithmInfo | None = None) -> str:
+        """Stable Device UID of an algorithm (name + version; default: the main one), for the SR device observer."""
+        a = algorithm or self.algorithm
+        return f"2.25.{uuid.uuid5(NAMESPACE, f'algorithm/{a.name}/{a.version}').int}"
 
     def contributing_equipment(self) -> list[hd.ContributingEquipment]:
-        """Contributing Equipment item for the algorithm (IHE AIR 6.5.3.1: Purpose of Reference Newcode1)."""
-        item = hd.ContributingEquipment(
-                manufacturer=self.algorithm.manufacturer[:64] or MANUFACTURER,
+        """One Contributing Equipment item per algorithm (IHE AIR 6.5.3.1: Purpose of Reference Newcode1)."""
+        items = []
+        for algorithm in (self.algorithm, *self.contributors):
+            item = hd.ContributingEquipment(
+                manufacturer=algorithm.manufacturer[:64] or MANUFACTURER,
                 purpose_of_reference=_PLACEHOLDER_PURPOSE,
-                manufacturer_model_name=self.model_name,
-                software_versions=self.software_version,
-                device_serial_number=self.device_uid()[-16:],
+                manufacturer_model_name=algorithm.name[:64],
+                software_versions=algorithm.version[:64],
+                device_serial_number=self.device_uid(algorithm)[-16:],
                 contribution_datetime=self.created,
                 contribution_description=f"{self.pipeline} pipeline; {RESEARCH_STATEMENT}"[:1024],
             )
-        # highdicom accepts only CID 7005 purposes; IHE AIR asks for (Newcode1, 99IHE, "Processing Algorithm")
-        item.PurposeOfReferenceCodeSequence = [hd.sr.CodedConcept.from_code(PROCESSING_ALGORITHM)]
-        item.DeviceUID = self.device_uid()
-        return [item]
+            # highdicom accepts only CID 7005 purposes; IHE AIR asks for (Newcode1, 99IHE, "Processing Algorithm")
+            item.PurposeOfReferenceCodeSequence = [hd.sr.CodedConcept.from_code(PROCESSING_ALGORITHM)]
+            item.DeviceUID = self.device_uid(algorithm)
+            items.append(item)
+        return items
 
 
-def provenance(algorithm: AlgorithmInfo, pipeline: str, now: datetime | None = None) -> Provenance:
+def provenance(algorithm: AlgorithmInfo, pipeline: str, now: datetime | None = None,
+               contributors: tuple[AlgorithmInfo, ...] = ()) -> Provenance:
     now = now or datetime.now(UTC)
-    return Provenance(algorithm=algorithm, pipeline=pipeline, created=now, instance_base=run_number(now))
+    return Provenance(algorithm=algorithm, pipeline=pipeline, created=now, instance_base=run_number(now),
+                      contributors=contributors)

@@ -176,7 +176,7 @@ class PhantomStudy:
 
 # ------------------------------------------------------------------------------------------ sampling
 def _sample_patient(rng: np.random.Generator, seed: int, views: tuple[View, ...], shape: tuple[int, int] | None,
-                    difficulty: str) -> PatientParams:
+                    difficulty: str, anatomy: dict | None = None) -> PatientParams:
     hard = difficulty == "hard"
     easy = difficulty == "easy"
     scale = float(np.clip(rng.normal(1.0, 0.07), 0.85, 1.18))
@@ -199,6 +199,8 @@ def _sample_patient(rng: np.random.Generator, seed: int, views: tuple[View, ...]
         pavlov[rng.random(6) < 0.2] = rng.uniform(0.76, 0.9)
     spin = np.array([22.0, 17.0, 17.0, 19.0, 23.0, 30.0]) * scale * rng.normal(1.0, 0.08, 6)
 
+    if anatomy is not None:  # the same patient as another phantom (overrides after the draws: same rng stream)
+        depth, height, disc, pavlov, osteo, spin = _anatomy_arrays(anatomy)
     curve_type = str(rng.choice(CURVE_TYPES, p=[0.5, 0.2, 0.15, 0.15]))
     d_mean = depth[1:].mean()
     max_alpha = np.degrees(np.arctan((disc - 0.7) / (d_mean / 2)))  # keep both disc heights > 0.7 mm
@@ -210,6 +212,11 @@ def _sample_patient(rng: np.random.Generator, seed: int, views: tuple[View, ...]
         cobb = rng.uniform(lo, hi)
         weights = rng.dirichlet(np.full(5, 4.0))
         alpha_n = (cobb - wedge[1:].sum()) * weights
+    if anatomy is not None:
+        # segment angle (vertebra to vertebra, lordosis +) = disc angle + wedge of the lower vertebra
+        alpha_n = np.asarray(anatomy["segment_angle_deg"], dtype=float) - wedge[1:]
+        cobb_a = float(anatomy.get("cobb_c2_c7_deg", alpha_n.sum() + wedge[1:].sum()))
+        curve_type = "lordotic" if cobb_a > 8 else ("kyphotic" if cobb_a < -4 else "straight")
     alpha_n = np.clip(alpha_n, -max_alpha, max_alpha)
 
     # dynamics: segmental range of motion (flexion-extension), translation change
@@ -294,6 +301,19 @@ def _sample_patient(rng: np.random.Generator, seed: int, views: tuple[View, ...]
                          tuple(float(v) for v in wedge), tuple(float(v) for v in wall_tilt),
                          tuple(float(v) for v in disc), tuple(float(v) for v in pavlov),
                          tuple(bool(o) for o in osteo), tuple(float(v) for v in spin), vp, ip)
+
+
+def _anatomy_arrays(anatomy: dict) -> tuple[np.ndarray, ...]:
+    """depth, height, disc, pavlov, osteophytes, spinous length of an ``anatomy`` dict (C2..C7; discs C2-C3..C6-C7),
+    as written by ``pipelines.mri.phantom.xray_anatomy``; raises ValueError on a missing key or wrong length."""
+    spec = (("body_depth_mm", 6), ("body_height_mm", 6), ("disc_height_mm", 5), ("pavlov", 6), ("osteophytes", 6),
+            ("spinous_length_mm", 6), ("segment_angle_deg", 5))
+    out = []
+    for key, n in spec:
+        if key not in anatomy or len(anatomy[key]) < n:
+            raise ValueError(f"anatomy[{key!r}] needs {n} values (C2..C7 or C2-C3..C6-C7)")
+        out.append(np.asarray(anatomy[key][:n], dtype=bool if key == "osteophytes" else float))
+    return tuple(out[:6])
 
 
 def _c7_angle_for_sva(p: PatientParams, v: ViewParams, target_mm: float) -> float:
@@ -844,12 +864,18 @@ def _uid(rng: np.random.Generator) -> str:
 
 
 def generate_study(seed: int, *, views: tuple[View, ...] = (View.NEUTRAL, View.FLEXION, View.EXTENSION),
-                   shape: tuple[int, int] | None = None, difficulty: str = "realistic") -> PhantomStudy:
+                   shape: tuple[int, int] | None = None, difficulty: str = "realistic",
+                   anatomy: dict | None = None) -> PhantomStudy:
     """Generate one synthetic patient's lateral cervical study (seeded, deterministic).
 
     ``shape=None`` picks a realistic detector size (about 900-3000 px); a small shape such as (512, 512)
     renders fast for training. ``difficulty`` is ``easy`` (no rotation, shoulders, collimation or text),
     ``realistic`` or ``hard``.
+
+    ``anatomy`` (opt-in) renders a given patient instead of a sampled one: a dict as returned by
+    ``pipelines.mri.phantom.xray_anatomy(virtual_patient)`` (body depth/height, disc heights, segment angles,
+    Pavlov ratios, osteophytes, spinous lengths), so that the X-ray and MRI phantoms show the same patient.
+    Everything else (dynamics, acquisition) is still drawn from ``seed``; without it the output is unchanged.
     """
     if difficulty not in DIFFICULTIES:
         raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
@@ -857,7 +883,7 @@ def generate_study(seed: int, *, views: tuple[View, ...] = (View.NEUTRAL, View.F
         raise ValueError("at least one view is needed")
     views = tuple(View(v) for v in views)
     rng = np.random.default_rng(seed)
-    p = _sample_patient(rng, seed, views, shape, difficulty)
+    p = _sample_patient(rng, seed, views, shape, difficulty, anatomy)
     uid_rng = np.random.default_rng([seed, 7])
     study_uid = _uid(uid_rng)
     out: dict[View, PhantomView] = {}
@@ -903,7 +929,8 @@ def _code(value: str, scheme: str, meaning: str):
 
 
 def view_dataset(study: PhantomStudy, pv: PhantomView, *, patient_id: str | None = None,
-                 series_number: int = 1, transfer_syntax: str | None = None):
+                 series_number: int = 1, transfer_syntax: str | None = None,
+                 study_datetime: _dt.datetime | None = None):
     """The DX For Presentation dataset of one phantom view.
 
     The view label goes into (a) ``ViewCodeSequence`` = SCT 399173006/399198007 left/right lateral with a
@@ -920,6 +947,11 @@ def view_dataset(study: PhantomStudy, pv: PhantomView, *, patient_id: str | None
     p = study.params
     date = _dt.date(2024, 1, 1) + _dt.timedelta(days=int(study.seed % 700))
     time_s = f"{9 + study.seed % 8:02d}{(study.seed * 7) % 60:02d}{(series_number * 13) % 60:02d}"
+    study_time = f"{9 + study.seed % 8:02d}0000"
+    if study_datetime is not None:  # opt-in: a given study date/time (series a few seconds apart)
+        date = study_datetime.date()
+        study_time = study_datetime.strftime("%H%M%S")
+        time_s = (study_datetime + _dt.timedelta(seconds=13 * series_number)).strftime("%H%M%S")
     pid = patient_id or f"PHANTOM-{study.seed:06d}"
 
     meta = FileMetaDataset()
@@ -934,7 +966,7 @@ def view_dataset(study: PhantomStudy, pv: PhantomView, *, patient_id: str | None
     ds.SOPClassUID = DX_FOR_PRESENTATION
     ds.SOPInstanceUID = pv.sop_instance_uid
     ds.StudyDate = ds.SeriesDate = ds.ContentDate = ds.AcquisitionDate = date.strftime("%Y%m%d")
-    ds.StudyTime = f"{9 + study.seed % 8:02d}0000"
+    ds.StudyTime = study_time
     ds.SeriesTime = ds.ContentTime = ds.AcquisitionTime = time_s
     ds.AccessionNumber = f"ACC{study.seed:07d}"
     ds.Modality = "DX"
@@ -1018,7 +1050,7 @@ def view_dataset(study: PhantomStudy, pv: PhantomView, *, patient_id: str | None
 
 
 def write_study(study: PhantomStudy, out_dir: Path, *, patient_id: str | None = None,
-                transfer_syntax: str = "1.2.840.10008.1.2.1") -> list[Path]:
+                transfer_syntax: str = "1.2.840.10008.1.2.1", study_datetime: _dt.datetime | None = None) -> list[Path]:
     """Write each view as a DX For Presentation DICOM file ``<view>.dcm`` into ``out_dir``.
 
     ``transfer_syntax`` defaults to Explicit VR Little Endian; compressed syntaxes supported by pydicom's
@@ -1028,7 +1060,8 @@ def write_study(study: PhantomStudy, out_dir: Path, *, patient_id: str | None = 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for n, (view, pv) in enumerate(study.views.items(), start=1):
-        ds = view_dataset(study, pv, patient_id=patient_id, series_number=n, transfer_syntax=transfer_syntax)
+        ds = view_dataset(study, pv, patient_id=patient_id, series_number=n, transfer_syntax=transfer_syntax,
+                          study_datetime=study_datetime)
         path = out_dir / f"{view.value}.dcm"
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)

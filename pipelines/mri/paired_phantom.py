@@ -1,0 +1,52 @@
+"""An X-ray study and an MRI study of the *same* virtual patient (for the patient-level report, issue 6).
+
+``virtual_patient(seed)`` drives both: the MRI phantom renders it directly, the X-ray phantom renders its
+anatomy (``xray_anatomy``: body sizes, disc heights, segment angles, Pavlov ratios, osteophytes). Both
+studies carry the same Patient ID, name, sex and birth date, with the MRI ``days_apart`` days after the
+radiographs, so that the node pairs them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pydicom
+
+from pipelines.mri.phantom import generate_series, virtual_patient, write_series, xray_anatomy
+from pipelines.xray.phantom import generate_study, write_study
+
+XRAY_SHAPE: tuple[int, int] = (768, 640)
+"""Default radiograph size (rows, columns) of the pair: small enough for fast tests, large enough for the model."""
+
+
+def paired_phantom_studies(
+    seed: int,
+    out_dir: Path,
+    *,
+    patient_id: str | None = None,
+    xray_datetime: datetime | None = None,
+    days_apart: float = 7.0,
+    xray_shape: tuple[int, int] | None = XRAY_SHAPE,
+    mri_shape: tuple[int, int] = (256, 256),
+) -> tuple[list[Path], list[Path]]:
+    """Write the radiographs (neutral, flexion, extension) under ``out_dir/xray`` and a T2 sagittal MR
+    series under ``out_dir/mri`` of virtual patient ``seed``; return ``(xray_files, mri_files)``.
+
+    ``patient_id`` defaults to the virtual patient's id; ``xray_datetime`` to a date derived from the seed.
+    """
+    vp = virtual_patient(seed, patient_id=patient_id)
+    pid = vp.patient_id
+    when = xray_datetime or datetime(2026, 1, 5, 9, 30) + timedelta(days=seed % 300)
+    xray = generate_study(seed, shape=xray_shape, anatomy=xray_anatomy(vp))
+    xray_files = [Path(p) for p in write_study(xray, Path(out_dir) / "xray", patient_id=pid, study_datetime=when)]
+    mri = generate_series(seed, patient=vp, shape=mri_shape)
+    mri_files = [Path(p) for p in write_series(mri, Path(out_dir) / "mri", patient_id=pid,
+                                               study_datetime=when + timedelta(days=days_apart))]
+    ref = pydicom.dcmread(mri_files[0], stop_before_pixels=True)
+    for path in xray_files:  # one patient: the X-ray phantom draws its own name/sex/birth date from the seed
+        ds = pydicom.dcmread(path)
+        for kw in ("PatientName", "PatientSex", "PatientBirthDate"):
+            setattr(ds, kw, ref.get(kw, ""))
+        ds.save_as(path, enforce_file_format=True)
+    return xray_files, mri_files
