@@ -2,13 +2,13 @@
 # Idempotent set-up of a fresh Debian/Ubuntu machine for cspine-node:
 #   - Debian packages the node and its tests use (when run as root and a package is missing):
 #     redis-server (Celery broker for tests), orthanc + orthanc-dicomweb (test PACS / DICOMweb archive),
-#     dcmtk (storescu/storescp/dsrdump peers), dicom3tools (dciodvfy validator)
+#     dcmtk (storescu/storescp/dsrdump peers), dicom3tools (dciodvfy validator), nginx-light (OHIF proxy test)
 #   - a virtual environment in .venv with the CPU build of torch 2.13.0 and the package with its test extra.
 # Set CSPINE_SKIP_APT=1 to skip the Debian part (e.g. no root; the demo itself needs none of these packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(redis-server orthanc orthanc-dicomweb dcmtk dicom3tools)
+pkgs=(redis-server orthanc orthanc-dicomweb dcmtk dicom3tools nginx-light)
 if [ "${CSPINE_SKIP_APT:-0}" != "1" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
     missing=()
     for p in "${pkgs[@]}"; do

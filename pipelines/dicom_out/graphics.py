@@ -36,6 +36,14 @@ class Graphic:
     def closed_points(self) -> np.ndarray:
         return np.vstack([self.points, self.points[:1]]) if self.closed else self.points
 
+    def dicom_points(self, rows: int, columns: int) -> np.ndarray:
+        """Points in DICOM graphic coordinates (the top-left corner of the first pixel is (0, 0), so our
+        pixel-centre coordinates shift by +0.5), clipped to the image: SR SCOORDs and GSPS graphics must lie
+        on it, and a keypoint predicted just outside the image (or a line extended past it) would otherwise
+        make the object unwritable."""
+        pts = self.closed_points().astype(float) + 0.5
+        return np.clip(pts, 0.0, [float(columns), float(rows)])
+
 
 def keypoints_by_name(image: ImageResult) -> dict[str, Keypoint]:
     return {k.name: k for k in image.keypoints}

@@ -126,7 +126,7 @@ def _region(f: Finding, order: list[StudyResult], sources: Sources) -> hd.sr.Ima
             if g is not None and g.image_uid in sources.datasets:
                 src = sources[g.image_uid]
                 return hd.sr.ImageRegion(
-                    graphic_type=g.kind, graphic_data=g.closed_points().astype(float) + 0.5,
+                    graphic_type=g.kind, graphic_data=g.dicom_points(int(src.Rows), int(src.Columns)),
                     source_image=hd.sr.SourceImageForRegion(src.SOPClassUID, src.SOPInstanceUID,
                                                             sources.frames(g.image_uid, g.frame)))
     return None

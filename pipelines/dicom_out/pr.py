@@ -8,6 +8,8 @@ top-left corner of the top-left pixel (results coordinates + 0.5).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import highdicom as hd
 import numpy as np
 from pydicom.dataset import Dataset
@@ -38,14 +40,16 @@ def _voi(src: Dataset, sources: Sources) -> hd.pr.SoftcopyVOILUTTransformation:
 def _annotation(image: ImageResult, result: StudyResult, src: Dataset, layers: dict[str, hd.pr.GraphicLayer]) -> list[hd.pr.GraphicAnnotation]:
     objects: dict[str, list[hd.pr.GraphicObject]] = {"KEYPOINTS": [], "LINES": []}
     for layer, g in figure_graphics(image, result.measurements):
-        pts = g.closed_points() + 0.5
+        pts = g.dicom_points(image.rows, image.columns)
         name = layer.upper()
         if g.kind != "POINT":
             objects[name].append(hd.pr.GraphicObject("POLYLINE", pts, "PIXEL"))
         if g.kind == "POINT" or layer == "keypoints":  # every keypoint as a small filled dot
             r = max(2.0, 0.004 * max(image.rows, image.columns))
-            for p in g.points + 0.5:
-                objects[name].append(hd.pr.GraphicObject("CIRCLE", np.array([p, p + [r, 0]]), "PIXEL", is_filled=True))
+            dots = replace(g, closed=False).dicom_points(image.rows, image.columns)
+            for p in dots:
+                edge = p + [r, 0] if p[0] + r <= image.columns else p - [r, 0]
+                objects[name].append(hd.pr.GraphicObject("CIRCLE", np.array([p, edge]), "PIXEL", is_filled=True))
     texts = []
     for v, anchor in vertebra_labels(image):
         x, y = np.clip(anchor + 0.5, 1, [image.columns - 1, image.rows - 1])

@@ -44,7 +44,7 @@ def _region(g: Graphic, sources: Sources) -> hd.sr.ImageRegion:
     src = sources[g.image_uid]
     return hd.sr.ImageRegion(
         graphic_type=g.kind,
-        graphic_data=g.closed_points().astype(float) + 0.5,
+        graphic_data=g.dicom_points(int(src.Rows), int(src.Columns)),
         source_image=hd.sr.SourceImageForRegion(src.SOPClassUID, src.SOPInstanceUID, sources.frames(g.image_uid, g.frame)),
     )
 
