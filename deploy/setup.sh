@@ -2,18 +2,21 @@
 # Idempotent set-up of a fresh Debian/Ubuntu machine for cspine-node:
 #   - Debian packages the node and its tests use (when run as root and a package is missing):
 #     redis-server (Celery broker for tests), orthanc + orthanc-dicomweb (test PACS / DICOMweb archive),
-#     dcmtk (storescu/storescp/dsrdump peers), dicom3tools (dciodvfy validator), nginx-light (OHIF proxy test)
+#     dcmtk (storescu/storescp/dsrdump peers), dicom3tools (dciodvfy validator), nginx-light (OHIF proxy test),
+#     chromium (+ nodejs/npm when missing) for the OHIF viewer test
 #   - a virtual environment in .venv with the CPU build of torch 2.13.0 and the package with its test extra.
 # Set CSPINE_SKIP_APT=1 to skip the Debian part (e.g. no root; the demo itself needs none of these packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(redis-server orthanc orthanc-dicomweb dcmtk dicom3tools nginx-light)
+pkgs=(redis-server orthanc orthanc-dicomweb dcmtk dicom3tools nginx-light chromium)
 if [ "${CSPINE_SKIP_APT:-0}" != "1" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
     missing=()
     for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
+    # the OHIF viewer test fetches @ohif/app and playwright-core with npm
+    command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
     if [ "${#missing[@]}" -gt 0 ]; then
         echo "setup: installing Debian packages: ${missing[*]}"
         apt-get update -qq
