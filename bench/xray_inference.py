@@ -4,8 +4,9 @@
 
 Radiographs are realistic-size phantom DX images (about 1100-3000 px a side) written as DICOM, so the time
 includes reading and decoding the file, windowing, MONOCHROME1 inversion and the resampling; the model runs
-its two passes (whole image, then the spine box). Prints per-image latency (mean, median, p95) at batch 1
-and images/s with batched inference.
+its passes (cascade weights: the whole-image stage, then ``iterations`` x 6 vertebra crops; one-stage
+weights: whole image, then the spine box). Prints per-image latency (mean, median, p95) at batch 1 and
+images/s with batched inference, with the torch threads and the 1-minute load average (a busy CPU is slower).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=950_000)
     args = ap.parse_args(argv)
 
+    import os
+
     import numpy as np
     import pydicom
     import torch
@@ -49,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
     print(f"{len(files)} DX radiographs, {min(d.Rows for d in sizes)}-{max(d.Rows for d in sizes)} rows, "
           f"{min(d.Columns for d in sizes)}-{max(d.Columns for d in sizes)} cols; torch threads {args.threads}; "
-          f"model input {predictor.size} px, version {predictor.version}")
+          f"model input {predictor.size} px, version {predictor.version}, stage-2 iterations {predictor.iterations}; "
+          f"load average {os.getloadavg()[0]:.2f}")
     predictor.predict(image_from_dataset(pydicom.dcmread(files[0])))  # warm-up
 
     pre, fwd = [], []
@@ -64,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     tot = [a + b for a, b in zip(pre, fwd, strict=True)]
     print(f"batch 1: {statistics.mean(tot) * 1000:.0f} ms per radiograph (median {statistics.median(tot) * 1000:.0f}, "
           f"p95 {np.percentile(tot, 95) * 1000:.0f}); read+preprocess {statistics.mean(pre) * 1000:.0f} ms, "
-          f"two-pass model + postprocess {statistics.mean(fwd) * 1000:.0f} ms; {1 / statistics.mean(tot):.1f} images/s")
+          f"model + postprocess {statistics.mean(fwd) * 1000:.0f} ms; {1 / statistics.mean(tot):.1f} images/s")
 
     t0 = time.perf_counter()
     n = 0
@@ -73,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         predictor.predict_batch(imgs)
         n += len(imgs)
     dt = time.perf_counter() - t0
-    print(f"batch {args.batch}: {dt / n * 1000:.0f} ms per radiograph, {n / dt:.1f} images/s (including reading)")
+    print(f"batch {args.batch}: {dt / n * 1000:.0f} ms per radiograph, {n / dt:.1f} images/s (including reading); "
+          f"load average {os.getloadavg()[0]:.2f}")
     return 0
 
 

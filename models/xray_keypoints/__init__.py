@@ -8,5 +8,5 @@
 
 from pathlib import Path
 
-DEFAULT_WEIGHTS = Path(__file__).with_name("xray_keypoints_v1.pt")
+DEFAULT_WEIGHTS = Path(__file__).with_name("xray_keypoints_v2.pt")
 MODEL_CARD = Path(__file__).with_name("MODEL_CARD.md")

@@ -127,8 +127,9 @@ def _classification(pairs: dict[tuple[str, str], list[tuple[float, float]]]) -> 
     return out
 
 
-def summarize(images: list[EvalImage], dynamics) -> dict:
-    """All metrics as a JSON-able dict."""
+def summarize(images: list[EvalImage], dynamics, gate_sigma_scale: float | None = None) -> dict:
+    """All metrics as a JSON-able dict. The uncertainty-gate statistics use ``gate_sigma_scale`` (the scale the
+    weights store), else the scale fitted here."""
     errs = np.array([keypoint_errors_mm(e) for e in images])  # (N, 30)
     corners, sl = errs[:, :24], errs[:, 24:]
     pairs = _pairs(images, dynamics)
@@ -148,6 +149,12 @@ def summarize(images: list[EvalImage], dynamics) -> dict:
     vis = np.array([e.visible for e in images])
     sigma_scale = float(np.sqrt(np.mean(px_err[vis] ** 2 / 2) / np.mean(raw[vis] ** 2)))
     spread_corr = float(np.corrcoef(px_err[vis], raw[vis])[0, 1])
+    # the pipeline's uncertainty gate (median calibrated spread in mm)
+    from pipelines.xray.pipeline import XrayPipeline
+
+    gate_scale = sigma_scale if gate_sigma_scale is None else gate_sigma_scale
+    med_mm = np.array([np.median(e.sigma_raw) * gate_scale * np.sqrt(e.spacing[0] * e.spacing[1]) for e in images])
+    gate_open = med_mm <= XrayPipeline.max_median_sigma_mm
     return {
         "images": len(images),
         "corner_error_mm": {"mean": float(np.nanmean(corners)), "median": float(np.nanmedian(corners)),
@@ -159,6 +166,10 @@ def summarize(images: list[EvalImage], dynamics) -> dict:
         "sigma_scale_fit": sigma_scale,
         "spread_error_correlation": spread_corr,
         "seconds_per_image": float(np.mean([e.seconds for e in images])),
+        "gate": {"threshold_mm": XrayPipeline.max_median_sigma_mm, "open": int(gate_open.sum()), "sigma_scale": gate_scale,
+                 "median_spread_mm": float(np.median(med_mm)),
+                 "corner_error_mm_gate_open": float(np.nanmean(corners[gate_open])) if gate_open.any() else float("nan"),
+                 "corner_error_mm_gate_closed": float(np.nanmean(corners[~gate_open])) if (~gate_open).any() else float("nan")},
     }
 
 
@@ -179,6 +190,10 @@ def print_report(m: dict) -> None:
     for k, v in m["classification"].items():
         print(f"  {k:38s} n={v['n']:4d} pos={v['positives']:3d} acc={v['accuracy']:.3f} "
               f"sens={v['sensitivity']:.3f} spec={v['specificity']:.3f}")
+    g = m["gate"]
+    print(f"\nuncertainty gate (median spread <= {g['threshold_mm']:.2f} mm, scale {g['sigma_scale']:.3f}): open for {g['open']} / "
+          f"{m['images']} radiographs (median spread {g['median_spread_mm']:.3f} mm); corner error where open "
+          f"{g['corner_error_mm_gate_open']:.3f} mm, where closed {g['corner_error_mm_gate_closed']:.3f} mm")
     print(f"\nspread calibration: fitted scale {m['sigma_scale_fit']:.3f}, error-spread correlation "
           f"{m['spread_error_correlation']:.3f}; {m['seconds_per_image'] * 1000:.0f} ms per image")
 
@@ -243,6 +258,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--update-weights", action="store_true", help="with --calibrate: store scale + metrics in the weights")
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--iterations", type=int, help="cascade weights: override the stored stage-2 iterations")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -276,16 +292,18 @@ def cli(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     predictor = KeypointPredictor.load(args.weights, resolve_device(args.device))
+    if args.iterations and predictor.cascade:
+        predictor.crop["iterations"] = args.iterations
     if args.data == "phantom":
         shape = None if args.shape == "native" else tuple(int(v) for v in args.shape.lower().split("x"))
         images, dynamics = evaluate_phantoms(predictor, seed=args.seed, count=args.count, shape=shape,
                                              difficulty=args.difficulty, progress=not args.no_progress)
     else:
         images, dynamics = _folder_images(predictor, Path(args.data)), []
-    metrics = summarize(images, dynamics)
+    metrics = summarize(images, dynamics, None if args.calibrate else predictor.sigma_scale)
     metrics["data"] = {"data": args.data, "count": args.count, "seed": args.seed, "shape": args.shape,
                        "difficulty": args.difficulty, "weights_version": predictor.version,
-                       "sigma_scale_used": predictor.sigma_scale}
+                       "sigma_scale_used": predictor.sigma_scale, "stage2_iterations": predictor.iterations}
     print_report(metrics)
     if args.out:
         paths = plot(images, dynamics, args.out)
@@ -297,7 +315,7 @@ def cli(argv: list[str] | None = None) -> int:
         path = Path(args.weights or DEFAULT_WEIGHTS)
         ck = torch.load(path, map_location="cpu", weights_only=False)
         ck["sigma_scale"] = metrics["sigma_scale_fit"]
-        ck["metrics"] = {k: metrics[k] for k in ("corner_error_mm", "spinolaminar_error_mm", "measurements", "data")}
+        ck["metrics"] = {k: metrics[k] for k in ("corner_error_mm", "spinolaminar_error_mm", "measurements", "data", "gate")}
         torch.save(ck, path)
         print(f"stored sigma_scale {metrics['sigma_scale_fit']:.3f} and metrics in {path}")
     return 0

@@ -1,10 +1,17 @@
 """Load the keypoint weights and predict the 30 keypoints (with spread) on a radiograph.
 
-Two passes with the same network: the whole image letterboxed, then a square box around the first-pass
-keypoints (``AugmentConfig.refine_margin``) for a finer sampling of the cervical spine. Coordinates come
-from DSNT (eq. 4-5) on the 1/2-resolution heatmaps; the spread is the standard deviation of the DSNT
-distribution, which grows when a heatmap is flat or has several peaks, times a calibration factor stored
-with the weights (fitted on held-out phantoms so that it matches the RMS error).
+Two weight formats:
+
+- ``cspine-xray-keypoints/2`` (shipped, 1.1.0): the coarse-to-fine cascade of ``cascade.py``. Stage 1 finds
+  the 6 vertebral-body centres and spinolaminar points on the letterboxed whole image; stage 2 predicts the
+  4 corners + spinolaminar point of each vertebra in an oriented, anatomy-scaled crop around its centre,
+  ``iterations`` times (re-cropped at the refined centres).
+- ``cspine-xray-keypoints/1`` (1.0.0): one network for all 30 points, two passes (whole image, then a square
+  box around the first-pass keypoints).
+
+Coordinates come from DSNT (eq. 4-5) on the 1/2-resolution heatmaps; the spread is the standard deviation of
+the DSNT distribution, which grows when a heatmap is flat or has several peaks, times a calibration factor
+stored with the weights (fitted on held-out phantoms so that it matches the RMS error).
 """
 
 from __future__ import annotations
@@ -17,6 +24,16 @@ import numpy as np
 import torch
 
 from models.xray_keypoints import DEFAULT_WEIGHTS
+from models.xray_keypoints.cascade import (
+    N_LEVELS,
+    assemble,
+    block_reduce,
+    crop_transform,
+    level_channel,
+    reduction_factor,
+    sample_crops,
+    spine_frames,
+)
 from models.xray_keypoints.data import VIEW_ORDER, AugmentConfig, spine_box
 from models.xray_keypoints.heatmaps import heatmap_to_input
 from models.xray_keypoints.losses import LossConfig, coordinates
@@ -54,15 +71,25 @@ class KeypointPredictor:
 
     def __init__(self, checkpoint: dict, device: torch.device | None = None) -> None:
         self.device = device or resolve_device()
-        self.network_config = NetworkConfig.from_dict(checkpoint["network"])
-        self.loss_config = LossConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint.get("loss", {}).items()})
-        self.augment = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint.get("augment", {}).items()})
         self.version = str(checkpoint.get("version", "0"))
         self.sigma_scale = float(checkpoint.get("sigma_scale", 1.0))
         self.metrics = dict(checkpoint.get("metrics", {}))
-        self.model = KeypointNet(self.network_config)
-        self.model.load_state_dict({k: v.float() for k, v in checkpoint["state_dict"].items()})
-        self.model.to(self.device).eval()
+        self.cascade = "stage1" in checkpoint
+        if self.cascade:
+            s1, s2 = checkpoint["stage1"], checkpoint["stage2"]
+            self.network_config = NetworkConfig.from_dict(s1["network"])
+            self.loss_config = _loss_config(s1.get("loss", {}))
+            self.augment = AugmentConfig(size=int(s1["size"]))
+            self.model = _network(s1, self.device)
+            self.stage2_config = NetworkConfig.from_dict(s2["network"])
+            self.stage2_loss = _loss_config(s2.get("loss", {}))
+            self.crop = dict(s2["crop"])
+            self.stage2 = _network(s2, self.device)
+            return
+        self.network_config = NetworkConfig.from_dict(checkpoint["network"])
+        self.loss_config = _loss_config(checkpoint.get("loss", {}))
+        self.augment = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint.get("augment", {}).items()})
+        self.model = _network(checkpoint, self.device)
 
     @classmethod
     def load(cls, path: Path | str | None = None, device: torch.device | None = None) -> KeypointPredictor:
@@ -77,6 +104,11 @@ class KeypointPredictor:
     def size(self) -> int:
         return self.augment.size
 
+    @property
+    def iterations(self) -> int:
+        """Stage-2 passes (cascade weights; 0 for one-stage weights)."""
+        return int(self.crop.get("iterations", 1)) if self.cascade else 0
+
     @torch.inference_mode()
     def _forward(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(B, S, S) model inputs -> model-pixel keypoints (B, 30, 2), spread (B, 30), view probs (B, 3)."""
@@ -89,12 +121,19 @@ class KeypointPredictor:
         return xy.cpu().numpy(), spread.cpu().numpy(), torch.softmax(view_logits.float(), -1).cpu().numpy()
 
     def predict_batch(self, images: list[np.ndarray], *, refine: bool = True) -> list[Prediction]:
-        """Predict on [0, 1] images (rows, cols), bone bright, any sizes."""
+        """Predict on [0, 1] images (rows, cols), bone bright, any sizes. ``refine=False``: the first pass only
+        (one-stage weights: the whole-image pass; cascade: stage 1, whose 12 points fill the corner slots)."""
         ts = [AffineTransform.letterbox(*im.shape, self.size) for im in images]
         xy, sd, vp = self._forward(np.stack([model_input(im, t) for im, t in zip(images, ts, strict=True)]))
         kps = [t.to_original(p) for t, p in zip(ts, xy, strict=True)]
         sds = [t.sigma_to_original(s) for t, s in zip(ts, sd, strict=True)]
-        if refine:
+        if self.cascade:
+            if refine:
+                kps, sds = self._stage2(images, kps)
+            else:
+                kps = [np.concatenate([np.repeat(k[:N_LEVELS], 4, axis=0), k[N_LEVELS:]]) for k in kps]
+                sds = [np.concatenate([np.repeat(s[:N_LEVELS], 4), s[N_LEVELS:]]) for s in sds]
+        elif refine:
             ts2 = []
             for k in kps:
                 cx, cy, side = spine_box(k, np.ones(len(k), bool), self.augment.refine_margin)
@@ -108,5 +147,82 @@ class KeypointPredictor:
             for k, s, p in zip(kps, sds, vp, strict=True)
         ]
 
+    @torch.inference_mode()
+    def _stage2(self, images: list[np.ndarray], stage1: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per-vertebra crops around the stage-1 centres -> (30, 2) keypoints and (30,) spread per image.
+
+        Fallback for a misplaced stage-1 centre: a vertebra whose stage-2 spread (crop pixels, median of its
+        5 points) is far above the others' is re-cropped at the centre predicted from the other vertebrae
+        (quadratic in the level), and the new result is kept where its spread is smaller.
+        """
+        reduced: list[tuple[np.ndarray, int] | None] = [None] * len(images)
+        centres = [k[:N_LEVELS].copy() for k in stage1]
+        spinolaminar = [k[N_LEVELS:].copy() for k in stage1]
+        pts, spread, crop_sd = self._passes(images, centres, spinolaminar, reduced, max(1, self.iterations))
+        for i in range(len(images)):
+            lvl = np.median(crop_sd[i], axis=1)
+            bad = lvl > max(3.0 * float(np.median(lvl)), 2.0)
+            if not bad.any() or bad.sum() > 2:
+                continue
+            good = np.flatnonzero(~bad)
+            c = pts[i][:, :4].mean(axis=1)
+            fit = [np.polyfit(good, c[good, d], 2) for d in (0, 1)]
+            guess = c.copy()
+            guess[bad] = np.column_stack([np.polyval(fit[d], np.flatnonzero(bad)) for d in (0, 1)])
+            p2, s2, c2 = self._passes([images[i]], [guess], [pts[i][:, 4]], [reduced[i]], max(1, self.iterations))
+            better = bad & (np.median(c2[0], axis=1) < lvl)
+            pts[i][better], spread[i][better] = p2[0][better], s2[0][better]
+        return [assemble(p) for p in pts], [assemble(s) for s in spread]
+
+    def _passes(self, images: list[np.ndarray], centres: list[np.ndarray], spinolaminar: list[np.ndarray],
+                reduced: list, n: int) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+        """``n`` stage-2 passes (each re-cropped at the previous centres). Per image: points (6, 5, 2) and
+        spread (6, 5) in original pixels, spread (6, 5) in crop pixels. ``reduced`` caches block-reduced images."""
+        size, factor = int(self.crop["size"]), float(self.crop["side_factor"])
+        levels = np.stack([level_channel(lv, size) for lv in range(N_LEVELS)])
+        centres, spinolaminar = list(centres), list(spinolaminar)
+        pts, spread, crop_sd = [], [], []
+        for _ in range(n):
+            crops, transforms = [], []
+            for i, im in enumerate(images):
+                up, ant, gap = spine_frames(centres[i], spinolaminar[i])
+                ts = [crop_transform(centres[i][lv], up[lv], ant[lv], factor * gap, size) for lv in range(N_LEVELS)]
+                f = reduction_factor(ts)
+                if reduced[i] is None or reduced[i][1] != f:
+                    reduced[i] = (block_reduce(im, f), f)
+                crops.append(sample_crops(im, ts, reduced=reduced[i]) * 2 - 1)
+                transforms.append(ts)
+            x = np.concatenate([np.stack([c, levels], axis=1) for c in crops])
+            xy, sd = self._forward_stage2(x)
+            pts, spread, crop_sd = [], [], []
+            for i, ts in enumerate(transforms):
+                sl = slice(i * N_LEVELS, (i + 1) * N_LEVELS)
+                pts.append(np.stack([t.to_original(q) for t, q in zip(ts, xy[sl], strict=True)]))
+                spread.append(np.stack([t.sigma_to_original(q) for t, q in zip(ts, sd[sl], strict=True)]))
+                crop_sd.append(sd[sl])
+                centres[i] = pts[-1][:, :4].mean(axis=1)
+                spinolaminar[i] = pts[-1][:, 4]
+        return pts, spread, crop_sd
+
+    @torch.inference_mode()
+    def _forward_stage2(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 2, S, S) crops + level channel -> crop-pixel points (N, 5, 2) and spread (N, 5)."""
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
+        _, hm, _ = self.stage2(t)
+        stride = int(self.crop["size"]) // hm.shape[-1]
+        xy, sd = coordinates(hm, self.stage2_loss)
+        xy = heatmap_to_input(xy, stride)
+        return xy.cpu().numpy(), (sd.norm(dim=-1) / np.sqrt(2) * stride).cpu().numpy()
+
     def predict(self, image: np.ndarray, *, refine: bool = True) -> Prediction:
         return self.predict_batch([image], refine=refine)[0]
+
+
+def _loss_config(d: dict) -> LossConfig:
+    return LossConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def _network(part: dict, device: torch.device) -> KeypointNet:
+    model = KeypointNet(NetworkConfig.from_dict(part["network"]))
+    model.load_state_dict({k: v.float() for k, v in part["state_dict"].items()})
+    return model.to(device).eval()

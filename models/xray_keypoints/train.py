@@ -1,8 +1,10 @@
 """``cspine-node train xray``: train the keypoint network (phantoms on the fly, COCO or labelme folders).
 
-Example (the shipped weights; see MODEL_CARD.md for the exact command)::
+The shipped weights (1.1.0) are the coarse-to-fine cascade: ``cspine-node train xray cascade data|stage1|stage2|export
+...`` (``cascade_train.py``; exact commands in MODEL_CARD.md). Without ``cascade`` this trains the one-stage
+network of 1.0.0, e.g.::
 
-    cspine-node train xray --data phantom --studies 600 --steps 6000 --seed 7 --out models/xray_keypoints/xray_keypoints_v1.pt
+    cspine-node train xray --data phantom --studies 600 --steps 6000 --seed 7 --out xray_keypoints_v1.pt
 
 A training checkpoint (fp32, optimiser, step) is written next to ``--out`` as ``<out>.ckpt`` every
 ``--checkpoint-every`` steps; ``--resume`` continues from it. The exported weights (fp16 + configuration +
@@ -101,6 +103,14 @@ def export(model: KeypointNet, path: Path, *, net: NetworkConfig, loss: LossConf
 
 
 def cli(argv: list[str] | None = None) -> int:
+    """``train xray cascade ...`` trains the shipped cascade (``cascade_train.py``); otherwise the one-stage net."""
+    import sys
+
+    rest = sys.argv[1:] if argv is None else list(argv)
+    if rest and rest[0] == "cascade":
+        from models.xray_keypoints import cascade_train
+
+        return cascade_train.cli(rest[1:])
     args = parse_args(argv)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)

@@ -113,6 +113,31 @@ def test_uncertainty_gate_reports_not_measurable(phantom, tmp_path: Path) -> Non
     assert any("uncertainty too high" in m.reason for m in result.measurements)
 
 
+def test_gate_measures_a_good_radiograph_and_refuses_a_scrambled_one(pipeline: XrayPipeline, phantom,
+                                                                     tmp_path: Path) -> None:
+    """With the shipped model and the default threshold, the phantom's Cobb angle is measured close to the truth,
+    while the same radiograph upside down (no cervical spine where the model expects one) is not measured."""
+    study, paths = phantom
+    (st,) = Study.from_paths(paths[:1])
+    result = pipeline.run(st, st.instances)
+    pv = study.views[result.images[0].view]
+    cobb = next(m for m in result.measurements if m.key == "cobb_c2_c7")
+    truth = next(m for m in pv.truth if m.key == "cobb_c2_c7")
+    assert cobb.value is not None, cobb.reason
+    assert abs(cobb.value - truth.value) < 8.0, (cobb.value, truth.value)
+    ds = pydicom.dcmread(paths[0])
+    arr = ds.pixel_array[::-1].copy()
+    ds.PixelData = arr.tobytes()
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    p = tmp_path / "upside_down.dcm"
+    ds.save_as(p)
+    (st2,) = Study.from_paths([p])
+    bad = pipeline.run(st2, st2.instances)
+    per_view = [m for m in bad.measurements if m.view is not None]
+    assert per_view and all(m.value is None for m in per_view)
+    assert any("uncertainty too high" in (m.reason or "") for m in per_view), [m.reason for m in per_view][:3]
+
+
 def test_body_masks_fill_the_quadrilaterals() -> None:
     pts = np.zeros((30, 2))
     for v in range(6):

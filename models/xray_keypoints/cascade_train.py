@@ -1,0 +1,348 @@
+"""Train the coarse-to-fine cascade (``cascade.py``) on phantoms: ``cspine-node train xray cascade ...``.
+
+Sub-commands (see MODEL_CARD.md for the exact commands of the shipped weights)::
+
+    data   --studies 800 --processes 2 --out /tmp/xray_cascade/data.pkl     # generate phantoms once
+    stage1 --data /tmp/xray_cascade/data.pkl --minutes 30 --out s1.ckpt    # global 12-point network
+    stage2 --data /tmp/xray_cascade/data.pkl --minutes 30 --out s2.ckpt    # per-vertebra crop network
+    export --stage1 s1.ckpt --stage2 s2.ckpt --out xray_keypoints_v2.pt    # fp16 weights file for the predictor
+
+Stage-2 crops are cut around jittered true centres (``--shift`` x the centre gap, +-``--rotation`` deg, scale
++-10 %) so that the network learns to correct stage-1 errors; half of the crops use a small jitter (the
+second cascade iteration). Training checkpoints are written every ``--checkpoint-every`` steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import pickle
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.xray_keypoints.cascade import (
+    N_LEVELS,
+    STAGE1_POINTS,
+    STAGE2_POINTS,
+    block_reduce,
+    crop_transform,
+    level_channel,
+    reduction_factor,
+    rotate,
+    sample_crops,
+    spine_frames,
+    stage1_targets,
+    vertebra_points,
+)
+from models.xray_keypoints.data import VIEW_ORDER, AugmentConfig, KeypointDataset, RawSample, shrink
+from models.xray_keypoints.losses import LossConfig, multitask_loss
+from models.xray_keypoints.network import KeypointNet, NetworkConfig, count_parameters
+
+VERSION = "1.1.0"
+FORMAT = "cspine-xray-keypoints/2"
+
+
+@dataclass
+class StoredView:
+    """One phantom radiograph kept for training: uint8 image (bone bright), keypoints, view index."""
+
+    image: np.ndarray
+    keypoints: np.ndarray
+    visible: np.ndarray
+    spacing_mm: tuple[float, float]
+    view: int
+    small: np.ndarray
+    """float16 copy shrunk to a longest side <= 320 px (stage-1 input source)."""
+    small_keypoints: np.ndarray
+
+
+def _study_views(seed: int, rows: tuple[int, int], difficulty: str) -> list[StoredView]:
+    from pipelines.results import View
+    from pipelines.xray.phantom import generate_study
+    from pipelines.xray.preprocessing import to_unit_range
+
+    rng = np.random.default_rng([seed, 98])
+    r = int(rng.integers(rows[0], rows[1] + 1))
+    shape = (r, int(r * rng.uniform(0.75, 1.05)))
+    diff = ("hard" if seed % 6 == 5 else "realistic") if difficulty == "mix" else difficulty
+    study = generate_study(seed, shape=shape, difficulty=diff)
+    out = []
+    for view, pv in study.views.items():
+        img = to_unit_range(pv.pixels, monochrome1=str(pv.photometric).upper() == "MONOCHROME1")
+        sp = tuple(float(v) for v in pv.pixel_spacing_mm)
+        raw = RawSample(img, np.asarray(pv.keypoints, float), np.asarray(pv.visible, bool), sp, VIEW_ORDER.index(View(view)))
+        small = shrink(raw, 320)
+        out.append(StoredView(np.round(img * 255).astype(np.uint8), raw.keypoints, raw.visible, sp, raw.view,
+                              small.image.astype(np.float16), small.keypoints))
+    return out
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from functools import partial
+
+    fn = partial(_study_views, rows=(args.rows_min, args.rows_max), difficulty=args.difficulty)
+    seeds = range(args.seed * 100_000, args.seed * 100_000 + args.studies)
+    t0 = time.time()
+    views: list[StoredView] = []
+    if args.processes > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("fork").Pool(args.processes) as pool:
+            for i, vs in enumerate(pool.imap(fn, seeds, chunksize=4)):
+                views += vs
+                if i % 100 == 0:
+                    print(f"{i} studies {time.time() - t0:.0f} s", flush=True)
+    else:
+        for s in seeds:
+            views += fn(s)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("wb") as fh:
+        pickle.dump(views, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    print(f"wrote {len(views)} views to {args.out} in {time.time() - t0:.0f} s")
+    return 0
+
+
+class _Unpickler(pickle.Unpickler):
+    """Resolves ``StoredView`` also when the file was written by ``python -m`` (class in ``__main__``)."""
+
+    def find_class(self, module: str, name: str):  # noqa: ANN201
+        if name == "StoredView":
+            return StoredView
+        return super().find_class(module, name)
+
+
+def _load(path: Path) -> list[StoredView]:
+    with path.open("rb") as fh:
+        return _Unpickler(fh).load()
+
+
+# ---------------------------------------------------------------------------------------------- stage 2
+@dataclass(frozen=True)
+class CropConfig:
+    """How stage-2 crops are cut (stored in the weights file; the predictor uses the same values)."""
+
+    size: int = 128
+    side_factor: float = 4.0
+    """Crop side = this x the mean distance between adjacent body centres (about 70 mm)."""
+    iterations: int = 2
+    shift: float = 0.45
+    """Training: centre jitter (uniform in a disc), fraction of the centre gap (0.45 ~ 8 mm)."""
+    rotation_deg: float = 10.0
+    scale: float = 0.1
+    small_fraction: float = 0.5
+    """Training: fraction of crops with a small jitter (shift / 5, rotation / 3, scale / 3)."""
+
+
+def stage2_examples(views: list[StoredView], cfg: CropConfig, rng: np.random.Generator
+                    ) -> dict[str, torch.Tensor]:
+    """All 6 vertebra crops of each view in ``views`` with augmentation: the stage-2 training batch."""
+    images, targets, levels = [], [], []
+    for v in views:
+        pts12 = stage1_targets(v.keypoints)
+        centres, sl = pts12[:N_LEVELS], pts12[N_LEVELS:]
+        up, ant, gap = spine_frames(centres, sl)
+        noisy = centres + rng.normal(0, 0.08 * gap, centres.shape)
+        up_n, _, _ = spine_frames(noisy, sl)
+        # the anterior sign from the true points; its direction perpendicular to the noisy axis
+        ant_n = np.column_stack([-up_n[:, 1], up_n[:, 0]])
+        ant_n *= np.sign(np.sum(ant_n * ant, axis=1, keepdims=True))
+        ts = []
+        for lv in range(N_LEVELS):
+            small = rng.random() < cfg.small_fraction
+            k_shift, k_rot, k_scale = (0.2, 1 / 3, 1 / 3) if small else (1.0, 1.0, 1.0)
+            r = cfg.shift * k_shift * gap * np.sqrt(rng.random())
+            phi = rng.uniform(0, 2 * np.pi)
+            c = centres[lv] + r * np.array([np.cos(phi), np.sin(phi)])
+            ang = rng.uniform(-cfg.rotation_deg, cfg.rotation_deg) * k_rot
+            side = cfg.side_factor * gap * (1 + rng.uniform(-cfg.scale, cfg.scale) * k_scale)
+            ts.append(crop_transform(c, rotate(up_n[lv], ang), rotate(ant_n[lv], ang), side, cfg.size))
+            targets.append(ts[-1].to_model(vertebra_points(v.keypoints, lv)))
+            levels.append(lv)
+        img = v.image.astype(np.float32) * np.float32(1 / 255)
+        crops = sample_crops(img, ts, reduced=(block_reduce(img, reduction_factor(ts)), reduction_factor(ts)))
+        images.append(crops)
+    x = np.concatenate(images)
+    n = len(x)
+    g = rng.uniform(0.7, 1.4, (n, 1, 1)).astype(np.float32)
+    x = np.clip(x, 0, 1) ** g * rng.uniform(0.8, 1.2, (n, 1, 1)).astype(np.float32) + rng.uniform(-0.1, 0.1, (n, 1, 1)).astype(np.float32)
+    x = x * 2 - 1 + rng.normal(0, 1, x.shape).astype(np.float32) * rng.uniform(0, 0.04, (n, 1, 1)).astype(np.float32)
+    lvl = np.stack([level_channel(lv, cfg.size) for lv in levels])
+    kp = np.stack(targets).astype(np.float32)
+    valid = (kp >= 0).all(-1) & (kp <= cfg.size - 1).all(-1)
+    return {
+        "image": torch.from_numpy(np.stack([x, lvl], axis=1).astype(np.float32)),
+        "keypoints": torch.from_numpy(kp),
+        "valid": torch.from_numpy(valid),
+        "mm_per_px": torch.ones(n),
+        "view": torch.full((n,), -1, dtype=torch.long),
+    }
+
+
+def stage2_network(widths: tuple[int, ...]) -> NetworkConfig:
+    return NetworkConfig(in_channels=2, n_keypoints=STAGE2_POINTS, widths=widths, n_views=1)
+
+
+def stage1_network(widths: tuple[int, ...]) -> NetworkConfig:
+    return NetworkConfig(in_channels=1, n_keypoints=STAGE1_POINTS, widths=widths, n_views=3)
+
+
+def _train_loop(args: argparse.Namespace, model: KeypointNet, next_batch, loss_cfg: LossConfig, extra: dict) -> int:
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    t0 = time.time()
+    limit = args.minutes * 60
+
+    def lr_factor(step: int) -> float:
+        prog = min(1.0, (time.time() - t0) / limit)
+        return min(1.0, (step + 1) / 50) * (0.5 * (1 + math.cos(math.pi * prog)) + 0.01)
+
+    step = 0
+    hist: list[float] = []
+    model.train()
+    while time.time() - t0 < limit:
+        batch = next_batch(step)
+        for gp in opt.param_groups:
+            gp["lr"] = args.lr * lr_factor(step)
+        loss, parts = multitask_loss(model(batch["image"]), batch, loss_cfg, measure_scale=0.0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        step += 1
+        hist.append(parts["px_error"])
+        if step % args.checkpoint_every == 0:
+            torch.save({"model": model.state_dict(), "network": model.config.to_dict(), "step": step,
+                        "minutes": (time.time() - t0) / 60, **extra}, args.out)
+            print(f"step {step} loss {float(loss):.4f} px_error(last 50) {np.mean(hist[-50:]):.3f} "
+                  f"elapsed {(time.time() - t0) / 60:.1f} min", flush=True)
+    torch.save({"model": model.state_dict(), "network": model.config.to_dict(), "step": step,
+                "minutes": (time.time() - t0) / 60, **extra}, args.out)
+    print(f"done: {step} steps, {(time.time() - t0) / 60:.1f} min, px_error(last 50) {np.mean(hist[-50:]):.3f}")
+    return 0
+
+
+def cmd_stage2(args: argparse.Namespace) -> int:
+    views = _load(args.data)
+    cfg = CropConfig(size=args.size)
+    model = KeypointNet(stage2_network(tuple(int(v) for v in args.widths.split(","))))
+    print(f"{len(views)} views, stage 2 {count_parameters(model) / 1e6:.2f} M parameters, crop {cfg.size} px")
+    rng = np.random.default_rng(args.seed)
+    per = max(1, args.batch // N_LEVELS)
+
+    def next_batch(step: int) -> dict[str, torch.Tensor]:
+        return stage2_examples([views[i] for i in rng.integers(0, len(views), per)], cfg, rng)
+
+    loss_cfg = LossConfig(coord_weight=args.coord_weight, view_weight=0.0)
+    return _train_loop(args, model, next_batch, loss_cfg, {"crop": cfg.__dict__, "loss": loss_cfg.to_dict(),
+                                                           "stage": 2, "views": len(views)})
+
+
+def cmd_stage1(args: argparse.Namespace) -> int:
+    views = _load(args.data)
+    net_cfg = stage1_network(tuple(int(v) for v in args.widths.split(",")))
+    model = KeypointNet(net_cfg)
+    if args.init:  # transfer the backbone of a one-stage checkpoint (tensors of the same shape)
+        ck = torch.load(args.init, map_location="cpu", weights_only=False)
+        own = model.state_dict()
+        sd = {k: v.float() for k, v in ck["state_dict"].items() if k in own and own[k].shape == v.shape}
+        model.load_state_dict(sd, strict=False)
+        print(f"initialised {len(sd)} / {len(own)} tensors from {args.init}")
+    samples = [RawSample(v.small.astype(np.float32), stage1_targets(v.small_keypoints), np.ones(STAGE1_POINTS, bool),
+                         v.spacing_mm, v.view) for v in views]
+    aug = AugmentConfig(size=args.size, p_full=1.0)
+    ds = KeypointDataset(samples, aug, seed=args.seed)
+    rng = np.random.default_rng(args.seed)
+    print(f"{len(samples)} views, stage 1 {count_parameters(model) / 1e6:.2f} M parameters, input {args.size} px")
+
+    def next_batch(step: int) -> dict[str, torch.Tensor]:
+        ds.epoch = step
+        items = [ds[int(i)] for i in rng.integers(0, len(ds), args.batch)]
+        return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+
+    loss_cfg = LossConfig(coord_weight=args.coord_weight)
+    return _train_loop(args, model, next_batch, loss_cfg, {"size": args.size, "loss": loss_cfg.to_dict(), "stage": 1,
+                                                           "views": len(views)})
+
+
+def export_cascade(stage1: dict, stage2: dict, path: Path, *, version: str = VERSION, sigma_scale: float = 1.0,
+                   trained: dict | None = None, iterations: int | None = None) -> None:
+    """Write the shipped weights file (both stages, fp16) from two training checkpoints (or equivalent dicts)."""
+    def half(sd: dict) -> dict:
+        return {k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}
+
+    crop = dict(stage2["crop"])
+    if iterations is not None:
+        crop["iterations"] = iterations
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({
+        "format": FORMAT,
+        "version": version,
+        "stage1": {"network": stage1["network"], "size": stage1["size"], "loss": stage1["loss"],
+                   "state_dict": half(stage1["model"])},
+        "stage2": {"network": stage2["network"], "crop": crop, "loss": stage2["loss"],
+                   "state_dict": half(stage2["model"])},
+        "sigma_scale": sigma_scale,
+        "trained": trained or {},
+        "metrics": {},
+    }, path)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    s1 = torch.load(args.stage1, map_location="cpu", weights_only=False)
+    s2 = torch.load(args.stage2, map_location="cpu", weights_only=False)
+    trained = {"stage1_steps": s1["step"], "stage1_minutes": round(s1["minutes"], 1),
+               "stage2_steps": s2["step"], "stage2_minutes": round(s2["minutes"], 1), "views": s1.get("views")}
+    export_cascade(s1, s2, args.out, version=args.version, trained=trained, iterations=args.iterations)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB): {trained}")
+    return 0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="cspine-node train xray cascade", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("data", help="generate phantom training views once")
+    d.add_argument("--studies", type=int, default=800)
+    d.add_argument("--seed", type=int, default=7, help="studies use seeds seed*100000 + i")
+    d.add_argument("--rows-min", type=int, default=900)
+    d.add_argument("--rows-max", type=int, default=1100)
+    d.add_argument("--difficulty", default="mix")
+    d.add_argument("--processes", type=int, default=1)
+    d.add_argument("--out", type=Path, required=True)
+    for name in ("stage1", "stage2"):
+        s = sub.add_parser(name, help=f"train {name}")
+        s.add_argument("--data", type=Path, required=True)
+        s.add_argument("--minutes", type=float, default=30)
+        s.add_argument("--batch", type=int, default=12 if name == "stage1" else 36)
+        s.add_argument("--lr", type=float, default=2e-3)
+        s.add_argument("--size", type=int, default=160 if name == "stage1" else 128)
+        s.add_argument("--widths", default="16,32,64")
+        s.add_argument("--coord-weight", type=float, default=0.05 if name == "stage1" else 0.2)
+        s.add_argument("--threads", type=int, default=1)
+        s.add_argument("--seed", type=int, default=7)
+        s.add_argument("--checkpoint-every", type=int, default=100)
+        s.add_argument("--out", type=Path, required=True)
+        if name == "stage1":
+            s.add_argument("--init", type=Path, help="one-stage weights file whose backbone initialises stage 1")
+    e = sub.add_parser("export", help="write the fp16 weights file from the two checkpoints")
+    e.add_argument("--stage1", type=Path, required=True)
+    e.add_argument("--stage2", type=Path, required=True)
+    e.add_argument("--iterations", type=int, default=None, help="stage-2 iterations at inference")
+    e.add_argument("--version", default=VERSION)
+    e.add_argument("--out", type=Path, required=True)
+    return p.parse_args(argv)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if getattr(args, "threads", 0):
+        torch.set_num_threads(args.threads)
+    if hasattr(args, "seed") and args.cmd != "data":
+        torch.manual_seed(args.seed)
+    return {"data": cmd_data, "stage1": cmd_stage1, "stage2": cmd_stage2, "export": cmd_export}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli())
