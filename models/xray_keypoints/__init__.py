@@ -3,7 +3,8 @@
 ``network.py`` the network, ``dsnt.py`` heatmap -> coordinates, ``heatmaps.py`` Gaussian targets,
 ``measures.py`` differentiable measurements (eq. 9-30), ``losses.py`` the multi-task loss (eq. 6),
 ``data.py`` phantom / COCO / labelme training data, ``train.py`` and ``evaluate.py`` the CLIs,
-``predictor.py`` loads the shipped weights and predicts keypoints with their spread.
+``cascade.py`` the coarse-to-fine geometry (oriented per-vertebra crops) and ``cascade_train.py`` its trainer
+(the shipped 1.1.0 weights), ``predictor.py`` loads the shipped weights and predicts keypoints with their spread.
 """
 
 from pathlib import Path

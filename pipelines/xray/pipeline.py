@@ -5,7 +5,9 @@ their spread (:class:`models.xray_keypoints.predictor.KeypointPredictor`: a glob
 an oriented crop per vertebra for its corners), in the original pixels, derive the vertebral-body masks
 C2..C7 from the corner quadrilaterals, and measure per view (``geometry.measure_view``) with Monte-Carlo 95 % intervals from the keypoint spread. When flexion and
 extension are both present, the dynamic measurements (``geometry.measure_dynamic``) follow. Findings come
-from ``findings.findings_from_measurements``.
+from ``findings.findings_from_measurements``. The whole-image classifiers of seeds 003 (curvature class,
+neutral view) and 001 (six upper-cervical abnormalities, all three views) run on the same images
+(``pipelines.xray.classifiers``); their findings and algorithms join the result.
 
 Uncertainty gate: an image whose median keypoint spread exceeds ``max_median_sigma_mm`` is not measured
 ("not measurable", with the reason); a measurement whose 95 % interval is wider than ``max_interval`` for
@@ -33,6 +35,7 @@ from pipelines.results import (
     View,
 )
 from pipelines.study import Instance, Study
+from pipelines.xray.classifiers import classify_views
 from pipelines.xray.preprocessing import image_from_dataset, view_of
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,8 @@ class _Analysed:
     spacing: tuple[float, float]
     median_sigma_mm: float
     calibrated: bool = True
+    pixels: np.ndarray | None = None
+    """The radiograph as the models see it (float, [0, 1], bone bright, original pixels)."""
 
 
 def corner_quadrilateral(points: np.ndarray, vertebra: int) -> np.ndarray:
@@ -170,6 +175,12 @@ class XrayPipeline:
             result.warnings.append(f"no {missing.value} radiograph: dynamic instability (flexion-extension) not assessed")
         # findings from one image per view (the best), so that duplicates cannot contradict each other
         result.findings.extend(findings_mod.findings_from_measurements(primary))
+        # the whole-image classifiers of seeds 003 (curvature class) and 001 (upper cervical), on the same views
+        classified = classify_views({v: a.pixels for v, a in best.items() if a.pixels is not None},
+                                    {v: a.spacing if a.calibrated else None for v, a in best.items()})
+        result.findings.extend(classified.findings)
+        result.contributors.extend(classified.algorithms)
+        result.warnings.extend(classified.warnings)
         return result
 
     def _analyse(self, inst: Instance, warnings: list[str]) -> _Analysed | None:
@@ -209,7 +220,7 @@ class XrayPipeline:
         median_px = float(np.median(pred.sigma_px))
         # without a spacing, gate as if the pixels were 0.15 mm (a typical DX detector pixel)
         median_mm = median_px * float(np.sqrt(spacing[0] * spacing[1])) if calibrated else median_px * 0.15
-        return _Analysed(img, pred.keypoints, pred.sigma_px, spacing, median_mm, calibrated)
+        return _Analysed(img, pred.keypoints, pred.sigma_px, spacing, median_mm, calibrated, image)
 
     def _measure_image(self, a: _Analysed, geometry, rng: np.random.Generator) -> list[Measurement]:
         uid = a.image.image_uid
