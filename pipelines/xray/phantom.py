@@ -596,39 +596,8 @@ def generate_view(p: PatientParams, view: View, rng: np.random.Generator, *, uid
     blur_px = max(ip.blur_mm / mm_w, 0.5)
     att = ndimage.gaussian_filter(att, blur_px, truncate=2.5)
 
-    # tone curve (for-presentation look): bone bright, air dark
-    lo, hi = ip.window
-    img = np.exp(att * np.float32(-1 / 2.2))
-    img = (np.float32(1 - lo) - img) * np.float32(1 / (hi - lo))
-    np.clip(img, 0.0, 1.0, out=img)
-    img **= np.float32(ip.gamma)
-    if wshape != (rows, cols):
-        img = _resize_linear(img, (rows, cols))
-    # quantum-like noise, stronger where the image is bright (dense, fewer photons)
-    noise = rng.standard_normal((rows, cols), dtype=np.float32)
-    noise *= np.float32(ip.noise) * (np.float32(0.7) + np.float32(1.2) * img)
-    img += noise
-
-    # collimation: unexposed borders are bright on a for-presentation image
+    pixels = _expose(att, wshape, (rows, cols), ip, view, p, rng)
     cl, ct, crt, cb = ip.collimation_px
-    if any((cl, ct, crt, cb)):
-        lvl = rng.uniform(0.85, 0.97)
-        img[:, :cl] = lvl
-        img[:, cols - crt:] = lvl
-        img[:ct, :] = lvl
-        img[rows - cb:, :] = lvl
-    if ip.text:
-        _burn_text(img, view, p, rng, (cl, ct, crt, cb))
-
-    maxval = (1 << ip.bits_stored) - 1
-    np.clip(img, 0.0, 1.0, out=img)
-    if ip.photometric == "MONOCHROME1":
-        img *= np.float32(-maxval)
-        img += np.float32(maxval + 0.5)
-    else:
-        img *= np.float32(maxval)
-        img += np.float32(0.5)
-    pixels = img.astype(np.uint16)
 
     # keypoints and visibility
     kp_anat = np.concatenate([ch.corners.reshape(24, 2), ch.spinolaminar])
@@ -824,6 +793,47 @@ def _draw_bones(canvas: _Canvas, p: PatientParams, ch: _Chain, to_w, mm_w: float
 
 
 _FONT_CACHE: dict[int, ImageFont.FreeTypeFont | ImageFont.ImageFont] = {}
+
+
+def _expose(att: np.ndarray, wshape: tuple[int, int], shape: tuple[int, int], ip: ImageParams, view: View,
+            p: PatientParams, rng: np.random.Generator) -> np.ndarray:
+    """Blurred attenuation (work shape) -> stored pixel values (uint16, ``shape``): the detector and display
+    stage shared by every X-ray phantom renderer (tone curve, resize, noise, collimation, burned-in text,
+    quantisation; MONOCHROME1 inverted)."""
+    rows, cols = shape
+    # tone curve (for-presentation look): bone bright, air dark
+    lo, hi = ip.window
+    img = np.exp(att * np.float32(-1 / 2.2))
+    img = (np.float32(1 - lo) - img) * np.float32(1 / (hi - lo))
+    np.clip(img, 0.0, 1.0, out=img)
+    img **= np.float32(ip.gamma)
+    if wshape != (rows, cols):
+        img = _resize_linear(img, (rows, cols))
+    # quantum-like noise, stronger where the image is bright (dense, fewer photons)
+    noise = rng.standard_normal((rows, cols), dtype=np.float32)
+    noise *= np.float32(ip.noise) * (np.float32(0.7) + np.float32(1.2) * img)
+    img += noise
+
+    # collimation: unexposed borders are bright on a for-presentation image
+    cl, ct, crt, cb = ip.collimation_px
+    if any((cl, ct, crt, cb)):
+        lvl = rng.uniform(0.85, 0.97)
+        img[:, :cl] = lvl
+        img[:, cols - crt:] = lvl
+        img[:ct, :] = lvl
+        img[rows - cb:, :] = lvl
+    if ip.text:
+        _burn_text(img, view, p, rng, (cl, ct, crt, cb))
+
+    maxval = (1 << ip.bits_stored) - 1
+    np.clip(img, 0.0, 1.0, out=img)
+    if ip.photometric == "MONOCHROME1":
+        img *= np.float32(-maxval)
+        img += np.float32(maxval + 0.5)
+    else:
+        img *= np.float32(maxval)
+        img += np.float32(0.5)
+    return img.astype(np.uint16)
 
 
 def _burn_text(img: np.ndarray, view: View, p: PatientParams, rng: np.random.Generator,

@@ -502,34 +502,10 @@ def _render(p: _ph.PatientParams, a: UpperCervicalAnatomy, view: View, rng: np.r
     tex *= bones.a
     canvas.a += tex
     att = ndimage.gaussian_filter(canvas.a, max(ip.blur_mm / mm_w, 0.5), truncate=2.5)
-    lo, hi = ip.window
-    img = np.exp(att * np.float32(-1 / 2.2))
-    img = (np.float32(1 - lo) - img) * np.float32(1 / (hi - lo))
-    np.clip(img, 0.0, 1.0, out=img)
-    img **= np.float32(ip.gamma)
-    if wshape != (rows, cols):
-        img = _ph._resize_linear(img, (rows, cols))
-    noise = rng.standard_normal((rows, cols), dtype=np.float32)
-    noise *= np.float32(ip.noise) * (np.float32(0.7) + np.float32(1.2) * img)
-    img += noise
-    cl, ct, crt, cb = ip.collimation_px
-    if any((cl, ct, crt, cb)):
-        lvl = rng.uniform(0.85, 0.97)
-        img[:, :cl] = lvl
-        img[:, cols - crt:] = lvl
-        img[:ct, :] = lvl
-        img[rows - cb:, :] = lvl
-    if ip.text:
-        _ph._burn_text(img, view, p, rng, (cl, ct, crt, cb))
-    maxval = (1 << ip.bits_stored) - 1
-    np.clip(img, 0.0, 1.0, out=img)
-    if ip.photometric == "MONOCHROME1":
-        img = maxval + 0.5 - img * maxval
-    else:
-        img = img * maxval + 0.5
+    pixels = _ph._expose(att, wshape, (rows, cols), ip, view, p, rng)
     kps = to_px(np.concatenate([ch.corners.reshape(24, 2), ch.spinolaminar]))
     lms = {name: tuple(float(c) for c in to_px(f(q))) for name, q in g.landmarks.items()}
-    return UpperCervicalView(view=view, pixels=img.astype(np.uint16), photometric=ip.photometric,
+    return UpperCervicalView(view=view, pixels=pixels, photometric=ip.photometric,
                              bits_stored=ip.bits_stored, pixel_spacing_mm=(sp, sp), keypoints=kps,
                              landmarks=lms, truth_mm=g.truth)  # type: ignore[arg-type]
 
