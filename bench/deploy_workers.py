@@ -4,15 +4,16 @@
 
 Each run starts its own Redis, ``cspine-node serve`` (Redis broker, the compose file's node environment with no
 destinations) and N ``cspine-node worker --pool solo`` processes on loopback, waits until every worker answers
-the image's Celery-ping health check, warms each worker up with one study (model loading is not counted), then
-C-STOREs the same phantom studies (neutral, flexion, extension DX) and waits until all are analysed.
+the images' health check (``cspine-node health --role worker``, a Celery ping), warms each worker up with one
+study (model loading is not counted), then C-STOREs the same phantom studies (neutral, flexion, extension DX) and waits until all are analysed.
 Throughput = studies / (last analysis recorded - first study dispatched), from the spool's timestamps.
 ``--threads`` sets OMP_NUM_THREADS per worker (1 thread per worker compares 1 vs 2 workers on 2 cores fairly).
 The workers use the shipped X-ray weights, or those named by ``CSPINE_XRAY_WEIGHTS``.
 
 With ``--gpu`` it instead measures X-ray keypoint images/s on ``--device`` (default cuda): the predictor's
 batched path (letterbox, two network passes, decoding) against the raw network forward of the same number of
-passes on the same batch size, in one run.
+passes on the same batch size, in one run. ``bench/gpu_throughput.py`` measures the full path through the
+cross-study ``BatchingPredictor`` with concurrent callers.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def run_workers(n_workers: int, warm: list[tuple[str, list[Path]]], measured: li
 
     from node.scu import store_files
     from node.spool import Spool
-    from tests.deploy.deploy_files import compose, healthcheck_code, localize_env, service_env
+    from tests.deploy.deploy_files import localize_env, service_env
     from tests.node.nodetest_proc import NodeProcess, wait_for
     from tests.services import free_port, start_redis
 
@@ -65,12 +66,17 @@ def run_workers(n_workers: int, warm: list[tuple[str, list[Path]]], measured: li
         worker_env = localize_env(service_env("worker-cpu"), ports, overrides)
         node = NodeProcess(["serve"], node_env, work / "node.log").wait_serving(120)
         procs.append(node)
-        for i in range(n_workers):
-            procs.append(NodeProcess(["worker", "--pool", "solo"], worker_env, work / f"worker{i}.log"))
-        ping = healthcheck_code(compose()["services"]["worker-cpu"]["healthcheck"]["test"])
+        names = [f"w{i}@%h" for i in range(n_workers)]
+        for i, name in enumerate(names):
+            procs.append(NodeProcess(["worker", "--pool", "solo", "--hostname", name], worker_env,
+                                     work / f"worker{i}.log"))
         env = {k: v for k, v in os.environ.items() if not k.startswith("CSPINE_")} | worker_env | {"PYTHONPATH": str(ROOT)}
-        wait_for(lambda: subprocess.run([sys.executable, "-c", ping], env=env, capture_output=True).returncode == 0,
-                 180, "workers ready", interval=2.0)
+
+        def pinged() -> bool:  # `cspine-node health --role worker` of every worker (the images' health check)
+            return all(subprocess.run([sys.executable, "-m", "node.cli", "health", "--role", "worker", "--hostname",
+                                       name], env=env, capture_output=True).returncode == 0 for name in names)
+
+        wait_for(pinged, 180, "workers ready", interval=2.0)
         sp = Spool(spool)
 
         def send_and_wait(studies: list[tuple[str, list[Path]]]) -> None:

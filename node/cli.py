@@ -5,7 +5,9 @@ Subcommands::
     serve      receive (DICOM SCP), assemble, dispatch; with no broker URL also runs the embedded worker
     worker     a Celery worker for the node's tasks (Redis broker, or the embedded one under the spool)
     analyze    run the pipelines on DICOM files/folders on disk (no network): result DICOM + summary.txt
-    status     studies by state, queue depth, outbox per destination with last error, dead letters
+    status     studies by state, queue lengths, outbox per destination with last error, dead letters, workers,
+               model versions, latencies
+    health     --role node|worker: exit 0/1 with a one-line reason (container HEALTHCHECK, Kubernetes probes)
     demo       start an embedded node, C-STORE a generated phantom study to it, print the results
     phantom    xray|mri ...  -> pipelines.<x>.phantom.cli
     train      xray|mri|curvature|upper-cervical ...  -> models.<model>.train.cli
@@ -37,6 +39,11 @@ DELEGATES = {
     ("evaluate", "curvature"): "models.curvature.evaluate",
     ("train", "upper-cervical"): "models.upper_cervical.train",
     ("evaluate", "upper-cervical"): "models.upper_cervical.evaluate",
+    ("train", "cord-compression"): "models.cord_compression.train",
+    ("evaluate", "cord-compression"): "models.cord_compression.evaluate",
+    ("train", "neck-pain"): "models.neck_pain.train",
+    ("evaluate", "neck-pain"): "models.neck_pain.evaluate",
+    ("phantom", "neck-pain"): "models.neck_pain.data",
 }
 
 
@@ -69,23 +76,48 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    import logging
+
     from node import tasks
     from node.logs import setup_logging
 
-    s = _settings(args, spool_dir=args.spool, broker_url=args.broker_url)
+    s = _settings(args, spool_dir=args.spool, broker_url=args.broker_url, device=args.device)
     setup_logging(s.log_level, s.log_json)
     app = tasks.configure(s)
-    argv = ["worker", "--pool", args.pool, "--concurrency", str(args.concurrency), "-Q", "cspine",
-            "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", s.log_level]
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else s.consumed_queues
+    tasks.configure_worker(s, queues=queues, pool=args.pool, concurrency=args.concurrency)
+    # The banner is plain text on stdout: not in JSON logs, nor under the demo (WARNING).
+    quiet = s.log_json or logging.getLevelName(s.log_level.upper()) >= logging.WARNING
+    argv = [*(["--quiet"] if quiet else []), "worker", "--pool", args.pool, "--concurrency", str(args.concurrency),
+            "--queues", ",".join(queues), "--without-gossip", "--without-mingle", "--loglevel", s.log_level]
+    if s.embedded_broker:
+        argv.append("--without-heartbeat")  # no event bus with the embedded broker
+    if args.hostname:
+        argv += ["--hostname", args.hostname]
     app.worker_main(argv)
     return 0
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    from node.health import check_node, check_worker
+
+    s = _settings(args, spool_dir=args.spool)
+    if args.role == "node":
+        ok, reason = check_node(s, timeout_s=args.timeout)
+    else:
+        ok, reason = check_worker(s, hostname=args.hostname, timeout_s=args.timeout)
+    print(f"{'ok' if ok else 'unhealthy'}: {reason}")
+    return 0 if ok else 1
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from io import BytesIO
 
+    import pipelines
     from pipelines import analyze
     from pipelines.study import Study
+
+    pipelines.configure("xray", device=_settings(args).device)
 
     files: list[Path] = []
     for p in args.paths:
@@ -184,9 +216,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run a Celery worker for the node's tasks")
     _common(p)
     p.add_argument("--broker-url")
-    p.add_argument("--pool", default="solo", choices=["solo", "prefork", "threads"])
+    p.add_argument("--pool", default="solo", choices=["solo", "prefork", "threads"],
+                   help="solo: one task at a time; threads: --concurrency analyses share one model (batched)")
     p.add_argument("--concurrency", type=int, default=1)
+    p.add_argument("--queues", help="comma-separated Celery queues to consume (default: the analysis and delivery "
+                                    "queues of the settings), e.g. cspine.gpu")
+    p.add_argument("--hostname", help="Celery node name, e.g. gpu1@%%h (default celery@<host name>)")
+    p.add_argument("--device", help="torch device: auto, cpu, cuda, cuda:N (CSPINE_DEVICE)")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("health", help="health check for containers and probes: exit 0 healthy, 1 not (one line why)")
+    _common(p)
+    p.add_argument("--role", choices=["node", "worker"], default="node",
+                   help="node: C-ECHO to its SCP, spool writable, broker reachable; worker: Celery ping of its "
+                        "hostname (Redis) or a fresh status heartbeat (embedded broker)")
+    p.add_argument("--hostname", help="the worker's Celery node name (default celery@<host name>)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per check")
+    p.set_defaults(func=cmd_health)
 
     p = sub.add_parser("analyze", help="analyse DICOM files on disk (no network)")
     p.add_argument("paths", nargs="+", help="DICOM files or folders")

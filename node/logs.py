@@ -4,7 +4,8 @@ Every node log line is one JSON object: ``ts``, ``level``, ``logger``, ``event``
 with ``log(logger, "event", key=value, ...)``. Only technical identifiers are logged (UIDs, AE titles,
 peer addresses, counts, durations, reasons). Datasets are never logged, and a filter drops any field
 whose name looks like a patient attribute (``PatientName``, ``patient_id`` ...) as a second line of
-defence. pynetdicom's own DEBUG output (which dumps datasets) is capped at WARNING.
+defence. pynetdicom's own DEBUG output (which dumps datasets) and other chatty libraries (highdicom, pydicom,
+matplotlib, kombu ...: ``CHATTY_LOGGERS``) are capped at WARNING.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ FORBIDDEN_FIELDS = frozenset({
     "otherpatientids", "other_patient_ids", "patientaddress", "accessionnumber", "accession_number",
     "referringphysicianname", "institutionname",
 })
+CHATTY_LOGGERS = ("pynetdicom", "highdicom", "pydicom", "matplotlib", "PIL", "urllib3", "kombu", "amqp",
+                  "fontTools", "monai")
+"""Libraries whose INFO/DEBUG output is noise (or dumps datasets): capped at WARNING."""
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
@@ -78,7 +82,8 @@ def setup_logging(level: str = "INFO", json_lines: bool = True, stream: Any = No
     handler.addFilter(PatientFieldFilter())
     root.addHandler(handler)
     root.setLevel(level.upper())
-    logging.getLogger("pynetdicom").setLevel(max(logging.WARNING, root.level))
+    for chatty in CHATTY_LOGGERS:
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
     logging.getLogger("celery").setLevel(max(logging.INFO, root.level))
 
 

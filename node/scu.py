@@ -47,9 +47,11 @@ def store_files(
     return statuses
 
 
-def echo(host: str, port: int, *, called_aet: str = "CSPINE", calling_aet: str = "CSPINE-SCU") -> int:
+def echo(host: str, port: int, *, called_aet: str = "CSPINE", calling_aet: str = "CSPINE-SCU",
+         timeout_s: float = 30.0) -> int:
     """C-ECHO; returns the status (0 = success). Raises ``AssociationFailed`` when refused."""
     ae = AE(ae_title=calling_aet)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
     ae.add_requested_context(Verification)
     assoc = ae.associate(host, port, ae_title=called_aet)
     if not assoc.is_established:

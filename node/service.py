@@ -74,7 +74,8 @@ class Node:
         self.scp.start()
         if self.settings.metrics_port:
             try:
-                serve_metrics(str(self.spool.root), self.settings.metrics_port, self.settings.metrics_host)
+                serve_metrics(str(self.spool.root), self.settings.metrics_port, self.settings.metrics_host,
+                              self.settings)
             except OSError as e:
                 log(LOG, "metrics port unavailable", logging.WARNING, port=self.settings.metrics_port, error=str(e))
         self._thread = threading.Thread(target=self._loop, name="assembler", daemon=True)

@@ -126,6 +126,27 @@ class NodeSettings(BaseSettings):
     task_max_retries: int = 3
     task_retry_backoff_max_s: int = 120
     task_time_limit_s: int = 1800
+    analyze_queue: str = "cspine"
+    """Celery queue of the analysis tasks. Set it to the GPU queue (e.g. ``cspine.gpu``) where GPU workers exist:
+    GPU workers consume only that queue, CPU workers consume both (fallback), see ``docs/node.md``."""
+    deliver_queue: str = "cspine"
+    """Celery queue of the delivery tasks (network I/O, never GPU work)."""
+    worker_queues: list[str] = Field(default_factory=list)
+    """Queues a ``cspine-node worker`` consumes (``--queues`` overrides); empty: ``analyze_queue`` and
+    ``deliver_queue``."""
+
+    # Inference (workers)
+    device: str = "auto"
+    """Torch device of the models: ``auto`` (CUDA when visible, else CPU), ``cpu``, ``cuda`` or ``cuda:N``. A CUDA
+    device that is not there falls back to the CPU with a logged warning."""
+    batch_max_images: int = 8
+    """Cross-study batching in a worker running several analyses at once (``--pool threads``): at most this many
+    radiographs in one forward pass; 1 turns batching off."""
+    batch_wait_ms: float = 20.0
+    """How long the first radiograph of a batch waits for others (ms)."""
+    worker_status_interval_s: float = 10.0
+    """How often a worker writes its status file (``<spool>/run/workers/<hostname>.json``: heartbeat, device,
+    model versions, batch sizes), which ``health --role worker`` and the node's /metrics read."""
 
     # Delivery
     destinations: list[Destination] = Field(default_factory=list)
@@ -161,6 +182,35 @@ class NodeSettings(BaseSettings):
         if not 0 <= v < 65536:
             raise ValueError("port must be 0..65535")
         return v
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v in {"auto", "cpu", "cuda"} or (v.startswith("cuda:") and v[5:].isdigit()):
+            return v
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {v!r}")
+
+    @field_validator("analyze_queue", "deliver_queue")
+    @classmethod
+    def _queue(cls, v: str) -> str:
+        v = v.strip()
+        if not v or "," in v or any(c.isspace() for c in v):
+            raise ValueError(f"queue name {v!r}: non-empty, no commas or spaces")
+        return v
+
+    @field_validator("batch_max_images")
+    @classmethod
+    def _batch(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("batch_max_images must be >= 1")
+        return v
+
+    @property
+    def consumed_queues(self) -> list[str]:
+        """The queues a worker takes tasks from (``worker_queues``, else the analysis and delivery queues)."""
+        qs = self.worker_queues or [self.analyze_queue, self.deliver_queue]
+        return list(dict.fromkeys(q.strip() for q in qs if q.strip()))
 
     @field_validator("stable_age_s", "open_association_age_s")
     @classmethod

@@ -678,6 +678,13 @@ class Spool:
             out[r[0]] = (r[1], r[2])
         return out
 
+    def delivery_latencies(self) -> list[float]:
+        """Seconds from an analysis being recorded (its results queued) to the last of its objects delivered, per
+        study generation and destination whose objects were all sent."""
+        return [r[0] for r in self._db().execute(
+            "SELECT MAX(sent_at) - MIN(created_at) FROM outbox GROUP BY study_uid, generation, destination"
+            " HAVING SUM(state != 'sent') = 0 AND COUNT(sent_at) > 0")]
+
     def analysis_latencies(self) -> list[float]:
         """Seconds from a study becoming ready (dispatch) to its analysis being recorded."""
         return [r[0] for r in self._db().execute(

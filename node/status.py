@@ -1,7 +1,8 @@
 """``cspine-node status``: what the node holds and where it stands, read from the spool index.
 
-Works without a running node (it only reads SQLite); with ``--metrics-url`` it also reads the live
-counters of a running ``serve`` (instances received, rejections).
+Works without a running node (it reads SQLite, the broker's queue lengths and the workers' status files: the
+figures of the node's /metrics); with ``--metrics-url`` it also reads the live counters of a running ``serve``
+(instances received, rejections).
 """
 
 from __future__ import annotations
@@ -9,8 +10,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
+
+from node.metrics import queue_lengths
 from node.settings import NodeSettings
 from node.spool import Spool
+from node.worker_status import alive, read_statuses
 
 
 def collect(settings: NodeSettings, metrics_url: str | None = None) -> dict[str, Any]:
@@ -42,12 +47,42 @@ def collect(settings: NodeSettings, metrics_url: str | None = None) -> dict[str,
             "destinations": destinations,
             "dead_letters": spool.dead_letters()[-20:],
             "recent_studies": recent,
+            "latency_s": {"analysis": _quantiles(spool.analysis_latencies()),
+                          "delivery": _quantiles(spool.delivery_latencies())},
         }
     finally:
         spool.close()
+    queues = list(dict.fromkeys([settings.analyze_queue, settings.deliver_queue, *settings.consumed_queues]))
+    try:
+        info["celery_queues"] = queue_lengths(settings.broker_url, str(settings.spool_dir), queues)
+    except Exception as e:  # noqa: BLE001 - broker down is a status to show, not a crash
+        info["celery_queues"] = f"unreachable: {type(e).__name__}: {e}"
+    info["routing"] = {"analyze": settings.analyze_queue, "deliver": settings.deliver_queue}
+    info["workers"] = _workers(settings)
     if metrics_url:
         info["metrics"] = _scrape(metrics_url)
     return info
+
+
+def _quantiles(values: list[float]) -> dict[str, float]:
+    """Count, median, 95th percentile and max (s) of latencies; just the count when there are none."""
+    if not values:
+        return {"count": 0}
+    v = np.sort(np.asarray(values, dtype=float))
+    return {"count": len(v), "p50": round(float(np.quantile(v, 0.5)), 3), "p95": round(float(np.quantile(v, 0.95)), 3),
+            "max": round(float(v[-1]), 3)}
+
+
+def _workers(settings: NodeSettings) -> list[dict[str, Any]]:
+    """The workers' status files: name, alive, device, queues, models, batch sizes."""
+    now = time.time()
+    out = []
+    for st in read_statuses(settings.spool_dir):
+        out.append({"hostname": st.get("hostname", "?"), "alive": alive(st, settings.worker_status_interval_s, now),
+                    "heartbeat_age_s": round(now - float(st.get("heartbeat", 0)), 1), "device": st.get("device", ""),
+                    "pool": st.get("pool", ""), "queues": st.get("queues", []), "analyses": st.get("analyses", 0),
+                    "models": st.get("models", []), "batch_sizes": st.get("batch_sizes", {})})
+    return out
 
 
 def _scrape(url: str) -> dict[str, float] | str:
@@ -76,6 +111,27 @@ def render(info: dict[str, Any]) -> str:
              f"instances: {info['instances']['count']} ({info['instances']['bytes'] / 1e6:.1f} MB)",
              "studies: " + (", ".join(f"{k} {v}" for k, v in sorted(info["studies"].items())) or "none"),
              f"queue: assembling {info['queue']['assembling']}, queued/running {info['queue']['queued_or_running']}"]
+    cq = info.get("celery_queues", {})
+    routing = info.get("routing", {})
+    lines.append(f"celery queues (analysis -> {routing.get('analyze', '?')}, delivery -> {routing.get('deliver', '?')}): "
+                 + (cq if isinstance(cq, str) else ", ".join(f"{q} {n}" for q, n in cq.items()) or "none"))
+    for kind, q in info.get("latency_s", {}).items():
+        label = "dispatch to analysed" if kind == "analysis" else "analysed to delivered"
+        lines.append(f"{kind} latency ({label}): " + (
+            f"{q['count']} done, median {q['p50']:g} s, p95 {q['p95']:g} s, max {q['max']:g} s" if q.get("count")
+            else "none yet"))
+    workers = info.get("workers", [])
+    lines.append("workers:" if workers else "workers: none has reported (status files under <spool>/run/workers)")
+    for w in workers:
+        state = "alive" if w["alive"] else f"silent for {w['heartbeat_age_s']:g} s"
+        batches = w["batch_sizes"]
+        n_fw = sum(batches.values())
+        n_img = sum(int(k) * v for k, v in batches.items())
+        bs = f", {n_fw} forwards, {n_img / n_fw:.2f} images/forward" if n_fw else ""
+        lines.append(f"  {w['hostname']} {state}: device {w['device']}, pool {w['pool']}, queues "
+                     f"{','.join(w['queues'])}, {w['analyses']} analyses{bs}")
+    models = sorted({(m["pipeline"], m["model"], m["version"]) for w in workers if w["alive"] for m in w["models"]})
+    lines.append("model versions: " + ("; ".join(f"{p}: {m} {v}" for p, m, v in models) or "none reported yet"))
     lines.append("destinations:" if info["destinations"] else "destinations: none configured")
     for name, d in info["destinations"].items():
         states = ", ".join(f"{k} {v}" for k, v in d.items() if k in {"pending", "sent", "failed", "superseded"})

@@ -28,10 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery, Task
+from celery.signals import worker_ready, worker_shutdown
 
 from node.logs import log
 from node.settings import NodeSettings
 from node.spool import ResultRow, Spool, write_atomic
+from node.worker_status import WorkerStatus
 
 LOG = logging.getLogger("node.tasks")
 
@@ -39,7 +41,7 @@ ANALYZE_TASK = "cspine.analyze_study"
 DELIVER_TASK = "cspine.deliver"
 
 app = Celery("cspine")
-_state: dict[str, Any] = {"settings": None, "spool": None}
+_state: dict[str, Any] = {"settings": None, "spool": None, "status": None}
 
 
 def celery_config(settings: NodeSettings) -> dict[str, Any]:
@@ -54,15 +56,20 @@ def celery_config(settings: NodeSettings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
+        "task_send_sent_event": False,
         "task_time_limit": settings.task_time_limit_s,
-        "task_default_queue": "cspine",
+        "task_default_queue": settings.deliver_queue,
+        # Celery routing: analyses to ``analyze_queue`` (the GPU queue where GPU workers exist), deliveries to
+        # ``deliver_queue``; a worker consumes the queues given by ``--queues`` / ``worker_queues``.
+        "task_routes": {ANALYZE_TASK: {"queue": settings.analyze_queue},
+                        DELIVER_TASK: {"queue": settings.deliver_queue}},
         "result_backend": None,
     }
     if settings.embedded_broker:
         broker = Path(settings.spool_dir).resolve() / "broker"
         for sub in ("queue", "processed", "control"):
             (broker / sub).mkdir(parents=True, exist_ok=True)
-        conf["broker_url"] = "filesystem://"
+        conf["broker_url"] = "filesystem://localhost//"  # the host is unused; naming it avoids kombu warnings
         conf["broker_transport_options"] = {
             "data_folder_in": str(broker / "queue"),
             "data_folder_out": str(broker / "queue"),
@@ -74,6 +81,10 @@ def celery_config(settings: NodeSettings) -> dict[str, Any]:
         conf["worker_enable_remote_control"] = False
     else:
         conf["broker_url"] = settings.broker_url
+        # Task events (sent, received, started, succeeded ...) for Flower; Redis only (the embedded broker has no
+        # remote control and no monitor).
+        conf["worker_send_task_events"] = True
+        conf["task_send_sent_event"] = True
         # Longer than the longest retry countdown, so Redis does not redeliver a task that waits for its ETA.
         conf["broker_transport_options"] = {"visibility_timeout": 3600}
     return conf
@@ -84,8 +95,55 @@ def configure(settings: NodeSettings | None = None) -> Celery:
     settings = settings or NodeSettings()
     _state["settings"] = settings
     _state["spool"] = None
-    app.conf.update(celery_config(settings))
+    conf = celery_config(settings)
+    changed = any(app.conf.get(k) != conf[k] for k in ("broker_url", "broker_transport_options", "task_routes"))
+    app.conf.update(conf)
+    if changed:
+        _forget_publishing_state()
     return app
+
+
+def _forget_publishing_state() -> None:
+    """Drop the connection/producer pools and the router that Celery built for an earlier configuration (a process
+    that configures the app twice, e.g. a test, would otherwise publish to the old broker or queues)."""
+    app._pool = None
+    amqp = app.__dict__.get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None
+        amqp._rtable = None
+        for cached in ("router", "queues"):
+            amqp.__dict__.pop(cached, None)
+
+
+def configure_worker(settings: NodeSettings, *, queues: list[str], pool: str, concurrency: int = 1) -> WorkerStatus:
+    """Worker side: the pipelines get the device and batching settings, and this process reports its status
+    (``node.worker_status``) from the moment it consumes until it stops."""
+    import pipelines
+
+    status = WorkerStatus(settings.spool_dir, device=settings.device, queues=queues, pool=pool,
+                          interval_s=settings.worker_status_interval_s)
+    # Batching only helps where analyses run concurrently in this process (threads pool, concurrency > 1).
+    batch = settings.batch_max_images if pool == "threads" and concurrency > 1 else 1
+    pipelines.configure("xray", device=settings.device, batch_max_images=batch,
+                        batch_wait_ms=settings.batch_wait_ms, on_batch=status.record_batch)
+    _state["status"] = status
+    return status
+
+
+@worker_ready.connect
+def _on_worker_ready(sender: Any = None, **_: Any) -> None:
+    status = _state.get("status")
+    if status is not None:
+        status.start(getattr(sender, "hostname", "") or "")
+        log(LOG, "worker consuming", hostname=status.hostname, queues=status.queues, device=status.device,
+            pool=status.pool)
+
+
+@worker_shutdown.connect
+def _on_worker_shutdown(**_: Any) -> None:
+    status = _state.get("status")
+    if status is not None:
+        status.stop()
 
 
 def settings() -> NodeSettings:
@@ -116,14 +174,16 @@ def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: An
     directory, then records the analysis; an older analysis finishing after a newer one is discarded.
     The typed results are kept too (``node.patients``): when the other modality of the same patient was
     analysed within ``patient_window_days`` (0: off), a patient-level SR + PDF joins this study's results.
-    Returns a small report: ``{"study_uid", "generation", "objects", "skipped", "queued"}``.
+    Returns a small report: ``{"study_uid", "generation", "objects", "skipped", "queued", "models"}`` (``models``:
+    ``[pipeline, model, version]`` of every algorithm used).
     """
     if analyze is None:
         from pipelines import analyze
     snap = sp.begin_analysis(study_uid)
     if snap is None:
         log(LOG, "analysis up to date", study_uid=study_uid)
-        return {"study_uid": study_uid, "generation": None, "objects": 0, "skipped": [], "queued": False}
+        return {"study_uid": study_uid, "generation": None, "objects": 0, "skipped": [], "queued": False,
+                "models": []}
     study, generation = snap
     t0 = time.perf_counter()
     analysis = analyze(study)
@@ -160,8 +220,9 @@ def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: An
     log(LOG, "analysis finished" if queued else "analysis superseded", study_uid=study_uid, generation=generation,
         objects=len(written), pipelines=[r.pipeline for r in analysis.results],
         seconds=round(time.perf_counter() - t0, 3))
+    models = [[r.pipeline, a.name, a.version] for r in analysis.results for a in (r.algorithm, *r.contributors)]
     return {"study_uid": study_uid, "generation": generation, "objects": len(written),
-            "skipped": list(analysis.skipped), "queued": queued and bool(written)}
+            "skipped": list(analysis.skipped), "queued": queued and bool(written), "models": models}
 
 
 # -- Celery tasks --------------------------------------------------------------------------------------
@@ -191,6 +252,8 @@ def analyze_study(self: Task, study_uid: str, generation: int = 0) -> dict[str, 
             error=f"{type(exc).__name__}: {exc}")
         raise self.retry(exc=exc, countdown=backoff(self.request.retries, s.task_retry_backoff_max_s),
                          max_retries=s.task_max_retries) from exc
+    if _state.get("status") is not None:
+        _state["status"].record_models([tuple(m) for m in report["models"]])
     if report["queued"]:
         for d in s.destinations:
             deliver.apply_async((study_uid, d.name))

@@ -6,8 +6,9 @@ its typed results as DICOM objects. Pipelines are imported lazily (torch is heav
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pipelines.results import StudyResult
 from pipelines.route import Route, route
@@ -16,7 +17,8 @@ from pipelines.study import Instance, Study
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
-__all__ = ["Analysis", "Instance", "Pipeline", "Route", "Study", "StudyResult", "analyze", "get_pipeline", "route"]
+__all__ = ["Analysis", "Instance", "Pipeline", "Route", "Study", "StudyResult", "analyze", "configure", "get_pipeline",
+           "route"]
 
 
 class Pipeline(Protocol):
@@ -38,22 +40,33 @@ class Analysis:
 
 
 _PIPELINES: dict[str, Pipeline] = {}
+_OPTIONS: dict[str, dict[str, Any]] = {}
+_LOCK = threading.Lock()
+
+
+def configure(name: str, **options: Any) -> None:
+    """Constructor options of a pipeline (e.g. ``configure("xray", device="cuda", batch_max_images=8)``); the
+    node's worker passes its settings here. A pipeline already loaded is loaded again on next use."""
+    with _LOCK:
+        _OPTIONS[name] = dict(options)
+        _PIPELINES.pop(name, None)
 
 
 def get_pipeline(name: str) -> Pipeline:
-    """Load (once per process) and return the named pipeline."""
-    if name not in _PIPELINES:
-        if name == "xray":
-            from pipelines.xray.pipeline import XrayPipeline
+    """Load (once per process, shared by its threads) and return the named pipeline."""
+    with _LOCK:
+        if name not in _PIPELINES:
+            if name == "xray":
+                from pipelines.xray.pipeline import XrayPipeline
 
-            _PIPELINES[name] = XrayPipeline()
-        elif name == "mri":
-            from pipelines.mri.pipeline import MriPipeline
+                _PIPELINES[name] = XrayPipeline(**_OPTIONS.get(name, {}))
+            elif name == "mri":
+                from pipelines.mri.pipeline import MriPipeline
 
-            _PIPELINES[name] = MriPipeline()
-        else:
-            raise KeyError(f"unknown pipeline {name!r}")
-    return _PIPELINES[name]
+                _PIPELINES[name] = MriPipeline(**_OPTIONS.get(name, {}))
+            else:
+                raise KeyError(f"unknown pipeline {name!r}")
+        return _PIPELINES[name]
 
 
 def analyze(study: Study) -> Analysis:

@@ -122,12 +122,61 @@ def sample_crops(image: np.ndarray, transforms: list[AffineTransform], *, reduce
     return out
 
 
+class DeviceImage:
+    """A [0, 1] image (rows, cols) on a torch device, resampled there the way :func:`sample_crops` and
+    ``pipelines.xray.preprocessing.warp`` resample with scipy: block-averaged by an integer factor (cached per
+    factor), then bilinear, 0 outside the image (scipy's ``mode="constant"``: no interpolation beyond the edges).
+
+    The predictor uses it on a GPU so that letterboxing and the vertebra crops do not run on the CPU; on the CPU the
+    results agree with the scipy path to float32 rounding (``tests/node/test_node_batching.py``).
+    """
+
+    def __init__(self, image: np.ndarray, device: object) -> None:
+        import torch
+
+        self.device = device
+        self._reduced = {1: torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device)}
+
+    def reduced(self, f: int):  # noqa: ANN201 - torch.Tensor (rows // f, cols // f)
+        """The image block-averaged by ``f`` (as :func:`block_reduce`)."""
+        import torch.nn.functional as F  # noqa: N812
+
+        if f not in self._reduced:
+            img = self._reduced[1]
+            r, c = (img.shape[0] // f) * f, (img.shape[1] // f) * f
+            self._reduced[f] = F.avg_pool2d(img[None, None, :r, :c], f)[0, 0]
+        return self._reduced[f]
+
+    def sample(self, transforms: list[AffineTransform], f: int | None = None):  # noqa: ANN201 - torch.Tensor (N, S, S)
+        """Bilinear samples (N, S, S) for ``transforms`` (one output size) from the image reduced by ``f``
+        (default :func:`reduction_factor`)."""
+        import torch
+        import torch.nn.functional as F  # noqa: N812
+
+        f = reduction_factor(transforms) if f is None else max(1, int(f))
+        img = self.reduced(f)
+        h, w = img.shape
+        rows, cols = transforms[0].size
+        m = np.stack([t.matrix for t in transforms]) / f  # original = f * reduced + (f - 1) / 2
+        m[:, :, 2] -= (f - 1) / 2 / f
+        m = torch.as_tensor(m, dtype=torch.float32, device=img.device)
+        ys = torch.arange(rows, dtype=torch.float32, device=img.device)[:, None]
+        xs = torch.arange(cols, dtype=torch.float32, device=img.device)[None, :]
+        x = m[:, 0, 0, None, None] * xs + m[:, 0, 1, None, None] * ys + m[:, 0, 2, None, None]
+        y = m[:, 1, 0, None, None] * xs + m[:, 1, 1, None, None] * ys + m[:, 1, 2, None, None]
+        grid = torch.stack([2 * x / max(w - 1, 1) - 1, 2 * y / max(h - 1, 1) - 1], dim=-1)
+        out = F.grid_sample(img[None, None].expand(len(transforms), 1, h, w), grid, mode="bilinear",
+                            padding_mode="zeros", align_corners=True)[:, 0]
+        inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+        return out * inside
+
+
 def level_channel(level: int, size: int) -> np.ndarray:
     """The constant second input channel that tells the stage-2 network which vertebra (C2 -1 .. C7 +1)."""
     return np.full((size, size), (level - 2.5) / 2.5, dtype=np.float32)
 
 
 __all__ = [
-    "N_LEVELS", "STAGE1_POINTS", "STAGE2_POINTS", "assemble", "block_reduce", "crop_transform", "level_channel",
+    "N_LEVELS", "DeviceImage", "STAGE1_POINTS", "STAGE2_POINTS", "assemble", "block_reduce", "crop_transform", "level_channel",
     "reduction_factor", "rotate", "sample_crops", "spine_frames", "stage1_targets", "vertebra_points",
 ]

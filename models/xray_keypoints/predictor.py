@@ -16,6 +16,7 @@ stored with the weights (fitted on held-out phantoms so that it matches the RMS 
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ import torch
 from models.xray_keypoints import DEFAULT_WEIGHTS
 from models.xray_keypoints.cascade import (
     N_LEVELS,
+    DeviceImage,
     assemble,
     block_reduce,
     crop_transform,
@@ -40,6 +42,8 @@ from models.xray_keypoints.losses import LossConfig, coordinates
 from models.xray_keypoints.network import KeypointNet, NetworkConfig
 from pipelines.results import View
 from pipelines.xray.preprocessing import AffineTransform, model_input
+
+LOG = logging.getLogger("models.xray_keypoints")
 
 
 @dataclass
@@ -58,19 +62,36 @@ class Prediction:
         return max(self.view_probs, key=self.view_probs.__getitem__)
 
 
-def resolve_device(name: str | None = None) -> torch.device:
-    """``CSPINE_DEVICE`` (``auto``/``cpu``/``cuda``/``cuda:1``) -> a torch device; auto prefers CUDA."""
-    name = (name or os.environ.get("CSPINE_DEVICE") or "auto").strip().lower()
+def resolve_device(name: str | torch.device | None = None) -> torch.device:
+    """``auto``/``cpu``/``cuda``/``cuda:N`` (the node's ``device`` setting, env ``CSPINE_DEVICE``) -> a torch device.
+
+    ``auto`` (or None) prefers CUDA. A CUDA device that is not there (no CUDA build, no GPU, or index out of
+    range) falls back to the CPU with a logged warning, so a worker started with ``cuda`` on a CPU host still works.
+    """
+    if isinstance(name, torch.device):
+        name = str(name)
+    name = (name or "auto").strip().lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0 or (device.index is not None and device.index >= n):
+            LOG.warning("device %s requested but %s; falling back to the CPU", name,
+                        "no CUDA device is visible" if n == 0 else f"only {n} CUDA device(s) are visible")
+            return torch.device("cpu")
+    return device
 
 
 class KeypointPredictor:
     """The trained network with its configuration (from a weights file written by ``train.py``)."""
 
-    def __init__(self, checkpoint: dict, device: torch.device | None = None) -> None:
-        self.device = device or resolve_device()
+    def __init__(self, checkpoint: dict, device: torch.device | str | None = None, *,
+                 preprocess_on_device: bool | None = None) -> None:
+        """``preprocess_on_device``: letterbox and crop the cascade's inputs with torch on ``device``
+        (:class:`~models.xray_keypoints.cascade.DeviceImage`) instead of scipy on the CPU; default: on a GPU."""
+        self.device = resolve_device(device)
+        self.preprocess_on_device = self.device.type != "cpu" if preprocess_on_device is None else preprocess_on_device
         self.version = str(checkpoint.get("version", "0"))
         self.sigma_scale = float(checkpoint.get("sigma_scale", 1.0))
         self.metrics = dict(checkpoint.get("metrics", {}))
@@ -92,13 +113,14 @@ class KeypointPredictor:
         self.model = _network(checkpoint, self.device)
 
     @classmethod
-    def load(cls, path: Path | str | None = None, device: torch.device | None = None) -> KeypointPredictor:
+    def load(cls, path: Path | str | None = None, device: torch.device | str | None = None, *,
+             preprocess_on_device: bool | None = None) -> KeypointPredictor:
         """Load weights from ``path``, else ``CSPINE_XRAY_WEIGHTS``, else the shipped file."""
         p = Path(path or os.environ.get("CSPINE_XRAY_WEIGHTS") or DEFAULT_WEIGHTS)
         if not p.is_file():
             raise FileNotFoundError(f"X-ray keypoint weights not found: {p}")
         ckpt = torch.load(p, map_location="cpu", weights_only=False)
-        return cls(ckpt, device)
+        return cls(ckpt, device, preprocess_on_device=preprocess_on_device)
 
     @property
     def size(self) -> int:
@@ -110,9 +132,9 @@ class KeypointPredictor:
         return int(self.crop.get("iterations", 1)) if self.cascade else 0
 
     @torch.inference_mode()
-    def _forward(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _forward(self, inputs: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(B, S, S) model inputs -> model-pixel keypoints (B, 30, 2), spread (B, 30), view probs (B, 3)."""
-        x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32))[:, None].to(self.device)
+        x = _tensor(inputs, self.device)[:, None]
         _, hm, view_logits = self.model(x)
         stride = self.size // hm.shape[-1]
         xy, sd = coordinates(hm, self.loss_config)
@@ -124,12 +146,17 @@ class KeypointPredictor:
         """Predict on [0, 1] images (rows, cols), bone bright, any sizes. ``refine=False``: the first pass only
         (one-stage weights: the whole-image pass; cascade: stage 1, whose 12 points fill the corner slots)."""
         ts = [AffineTransform.letterbox(*im.shape, self.size) for im in images]
-        xy, sd, vp = self._forward(np.stack([model_input(im, t) for im, t in zip(images, ts, strict=True)]))
+        dev = [DeviceImage(im, self.device) for im in images] if self.preprocess_on_device and self.cascade else None
+        if dev is not None:  # the same resampling as model_input, with torch on the device
+            inputs = torch.cat([d.sample([t], max(1, int(np.floor(t.scale)))) for d, t in zip(dev, ts, strict=True)])
+            xy, sd, vp = self._forward(inputs * 2 - 1)
+        else:
+            xy, sd, vp = self._forward(np.stack([model_input(im, t) for im, t in zip(images, ts, strict=True)]))
         kps = [t.to_original(p) for t, p in zip(ts, xy, strict=True)]
         sds = [t.sigma_to_original(s) for t, s in zip(ts, sd, strict=True)]
         if self.cascade:
             if refine:
-                kps, sds = self._stage2(images, kps)
+                kps, sds = self._stage2(images, kps, dev)
             else:
                 kps = [np.concatenate([np.repeat(k[:N_LEVELS], 4, axis=0), k[N_LEVELS:]]) for k in kps]
                 sds = [np.concatenate([np.repeat(s[:N_LEVELS], 4), s[N_LEVELS:]]) for s in sds]
@@ -148,7 +175,8 @@ class KeypointPredictor:
         ]
 
     @torch.inference_mode()
-    def _stage2(self, images: list[np.ndarray], stage1: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    def _stage2(self, images: list[np.ndarray], stage1: list[np.ndarray], dev: list[DeviceImage] | None = None
+                ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Per-vertebra crops around the stage-1 centres -> (30, 2) keypoints and (30,) spread per image.
 
         Fallback for a misplaced stage-1 centre: a vertebra whose stage-2 spread (crop pixels, median of its
@@ -158,7 +186,7 @@ class KeypointPredictor:
         reduced: list[tuple[np.ndarray, int] | None] = [None] * len(images)
         centres = [k[:N_LEVELS].copy() for k in stage1]
         spinolaminar = [k[N_LEVELS:].copy() for k in stage1]
-        pts, spread, crop_sd = self._passes(images, centres, spinolaminar, reduced, max(1, self.iterations))
+        pts, spread, crop_sd = self._passes(images, centres, spinolaminar, reduced, max(1, self.iterations), dev)
         for i in range(len(images)):
             lvl = np.median(crop_sd[i], axis=1)
             bad = lvl > max(3.0 * float(np.median(lvl)), 2.0)
@@ -169,17 +197,21 @@ class KeypointPredictor:
             fit = [np.polyfit(good, c[good, d], 2) for d in (0, 1)]
             guess = c.copy()
             guess[bad] = np.column_stack([np.polyval(fit[d], np.flatnonzero(bad)) for d in (0, 1)])
-            p2, s2, c2 = self._passes([images[i]], [guess], [pts[i][:, 4]], [reduced[i]], max(1, self.iterations))
+            p2, s2, c2 = self._passes([images[i]], [guess], [pts[i][:, 4]], [reduced[i]], max(1, self.iterations),
+                                      [dev[i]] if dev is not None else None)
             better = bad & (np.median(c2[0], axis=1) < lvl)
             pts[i][better], spread[i][better] = p2[0][better], s2[0][better]
         return [assemble(p) for p in pts], [assemble(s) for s in spread]
 
     def _passes(self, images: list[np.ndarray], centres: list[np.ndarray], spinolaminar: list[np.ndarray],
-                reduced: list, n: int) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+                reduced: list, n: int, dev: list[DeviceImage] | None = None
+                ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
         """``n`` stage-2 passes (each re-cropped at the previous centres). Per image: points (6, 5, 2) and
-        spread (6, 5) in original pixels, spread (6, 5) in crop pixels. ``reduced`` caches block-reduced images."""
+        spread (6, 5) in original pixels, spread (6, 5) in crop pixels. ``reduced`` caches block-reduced images;
+        with ``dev`` the crops are sampled on the device."""
         size, factor = int(self.crop["size"]), float(self.crop["side_factor"])
         levels = np.stack([level_channel(lv, size) for lv in range(N_LEVELS)])
+        levels_t = torch.from_numpy(levels).to(self.device) if dev is not None else None
         centres, spinolaminar = list(centres), list(spinolaminar)
         pts, spread, crop_sd = [], [], []
         for _ in range(n):
@@ -188,11 +220,14 @@ class KeypointPredictor:
                 up, ant, gap = spine_frames(centres[i], spinolaminar[i])
                 ts = [crop_transform(centres[i][lv], up[lv], ant[lv], factor * gap, size) for lv in range(N_LEVELS)]
                 f = reduction_factor(ts)
+                transforms.append(ts)
+                if dev is not None:
+                    crops.append(torch.stack([dev[i].sample(ts, f) * 2 - 1, levels_t], dim=1))
+                    continue
                 if reduced[i] is None or reduced[i][1] != f:
                     reduced[i] = (block_reduce(im, f), f)
-                crops.append(sample_crops(im, ts, reduced=reduced[i]) * 2 - 1)
-                transforms.append(ts)
-            x = np.concatenate([np.stack([c, levels], axis=1) for c in crops])
+                crops.append(np.stack([sample_crops(im, ts, reduced=reduced[i]) * 2 - 1, levels], axis=1))
+            x = torch.cat(crops) if dev is not None else np.concatenate(crops)
             xy, sd = self._forward_stage2(x)
             pts, spread, crop_sd = [], [], []
             for i, ts in enumerate(transforms):
@@ -205,9 +240,9 @@ class KeypointPredictor:
         return pts, spread, crop_sd
 
     @torch.inference_mode()
-    def _forward_stage2(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _forward_stage2(self, x: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(N, 2, S, S) crops + level channel -> crop-pixel points (N, 5, 2) and spread (N, 5)."""
-        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
+        t = _tensor(x, self.device)
         _, hm, _ = self.stage2(t)
         stride = int(self.crop["size"]) // hm.shape[-1]
         xy, sd = coordinates(hm, self.stage2_loss)
@@ -216,6 +251,13 @@ class KeypointPredictor:
 
     def predict(self, image: np.ndarray, *, refine: bool = True) -> Prediction:
         return self.predict_batch([image], refine=refine)[0]
+
+
+def _tensor(x: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """float32 on ``device`` (numpy arrays are copied; tensors already there are used as they are)."""
+    if isinstance(x, torch.Tensor):
+        return x.to(device=device, dtype=torch.float32)
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
 
 
 def _loss_config(d: dict) -> LossConfig:

@@ -44,12 +44,30 @@ def service_env(service: str) -> dict[str, str]:
     return {k: str(v) for k, v in env.items()}
 
 
-def healthcheck_code(test: list[str]) -> str:
-    """The Python source of a ``["CMD", "python", "-c", CODE]`` health check."""
-    args = test[1:] if test[0] in ("CMD", "CMD-SHELL") else test
-    if args[:2] != ["python", "-c"]:
-        raise ValueError(f"not a python -c health check: {test}")
-    return args[2]
+def healthcheck_argv(test: list[str]) -> list[str]:
+    """The ``cspine-node health ...`` argv of a compose/Dockerfile health check (``["CMD", ...]``) or a probe's
+    exec command; checks that the node's own parser accepts it."""
+    from node.cli import build_parser
+
+    args = list(test[1:] if test[0] in ("CMD", "CMD-SHELL") else test)
+    if args[:2] != ["cspine-node", "health"]:
+        raise ValueError(f"not a cspine-node health check: {test}")
+    parsed = build_parser().parse_args(args[1:])
+    assert parsed.command == "health", args
+    return args
+
+
+def health_role(argv: list[str]) -> tuple[str, str | None]:
+    """(role, hostname) of a ``cspine-node health`` argv."""
+    from node.cli import build_parser
+
+    parsed = build_parser().parse_args(argv[1:])
+    return parsed.role, parsed.hostname
+
+
+def option(argv: list[str], name: str) -> str | None:
+    """The value of ``--name VALUE`` in a command line (None when absent)."""
+    return argv[argv.index(name) + 1] if name in argv else None
 
 
 def kubectl() -> str | None:

@@ -6,7 +6,6 @@ metrics the node exports). Nothing here needs Docker, a cluster or the network.
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from importlib import resources
@@ -25,9 +24,11 @@ from tests.deploy.deploy_files import (
     ROOT,
     compose,
     container_env,
-    healthcheck_code,
+    health_role,
+    healthcheck_argv,
     kubectl,
     kustomize,
+    option,
     orthanc_config,
     service_env,
 )
@@ -271,7 +272,8 @@ def test_deploy_dockerfile(name: str) -> None:
     assert entry and entry[-1].value == ("cspine-node",)
     health = [c for c in final if c.cmd == "HEALTHCHECK"]
     assert health, "HEALTHCHECK missing"
-    ast.parse(healthcheck_code(list(health[-1].value)))  # the health check's Python compiles
+    role, _ = health_role(healthcheck_argv(list(health[-1].value)))  # `cspine-node health` the CLI accepts
+    assert role == ("node" if name == "Dockerfile" else "worker")
     args = {c.value[0].split("=")[0]: c.value[0].split("=", 1)[1] for c in cmds if c.cmd == "ARG" and "=" in c.value[0]}
     assert args["TORCH_VERSION"] == version("torch").split("+")[0]
     assert args["TORCH_INDEX_URL"].startswith("https://download.pytorch.org/whl/")
@@ -301,26 +303,62 @@ def test_deploy_dockerignore_keeps_the_package(name: str) -> None:
         assert needed in lines
 
 
-def test_deploy_health_checks_agree() -> None:
-    """The Python health checks in compose, k8s and the images are the same code (one per role) and compile."""
+def _worker_queues(argv: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The queues a ``cspine-node worker`` command line consumes with this environment."""
+    q = option(argv, "--queues")
+    return q.split(",") if q else _settings_from_env(env, monkeypatch).consumed_queues
+
+
+def test_deploy_health_checks_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compose, k8s and the images use `cspine-node health`: role node for `serve`, role worker for workers,
+    with the worker's own --hostname (so the Celery ping reaches that worker)."""
     import dockerfile
 
     svc = compose()["services"]
-    worker_code = healthcheck_code(svc["worker-cpu"]["healthcheck"]["test"])
-    assert healthcheck_code(svc["worker-gpu"]["healthcheck"]["test"]) == worker_code
-    cuda = [c for c in dockerfile.parse_file(str(DEPLOY / "Dockerfile.cuda")) if c.cmd == "HEALTHCHECK"][-1]
-    assert healthcheck_code(list(cuda.value)) == worker_code
-    cpu = [c for c in dockerfile.parse_file(str(DEPLOY / "Dockerfile")) if c.cmd == "HEALTHCHECK"][-1]
-    node_code = healthcheck_code(list(cpu.value))
-    for code in (worker_code, node_code):
-        ast.parse(code)
-    rendered = _rendered()
-    for overlay, res in rendered.items():
+    checks = []
+    for name in ("worker-cpu", "worker-gpu"):
+        checks.append((name, svc[name]["command"], healthcheck_argv(svc[name]["healthcheck"]["test"])))
+    for name, image_cmd in (("Dockerfile", ["serve"]), ("Dockerfile.cuda", None)):
+        cmds = dockerfile.parse_file(str(DEPLOY / name))
+        cmd = image_cmd or list([c for c in cmds if c.cmd == "CMD"][-1].value)
+        checks.append((name, cmd, healthcheck_argv(list([c for c in cmds if c.cmd == "HEALTHCHECK"][-1].value))))
+    for overlay, res in _rendered().items():
         for dep in (r for r in res if r["kind"] == "Deployment"):
             c = dep["spec"]["template"]["spec"]["containers"][0]
-            code = healthcheck_code(c["livenessProbe"]["exec"]["command"])
-            expected = node_code if c["args"][0] == "serve" else worker_code
-            assert code == expected, f"{overlay} {dep['metadata']['name']}"
+            checks.append((f"{overlay} {dep['metadata']['name']}", c["args"],
+                           healthcheck_argv(c["livenessProbe"]["exec"]["command"])))
+    assert len(checks) >= 8
+    for where, command, check in checks:
+        role, hostname = health_role(check)
+        if command[0] == "serve":
+            assert role == "node", where
+        else:
+            assert command[0] == "worker" and role == "worker", where
+            assert hostname == option(command, "--hostname"), f"{where}: health pings another node name"
+
+
+def test_deploy_queue_routing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compose and the gpu overlay route analyses to the GPU queue; GPU workers consume only it; CPU workers consume
+    it and the delivery queue (fallback), so every queue a task goes to has a consumer without the GPU."""
+    svc = compose()["services"]
+    env = service_env("node")
+    s = _settings_from_env(env, monkeypatch)
+    gpu_q = _worker_queues(svc["worker-gpu"]["command"], service_env("worker-gpu"), monkeypatch)
+    cpu_q = _worker_queues(svc["worker-cpu"]["command"], service_env("worker-cpu"), monkeypatch)
+    assert gpu_q == [s.analyze_queue] and s.analyze_queue != s.deliver_queue
+    assert {s.analyze_queue, s.deliver_queue} <= set(cpu_q)
+    assert option(svc["worker-gpu"]["command"], "--pool") == "threads"
+    for overlay, res in _rendered().items():
+        cm = _find(res, "ConfigMap", "cspine-settings")["data"]
+        s = _settings_from_env(cm, monkeypatch)
+        consumed: set[str] = set()
+        for dep in (r for r in res if r["kind"] == "Deployment" and r["metadata"]["name"].startswith("cspine-worker")):
+            c = dep["spec"]["template"]["spec"]["containers"][0]
+            qs = _worker_queues(c["args"], container_env(c, res), monkeypatch)
+            consumed.update(qs)
+            if dep["metadata"]["name"] == "cspine-worker-gpu":
+                assert qs == [s.analyze_queue] == ["cspine.gpu"], overlay
+        assert {s.analyze_queue, s.deliver_queue} <= consumed, overlay
 
 
 # -- Kubernetes ---------------------------------------------------------------------------------------
@@ -402,10 +440,13 @@ def test_deploy_k8s_structure(overlay: str, rendered: dict[str, list[dict[str, A
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_deploy_k8s_keda_scaledobjects(overlay: str, rendered: dict[str, list[dict[str, Any]]]) -> None:
     """Each ScaledObject scales an existing worker Deployment on the Redis list of the node's Celery queue."""
-    from node.tasks import celery_config
+    from node.tasks import ANALYZE_TASK, celery_config
 
     res = rendered[overlay]
-    queue = celery_config(NodeSettings(broker_url="redis://redis:6379/0"))["task_default_queue"]
+    cm = _find(res, "ConfigMap", "cspine-settings")["data"]
+    analyze_queue = cm.get("CSPINE_ANALYZE_QUEUE", NodeSettings().analyze_queue)
+    queue = celery_config(NodeSettings(broker_url="redis://redis:6379/0", analyze_queue=analyze_queue)
+                          )["task_routes"][ANALYZE_TASK]["queue"]
     redis_svc = _find(res, "Service", "redis")
     scaled = [r for r in res if r["kind"] == "ScaledObject"]
     assert scaled
@@ -417,7 +458,9 @@ def test_deploy_k8s_keda_scaledobjects(overlay: str, rendered: dict[str, list[di
         (trigger,) = so["spec"]["triggers"]
         assert trigger["type"] == "redis"
         md = trigger["metadata"]
-        assert md["listName"] == queue
+        assert md["listName"] == queue  # KEDA scales on the backlog of analyses ...
+        args = target["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert queue in (option(args, "--queues") or queue).split(",")  # ... which the scaled workers consume
         assert int(md["listLength"]) >= 1
         host, port = md["address"].rsplit(":", 1)
         ns = redis_svc["metadata"]["namespace"]

@@ -5,7 +5,7 @@ deploy/docker-compose.yml gives them (service names and container ports replaced
 Docker does not run on these machines, so this is how the compose wiring is exercised for real: Orthanc runs
 with the wiring of deploy/compose/orthanc.json (DICOMweb root, the node's modality entry) and its auto-routing
 script autoroute.lua; the node and the workers run with the compose env (Redis broker, Orthanc destinations,
-AE allow-list), and the images' health checks (C-ECHO to the SCP, Celery ping of a worker) run against them.
+AE allow-list), and the images' health checks (``cspine-node health``: C-ECHO to the SCP, Celery ping of each worker's node name) run against them.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tests.deploy.deploy_files import (
     AUTOROUTE_LUA,
     ROOT,
     compose,
-    healthcheck_code,
+    healthcheck_argv,
     localize_env,
     orthanc_config,
     service_env,
@@ -125,13 +125,13 @@ def stop_roles(roles: Roles) -> None:
     roles.redis.stop()
 
 
-def run_health_check(code: str, env: dict[str, str], timeout: float = 60.0) -> subprocess.CompletedProcess:
-    """Run a ``python -c`` health check of the images with a role's environment."""
+def run_health_check(argv: list[str], env: dict[str, str], timeout: float = 60.0) -> subprocess.CompletedProcess:
+    """Run an image's ``cspine-node health ...`` check with a role's environment (``python -m node.cli``)."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("CSPINE_")}
     full.update(env)
     full["PYTHONPATH"] = str(ROOT)
-    return subprocess.run([sys.executable, "-c", code], env=full, cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "node.cli", *argv[1:]], env=full, cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def cli(args: list[str], env: dict[str, str]) -> str:
@@ -143,13 +143,13 @@ def cli(args: list[str], env: dict[str, str]) -> str:
 
 
 def wait_workers_ready(roles: Roles, timeout: float = 120.0) -> None:
-    code = healthcheck_code(compose()["services"]["worker-cpu"]["healthcheck"]["test"])
+    checks = {w: healthcheck_argv(compose()["services"][w]["healthcheck"]["test"]) for w in WORKERS}
 
     def ready() -> bool:
         for w, proc in roles.workers.items():
             if proc.proc.poll() is not None:
                 raise AssertionError(f"{w} exited with {proc.proc.returncode}:\n{roles.logs_tail()}")
-        return run_health_check(code, roles.env["worker-cpu"]).returncode == 0
+        return all(run_health_check(checks[w], roles.env[w]).returncode == 0 for w in WORKERS)
 
     wait_for(ready, timeout, "the workers to answer the Celery ping health check", interval=2.0)
 
@@ -180,10 +180,15 @@ def test_deploy_roles_health_checks(roles: Roles) -> None:
     import dockerfile
 
     cmds = dockerfile.parse_file(str(ROOT / "deploy" / "Dockerfile"))
-    node_check = healthcheck_code(list([c for c in cmds if c.cmd == "HEALTHCHECK"][-1].value))
+    node_check = healthcheck_argv(list([c for c in cmds if c.cmd == "HEALTHCHECK"][-1].value))
     result = run_health_check(node_check, roles.env["node"])
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    assert result.stdout.startswith("ok: ")
     wait_workers_ready(roles)
+    # A worker name that does not run gets no ping reply.
+    absent = run_health_check([*healthcheck_argv(compose()["services"]["worker-cpu"]["healthcheck"]["test"])[:-1],
+                               "nobody@nowhere", "--timeout", "2"], roles.env["worker-cpu"])
+    assert absent.returncode == 1 and absent.stdout.startswith("unhealthy: "), absent.stdout
     # And a check that must fail does fail: the node refuses a C-ECHO from an AE title it does not allow.
     refused = run_health_check(node_check, {**roles.env["node"], "CSPINE_ALLOWED_CALLING_AETS": '["NOT-ALLOWED"]',
                                             "CSPINE_PORT": str(roles.node.port)})
@@ -243,10 +248,13 @@ def test_deploy_roles_orthanc_to_node_to_orthanc(roles: Roles) -> None:
     info = wait_for(delivered, 60, "deliveries to both destinations")
     assert info["dead_letters"] == []
     assert info["studies"].get("done", 0) >= 2
-    # The analyses were spread over the two worker processes.
-    ran = {w: (roles.logs[w].read_text(errors="replace").count("analysis finished")) for w in WORKERS}
+    # Routing: the analyses went to the GPU queue (either worker may take them: the CPU worker is the fallback
+    # consumer), the deliveries to the delivery queue, which only the CPU worker consumes.
+    logs = {w: roles.logs[w].read_text(errors="replace") for w in WORKERS}
+    ran = {w: logs[w].count("analysis finished") for w in WORKERS}
     assert sum(ran.values()) >= 2, ran
-    assert all(n >= 1 for n in ran.values()), f"one worker did every analysis: {ran}"
+    assert '"event": "delivered"' in logs["worker-cpu"]
+    assert '"event": "delivered"' not in logs["worker-gpu"], "the GPU worker took a delivery task"
 
     # The node's /metrics and `cspine-node status --metrics-url` show the same figures.
     text = cli(["status", "--metrics-url", f"http://127.0.0.1:{roles.metrics_port}/metrics"], roles.env["node"])
