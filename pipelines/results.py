@@ -131,6 +131,39 @@ class Mask:
 
 
 @dataclass
+class HeatMap:
+    """A float map over part of one image, in its original pixels (e.g. the Grad-CAM of one segment's classifier).
+
+    ``array`` covers the patch whose top-left pixel is ``origin`` = (row, column); the rest of the image is 0.
+    Values are unitless in [0, 1] (``description`` says what they mean)."""
+
+    label: str
+    """E.g. ``"C4-C5 cord compression Grad-CAM"``."""
+    image_uid: str
+    site: str
+    """The segment or structure the map explains, e.g. ``"C4-C5"``."""
+    array: np.ndarray
+    """float32 (h, w), values in [0, 1]."""
+    origin: tuple[int, int] = (0, 0)
+    """(row, column) of ``array[0, 0]`` in the image."""
+    key: str = ""
+    """The finding key the map explains (``cord_compression``)."""
+    probability: float | None = None
+    """The model probability of that finding."""
+    description: str = ""
+
+    def full(self, rows: int, columns: int) -> np.ndarray:
+        """The map on the whole image grid (rows, columns) float32, 0 outside the patch."""
+        out = np.zeros((rows, columns), dtype=np.float32)
+        r0, c0 = self.origin
+        h, w = self.array.shape
+        r1, c1 = min(r0 + h, rows), min(c0 + w, columns)
+        if r1 > r0 and c1 > c0:
+            out[r0:r1, c0:c1] = self.array[: r1 - r0, : c1 - c0]
+        return out
+
+
+@dataclass
 class ImageResult:
     """Everything found on one source image."""
 
@@ -143,6 +176,9 @@ class ImageResult:
     """(row spacing, column spacing) used for mm; see the pipeline for which attribute it came from."""
     keypoints: list[Keypoint] = field(default_factory=list)
     masks: list[Mask] = field(default_factory=list)
+    heatmaps: list[HeatMap] = field(default_factory=list)
+    """Explanation maps of classifiers on this image (Grad-CAM); encoded as a FRACTIONAL DICOM SEG
+    (``pipelines.dicom_out.heatmap``: highdicom cannot build a Parametric Map on a DX source)."""
 
 
 @dataclass

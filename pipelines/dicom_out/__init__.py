@@ -8,7 +8,9 @@
   whatever masks an MRI pipeline gives), one per source series;
 * ``pr``: a Grayscale Softcopy Presentation State per annotated image (outlines, Cobb lines, SVA plumb
   line, labels) - the presentation every viewer shows;
-* ``report``: the one-page report as a Secondary Capture image and as an Encapsulated PDF.
+* ``report``: the one-page report as a Secondary Capture image and as an Encapsulated PDF;
+* ``map``: the explanation maps (Grad-CAM) as a FRACTIONAL SEG per source image that has any (see
+  ``pipelines.dicom_out.heatmap`` for why not a Parametric Map).
 
 ``encode_patient(report, results, sources, current=...)`` (``pipelines.dicom_out.patient``) encodes the
 patient-level report of an X-ray and an MRI study of one patient (paper 002 Fig. 7/8): TID 1500 SR + PDF.
@@ -24,6 +26,7 @@ import matplotlib.pyplot as plt
 from pydicom.dataset import Dataset
 
 from pipelines.dicom_out._sources import load_sources, previous_results
+from pipelines.dicom_out.heatmap import build_heatmap_segs
 from pipelines.dicom_out.identity import provenance, result_series_uid, series_number
 from pipelines.dicom_out.patient import encode_patient
 from pipelines.dicom_out.pr import build_gsps
@@ -37,7 +40,7 @@ __all__ = ["encode", "encode_patient"]
 
 
 def encode(study: Study, result: StudyResult, *, now: datetime | None = None) -> list[Dataset]:
-    """All DICOM result objects of ``result`` (SR, SEG..., GSPS..., report SC, report PDF).
+    """All DICOM result objects of ``result`` (SR, SEG..., GSPS..., report SC, report PDF, Grad-CAM SEG...).
 
     ``now`` fixes the creation time and InstanceNumber (tests); it defaults to the current UTC time.
     Raises ValueError when the result does not belong to the study or refers to images it lacks.
@@ -54,6 +57,7 @@ def encode(study: Study, result: StudyResult, *, now: datetime | None = None) ->
     objects: list[Dataset] = [build_sr(result, sources, prov, previous=previous_results(study, sr_series["series_uid"]), **sr_series)]
     objects += build_segs(result, sources, prov, **series("seg"))
     objects += build_gsps(result, sources, prov, **series("pr"))
+    objects += build_heatmap_segs(result, sources, prov, **series("map"))
     fig = render(result, sources)
     try:
         objects.append(build_sc(result, sources, prov, fig, **series("report")))

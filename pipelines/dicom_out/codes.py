@@ -170,6 +170,8 @@ FINDING_CODES: dict[str, Code] = {
     "spinal_stenosis": _private("F-SPINSTEN", "Spinal stenosis"),
     "foraminal_stenosis_left": _private("F-FORAMSTL", "Left foraminal stenosis"),
     "foraminal_stenosis_right": _private("F-FORAMSTR", "Right foraminal stenosis"),
+    # SNOMED CT has a "Compression of spinal cord" disorder concept, but its id could not be verified here: private
+    "cord_compression": _private("F-CORDCOMP", "Spinal cord compression"),
 }
 VALUE_CODES: dict[str, Code] = {
     "present": Code("52101004", "SCT", "Present"),

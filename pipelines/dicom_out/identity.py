@@ -2,7 +2,7 @@
 
 Policy (what a re-analysis of the same study does):
 
-* Each result kind (SR, SEG, GSPS, report image, report PDF) of each pipeline lives in its own **result series** whose
+* Each result kind (SR, SEG, GSPS, report image, report PDF, explanation map) of each pipeline lives in its own **result series** whose
   SeriesInstanceUID is derived deterministically from the source StudyInstanceUID, the pipeline and the
   kind (a UUID v5 under a fixed project namespace, written as ``2.25.<int>``). A re-analysis of the same
   study therefore lands in the *same* series.
@@ -31,18 +31,20 @@ from pipelines.results import AlgorithmInfo
 NAMESPACE = uuid.UUID("5b0f9a8e-2f0c-4c8e-9a52-6c2d1f3f7a10")
 """Project namespace for UUID v5 derived series UIDs (never change it: series continuity depends on it)."""
 
-KINDS = ("sr", "seg", "pr", "report", "pdf")
+KINDS = ("sr", "seg", "pr", "report", "pdf", "map")
 SERIES_NUMBERS: dict[tuple[str, str], int] = {
     ("xray", "sr"): 9901,
     ("xray", "seg"): 9902,
     ("xray", "pr"): 9903,
     ("xray", "report"): 9904,
     ("xray", "pdf"): 9905,
+    ("xray", "map"): 9906,
     ("mri", "sr"): 9911,
     ("mri", "seg"): 9912,
     ("mri", "pr"): 9913,
     ("mri", "report"): 9914,
     ("mri", "pdf"): 9915,
+    ("mri", "map"): 9916,
 }
 SERIES_DESCRIPTIONS: dict[str, str] = {
     "sr": "AI measurements (TID 1500 SR) - RESEARCH USE",
@@ -50,6 +52,7 @@ SERIES_DESCRIPTIONS: dict[str, str] = {
     "pr": "AI annotations (GSPS) - RESEARCH USE",
     "report": "AI report - RESEARCH USE ONLY",
     "pdf": "AI report (PDF) - RESEARCH USE ONLY",
+    "map": "AI explanation map (Grad-CAM SEG) - RESEARCH USE",
 }
 RESEARCH_STATEMENT = (
     "RESEARCH USE ONLY - NOT FOR DIAGNOSIS. Produced automatically by an algorithm trained on "

@@ -66,6 +66,8 @@ def draw_image(ax: plt.Axes, image: ImageResult, result: StudyResult, src: Datas
         arr = arr if arr.ndim == 2 else arr[0]
         if arr.any():
             ax.contour(arr.astype(float), levels=[0.5], colors="#7CFC00", linewidths=0.6)
+    if image.heatmaps:
+        draw_heatmaps(ax, image, result, px.shape)
     for v, anchor in vertebra_labels(image):
         ax.text(anchor[0], anchor[1], v, color="w", fontsize=6, ha="center", va="center")
     lines = headline(image, result.measurements)
@@ -74,6 +76,28 @@ def draw_image(ax: plt.Axes, image: ImageResult, result: StudyResult, src: Datas
                 ha="left", bbox={"facecolor": "black", "alpha": 0.6, "pad": 1.5, "linewidth": 0})
     ax.set_title(title, fontsize=8)
     ax.set_axis_off()
+
+
+def draw_heatmaps(ax: plt.Axes, image: ImageResult, result: StudyResult, shape: tuple[int, int]) -> None:
+    """Overlay the image's explanation maps (Grad-CAM x probability, all segments; transparent where low) and
+    name the segments whose finding is present next to their map."""
+    from pipelines.dicom_out.heatmap import combined_map
+
+    full = combined_map(image)
+    step_r = max(1, int(round(image.rows / max(shape[0], 1))))
+    step_c = max(1, int(round(image.columns / max(shape[1], 1))))
+    small = full[::step_r, ::step_c]
+    rgba = plt.get_cmap("inferno")(np.clip(small / 0.9, 0, 1))
+    rgba[..., 3] = np.clip((small - 0.1) / 0.5, 0, 0.65)
+    ax.imshow(rgba, interpolation="bilinear", extent=(-0.5, image.columns - 0.5, image.rows - 0.5, -0.5))
+    present = {(f.key, f.site) for f in result.findings if f.value == "present"}
+    for h in image.heatmaps:
+        if (h.key, h.site) in present and h.array.size:
+            yy, xx = np.nonzero(h.array > 0.5 * float(h.array.max()))
+            if len(xx):
+                x, y = h.origin[1] + float(np.median(xx)), h.origin[0] + float(np.median(yy))
+                ax.text(x, y, f"{h.site} p={h.probability or 0:.2f}", color="#ff3030", fontsize=5, ha="center",
+                        va="center", bbox={"facecolor": "black", "alpha": 0.5, "pad": 0.5, "linewidth": 0})
 
 
 def _fmt(v: float | None, unit: str) -> str:

@@ -3,7 +3,10 @@
 * seed 003: cervical curvature class (normal / straightened / reversed) from the neutral view, S-ResNet-34
   (``models.curvature``);
 * seed 001: six upper-cervical (C0-C2) abnormalities from the extension, neutral and flexion views together,
-  CerviHFENet-style (``models.upper_cervical``).
+  CerviHFENet-style (``models.upper_cervical``);
+* seed 004: spinal cord compression per segment C2-C3..C6-C7 from the neutral view, a small CNN on a crop of
+  each segment located by the keypoints, with Grad-CAM maps (``models.cord_compression``;
+  :func:`classify_segments`, run only on keypoints that passed the pipeline's uncertainty gate).
 
 Each needs only what the pipeline already has: the radiographs as float images in [0, 1], bone bright, in
 original pixels (``pipelines.xray.preprocessing.image_from_dataset``), and the neutral view's pixel spacing.
@@ -18,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipelines.results import AlgorithmInfo, Finding, View
+from pipelines.results import AlgorithmInfo, Finding, HeatMap, View
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,8 @@ class ClassifierOutput:
     findings: list[Finding] = field(default_factory=list)
     algorithms: list[AlgorithmInfo] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    heatmaps: list[HeatMap] = field(default_factory=list)
+    """Explanation maps (Grad-CAM) on the original pixels of the image they were made on."""
 
 
 def classify_views(images: Mapping[View, np.ndarray], spacing_mm: Mapping[View, tuple[float, float] | None]) -> ClassifierOutput:
@@ -63,4 +68,22 @@ def classify_views(images: Mapping[View, np.ndarray], spacing_mm: Mapping[View, 
         except (FileNotFoundError, ValueError, RuntimeError) as e:
             log.warning("upper-cervical classifier did not run: %s", e)
             out.warnings.append(f"upper-cervical model did not run: {e}")
+    return out
+
+
+def classify_segments(image: np.ndarray, keypoints: np.ndarray, image_uid: str) -> ClassifierOutput:
+    """Cord compression per segment C2-C3..C6-C7 on the neutral view (seed 004): one finding per segment with
+    its probability and one Grad-CAM heat map per segment. ``keypoints`` (30, 2) are the neutral view's, already
+    through the uncertainty gate; ``image`` is float [0, 1], bone bright, original pixels."""
+    out = ClassifierOutput()
+    try:
+        from models.cord_compression.predictor import algorithm_info, predict_cord_compression
+
+        findings, maps = predict_cord_compression(image, keypoints, image_uid)
+        out.findings.extend(findings)
+        out.heatmaps.extend(maps)
+        out.algorithms.append(algorithm_info())
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        log.warning("cord compression classifier did not run: %s", e)
+        out.warnings.append(f"cord compression model did not run: {e}")
     return out

@@ -122,6 +122,12 @@ class PatientParams:
     spinous_length_mm: tuple[float, ...]
     views: dict[View, ViewParams] = field(default_factory=dict)
     images: dict[View, ImageParams] = field(default_factory=dict)
+    posterior_osteophyte_mm: tuple[float, ...] = ()
+    """Opt-in (``anatomy``): posterior endplate osteophyte per segment C2-C3..C6-C7 (mm into the canal), drawn
+    as spurs at the upper vertebra's postero-inferior and the lower one's postero-superior corner. Empty: none."""
+    calcified_herniation_mm: tuple[float, ...] = ()
+    """Opt-in (``anatomy``): posterior extent (mm) of a calcified ("hard") disc herniation / disc-osteophyte
+    complex per segment, drawn as a faint density behind the disc space; 0 = none or a soft (invisible) one."""
 
 
 # ---------------------------------------------------------------------------------------------- outputs
@@ -300,7 +306,19 @@ def _sample_patient(rng: np.random.Generator, seed: int, views: tuple[View, ...]
     return PatientParams(seed, facing, curve_type, tuple(float(v) for v in depth), tuple(float(v) for v in height),
                          tuple(float(v) for v in wedge), tuple(float(v) for v in wall_tilt),
                          tuple(float(v) for v in disc), tuple(float(v) for v in pavlov),
-                         tuple(bool(o) for o in osteo), tuple(float(v) for v in spin), vp, ip)
+                         tuple(bool(o) for o in osteo), tuple(float(v) for v in spin), vp, ip,
+                         *_degeneration_signs(anatomy))
+
+
+def _degeneration_signs(anatomy: dict | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The opt-in radiographic signs of canal encroachment of an ``anatomy`` dict (5 segments each), or empty."""
+    out = []
+    for key in ("posterior_osteophyte_mm", "calcified_herniation_mm"):
+        vals = () if anatomy is None else tuple(float(v) for v in anatomy.get(key, ()))
+        if vals and len(vals) != 5:
+            raise ValueError(f"anatomy[{key!r}] needs 5 values (C2-C3..C6-C7)")
+        out.append(vals)
+    return out[0], out[1]
 
 
 def _anatomy_arrays(anatomy: dict) -> tuple[np.ndarray, ...]:
@@ -715,6 +733,8 @@ def _draw_bones(canvas: _Canvas, p: PatientParams, ch: _Chain, to_w, mm_w: float
             as_, ai, ps, pi = ch.corners[i]
             canvas.poly(to_w(np.array([pi, ai, ai + 0.18 * (as_ - ai), pi + 0.18 * (ps - pi)])), 0.25)
             canvas.poly(to_w(np.array([ps, as_, as_ + 0.18 * (ai - as_), ps + 0.18 * (pi - ps)])), 0.25)
+    if p.posterior_osteophyte_mm or p.calcified_herniation_mm:
+        _draw_canal_encroachment(canvas, p, ch, to_w, px, ds)
     as_, ai, ps, pi = ch.t1
     canvas.rimmed(to_w(np.array([ps, as_, ai, pi])), rim, cort * ds, trab * ds)
     # posterior elements (anatomical frame: `up` along the posterior wall, `post` posterior)
@@ -790,6 +810,41 @@ def _draw_bones(canvas: _Canvas, p: PatientParams, ch: _Chain, to_w, mm_w: float
     hy = ch.corners[2, 1] + ant2 * rng.uniform(30, 40)
     hyoid = np.array([hy, hy + ant2 * 12 + up2 * 3, hy + ant2 * 12 + up2 * 0.5, hy - up2 * 3])
     canvas.poly(to_w(hyoid), 0.6)
+
+
+def _draw_canal_encroachment(canvas: _Canvas, p: PatientParams, ch: _Chain, to_w, px: float, ds: float) -> None:
+    """Opt-in signs of the degeneration that narrows the canal (what a lateral radiograph can show of it).
+
+    Per segment: posterior endplate spurs at the upper vertebra's postero-inferior and the lower vertebra's
+    postero-superior corner, reaching ``posterior_osteophyte_mm`` behind the posterior wall line; and a faint
+    calcified disc herniation (disc-osteophyte complex) reaching ``calcified_herniation_mm`` behind the disc.
+    Soft herniations and ligamentum flavum thickening are not drawn: radiographs do not show them.
+    """
+    for j in range(5):
+        up_i, lo_i = j, j + 1
+        pi_u, ai_u = ch.corners[up_i, 3], ch.corners[up_i, 1]
+        ps_l, as_l = ch.corners[lo_i, 2], ch.corners[lo_i, 0]
+        up = ch.corners[up_i, 2] - pi_u
+        up /= np.hypot(*up)
+        post = np.array([-up[1], up[0]])  # +90 deg from cranial in the (a, c) frame: posterior
+        ost = p.posterior_osteophyte_mm[j] if p.posterior_osteophyte_mm else 0.0
+        if ost > 0.3:
+            e_u = (ai_u - pi_u) / np.hypot(*(ai_u - pi_u))
+            spur_u = np.array([pi_u + up * 2.5, pi_u + post * ost - up * min(1.6, 0.4 + 0.3 * ost),
+                               pi_u + e_u * 2.0])
+            e_l = (as_l - ps_l) / np.hypot(*(as_l - ps_l))
+            spur_l = np.array([ps_l - up * 2.5, ps_l + post * ost + up * min(1.6, 0.4 + 0.3 * ost),
+                               ps_l + e_l * 2.0])
+            for spur in (spur_u, spur_l):
+                canvas.rimmed(to_w(spur), 0.6 * px, 1.15 * ds, 0.7 * ds)
+        hern = p.calcified_herniation_mm[j] if p.calcified_herniation_mm else 0.0
+        if hern > 0.3:
+            top, bottom = pi_u - post * 0.5, ps_l - post * 0.5
+            mid = 0.5 * (top + bottom)
+            half = 0.5 * float(np.hypot(*(top - bottom))) + 1.2
+            cap = np.array([mid + up * half, mid + up * 0.5 * half + post * 0.85 * hern, mid + post * hern,
+                            mid - up * 0.5 * half + post * 0.85 * hern, mid - up * half])
+            canvas.rimmed(to_w(cap), 0.5 * px, 0.75 * ds, 0.35 * ds)
 
 
 _FONT_CACHE: dict[int, ImageFont.FreeTypeFont | ImageFont.ImageFont] = {}
@@ -885,6 +940,9 @@ def generate_study(seed: int, *, views: tuple[View, ...] = (View.NEUTRAL, View.F
     ``anatomy`` (opt-in) renders a given patient instead of a sampled one: a dict as returned by
     ``pipelines.mri.phantom.xray_anatomy(virtual_patient)`` (body depth/height, disc heights, segment angles,
     Pavlov ratios, osteophytes, spinous lengths), so that the X-ray and MRI phantoms show the same patient.
+    Its optional keys ``posterior_osteophyte_mm`` and ``calcified_herniation_mm`` (5 values, C2-C3..C6-C7) add
+    the radiographic signs of canal encroachment (posterior spurs, calcified disc herniation; see
+    ``_draw_canal_encroachment``).
     Everything else (dynamics, acquisition) is still drawn from ``seed``; without it the output is unchanged.
     """
     if difficulty not in DIFFICULTIES:

@@ -7,7 +7,9 @@ C2..C7 from the corner quadrilaterals, and measure per view (``geometry.measure_
 extension are both present, the dynamic measurements (``geometry.measure_dynamic``) follow. Findings come
 from ``findings.findings_from_measurements``. The whole-image classifiers of seeds 003 (curvature class,
 neutral view) and 001 (six upper-cervical abnormalities, all three views) run on the same images
-(``pipelines.xray.classifiers``); their findings and algorithms join the result.
+(``pipelines.xray.classifiers``); their findings and algorithms join the result. On the neutral view, when
+its keypoints passed the uncertainty gate, the per-segment cord-compression model of seed 004 runs on crops
+located by those keypoints: one finding per segment C2-C3..C6-C7 and Grad-CAM heat maps on that image.
 
 Uncertainty gate: an image whose median keypoint spread exceeds ``max_median_sigma_mm`` is not measured
 ("not measurable", with the reason); a measurement whose 95 % interval is wider than ``max_interval`` for
@@ -35,7 +37,7 @@ from pipelines.results import (
     View,
 )
 from pipelines.study import Instance, Study
-from pipelines.xray.classifiers import classify_views
+from pipelines.xray.classifiers import classify_segments, classify_views
 from pipelines.xray.preprocessing import image_from_dataset, view_of
 
 log = logging.getLogger(__name__)
@@ -94,20 +96,29 @@ class XrayPipeline:
     """Widest acceptable 95 % interval per unit."""
     n_samples: int = 400
 
-    def __init__(self, weights: Path | str | None = None, device: str | None = None) -> None:
+    def __init__(self, weights: Path | str | None = None, device: str | None = None, *, batch_max_images: int = 1,
+                 batch_wait_ms: float = 20.0, on_batch=None) -> None:  # noqa: ANN001 - on_batch(n_images)
+        """``device``: ``auto`` (default), ``cpu``, ``cuda``, ``cuda:N`` (CPU with a warning when absent).
+        ``batch_max_images`` > 1: concurrent ``run`` calls (threads) share batched forwards
+        (:class:`models.xray_keypoints.batching.BatchingPredictor`, waiting at most ``batch_wait_ms``)."""
         self._weights = weights
         self._device = device
+        self._batch = (int(batch_max_images), float(batch_wait_ms), on_batch)
         self._predictor = None
         self._lock = threading.Lock()
 
     @property
-    def predictor(self):  # -> KeypointPredictor (torch imported lazily)
+    def predictor(self):  # -> KeypointPredictor or BatchingPredictor (torch imported lazily)
         with self._lock:
             if self._predictor is None:
-                from models.xray_keypoints.predictor import KeypointPredictor, resolve_device
+                from models.xray_keypoints.predictor import KeypointPredictor
 
-                self._predictor = KeypointPredictor.load(self._weights, resolve_device(self._device))
+                self._predictor = KeypointPredictor.load(self._weights, self._device)
                 log.info("loaded X-ray keypoint model %s on %s", self._predictor.version, self._predictor.device)
+                if self._batch[0] > 1:
+                    from models.xray_keypoints.batching import BatchingPredictor
+
+                    self._predictor = BatchingPredictor(self._predictor, *self._batch)
             return self._predictor
 
     def algorithm(self) -> AlgorithmInfo:
@@ -181,7 +192,24 @@ class XrayPipeline:
         result.findings.extend(classified.findings)
         result.contributors.extend(classified.algorithms)
         result.warnings.extend(classified.warnings)
+        self._cord_compression(best.get(View.NEUTRAL), result)
         return result
+
+    def _cord_compression(self, neutral: _Analysed | None, result: StudyResult) -> None:
+        """Seed 004: cord compression per segment on the neutral view, when its keypoints passed the gate."""
+        if neutral is None or neutral.pixels is None:
+            result.warnings.append("cord compression model: no neutral view")
+            return
+        if neutral.median_sigma_mm > self.max_median_sigma_mm:
+            result.warnings.append(
+                f"cord compression model did not run: keypoint uncertainty too high on the neutral view (median "
+                f"spread {neutral.median_sigma_mm:.2f} mm > {self.max_median_sigma_mm:.2f} mm)")
+            return
+        out = classify_segments(neutral.pixels, neutral.points, neutral.image.image_uid)
+        result.findings.extend(out.findings)
+        result.contributors.extend(out.algorithms)
+        result.warnings.extend(out.warnings)
+        neutral.image.heatmaps.extend(out.heatmaps)
 
     def _analyse(self, inst: Instance, warnings: list[str]) -> _Analysed | None:
         from pipelines.xray.calibration import CalibrationError, measurement_spacing

@@ -1,6 +1,6 @@
 """The seed classifiers run inside the X-ray pipeline and reach the SR: curvature class (seed 003) on the
-neutral view, six upper-cervical abnormalities (seed 001) from the three views, each model named in the
-SR's Contributing Equipment beside the keypoint model."""
+neutral view, six upper-cervical abnormalities (seed 001) from the three views, cord compression per segment
+(seed 004) on the neutral view, each model named in the SR's Contributing Equipment beside the keypoint model."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def test_classifier_findings_join_the_result(analysed) -> None:
     for key in UPPER_CERVICAL_LABELS:
         f = by_key[key]
         assert f.value in {"present", "absent"} and 0.0 <= f.probability <= 1.0
-    assert len(result.contributors) == 2
+    assert len(result.contributors) == 3  # curvature, upper cervical, cord compression (seed 004)
+    assert [f.site for f in result.findings if f.key == "cord_compression"] == ["C2-C3", "C3-C4", "C4-C5", "C5-C6", "C6-C7"]
     assert not [w for w in result.warnings if "did not run" in w]
 
 

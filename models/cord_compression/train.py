@@ -1,0 +1,148 @@
+"""Train the per-segment cord-compression CNN on phantom crops (time-boxed, one CPU thread).
+
+    python -m models.cord_compression.data --out /tmp/cc/train.npz --seed 0 --count 4000
+    python -m models.cord_compression.data --out /tmp/cc/val.npz --seed 100000 --count 300 --jittered 0
+    cspine-node train cord-compression --data /tmp/cc/train.npz --val /tmp/cc/val.npz \
+        --out models/cord_compression/segment_cnn_v1.pt --minutes 15
+
+The decision threshold is fitted on the validation crops (Youden's J) and stored with the weights (fp16).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.cord_compression.network import SegmentCNN
+from models.cord_compression.roi import CROP, HEIGHT_D, WIDTH_D
+from pipelines.results import SEGMENTS
+
+VERSION = "1"
+
+
+def _inputs(crops_u8: np.ndarray) -> torch.Tensor:
+    """uint8 crops (N, H, W) -> normalised float tensor (N, 1, H, W)."""
+    x = torch.from_numpy(crops_u8).float().div_(255.0)
+    m = x.mean(dim=(1, 2), keepdim=True)
+    s = x.std(dim=(1, 2), keepdim=True, unbiased=False).clamp_min(0.02)
+    return ((x - m) / s).unsqueeze(1)
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Intensity augmentation on [0, 1] crops (N, H, W): gamma, contrast, noise."""
+    n = x.shape[0]
+    gamma = torch.exp(torch.randn(n, 1, 1, generator=gen) * 0.15)
+    x = x.clamp_min(1e-4) ** gamma
+    x = x * (1 + 0.1 * torch.randn(n, 1, 1, generator=gen))
+    return x + torch.randn(x.shape, generator=gen) * (0.02 * torch.rand(n, 1, 1, generator=gen))
+
+
+@torch.no_grad()
+def predict_crops(net: SegmentCNN, crops_u8: np.ndarray, segments: np.ndarray, batch: int = 512) -> np.ndarray:
+    """Probabilities for uint8 crops (N, H, W) with their segment indices (N,)."""
+    net.eval()
+    out = []
+    for i in range(0, len(crops_u8), batch):
+        x = _inputs(crops_u8[i : i + batch])
+        out.append(torch.sigmoid(net(x, torch.from_numpy(segments[i : i + batch]))).numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def save(net: SegmentCNN, out: Path, meta: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sd = {k: (v.half() if v.is_floating_point() else v) for k, v in net.state_dict().items()}
+    torch.save({"state_dict": sd, "meta": meta}, out)
+
+
+def train(data: Path, val: Path | None, out: Path, minutes: float, seed: int = 0, batch: int = 64, lr: float = 2e-3,
+          max_steps: int | None = None) -> dict:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    d = np.load(data)
+    crops = d["crops"]  # (N, V, 5, H, W)
+    labels = d["labels"].astype(np.float32)  # (N, 5)
+    n, nv = crops.shape[:2]
+    pos_rate = float(labels.mean())
+    net = SegmentCNN()
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    t0 = time.time()
+    budget = minutes * 60.0
+    total = max_steps or 10**9
+    step, losses, est_total = 0, [], None
+    net.train()
+    while step < total:
+        el = time.time() - t0
+        if max_steps is None and el > budget:
+            break
+        if est_total is None and step == 50:
+            est_total = max(int(50 * budget / max(el, 1e-3)), 100)
+        horizon = max_steps or est_total or 10**6
+        for g in opt.param_groups:
+            g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * min(step / horizon, 1.0))) if step > 50 else lr * step / 50
+        pi = rng.integers(0, n, batch)
+        vi = rng.integers(0, nv, batch)
+        si = rng.integers(0, 5, batch)
+        raw = torch.from_numpy(crops[pi, vi, si]).float().div_(255.0)
+        x = _augment(raw, gen)
+        m = x.mean(dim=(1, 2), keepdim=True)
+        s = x.std(dim=(1, 2), keepdim=True, unbiased=False).clamp_min(0.02)
+        x = ((x - m) / s).unsqueeze(1)
+        y = torch.from_numpy(labels[pi, si])
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x, torch.from_numpy(si)), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        step += 1
+        if step % 500 == 0:
+            print(f"step {step} loss {np.mean(losses[-500:]):.4f} {time.time() - t0:.0f}s", flush=True)
+    net.eval()
+    window = max(1, min(500, step // 4))
+    meta = {"arch": "segment_cnn", "version": VERSION, "crop": list(CROP), "height_d": HEIGHT_D, "width_d": WIDTH_D,
+            "segments": list(SEGMENTS), "steps": step, "batch": batch, "lr": lr, "seed": seed,
+            "train_patients": int(n), "train_positive_rate": round(pos_rate, 4),
+            "train_seconds": round(time.time() - t0, 1), "data": str(data), "threshold": 0.5,
+            "loss_first": round(float(np.mean(losses[:window])), 4) if losses else None,
+            "loss_last": round(float(np.mean(losses[-window:])), 4) if losses else None, "loss_window": window}
+    if val is not None:
+        from models.cord_compression.metrics import best_threshold, binary_metrics
+
+        v = np.load(val)
+        vc, vl = v["crops"][:, 0], v["labels"]
+        segs = np.tile(np.arange(5), len(vc))
+        probs = predict_crops(net, vc.reshape(-1, *vc.shape[-2:]), segs)
+        thr = best_threshold(vl.ravel(), probs)
+        meta["threshold"] = round(thr, 4)
+        meta["validation"] = {"data": str(val), "patients": int(len(vc)), **binary_metrics(vl.ravel(), probs, thr)}
+    save(net, out, meta)
+    return meta
+
+
+def cli(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="cspine-node train cord-compression", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, required=True, help=".npz from models.cord_compression.data")
+    ap.add_argument("--val", type=Path, default=None, help="validation .npz (threshold fit)")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--minutes", type=float, default=15.0)
+    ap.add_argument("--max-steps", type=int, default=None)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    meta = train(args.data, args.val, args.out, args.minutes, args.seed, args.batch, args.lr, args.max_steps)
+    print(json.dumps(meta, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli())

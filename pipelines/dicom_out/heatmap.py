@@ -1,0 +1,88 @@
+"""The explanation maps (Grad-CAM) of a pipeline as a DICOM SEG of segmentation type FRACTIONAL.
+
+Why not a Parametric Map: highdicom 0.28's ``ParametricMap`` cannot be built on a radiograph source (no plane
+geometry, no Frame of Reference): its constructor fails in ``_build_luts_multiframe`` ("Unexpected mismatch
+between dimension index values ..."), because no dimension index is made without a coordinate system. A
+FRACTIONAL SEG carries the same float map (8 bits, ``MaximumFractionalValue`` 255) and highdicom builds it on a
+DX source the way it builds the binary SEG (:mod:`pipelines.dicom_out.seg`).
+
+One SEG per source image that has ``ImageResult.heatmaps``, one segment per map (e.g. "C4-C5 cord compression
+Grad-CAM"): the fraction is ``probability x Grad-CAM`` (each Grad-CAM normalised to its maximum), so it is high
+only where a segment the model calls likely compressed draws its evidence. Fractional type PROBABILITY.
+"""
+
+from __future__ import annotations
+
+import highdicom as hd
+import numpy as np
+
+from pipelines.dicom_out import codes
+from pipelines.dicom_out._sources import Sources
+from pipelines.dicom_out.identity import SERIES_DESCRIPTIONS, Provenance, new_uid
+from pipelines.dicom_out.seg import _copy_if_no_plane
+from pipelines.results import HeatMap, ImageResult, StudyResult
+
+
+def weighted(h: HeatMap, rows: int, columns: int) -> np.ndarray:
+    """(rows, columns) float32 in [0, 1]: ``probability x map`` (probability 1 when the map has none)."""
+    w = 1.0 if h.probability is None else float(h.probability)
+    return np.clip(h.full(rows, columns) * w, 0.0, 1.0)
+
+
+def combined_map(image: ImageResult) -> np.ndarray:
+    """(rows, columns) float32: per pixel the maximum of ``probability x map`` over the image's heat maps."""
+    out = np.zeros((image.rows, image.columns), dtype=np.float32)
+    for h in image.heatmaps:
+        np.maximum(out, weighted(h, image.rows, image.columns), out=out)
+    return out
+
+
+def build_heatmap_segs(result: StudyResult, sources: Sources, prov: Provenance, *, series_uid: str,
+                       series_number: int) -> list[hd.seg.Segmentation]:
+    """One FRACTIONAL SEG per source image with heat maps; empty when there are none."""
+    out: list[hd.seg.Segmentation] = []
+    alg = hd.AlgorithmIdentificationSequence(name=prov.model_name, family=codes.ALGORITHM_FAMILY,
+                                             version=prov.software_version)
+    for n, image in enumerate(img for img in result.images if img.heatmaps):
+        src = sources[image.image_uid]
+        rows, cols = int(src.Rows), int(src.Columns)
+        maps = [h for h in image.heatmaps if np.asarray(h.array).size]
+        if not maps:
+            continue
+        arr = np.stack([weighted(h, rows, cols) for h in maps], axis=-1)[None]  # (1, rows, cols, segments)
+        descriptions = [
+            hd.seg.SegmentDescription(
+                segment_number=i + 1,
+                segment_label=h.label[:64],
+                segmented_property_category=codes.ANATOMICAL_STRUCTURE,
+                segmented_property_type=codes.SPINAL_CORD if h.key == "cord_compression" else codes.site_codes(h.site)[0],
+                algorithm_type="AUTOMATIC",
+                algorithm_identification=alg,
+                tracking_uid=new_uid(),
+                tracking_id=h.label[:64],
+            )
+            for i, h in enumerate(maps)
+        ]
+        seg = hd.seg.Segmentation(
+            source_images=[src],
+            pixel_array=arr,
+            segmentation_type="FRACTIONAL",
+            fractional_type="PROBABILITY",
+            max_fractional_value=255,
+            segment_descriptions=descriptions,
+            series_instance_uid=series_uid,
+            series_number=series_number,
+            sop_instance_uid=new_uid(),
+            instance_number=prov.instance_base + n,
+            manufacturer=result.algorithm.manufacturer[:64],
+            manufacturer_model_name=prov.model_name,
+            software_versions=prov.software_version,
+            device_serial_number=prov.device_uid()[-16:],
+            content_label="GRADCAM",
+            content_description="AI explanation map (Grad-CAM x probability), research use only"[:64],
+            contributing_equipment=prov.contributing_equipment(),
+            series_description=SERIES_DESCRIPTIONS["map"],
+        )
+        _copy_if_no_plane(seg, src)
+        out.append(seg)
+    return out

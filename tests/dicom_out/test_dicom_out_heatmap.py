@@ -1,0 +1,93 @@
+"""Explanation maps (Grad-CAM) -> a FRACTIONAL SEG on the radiograph (valid, reads back with highdicom) and an
+overlay on the report page. highdicom's Parametric Map cannot be built on a DX source (see
+``pipelines.dicom_out.heatmap``); the first test pins that, so the choice is revisited when highdicom changes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import highdicom as hd
+import matplotlib.pyplot as plt
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import RLELossless
+
+from pipelines.dicom_out import encode
+from pipelines.dicom_out._sources import load_sources
+from pipelines.dicom_out.example import phantom_example
+from pipelines.dicom_out.heatmap import combined_map
+from pipelines.dicom_out.report import figure_rgb, render
+from pipelines.results import Finding, HeatMap, View
+
+
+def _blob(h: int, w: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w]
+    return np.exp(-(((yy - h / 2) / (h / 5)) ** 2 + ((xx - w / 2) / (w / 5)) ** 2)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory: pytest.TempPathFactory):
+    study, result = phantom_example(7, tmp_path_factory.mktemp("hm"), shape=(512, 448))
+    img = next(i for i in result.images if i.view == View.NEUTRAL)
+    img.heatmaps = [
+        HeatMap("C4-C5 cord compression Grad-CAM", img.image_uid, "C4-C5", _blob(40, 60), (220, 150),
+                key="cord_compression", probability=0.9),
+        HeatMap("C5-C6 cord compression Grad-CAM", img.image_uid, "C5-C6", _blob(40, 60), (262, 160),
+                key="cord_compression", probability=0.2),
+    ]
+    result.findings += [Finding("cord_compression", "Spinal cord compression", "present", "C4-C5", probability=0.9),
+                        Finding("cord_compression", "Spinal cord compression", "absent", "C5-C6", probability=0.2)]
+    return study, result, img
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_parametric_map_refuses_a_radiograph_source(case) -> None:
+    study, _, img = case
+    src = next(i for i in study.instances if i.sop_instance_uid == img.image_uid).read()
+    mapping = hd.pm.RealWorldValueMapping(lut_label="X", lut_explanation="x", unit=hd.sr.CodedConcept("1", "UCUM", "no units"),
+                                          value_range=(0, 10), slope=0.1, intercept=0.0)
+    with pytest.raises(RuntimeError, match="dimension index"):
+        hd.pm.ParametricMap([src], np.zeros((1, img.rows, img.columns), np.uint16), hd.UID(), 1, hd.UID(), 1, "m", "m", "1",
+                            "1", False, [mapping], window_center=5, window_width=10, transfer_syntax_uid=RLELossless)
+
+
+def test_fractional_seg_is_valid_and_reads_back(case, tmp_path: Path, dciodvfy) -> None:
+    study, result, img = case
+    objs = encode(study, result)
+    frac = [o for o in objs if o.Modality == "SEG" and o.SegmentationType == "FRACTIONAL"]
+    assert len(frac) == 1
+    path = tmp_path / "gradcam.dcm"
+    frac[0].save_as(path, enforce_file_format=True)
+    errors, _ = dciodvfy(path)
+    assert errors == []
+    seg = hd.seg.Segmentation.from_dataset(pydicom.dcmread(path))
+    assert seg.segmentation_type == hd.seg.SegmentationTypeValues.FRACTIONAL
+    assert [seg.get_segment_description(i).segment_label for i in (1, 2)] == [h.label for h in img.heatmaps]
+    assert str(seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID) == img.image_uid
+    raw = pydicom.dcmread(path).pixel_array.astype(float) / 255.0  # (segments, rows, cols)
+    for k, h in enumerate(img.heatmaps):
+        expected = h.full(img.rows, img.columns) * h.probability
+        assert np.abs(raw[k] - expected).max() <= 1 / 255 + 1e-6
+        assert raw[k].max() == pytest.approx(h.probability, abs=0.01)
+
+
+def test_no_heatmaps_no_fractional_seg(xray_objects) -> None:
+    assert not [o for o in xray_objects if o.get("SegmentationType") == "FRACTIONAL"]
+
+
+def test_report_draws_the_overlay(case) -> None:
+    study, result, img = case
+    assert combined_map(img).max() == pytest.approx(0.9, abs=1e-3)
+    sources = load_sources(study, result)
+    figs = []
+    for images in (result.images, [replace(i, heatmaps=[]) for i in result.images]):
+        fig = render(replace(result, images=images), sources)
+        figs.append(figure_rgb(fig).astype(int))
+        plt.close(fig)
+    with_map, without = figs
+    changed = np.abs(with_map - without).sum(axis=2) > 30
+    assert changed.sum() > 100
+    ys, _ = np.nonzero(changed)
+    assert ys.max() < 0.45 * with_map.shape[0]  # in the image panels at the top of the page, not the tables
