@@ -11,9 +11,14 @@ After every successful analysis ``node.tasks.run_analysis`` calls ``patient_repo
 3. looks in the index for the newest *other-modality* analysed study with the same key whose study date
    lies within ``patient_window_days`` of this one (both dates are needed; a study without StudyDate is
    never paired), and when found
-4. builds ``pipelines.mri.correlate.patient_report(xray, mri)`` and encodes it
+4. hands both studies to ``pipelines.patient.build_patient_objects``: the rule-based report
+   (``pipelines.mri.correlate.patient_report``), the postoperative neck-pain recovery model on the neutral
+   radiograph + T2 sagittal MRI (``models.neck_pain``; a failure is a warning in the report), encoded
    (``pipelines.dicom_out.patient.encode_patient``: TID 1500 SR + PDF) into the study whose analysis
    completed the pair (this one, the later). The objects go to the outbox with the study's other results.
+
+This module keeps only the node's part (keys, spool, lookup); the JSON codec of the typed results is
+``pipelines.results_json``.
 
 A study that holds both X-ray and MRI images pairs with itself. A re-analysis re-creates the report (new
 SOP Instance UIDs in the same series). Limitation: with several Redis workers, two studies of one patient
@@ -29,25 +34,26 @@ import json
 import logging
 import os
 import secrets
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pydicom
 
 from node.logs import log
 from node.spool import ResultRow, Spool, write_atomic
-from pipelines.results import AlgorithmInfo, Finding, ImageResult, Keypoint, Measurement, StudyResult, View
+from pipelines.results import StudyResult
+from pipelines.results_json import FORMAT, result_from_json, result_to_json
 from pipelines.study import Instance, Study
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
+__all__ = ["FORMAT", "result_from_json", "result_to_json"]  # the codec lives in pipelines.results_json
+
 LOG = logging.getLogger("node.patients")
 SALT_NAME = "patient_key.salt"
-FORMAT = 1
-"""Version of the result JSON written by ``result_to_json``."""
 PAIRED = ("xray", "mri")
 
 
@@ -124,47 +130,7 @@ def study_identity(study: Study, salt: bytes) -> StudyIdentity:
     return first or StudyIdentity("", None)
 
 
-# -- typed results as JSON -----------------------------------------------------------------------------
-
-
-def result_to_json(result: StudyResult) -> bytes:
-    """JSON of a ``StudyResult`` without mask arrays (labels and geometry-free parts are all kept)."""
-    slim = replace(result, images=[replace(i, masks=[]) for i in result.images])
-    d = asdict(slim)
-    d["format"] = FORMAT
-    return json.dumps(d, separators=(",", ":")).encode()
-
-
-def _tuple(v: Any) -> tuple | None:
-    return tuple(v) if v is not None else None
-
-
-def _view(v: str | None) -> View | None:
-    return View(v) if v else None
-
-
-def result_from_json(data: bytes | str) -> StudyResult:
-    """Inverse of ``result_to_json`` (masks come back empty)."""
-    d = json.loads(data)
-    if d.get("format") != FORMAT:
-        raise ValueError(f"unknown result format {d.get('format')!r}")
-    extra: dict[str, Any] = {}
-    if "contributors" in d and "contributors" in {f.name for f in fields(StudyResult)}:
-        extra["contributors"] = [AlgorithmInfo(**a) for a in d["contributors"]]
-    return StudyResult(
-        study_uid=d["study_uid"], pipeline=d["pipeline"], algorithm=AlgorithmInfo(**d["algorithm"]),
-        images=[ImageResult(image_uid=i["image_uid"], series_uid=i["series_uid"], view=_view(i["view"]),
-                            rows=i["rows"], columns=i["columns"], pixel_spacing_mm=_tuple(i["pixel_spacing_mm"]),
-                            keypoints=[Keypoint(**k) for k in i["keypoints"]]) for i in d["images"]],
-        measurements=[Measurement(**{**m, "view": _view(m["view"]), "interval": _tuple(m["interval"]),
-                                     "image_uids": tuple(m["image_uids"]), "keypoints": tuple(m["keypoints"])})
-                      for m in d["measurements"]],
-        findings=[Finding(**{**f, "evidence": tuple(f["evidence"]),
-                             "measurement_keys": tuple(tuple(x) for x in f["measurement_keys"])})
-                  for f in d["findings"]],
-        warnings=list(d["warnings"]),
-        **extra,
-    )
+# -- typed results (JSON codec: ``pipelines.results_json``) -------------------------------------------
 
 
 def load_result(row: ResultRow) -> StudyResult:
@@ -208,32 +174,16 @@ def spool_study(sp: Spool, study_uid: str) -> Study:
 
 def build_patient_objects(sp: Spool, study: Study, mine: dict[str, StudyResult], partner: tuple[Study, StudyResult] | None,
                           now: datetime | None = None) -> list[Dataset]:
-    """Encode the patient report of ``mine`` (this study's results by pipeline) and ``partner`` (the other
-    study and its result), in this study. Images of the partner that are no longer readable are left out
-    of the evidence (its study UID stays in the text)."""
-    from pipelines.dicom_out._sources import Sources, load_sources
-    from pipelines.dicom_out.patient import encode_patient
-    from pipelines.mri.correlate import patient_report
+    """Encode the patient report (``pipelines.patient.build_patient_objects``: rules, the neck-pain model,
+    SR + PDF) of ``mine`` (this study's results by pipeline) and ``partner`` in this study. Images of the
+    partner that are no longer readable are left out of the evidence (its study UID stays in the text)."""
+    from pipelines.patient import build_patient_objects as build
 
-    results = dict(mine)
-    current = next(p for p in PAIRED if p in mine)
-    sources = load_sources(study, mine[current])
-    if partner is not None:
-        other_study, other = partner
-        results[other.pipeline] = other
-        try:
-            extra = load_sources(other_study, other)
-            sources = Sources({**sources.datasets, **extra.datasets}, {**sources.paths, **extra.paths})
-        except (ValueError, OSError) as exc:
-            log(LOG, "partner images not readable: referenced by study UID only", logging.WARNING,
-                study_uid=study.study_uid, partner_study_uid=other.study_uid, error=type(exc).__name__)
-    else:  # one study with both modalities
-        for p in PAIRED:
-            if p != current:
-                extra = load_sources(study, mine[p])
-                sources = Sources({**sources.datasets, **extra.datasets}, {**sources.paths, **extra.paths})
-    report = patient_report(results["xray"], results["mri"])
-    return encode_patient(report, {"xray": results["xray"], "mri": results["mri"]}, sources, current=current, now=now)
+    def partner_unreadable(exc: Exception) -> None:
+        log(LOG, "partner images not readable: referenced by study UID only", logging.WARNING,
+            study_uid=study.study_uid, partner_study_uid=partner[1].study_uid if partner else "", error=type(exc).__name__)
+
+    return build(study, mine, partner, now, on_partner_error=partner_unreadable)
 
 
 def patient_report_objects(sp: Spool, study: Study, generation: int, results: list[StudyResult],

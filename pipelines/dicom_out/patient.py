@@ -18,6 +18,8 @@ SR tree (TID 1500 root, so OHIF lists it)::
         one group for the overall diagnosis (cervical spondylosis)
         one group per corroboration (finding type ``F-PAT-CORROB``, sites = the shared level, the rule as a
             coded qualitative evaluation, the weaker probability as NUM)
+        one group per model prediction (``neck_pain_recovery``: finding type ``F-PAT-NECKPAIN``, value
+            likely/unlikely, the probability as NUM; the model is a further Contributing Equipment item)
       Qualitative Evaluations (text): research statement, the two studies, evidence of every factor and
         every corroboration in words
 
@@ -74,6 +76,10 @@ FACTOR_CODES: dict[str, Code] = {
 }
 """Coded finding type of each Fig. 7 factor (private scheme ``99CSPINE``, values <= 16 characters)."""
 SPONDYLOSIS = Code("F-PAT-CSM", codes.PRIVATE_SCHEME, "Cervical spondylosis")
+PREDICTION_CODES: dict[str, Code] = {
+    "neck_pain_recovery": Code("F-PAT-NECKPAIN", codes.PRIVATE_SCHEME, "Postoperative neck pain recovery"),
+}
+"""Coded finding type of each model prediction of the report (``PatientReport.predictions``)."""
 CORROBORATION = Code("F-PAT-CORROB", codes.PRIVATE_SCHEME, "Corroborating findings at one level")
 _RULE_VALUES = {
     "herniation_canal": ("R-HERN-CANAL", "MRI disc herniation with MRI canal stenosis"),
@@ -154,7 +160,9 @@ def _texts(report: PatientReport, results: dict[str, StudyResult]) -> list[str]:
     for f in report.findings():
         rule = f" [rule: {f.threshold}]" if f.threshold else ""
         prefix = "Corroboration - " if f.key == "corroboration" else ""
-        out.append(f"{prefix}{f.name} {f.site}: {f.value}" + (f" - {'; '.join(f.evidence)}" if f.evidence else "") + rule)
+        prob = f" (p={f.probability:.3f})" if f in report.predictions and f.probability is not None else ""
+        out.append(f"{prefix}{f.name} {f.site}: {f.value}{prob}" + (f" - {'; '.join(f.evidence)}" if f.evidence else "") + rule)
+    out += [f"Warning: {w}" for w in report.warnings]
     return out
 
 
@@ -174,6 +182,9 @@ def build_patient_sr(report: PatientReport, results: dict[str, StudyResult], sou
         rule = RULE_CODES.get(c.threshold) or Code("R-" + c.threshold.upper()[:14], codes.PRIVATE_SCHEME, c.name[:64])
         groups.append(_group(c, CORROBORATION, hd.sr.QualitativeEvaluation(rule, codes.value_code(c.value)),
                              order, sources, prov))
+    for f in report.predictions:  # model outputs (probability as NUM, value likely/unlikely)
+        code = PREDICTION_CODES.get(f.key) or codes.finding_code(f.key, f.name)
+        groups.append(_group(f, code, hd.sr.QualitativeEvaluation(code, codes.value_code(f.value)), order, sources, prov))
     evidence = [sources[i.image_uid] for r in order for i in r.images if i.image_uid in sources.datasets]
     if not evidence:
         raise ValueError("no source image of the current study to attach the patient report to")
@@ -295,6 +306,9 @@ def render_patient(report: PatientReport, results: dict[str, StudyResult]) -> pl
     t = ax.table(cellText=rows, colLabels=["Factor / corroboration", "Site", "Result", "Evidence"],
                  colWidths=[0.24, 0.1, 0.1, 0.56], cellLoc="left", bbox=(0, 1 - height, 1, height))
     _style(t, rows, 5, 2)
+    for i, w in enumerate(report.warnings[:3]):
+        fig.text(0.04, 0.055 + 0.012 * (len(report.warnings[:3]) - 1 - i), _wrap(f"Warning: {w}", 160, 1),
+                 fontsize=5, color="#805000")
     fig.text(0.5, 0.035, RESEARCH_STATEMENT, ha="center", fontsize=7, weight="bold", color="#b00000", wrap=True)
     return fig
 
@@ -309,7 +323,8 @@ def encode_patient(report: PatientReport, results: dict[str, StudyResult], sourc
     if set(results) != {"xray", "mri"} or current not in results:
         raise ValueError("results must map 'xray' and 'mri' to StudyResults and current must be one of them")
     now = now or datetime.now(UTC)
-    prov = Provenance(algorithm=ALGORITHM, pipeline=PIPELINE, created=now, instance_base=run_number(now))
+    prov = Provenance(algorithm=ALGORITHM, pipeline=PIPELINE, created=now, instance_base=run_number(now),
+                      contributors=tuple(dict.fromkeys(report.algorithms)))
     study_uid = results[current].study_uid
 
     def series(kind: str) -> dict:

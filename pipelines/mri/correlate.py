@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from pipelines.results import Finding, StudyResult
+from pipelines.results import AlgorithmInfo, Finding, StudyResult
 
 POSITIVE = "present"
 
@@ -82,15 +82,44 @@ class PatientReport:
     corroborations: list[Finding] = field(default_factory=list)
     study_uids: dict[str, str] = field(default_factory=dict)
     """``{"xray": uid, "mri": uid}`` of the studies used."""
+    predictions: list[Finding] = field(default_factory=list)
+    """Model outputs on both studies' images (e.g. ``neck_pain_recovery`` with its probability,
+    ``pipelines.patient``)."""
+    algorithms: list[AlgorithmInfo] = field(default_factory=list)
+    """The algorithms behind ``predictions`` (Contributing Equipment of the report)."""
+    warnings: list[str] = field(default_factory=list)
+    """Things a reader should know, e.g. a model that could not run."""
 
     def findings(self) -> list[Finding]:
-        return [*self.factors, *([self.overall] if self.overall else []), *self.corroborations]
+        return [*self.factors, *([self.overall] if self.overall else []), *self.corroborations, *self.predictions]
 
     def summary(self) -> str:
         lines = ["Patient-level cervical spondylosis report (paper 002 Fig. 7/8)"]
         for f in self.findings():
-            lines.append(f"  {f.name}: {f.value} [{f.site}]" + (f" - {'; '.join(f.evidence)}" if f.evidence else ""))
+            p = f" (p={f.probability:.2f})" if f.key in PREDICTION_KEYS and f.probability is not None else ""
+            lines.append(f"  {f.name}: {f.value}{p} [{f.site}]" + (f" - {'; '.join(f.evidence)}" if f.evidence else ""))
+        lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
+
+
+NECK_PAIN_KEY = "neck_pain_recovery"
+PREDICTION_KEYS: tuple[str, ...] = (NECK_PAIN_KEY,)
+"""Keys of ``PatientReport.predictions``."""
+
+
+def neck_pain_finding(probability: float, algorithm: AlgorithmInfo, clinical: dict[str, float | None],
+                      threshold: float = 0.5) -> Finding:
+    """The ``neck_pain_recovery`` prediction (seed 000) as a finding: value ``likely``/``unlikely`` at
+    ``threshold``, the probability, and which clinical variables the model had."""
+    known = [k for k, v in clinical.items() if v is not None]
+    return Finding(
+        key=NECK_PAIN_KEY, name="Postoperative neck pain recovery", value="likely" if probability >= threshold else "unlikely",
+        site="C2-C7", probability=float(probability),
+        evidence=(f"P(recovery) = {probability:.2f} from the neutral radiograph and the T2 sagittal MRI "
+                  f"({algorithm.name} {algorithm.version})",
+                  "clinical variables used: " + (", ".join(known) if known else "none (image-only)"),
+                  "research use; trained on synthetic phantoms"),
+        threshold=f"P >= {threshold:g}")
 
 
 def vertebrae_of(site: str) -> tuple[str, ...]:

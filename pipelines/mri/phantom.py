@@ -144,14 +144,38 @@ class VirtualPatient:
         return cls(**kw)
 
 
-def xray_anatomy(p: VirtualPatient) -> dict[str, object]:
+CALCIFIED_HERNIATION_FRACTION = 0.5
+"""Share of disc herniations (protrusion, extrusion) that are calcified ("hard disc", disc-osteophyte complex) and
+therefore visible on a radiograph; the others are soft and invisible there (drawn by ``xray_anatomy``)."""
+
+
+def calcified_herniation_mm(p: VirtualPatient) -> tuple[float, ...]:
+    """Per level C2-C3..C6-C7: the posterior extent (mm) of a calcified herniation, 0 for none or a soft one.
+
+    Whether a herniation is calcified is drawn per level from the patient's seed (deterministic), with
+    probability ``CALCIFIED_HERNIATION_FRACTION``; bulges are never drawn (they stay within ~2 mm)."""
+    rng = np.random.default_rng([p.seed, 4004])
+    draws = rng.random(len(p.levels))
+    return tuple(float(lv.herniation_mm) if lv.disc in DISC_POSITIVE and u < CALCIFIED_HERNIATION_FRACTION else 0.0
+                 for lv, u in zip(p.levels, draws, strict=True))
+
+
+def xray_anatomy(p: VirtualPatient, *, signs: bool = True) -> dict[str, object]:
     """The virtual patient's anatomy in the field names of ``pipelines.xray.phantom.PatientParams`` (C2..C7).
 
-    Meant for the X-ray phantom to render the *same* patient (not wired yet: that phantom samples its own
-    ``PatientParams`` from a seed). Segment angles are lordosis-positive tilt differences; the Pavlov ratio
-    is the canal AP over the body depth; ``patient_id`` is shared so the node can pair the studies.
+    The X-ray phantom renders the *same* patient with it (``generate_study(seed, anatomy=...)``). Segment angles
+    are lordosis-positive tilt differences; the Pavlov ratio is the canal AP over the body depth; disc heights
+    carry the disc-space narrowing of degenerate levels; ``patient_id`` is shared so the node can pair the
+    studies. With ``signs`` (default) the radiographic signs of canal encroachment are added per segment:
+    ``posterior_osteophyte_mm`` (the posterior endplate osteophyte of the MRI phantom) and
+    ``calcified_herniation_mm`` (``calcified_herniation_mm(p)``). Ligamentum flavum thickening and soft
+    herniations, which also narrow the canal on MRI, have no radiographic sign and are not passed on.
     """
     tilt = p.tilt_deg
+    extra: dict[str, object] = {}
+    if signs:
+        extra = {"posterior_osteophyte_mm": tuple(float(lv.osteophyte_mm) for lv in p.levels),
+                 "calcified_herniation_mm": calcified_herniation_mm(p)}
     return {
         "seed": p.seed,
         "patient_id": p.patient_id,
@@ -163,7 +187,29 @@ def xray_anatomy(p: VirtualPatient) -> dict[str, object]:
         "pavlov": tuple(p.canal_ap_mm / d for d in p.body_depth_mm[:6]),
         "osteophytes": (False,) + tuple(lv.osteophyte_mm > 1.0 for lv in p.levels),
         "spinous_length_mm": p.spinous_length_mm[:6],
+        **extra,
     }
+
+
+def cord_compression_truth(p: VirtualPatient, seed: int | None = None) -> tuple[bool, ...]:
+    """Per level C2-C3..C6-C7: ``LevelTruth.cord_compression`` of ``generate_series(seed, patient=p)`` without
+    rendering (about 1 ms): the residual canal on the series' mid-sagittal slice against the cord AP.
+
+    ``seed`` (default ``p.seed``) fixes the lateral position of the mid slice, as in ``generate_series``."""
+    return tuple(g >= 2 for g in canal_grades(p, seed))
+
+
+def canal_grades(p: VirtualPatient, seed: int | None = None) -> tuple[int, ...]:
+    """Per level: the canal grade (0..3) of ``generate_series(seed, patient=p)`` (mid slice), without rendering."""
+    seed = p.seed if seed is None else seed
+    curve = _spine_curve(p, 0.0, 0.0)
+    geo = _Geometry(p, curve, np.zeros((1, 1)), np.zeros((1, 1)))
+    grng = np.random.default_rng([seed, 11])  # the same draws as generate_series: u0, v0, then the slice offset
+    grng.normal(0, 6)
+    grng.normal(0, 6)
+    w_mid = -float(grng.uniform(-1.4, 1.4))
+    return tuple(_canal_grade(geo.residual_canal(curve["disc_centres"][j], w_mid), p.cord_ap_mm)
+                 for j in range(len(LEVELS)))
 
 
 def virtual_patient(seed: int, *, patient_id: str | None = None) -> VirtualPatient:
@@ -335,11 +381,17 @@ def _profile(x: np.ndarray, centre: float, half: float) -> np.ndarray:
 def generate_series(seed: int, *, weighting: str = "T2", shape: tuple[int, int] = (256, 256),
                     n_slices: int = 11, fov_mm: float = 240.0, slice_thickness_mm: float = 3.0,
                     spacing_between_slices_mm: float = 3.3, patient: VirtualPatient | None = None,
-                    noise: float | None = None) -> MriPhantom:
+                    noise: float | None = None,
+                    endplate_marrow: dict[str, tuple[float, float]] | None = None) -> MriPhantom:
     """Render one sagittal series (deterministic for ``seed``, ``weighting`` and the geometry).
 
     ``shape`` is (rows, columns); pixels are square with ``fov_mm / columns`` mm. ``n_slices`` odd is
     best (a true mid-sagittal slice). The virtual patient comes from ``virtual_patient(seed)`` unless given.
+
+    ``endplate_marrow`` (opt-in, used by ``pipelines.outcome.phantom``): ``{level: (gain, texture)}`` scales
+    the marrow of the two endplate zones (5 mm) next to disc ``level`` by ``gain`` and modulates it with a
+    mottled texture (2 mm grain, relative amplitude ``texture``; 0 = a plain grey-level change), a
+    Modic-like endplate change. Without it the output is unchanged.
     """
     if weighting not in _LUT:
         raise ValueError(f"weighting must be one of {sorted(_LUT)}, not {weighting!r}")
@@ -370,11 +422,16 @@ def generate_series(seed: int, *, weighting: str = "T2", shape: tuple[int, int] 
     lut[AIR] = 0.0
     vol = np.zeros((n_slices, rows, cols), np.float32)
     geo = _Geometry(p, curve, s, a)
+    zones = _endplate_zones(seed, p, curve, s, a, ps, endplate_marrow) if endplate_marrow else None
     for k, w in enumerate(positions):
         acc = np.zeros((rows, cols), np.float32)
         for dw in subs:
             lab = geo.labels(w + dw)
-            acc += lut[lab]
+            if zones is None:
+                acc += lut[lab]
+            else:
+                marrow = lab == MARROW
+                acc += np.where(marrow, lut[lab] * zones, lut[lab]).astype(np.float32)
             if k == mid and dw == 0.0:
                 mid_labels, mid_level = lab, geo.disc_level_map()
         vol[k] = acc / len(subs)
@@ -411,6 +468,33 @@ def generate_series(seed: int, *, weighting: str = "T2", shape: tuple[int, int] 
         ))
     return MriPhantom(p, weighting, volume, (ps, ps), slice_thickness_mm, spacing_between_slices_mm, positions, mid,
                       tuple(levels), disc_mask, canal_mask, {"noise_sigma": sigma, "seed": seed})
+
+
+def _endplate_zones(seed: int, p: VirtualPatient, curve: dict, s: np.ndarray, a: np.ndarray, ps: float,
+                    spec: dict[str, tuple[float, float]]) -> np.ndarray:
+    """Multiplier map of the marrow (1 outside the endplate zones of the levels in ``spec``)."""
+    rng = np.random.default_rng([seed, 31])
+    tex = ndimage.gaussian_filter(rng.normal(0, 1, s.shape), 1.0 / ps)
+    tex = (tex / (tex.std() + 1e-6)).astype(np.float32)
+    out = np.ones(s.shape, np.float32)
+    for level, (gain, texture) in spec.items():
+        j = LEVELS.index(level)
+        sd, half = curve["disc_centres"][j], p.disc_height_mm[j] / 2
+        zone = (np.abs(s - sd) > half - 0.5) & (np.abs(s - sd) < half + 5.0) & (np.abs(a) < max(p.body_depth_mm) / 2 + 1)
+        out[zone] = gain * np.clip(1 + texture * tex[zone], 0.1, None)
+    return out
+
+
+def residual_canal_mm(p: VirtualPatient) -> tuple[float, ...]:
+    """Residual mid-sagittal canal AP (mm) at each disc level C2-C3..C6-C7 (plane w = 0), as rendered."""
+    curve = _spine_curve(p, 0.0, 0.0)
+    geo = _Geometry(p, curve, np.zeros((1, 1)), np.zeros((1, 1)))
+    return tuple(geo.residual_canal(float(sd), 0.0) for sd in curve["disc_centres"][: len(LEVELS)])
+
+
+def canal_grade(residual_mm: float, cord_ap_mm: float) -> int:
+    """Canal grade 0..3 of a residual canal (3: cord compressed with T2 cord signal change)."""
+    return _canal_grade(residual_mm, cord_ap_mm)
 
 
 def _canal_grade(residual_mm: float, cord_ap_mm: float) -> int:

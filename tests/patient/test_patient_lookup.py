@@ -29,7 +29,7 @@ from node.patients import (
 from node.spool import Spool, header_from_dataset
 from node.tasks import run_analysis
 from pipelines import Analysis
-from pipelines.dicom_out.patient import CORROBORATION, RULE_CODES
+from pipelines.dicom_out.patient import CORROBORATION, PREDICTION_CODES, RULE_CODES
 from pipelines.mri.correlate import patient_report
 from pipelines.mri.paired_phantom import paired_phantom_studies
 from tests.patient.patienttest_data import mri_truth, xray_truth
@@ -130,7 +130,12 @@ def test_patient_pairing_in_the_spool(tmp_path: Path, pair: dict, require) -> No
             rule_codes += [e.ConceptNameCodeSequence[0].CodeValue for e in items
                            if e.ConceptNameCodeSequence[0].CodeValue.startswith("R-")]
     assert sorted(rule_codes) == sorted(RULE_CODES[c.threshold].value for c in expected.corroborations)
-    assert len(groups) == len(expected.findings())
+    assert len(groups) == len(expected.findings()) + 1  # + the neck-pain recovery prediction (models.neck_pain)
+    (neck,) = [g for g in groups if any(e.ValueType == "CODE" and e.ConceptCodeSequence[0].CodeValue
+                                        == PREDICTION_CODES["neck_pain_recovery"].value for e in g.ContentSequence)]
+    (num,) = [e for e in neck.ContentSequence if e.ValueType == "NUM"]
+    assert 0 < float(num.MeasuredValueSequence[0].NumericValue) < 1
+    assert any("neck-pain" in str(e.ManufacturerModelName) for e in sr.ContributingEquipmentSequence)
     pdf = pydicom.dcmread(by_class[PDF_CLASS])
     assert pdf.StudyInstanceUID == m_uid and bytes(pdf.EncapsulatedDocument).startswith(b"%PDF")
 

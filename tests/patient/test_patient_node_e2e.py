@@ -14,7 +14,7 @@ import pytest
 from node.patients import load_result
 from node.scu import store_files
 from node.spool import Spool
-from pipelines.dicom_out.patient import ALGORITHM
+from pipelines.dicom_out.patient import ALGORITHM, PREDICTION_CODES
 from pipelines.mri.correlate import patient_report
 from pipelines.mri.paired_phantom import paired_phantom_studies
 from tests.node.nodetest_proc import serve, wait_for
@@ -85,6 +85,15 @@ def test_patient_report_through_the_node_to_orthanc(tmp_path: Path, orthanc_fact
         for c in expected.corroborations:
             assert any(f"{c.name} {c.site}: present" in t for t in listed), c.site
         assert any(f"X-ray study {x_uid}" in t for t in texts) and any(f"MRI study {m_uid}" in t for t in texts)
+        # the neck-pain recovery model ran on the real pipelines' keypoints: a probability in the SR
+        (neck,) = [t for t in texts if t.startswith("Postoperative neck pain recovery C2-C7: ")]
+        assert 0 < float(neck.split("(p=")[1].split(")")[0]) < 1, neck
+        nums = [float(n.MeasuredValueSequence[0].NumericValue) for item in sr.ContentSequence
+                for g in item.get("ContentSequence", []) for n in g.get("ContentSequence", [])
+                if n.ValueType == "NUM" and any(e.ValueType == "CODE" and e.ConceptCodeSequence[0].CodeValue
+                                                == PREDICTION_CODES["neck_pain_recovery"].value for e in g.ContentSequence)]
+        assert len(nums) == 1 and 0 < nums[0] < 1
+        assert any("neck-pain" in str(e.ManufacturerModelName) for e in sr.ContributingEquipmentSequence)
         log = node.log_path.read_text(errors="replace")
         assert "patient report" in log and pid not in log  # no patient ID in the node's logs
     finally:

@@ -1,0 +1,150 @@
+"""Train the neck-pain recovery network (or one of its ablations) on cached phantom pairs (one CPU thread).
+
+    python -m models.neck_pain.data --out /tmp/neck/train_a.npz --first 0 --count 1200
+    python -m models.neck_pain.train --data /tmp/neck/train_a.npz /tmp/neck/train_b.npz \\
+        --variant full --minutes 15 --out models/neck_pain/neck_pain_v1.pt
+
+Variants: ``full`` (ABPDC + FPRAN + clinical), ``no-abpdc`` (plain concatenation), ``no-fpran`` (no
+registration, no auxiliary loss), ``image-only`` (no clinical branch), ``clinical-only``.
+Loss: binary cross-entropy on the outcome + ``--aux-weight`` x the FPRAN alignment loss. Clinical
+variables are dropped at random during training (each with p = 0.25; with p = 0.2 all but age and sex,
+as in the node where only PatientAge/PatientSex are in the DICOM), so the model copes with missing ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from models.curvature.augment import cosine_lr
+from models.curvature.train import _timeboxed
+from models.neck_pain.data import INPUT
+from models.neck_pain.network import NeckPainNet, alignment_loss, count_parameters
+
+VERSION = "1"
+VARIANTS: dict[str, dict[str, bool]] = {
+    "full": {}, "no-abpdc": {"abpdc": False}, "no-fpran": {"fpran": False}, "image-only": {"clinical": False},
+    "clinical-only": {"images": False},
+}
+
+
+def load_pairs(paths: list[Path]) -> dict[str, torch.Tensor]:
+    ds = [np.load(p) for p in paths]
+    cat = {k: np.concatenate([d[k] for d in ds]) for k in ("xray", "mri", "theta", "label", "clinical", "clinical_mask", "p_true", "seeds")}
+    return {
+        "xray": torch.from_numpy(cat["xray"]).unsqueeze(1), "mri": torch.from_numpy(cat["mri"]).unsqueeze(1),
+        "theta": torch.from_numpy(cat["theta"].astype(np.float32)), "label": torch.from_numpy(cat["label"].astype(np.float32)),
+        "clinical": torch.from_numpy(cat["clinical"].astype(np.float32)),
+        "clinical_mask": torch.from_numpy(cat["clinical_mask"].astype(np.float32)),
+        "p_true": torch.from_numpy(cat["p_true"].astype(np.float32)), "seeds": torch.from_numpy(cat["seeds"]),
+    }
+
+
+def drop_clinical(mask: torch.Tensor, gen: torch.Generator, p_each: float = 0.25, p_dicom_only: float = 0.2) -> torch.Tensor:
+    keep = (torch.rand(mask.shape, generator=gen) >= p_each).float()
+    dicom_only = (torch.rand(mask.shape[0], 1, generator=gen) < p_dicom_only).float()
+    only_age_sex = torch.zeros_like(mask)
+    only_age_sex[:, :2] = 1
+    return mask * (keep * (1 - dicom_only) + only_age_sex * dicom_only)
+
+
+def grey_jitter(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random gamma and contrast per image (the two modalities' grey levels vary between devices)."""
+    b = x.shape[0]
+    gamma = torch.exp(torch.randn(b, 1, 1, 1, generator=gen) * 0.2)
+    gain = 1 + torch.randn(b, 1, 1, 1, generator=gen) * 0.1
+    return (x.clamp(0, 1) ** gamma * gain).clamp(0, 1.2)
+
+
+def make_net(variant: str) -> NeckPainNet:
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {sorted(VARIANTS)}")
+    return NeckPainNet(**VARIANTS[variant])
+
+
+def save(net: NeckPainNet, out: Path, meta: dict) -> None:
+    sd = {k: (v.half() if v.is_floating_point() else v) for k, v in net.state_dict().items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": sd, "meta": meta}, out)
+
+
+def load(path: Path | str) -> tuple[NeckPainNet, dict]:
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    meta = ck["meta"]
+    net = make_net(meta["variant"])
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()})
+    return net.eval(), meta
+
+
+def train(data: list[Path], out: Path, variant: str, minutes: float, seed: int, batch: int, lr: float,
+          aux_weight: float = 1.0, max_steps: int | None = None) -> dict:
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    d = load_pairs(data)
+    n = len(d["label"])
+    net = make_net(variant)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    net.train()
+    log: dict[str, list[float]] = {"bce": [], "align": []}
+
+    def step_fn(step: int, total: int) -> float:
+        for g in opt.param_groups:
+            g["lr"] = cosine_lr(step, total, lr)
+        idx = torch.randint(0, n, (batch,), generator=gen)
+        x = grey_jitter(d["xray"][idx].float() / 255, gen)
+        m = grey_jitter(d["mri"][idx].float() / 255, gen)
+        mask = drop_clinical(d["clinical_mask"][idx], gen)
+        logit, thetas = net(x, m, d["clinical"][idx], mask)
+        bce = F.binary_cross_entropy_with_logits(logit, d["label"][idx])
+        loss = bce
+        if thetas is not None:
+            al = alignment_loss(thetas, d["theta"][idx])
+            loss = loss + aux_weight * al
+            log["align"].append(float(al.detach()))
+        log["bce"].append(float(bce.detach()))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    t0 = time.time()
+    steps = _timeboxed(step_fn, minutes, max_steps)
+    meta = {"arch": "neck-pain-abpdc-fpran", "version": VERSION, "variant": variant, "config": net.config,
+            "input_size": INPUT, "parameters": count_parameters(net), "steps": steps, "batch": batch, "lr": lr,
+            "aux_weight": aux_weight, "seed": seed, "train_cases": n, "train_seconds": round(time.time() - t0, 1),
+            "final_bce": float(np.mean(log["bce"][-50:])) if log["bce"] else None,
+            "final_align": float(np.mean(log["align"][-50:])) if log["align"] else None,
+            "data": [str(p) for p in data]}
+    save(net.eval(), out, meta)
+    return meta
+
+
+def cli(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m models.neck_pain.train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, nargs="+", required=True, help=".npz files from models.neck_pain.data")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--variant", default="full", choices=sorted(VARIANTS))
+    ap.add_argument("--minutes", type=float, default=15.0)
+    ap.add_argument("--max-steps", type=int, default=None)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--aux-weight", type=float, default=5.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    meta = train(args.data, args.out, args.variant, args.minutes, args.seed, args.batch, args.lr, args.aux_weight,
+                 args.max_steps)
+    print(json.dumps(meta))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli())

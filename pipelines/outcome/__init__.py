@@ -1,0 +1,1 @@
+"""Synthetic outcomes of the virtual patients (ground truth for outcome models such as ``models.neck_pain``)."""
