@@ -202,14 +202,11 @@ def cord_compression_truth(p: VirtualPatient, seed: int | None = None) -> tuple[
 def canal_grades(p: VirtualPatient, seed: int | None = None) -> tuple[int, ...]:
     """Per level: the canal grade (0..3) of ``generate_series(seed, patient=p)`` (mid slice), without rendering."""
     seed = p.seed if seed is None else seed
-    curve = _spine_curve(p, 0.0, 0.0)
-    geo = _Geometry(p, curve, np.zeros((1, 1)), np.zeros((1, 1)))
     grng = np.random.default_rng([seed, 11])  # the same draws as generate_series: u0, v0, then the slice offset
     grng.normal(0, 6)
     grng.normal(0, 6)
     w_mid = -float(grng.uniform(-1.4, 1.4))
-    return tuple(_canal_grade(geo.residual_canal(curve["disc_centres"][j], w_mid), p.cord_ap_mm)
-                 for j in range(len(LEVELS)))
+    return tuple(canal_grade(r, p.cord_ap_mm) for r in residual_canal_mm(p, w_mid))
 
 
 def virtual_patient(seed: int, *, patient_id: str | None = None) -> VirtualPatient:
@@ -458,7 +455,7 @@ def generate_series(seed: int, *, weighting: str = "T2", shape: tuple[int, int] 
         sd = curve["disc_centres"][j]
         i = int(np.argmin(np.abs(curve["s"] - sd)))
         resid = geo.residual_canal(sd, positions[mid])
-        cg = _canal_grade(resid, p.cord_ap_mm)
+        cg = canal_grade(resid, p.cord_ap_mm)
         fl, fr = st.foramen_narrowing_left, st.foramen_narrowing_right
         levels.append(LevelTruth(
             level=lv, disc=st.disc, disc_herniation=st.disc in DISC_POSITIVE, canal_residual_mm=round(resid, 3),
@@ -485,19 +482,17 @@ def _endplate_zones(seed: int, p: VirtualPatient, curve: dict, s: np.ndarray, a:
     return out
 
 
-def residual_canal_mm(p: VirtualPatient) -> tuple[float, ...]:
-    """Residual mid-sagittal canal AP (mm) at each disc level C2-C3..C6-C7 (plane w = 0), as rendered."""
+def residual_canal_mm(p: VirtualPatient, w_mm: float = 0.0) -> tuple[float, ...]:
+    """Residual canal AP (mm) at each disc level C2-C3..C6-C7 in the sagittal plane at lateral position ``w_mm``
+    (0: the midline, where the phantom paints the cord signal), as rendered."""
     curve = _spine_curve(p, 0.0, 0.0)
     geo = _Geometry(p, curve, np.zeros((1, 1)), np.zeros((1, 1)))
-    return tuple(geo.residual_canal(float(sd), 0.0) for sd in curve["disc_centres"][: len(LEVELS)])
+    return tuple(geo.residual_canal(float(sd), w_mm) for sd in curve["disc_centres"][: len(LEVELS)])
 
 
 def canal_grade(residual_mm: float, cord_ap_mm: float) -> int:
-    """Canal grade 0..3 of a residual canal (3: cord compressed with T2 cord signal change)."""
-    return _canal_grade(residual_mm, cord_ap_mm)
-
-
-def _canal_grade(residual_mm: float, cord_ap_mm: float) -> int:
+    """Canal grade 0..3 of a residual canal (mm): 0 none, 1 mild, 2 cord contact/deformity, 3 cord compressed
+    with T2 cord signal change (``CANAL_GRADE_NAMES``)."""
     if residual_mm >= cord_ap_mm + 2.5:
         return 0
     if residual_mm >= cord_ap_mm + 1.0:
@@ -534,7 +529,7 @@ class _Geometry:
         self.pbox = [self._box((self.a > 0) & (self.a < 75) & (np.abs(self.s - c) < h[i] / 2 + 22))
                      for i, c in enumerate(self.centres)]
         self.grade3 = [j for j in range(len(LEVELS))
-                       if _canal_grade(self.residual_canal(self.disc_centres[j], 0.0), p.cord_ap_mm) == 3]
+                       if canal_grade(self.residual_canal(self.disc_centres[j], 0.0), p.cord_ap_mm) == 3]
         self.dbox = [self._box(near & (np.abs(self.s - c) < dh[j] / 2 + 12)) for j, c in enumerate(self.disc_centres)]
 
     @staticmethod
