@@ -18,7 +18,7 @@ import numpy as np
 
 from pipelines.dicom_out import codes
 from pipelines.dicom_out._sources import Sources
-from pipelines.dicom_out.identity import SERIES_DESCRIPTIONS, Provenance, new_uid
+from pipelines.dicom_out.identity import Provenance, new_uid
 from pipelines.dicom_out.seg import _copy_if_no_plane
 from pipelines.results import HeatMap, ImageResult, StudyResult
 
@@ -70,18 +70,9 @@ def build_heatmap_segs(result: StudyResult, sources: Sources, prov: Provenance, 
             fractional_type="PROBABILITY",
             max_fractional_value=255,
             segment_descriptions=descriptions,
-            series_instance_uid=series_uid,
-            series_number=series_number,
-            sop_instance_uid=new_uid(),
-            instance_number=prov.instance_base + n,
-            manufacturer=result.algorithm.manufacturer[:64],
-            manufacturer_model_name=prov.model_name,
-            software_versions=prov.software_version,
-            device_serial_number=prov.device_uid()[-16:],
             content_label="GRADCAM",
             content_description="AI explanation map (Grad-CAM x probability), research use only"[:64],
-            contributing_equipment=prov.contributing_equipment(),
-            series_description=SERIES_DESCRIPTIONS["map"],
+            **prov.object_attributes("map", series_uid=series_uid, series_number=series_number, index=n),
         )
         _copy_if_no_plane(seg, src)
         out.append(seg)

@@ -109,6 +109,23 @@ class Provenance:
         a = algorithm or self.algorithm
         return f"2.25.{uuid.uuid5(NAMESPACE, f'algorithm/{a.name}/{a.version}').int}"
 
+    def object_attributes(self, kind: str, *, series_uid: str, series_number: int, index: int = 0,
+                          manufacturer: str | None = None) -> dict:
+        """The highdicom constructor arguments every result object shares (series, instance, equipment and
+        Contributing Equipment), for object ``index`` of series ``kind`` (a ``SERIES_DESCRIPTIONS`` key)."""
+        return {
+            "series_instance_uid": series_uid,
+            "series_number": series_number,
+            "sop_instance_uid": new_uid(),
+            "instance_number": self.instance_base + index,
+            "manufacturer": (manufacturer or self.algorithm.manufacturer)[:64],
+            "manufacturer_model_name": self.model_name,
+            "software_versions": self.software_version,
+            "device_serial_number": self.device_uid()[-16:],
+            "contributing_equipment": self.contributing_equipment(),
+            "series_description": SERIES_DESCRIPTIONS[kind],
+        }
+
     def contributing_equipment(self) -> list[hd.ContributingEquipment]:
         """One Contributing Equipment item per algorithm (IHE AIR 6.5.3.1: Purpose of Reference Newcode1)."""
         items = []

@@ -16,7 +16,7 @@ from pydicom.dataset import Dataset
 
 from pipelines.dicom_out._sources import Sources
 from pipelines.dicom_out.graphics import figure_graphics, headline, vertebra_labels
-from pipelines.dicom_out.identity import SERIES_DESCRIPTIONS, Provenance, new_uid
+from pipelines.dicom_out.identity import Provenance
 from pipelines.results import ImageResult, StudyResult
 
 _YELLOW = hd.color.CIELabColor(97.1, -21.6, 94.5)
@@ -83,21 +83,12 @@ def build_gsps(result: StudyResult, sources: Sources, prov: Provenance, *, serie
         used = {a.GraphicLayer for a in annotations}
         pr = hd.pr.GrayscaleSoftcopyPresentationState(
                 referenced_images=[src],
-                series_instance_uid=series_uid,
-                series_number=series_number,
-                sop_instance_uid=new_uid(),
-                instance_number=prov.instance_base + n,
-                manufacturer=result.algorithm.manufacturer[:64],
-                manufacturer_model_name=prov.model_name,
-                software_versions=prov.software_version,
-                device_serial_number=prov.device_uid()[-16:],
                 content_label="AI_ANNOTATION",
                 content_description=f"AI annotation {image.view.value if image.view else ''} - research use only"[:64],
                 graphic_annotations=annotations,
                 graphic_layers=[layer for name, layer in layers.items() if name in used],
                 voi_lut_transformations=[_voi(src, sources)],
-                contributing_equipment=prov.contributing_equipment(),
-                series_description=SERIES_DESCRIPTIONS["pr"],
+                **prov.object_attributes("pr", series_uid=series_uid, series_number=series_number, index=n),
             )
         # General Series Laterality is Type 2C (dciodvfy requires it here): copy the source's, else empty
         pr.Laterality = src.get("Laterality", "")

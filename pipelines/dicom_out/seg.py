@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset
 from pipelines.dicom_out import codes
 from pipelines.dicom_out._sources import Sources
 from pipelines.dicom_out.graphics import keypoints_by_name, vertebra_polygon
-from pipelines.dicom_out.identity import SERIES_DESCRIPTIONS, Provenance, new_uid
+from pipelines.dicom_out.identity import Provenance, new_uid
 from pipelines.results import VERTEBRAE, ImageResult, Mask, StudyResult
 
 
@@ -131,18 +131,9 @@ def build_segs(result: StudyResult, sources: Sources, prov: Provenance, *, serie
             pixel_array=arr,
             segmentation_type="BINARY",
             segment_descriptions=descriptions,
-            series_instance_uid=series_uid,
-            series_number=series_number,
-            sop_instance_uid=new_uid(),
-            instance_number=prov.instance_base + n,
-            manufacturer=result.algorithm.manufacturer[:64],
-            manufacturer_model_name=prov.model_name,
-            software_versions=prov.software_version,
-            device_serial_number=prov.device_uid()[-16:],
             content_label="AISEG",
             content_description="AI segmentation, research use only"[:64],
-            contributing_equipment=prov.contributing_equipment(),
-            series_description=SERIES_DESCRIPTIONS["seg"],
+            **prov.object_attributes("seg", series_uid=series_uid, series_number=series_number, index=n),
         )
         _copy_if_no_plane(seg, first)
         out.append(seg)
