@@ -179,7 +179,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from node.demo import run_demo
 
-    return run_demo(spool=args.spool, seed=args.seed, timeout_s=args.timeout, port=args.port)
+    return run_demo(spool=args.spool, seed=args.seed, timeout_s=args.timeout, port=args.port,
+                    with_mri=args.with_mri)
 
 
 def cmd_delegate(args: argparse.Namespace, rest: list[str]) -> int:
@@ -250,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--port", type=int, default=0, help="SCP port (default: a free one)")
     p.add_argument("--timeout", type=float, default=600.0)
+    p.add_argument("--with-mri", action="store_true",
+                   help="also send an MRI study of the same virtual patient: the patient-level report is built")
     p.set_defaults(func=cmd_demo)
 
     for name in ("phantom", "train", "evaluate"):
