@@ -71,7 +71,8 @@ def evaluate(data: list[Path], weights: list[Path], clinical: str = "all") -> di
         net, meta = load(w)
         p, err = predict(net, d, clinical)
         out["models"][str(w)] = {"variant": meta["variant"], **binary_metrics(p, y),
-                                 "alignment_error_px": err, "steps": meta.get("steps"), "train_seconds": meta.get("train_seconds")}
+                                 "alignment_error_px": err, "steps": meta.get("steps"), "train_seconds": meta.get("train_seconds"),
+                                 "seed": meta.get("seed"), "selected_step": meta.get("selected_step"), "val": meta.get("val")}
     return out
 
 

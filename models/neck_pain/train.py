@@ -1,14 +1,20 @@
 """Train the neck-pain recovery network (or one of its ablations) on cached phantom pairs (one CPU thread).
 
     python -m models.neck_pain.data --out /tmp/neck/train_a.npz --first 0 --count 1200
-    python -m models.neck_pain.train --data /tmp/neck/train_a.npz /tmp/neck/train_b.npz \\
-        --variant full --minutes 15 --out models/neck_pain/neck_pain_v1.pt
+    python -m models.neck_pain.train --data /tmp/neck/train_a.npz /tmp/neck/train_b.npz --val-last 300 \\
+        --variant full --max-steps 700 --eval-every 50 --out models/neck_pain/neck_pain_v1.pt
 
 Variants: ``full`` (ABPDC + FPRAN + clinical), ``no-abpdc`` (plain concatenation), ``no-fpran`` (no
 registration, no auxiliary loss), ``image-only`` (no clinical branch), ``clinical-only``.
 Loss: binary cross-entropy on the outcome + ``--aux-weight`` x the FPRAN alignment loss. Clinical
 variables are dropped at random during training (each with p = 0.25; with p = 0.2 all but age and sex,
 as in the node where only PatientAge/PatientSex are in the DICOM), so the model copes with missing ones.
+
+Model selection: ``--val FILE.npz`` (separate patients) or ``--val-last N`` (the last ``N`` cases of the
+concatenated ``--data``, then excluded from training) is evaluated every ``--eval-every`` steps (all clinical
+variables known, no augmentation); the checkpoint with the best validation ``--select`` metric (``bce``, the
+log loss, or ``auc``) is what is saved, with the chosen step, its validation metrics and the whole validation
+curve in the weights' meta. Never select on the held-out test set.
 """
 
 from __future__ import annotations
@@ -44,6 +50,10 @@ def load_pairs(paths: list[Path]) -> dict[str, torch.Tensor]:
         "clinical_mask": torch.from_numpy(cat["clinical_mask"].astype(np.float32)),
         "p_true": torch.from_numpy(cat["p_true"].astype(np.float32)), "seeds": torch.from_numpy(cat["seeds"]),
     }
+
+
+def take(d: dict[str, torch.Tensor], sl: slice) -> dict[str, torch.Tensor]:
+    return {k: v[sl] for k, v in d.items()}
 
 
 def drop_clinical(mask: torch.Tensor, gen: torch.Generator, p_each: float = 0.25, p_dicom_only: float = 0.2) -> torch.Tensor:
@@ -82,16 +92,66 @@ def load(path: Path | str) -> tuple[NeckPainNet, dict]:
     return net.eval(), meta
 
 
+def val_metrics(net: NeckPainNet, d: dict[str, torch.Tensor]) -> dict[str, float]:
+    """AUC, log loss (BCE) and Brier of ``net`` on ``d`` (all clinical variables known); leaves ``net`` in eval mode."""
+    from models.neck_pain.evaluate import predict
+    from pipelines.outcome.phantom import auc
+
+    net.eval()
+    p, err = predict(net, d, "all")
+    y = d["label"].numpy().astype(float)
+    pc = np.clip(p.astype(float), 1e-6, 1 - 1e-6)
+    out = {"auc": auc(p, y.astype(bool)), "bce": float(-np.mean(y * np.log(pc) + (1 - y) * np.log(1 - pc))),
+           "brier": float(np.mean((p - y) ** 2))}
+    if err is not None:
+        out["alignment_error_px"] = err
+    return out
+
+
+def _better(a: dict[str, float], b: dict[str, float] | None, select: str) -> bool:
+    if b is None:
+        return True
+    return a["auc"] > b["auc"] if select == "auc" else a["bce"] < b["bce"]
+
+
 def train(data: list[Path], out: Path, variant: str, minutes: float, seed: int, batch: int, lr: float,
-          aux_weight: float = 1.0, max_steps: int | None = None) -> dict:
+          aux_weight: float = 1.0, max_steps: int | None = None, *, val: Path | None = None, val_last: int = 0,
+          eval_every: int = 50, select: str = "bce", weight_decay: float = 1e-4) -> dict:
+    """Train; with a validation set (``val`` file or the last ``val_last`` cases of ``data``) the saved weights
+    are the best-by-validation checkpoint (evaluated every ``eval_every`` steps and at the end)."""
+    if select not in ("bce", "auc"):
+        raise ValueError("select must be 'bce' or 'auc'")
+    if val is not None and val_last:
+        raise ValueError("give either val or val_last, not both")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     d = load_pairs(data)
+    dv: dict[str, torch.Tensor] | None = None
+    if val_last:
+        if not 0 < val_last < len(d["label"]):
+            raise ValueError(f"val_last must be in 1..{len(d['label']) - 1}")
+        dv = take(d, slice(len(d["label"]) - val_last, None))
+        d = take(d, slice(0, len(d["label"]) - val_last))
+    elif val is not None:
+        dv = load_pairs([val])
+    if dv is not None and set(d["seeds"].tolist()) & set(dv["seeds"].tolist()):
+        raise ValueError("validation patients overlap the training patients")
     n = len(d["label"])
     net = make_net(variant)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     net.train()
     log: dict[str, list[float]] = {"bce": [], "align": []}
+    curve: list[dict] = []
+    best: dict = {"metrics": None, "step": None, "state": None}
+
+    def validate(step: int) -> None:
+        m = val_metrics(net, dv)
+        curve.append({"step": step, **{k: round(v, 5) for k, v in m.items()}})
+        if _better(m, best["metrics"], select):
+            best.update(metrics=m, step=step, state={k: v.detach().clone() for k, v in net.state_dict().items()})
+        print(f"val step {step}: auc {m['auc']:.3f} bce {m['bce']:.4f} brier {m['brier']:.4f}"
+              f"{' *' if best['step'] == step else ''}", flush=True)
+        net.train()
 
     def step_fn(step: int, total: int) -> float:
         for g in opt.param_groups:
@@ -111,16 +171,27 @@ def train(data: list[Path], out: Path, variant: str, minutes: float, seed: int, 
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if dv is not None and (step + 1) % eval_every == 0:
+            validate(step + 1)
         return float(loss.detach())
 
     t0 = time.time()
     steps = _timeboxed(step_fn, minutes, max_steps)
     meta = {"arch": "neck-pain-abpdc-fpran", "version": VERSION, "variant": variant, "config": net.config,
             "input_size": INPUT, "parameters": count_parameters(net), "steps": steps, "batch": batch, "lr": lr,
-            "aux_weight": aux_weight, "seed": seed, "train_cases": n, "train_seconds": round(time.time() - t0, 1),
+            "weight_decay": weight_decay, "aux_weight": aux_weight, "seed": seed, "train_cases": n,
+            "train_seconds": round(time.time() - t0, 1),
             "final_bce": float(np.mean(log["bce"][-50:])) if log["bce"] else None,
             "final_align": float(np.mean(log["align"][-50:])) if log["align"] else None,
             "data": [str(p) for p in data]}
+    if dv is not None:
+        if not curve or curve[-1]["step"] != steps:
+            validate(steps)
+        net.load_state_dict(best["state"])
+        meta.update(selected_step=best["step"], select=select, eval_every=eval_every,
+                    val={k: round(v, 5) for k, v in best["metrics"].items()}, val_final=curve[-1],
+                    val_cases=int(len(dv["label"])), val_source=str(val) if val is not None else f"last {val_last} of data",
+                    val_seeds=[int(dv["seeds"].min()), int(dv["seeds"].max())], val_curve=curve)
     save(net.eval(), out, meta)
     return meta
 
@@ -136,12 +207,18 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--aux-weight", type=float, default=5.0)
+    ap.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW (decoupled) weight decay")
+    ap.add_argument("--val", type=Path, default=None, help="validation .npz (patients not in --data)")
+    ap.add_argument("--val-last", type=int, default=0, help="hold out the last N cases of --data as validation")
+    ap.add_argument("--eval-every", type=int, default=50, help="validation every N steps (and at the end)")
+    ap.add_argument("--select", choices=("bce", "auc"), default="bce", help="validation metric of the saved checkpoint")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     meta = train(args.data, args.out, args.variant, args.minutes, args.seed, args.batch, args.lr, args.aux_weight,
-                 args.max_steps)
+                 args.max_steps, val=args.val, val_last=args.val_last, eval_every=args.eval_every, select=args.select,
+                 weight_decay=args.weight_decay)
     print(json.dumps(meta))
     return 0
 

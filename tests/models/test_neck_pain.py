@@ -23,7 +23,7 @@ from models.neck_pain.network import (
     alignment_loss,
     warp,
 )
-from models.neck_pain.train import load, train
+from models.neck_pain.train import load, load_pairs, train, val_metrics
 from pipelines.mri.phantom import generate_series
 from pipelines.outcome.phantom import B0, COEF, auc, bayes_auc, logit_of, outcome_case
 
@@ -192,3 +192,39 @@ def test_neck_pain_shipped_weights_predict_on_phantom_crops() -> None:
     assert 0.0 < p < 1.0
     with pytest.raises(ValueError):
         pred.predict(unit_image(pv.pixels, pv.photometric), np.asarray(pv.keypoints)[:10], mr.volume[3], centres, 1.0)
+
+
+def _random_pairs(path: Path, seeds: range, rng: np.random.Generator) -> Path:
+    """A tiny stand-in for ``data.prepare`` output (random crops, true alignments near identity)."""
+    n = len(seeds)
+    theta = np.tile(np.eye(2, 3, dtype=np.float32), (n, 1, 1)) + rng.normal(0, 0.05, (n, 2, 3)).astype(np.float32)
+    p = rng.uniform(0.1, 0.9, n).astype(np.float32)
+    np.savez(path, xray=rng.integers(0, 255, (n, 128, 128), dtype=np.uint8),
+             mri=rng.integers(0, 255, (n, 128, 128), dtype=np.uint8), theta=theta, label=rng.random(n) < p, p_true=p,
+             seeds=np.array(seeds), clinical=rng.normal(0, 1, (n, 5)).astype(np.float32),
+             clinical_mask=np.ones((n, 5), np.float32))
+    return path
+
+
+def test_neck_pain_training_keeps_the_best_validation_checkpoint(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    data = _random_pairs(tmp_path / "tr.npz", range(0, 20), rng)
+    out = tmp_path / "w.pt"
+    m = train([data], out, "no-fpran", minutes=1.0, seed=0, batch=4, lr=3e-3, max_steps=7, val_last=6, eval_every=2,
+              weight_decay=0.05)
+    assert m["train_cases"] == 14 and m["val_cases"] == 6 and m["val_seeds"] == [14, 19]
+    assert [c["step"] for c in m["val_curve"]] == [2, 4, 6, 7]  # every 2 steps and at the end
+    bces = [c["bce"] for c in m["val_curve"]]
+    assert m["selected_step"] == m["val_curve"][int(np.argmin(bces))]["step"]
+    assert m["val"]["bce"] == pytest.approx(min(bces), abs=1e-4)
+    net, meta = load(out)  # the saved weights are the selected checkpoint, not the last step
+    dv = {k: v[14:] for k, v in load_pairs([data]).items()}
+    again = val_metrics(net, dv)
+    assert again["bce"] == pytest.approx(meta["val"]["bce"], abs=5e-3)
+    # a separate validation file works the same; overlapping patients are refused
+    val = _random_pairs(tmp_path / "va.npz", range(100, 106), rng)
+    m2 = train([data], tmp_path / "w2.pt", "clinical-only", minutes=1.0, seed=0, batch=4, lr=3e-3, max_steps=3,
+               val=val, eval_every=10)
+    assert m2["train_cases"] == 20 and [c["step"] for c in m2["val_curve"]] == [3] and m2["selected_step"] == 3
+    with pytest.raises(ValueError, match="overlap"):
+        train([data], tmp_path / "w3.pt", "clinical-only", minutes=1.0, seed=0, batch=4, lr=3e-3, max_steps=1, val=data)
