@@ -18,13 +18,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 class Sender(threading.Thread):
-    """Sends files in one association, recording the SOP Instance UIDs acknowledged with Success."""
+    """Sends files in one association, recording the SOP Instance UIDs acknowledged with Success.
 
-    def __init__(self, port: int, files: list[Path]):
+    After ``pause_after`` acknowledged instances it waits (association open) until ``resume`` is set, so that
+    the test's kill lands mid-study however fast the machine is."""
+
+    def __init__(self, port: int, files: list[Path], pause_after: int = 6):
         super().__init__(daemon=True)
-        self.port, self.files = port, files
+        self.port, self.files, self.pause_after = port, files, pause_after
         self.acked: list[str] = []
         self.progress = threading.Event()
+        self.resume = threading.Event()
 
     def run(self) -> None:
         ae = AE("PACS")
@@ -39,6 +43,8 @@ class Sender(threading.Thread):
                 if status and status.get("Status") == 0:
                     self.acked.append(str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID))
                     self.progress.set()
+                    if len(self.acked) == self.pause_after:
+                        self.resume.wait(60)
         except Exception:  # noqa: BLE001 - the node is killed under us
             return
         finally:
@@ -60,6 +66,7 @@ def test_kill9_mid_study_loses_nothing(tmp_path: Path) -> None:
     sender.start()
     wait_for(lambda: len(sender.acked) >= 6, 120, "six acknowledged instances")
     node.kill9()  # mid-association, mid-study
+    sender.resume.set()
     sender.join(timeout=60)
     acked = set(sender.acked)
     assert 6 <= len(acked) < len(files), "the kill must land in the middle of the study"
@@ -75,7 +82,7 @@ def test_kill9_mid_study_loses_nothing(tmp_path: Path) -> None:
     node = serve(spool_dir, tmp_path / "serve2.log", CSPINE_STABLE_AGE_S="1")
     try:
         # The sender re-sends what was not acknowledged (as a PACS does); duplicates are harmless.
-        resend = Sender(node.port, files)
+        resend = Sender(node.port, files, pause_after=0)
         resend.start()
         resend.join(timeout=300)
         assert set(resend.acked) == {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files}
