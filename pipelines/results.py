@@ -16,26 +16,11 @@ Nothing here imports torch or pydicom: these are plain dataclasses.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 
 import numpy as np
 
-VERTEBRAE: tuple[str, ...] = ("C2", "C3", "C4", "C5", "C6", "C7")
-CORNER_ROLES: tuple[str, ...] = ("antero-superior", "antero-inferior", "postero-superior", "postero-inferior")
-SEGMENTS: tuple[str, ...] = tuple(f"{a}-{b}" for a, b in zip(VERTEBRAE[:-1], VERTEBRAE[1:], strict=True))
-
-KEYPOINT_NAMES: tuple[str, ...] = tuple(f"{v} {r}" for v in VERTEBRAE for r in CORNER_ROLES) + tuple(
-    f"{v} spinolaminar" for v in VERTEBRAE
-)
-"""The 30 X-ray keypoints in model/ground-truth order: 24 corners (paper 002 order) + 6 spinolaminar."""
-
-
-class View(str, Enum):  # noqa: UP042 - str() of a member stays "View.X" as code expects
-    """Position of a lateral cervical radiograph."""
-
-    NEUTRAL = "neutral"
-    FLEXION = "flexion"
-    EXTENSION = "extension"
+# The vocabulary lives in ``pipelines.vocabulary``; these names are re-exported for the result types' users.
+from pipelines.vocabulary import CORNER_ROLES, KEYPOINT_NAMES, SEGMENTS, VERTEBRAE, View  # noqa: F401
 
 
 @dataclass(frozen=True)

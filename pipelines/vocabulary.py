@@ -1,0 +1,64 @@
+"""The domain vocabulary, in one place: vertebrae, corners, segments (disc levels), views, pipelines and the
+names of the findings the models grade. Plain constants and enums: no numpy, no torch, no pydicom.
+
+Everything else (results, pipelines, phantoms, models, DICOM encoders) imports these names from here.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+VERTEBRAE: tuple[str, ...] = ("C2", "C3", "C4", "C5", "C6", "C7")
+"""The measured vertebrae, cranial to caudal."""
+CORNER_ROLES: tuple[str, ...] = ("antero-superior", "antero-inferior", "postero-superior", "postero-inferior")
+"""The four vertebral body corners in paper 002's order."""
+SEGMENTS: tuple[str, ...] = tuple(f"{a}-{b}" for a, b in zip(VERTEBRAE[:-1], VERTEBRAE[1:], strict=True))
+"""The motion segments / disc levels C2-C3 .. C6-C7."""
+LEVELS: tuple[str, ...] = SEGMENTS
+"""The MRI-graded disc levels (paper 002 grades C2-3 .. C6-7): the same five as ``SEGMENTS``."""
+
+KEYPOINT_NAMES: tuple[str, ...] = tuple(f"{v} {r}" for v in VERTEBRAE for r in CORNER_ROLES) + tuple(
+    f"{v} spinolaminar" for v in VERTEBRAE
+)
+"""The 30 X-ray keypoints in model/ground-truth order: 24 corners (paper 002 order) + 6 spinolaminar."""
+
+FORAMEN_LATERAL_MM = 14.0
+"""Lateral distance (mm) of the intervertebral foramen centre from the mid-sagittal plane."""
+
+
+class View(str, Enum):  # noqa: UP042 - str() of a member stays "View.X" as code expects
+    """Position of a lateral cervical radiograph."""
+
+    NEUTRAL = "neutral"
+    FLEXION = "flexion"
+    EXTENSION = "extension"
+
+
+class PipelineName(str, Enum):  # noqa: UP042 - members compare equal to their plain-string values
+    """The pipelines of the node (``StudyResult.pipeline``)."""
+
+    XRAY = "xray"
+    MRI = "mri"
+
+
+# -- MRI findings (paper 002 tasks) -------------------------------------------------------------------
+
+TASKS: tuple[str, ...] = ("disc_degeneration", "canal_stenosis", "foraminal_stenosis_left",
+                              "foraminal_stenosis_right")
+"""The per-level MRI tasks, in model output order."""
+
+FINDING_NAMES: dict[str, str] = {
+    "disc_degeneration": "Intervertebral disc herniation (protrusion or extrusion)",
+    "canal_stenosis": "Spinal canal stenosis",
+    "foraminal_stenosis_left": "Left intervertebral foramen stenosis",
+    "foraminal_stenosis_right": "Right intervertebral foramen stenosis",
+    "cord_compression": "Spinal cord compression",
+}
+"""Human names of the MRI findings (and of cord compression, graded from MRI truth for seed 004)."""
+
+TRUTH_RULES: dict[str, str] = {
+    "disc_degeneration": "protrusion or extrusion (vs normal or bulge), as in paper 002",
+    "canal_stenosis": "residual canal AP < cord AP + 1 mm at the disc level (Kang grade >= 2)",
+    "foraminal_stenosis": "foraminal AP narrowing >= 50 %",
+}
+"""What the positive class of each MRI task means (the phantoms render their truth by these rules)."""
