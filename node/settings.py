@@ -19,7 +19,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 CONFIG_ENV = "CSPINE_CONFIG"
@@ -90,6 +90,35 @@ def load_config_file(path: str | os.PathLike | None) -> dict[str, Any]:
     return data.get("node", data) if isinstance(data.get("node"), dict) else data
 
 
+def _check_device(v: str) -> str:
+    v = v.strip().lower()
+    if v in {"auto", "cpu", "cuda"} or (v.startswith("cuda:") and v[5:].isdigit()):
+        return v
+    raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {v!r}")
+
+
+MODEL_NAMES: tuple[str, ...] = ("keypoints", "curvature", "upper_cervical", "cord_compression", "mri", "neck_pain")
+"""The models a worker runs (``models.registry`` builds each one from its ``ModelSettings``)."""
+
+
+class ModelSettings(BaseModel):
+    """Weights and device of one model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weights: Path | None = None
+    """A checkpoint in the project's one schema (``models.common.checkpoint``); None: the shipped weights."""
+    device: str | None = None
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto``; None: the node's ``device``."""
+    enabled: bool = True
+    """False: the model is not loaded and its findings are reported as not assessed."""
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str | None) -> str | None:
+        return v if v is None else _check_device(v)
+
+
 class NodeSettings(BaseSettings):
     """Every setting of the node (receive, spool, assembly, queue, delivery, operations)."""
 
@@ -144,6 +173,10 @@ class NodeSettings(BaseSettings):
     radiographs in one forward pass; 1 turns batching off."""
     batch_wait_ms: float = 20.0
     """How long the first radiograph of a batch waits for others (ms)."""
+    models: dict[str, ModelSettings] = Field(default_factory=dict)
+    """Per model (``MODEL_NAMES``): weights path, device, enabled, e.g.
+    ``CSPINE_MODELS='{"keypoints": {"weights": "/data/kp.pt", "device": "cuda:1"}}'``. Models not named here use
+    the shipped weights on ``device``."""
     worker_status_interval_s: float = 10.0
     """How often a worker writes its status file (``<spool>/run/workers/<hostname>.json``: heartbeat, device,
     model versions, batch sizes), which ``health --role worker`` and the node's /metrics read."""
@@ -186,10 +219,22 @@ class NodeSettings(BaseSettings):
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        v = v.strip().lower()
-        if v in {"auto", "cpu", "cuda"} or (v.startswith("cuda:") and v[5:].isdigit()):
-            return v
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {v!r}")
+        return _check_device(v)
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, v: dict[str, ModelSettings]) -> dict[str, ModelSettings]:
+        unknown = sorted(set(v) - set(MODEL_NAMES))
+        if unknown:
+            raise ValueError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(MODEL_NAMES)}")
+        return v
+
+    def model(self, name: str) -> ModelSettings:
+        """The settings of model ``name`` with its device resolved (its own, else the node's)."""
+        if name not in MODEL_NAMES:
+            raise KeyError(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}")
+        m = self.models.get(name, ModelSettings())
+        return m if m.device is not None else m.model_copy(update={"device": self.device})
 
     @field_validator("analyze_queue", "deliver_queue")
     @classmethod

@@ -6,7 +6,7 @@ import torch
 from monai.networks.nets import Classifier, UNet
 from torch import nn
 
-from pipelines.mri.phantom import LEVELS
+from pipelines.vocabulary import LEVELS
 from pipelines.mri.preprocessing import CROP_SHAPE
 
 N_LEVELS = len(LEVELS)

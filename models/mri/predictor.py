@@ -11,7 +11,7 @@ from scipy import ndimage
 
 from models.mri import DEFAULT_WEIGHTS
 from models.mri.network import DiscLocaliser, LevelClassifier
-from pipelines.mri.phantom import LEVELS, TASKS
+from pipelines.vocabulary import LEVELS, TASKS
 from pipelines.mri.preprocessing import (
     LOCALISER_MM_PER_PX,
     LOCALISER_SIZE,

@@ -3,15 +3,15 @@
 Tasks follow paper 002 (intervertebral degeneration on MR images): disc degeneration is binary,
 protrusion or extrusion (positive) vs normal or bulge; spinal canal stenosis; left and right
 intervertebral foramen stenosis. The definitions of the positive class on the training phantoms are in
-``pipelines.mri.phantom.TRUTH_RULES``.
+``pipelines.vocabulary.TRUTH_RULES``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pipelines.mri.phantom import FINDING_NAMES, LEVELS, TASKS, TRUTH_RULES
 from pipelines.results import Finding
+from pipelines.vocabulary import FINDING_NAMES, LEVELS, TASKS, TRUTH_RULES
 
 THRESHOLDS: dict[str, float] = {
     "disc_degeneration": 0.5,

@@ -20,10 +20,10 @@ from scipy import ndimage
 
 from models.mri import MODEL_CARD
 from pipelines.mri.grading import LOCALISATION_MIN_PEAK, study_findings
-from pipelines.mri.phantom import LEVELS
-from pipelines.mri.preprocessing import FORAMEN_LATERAL_MM, SeriesVolume, choose_series, load_series
+from pipelines.mri.preprocessing import SeriesVolume, choose_series, load_series
 from pipelines.results import AlgorithmInfo, ImageResult, Keypoint, Mask, StudyResult
 from pipelines.study import Instance, Study
+from pipelines.vocabulary import FORAMEN_LATERAL_MM, LEVELS
 
 if TYPE_CHECKING:
     from models.mri.predictor import MriPredictor, VolumeAnalysis

@@ -18,6 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from pipelines.study import Instance
+from pipelines.vocabulary import FORAMEN_LATERAL_MM
 
 LOCALISER_SIZE = 128
 """Side (pixels) of the square localiser input."""
@@ -30,8 +31,6 @@ CROP_B_MM = (-12.0, 12.0)
 CROP_PX_MM = 0.75
 CROP_SHAPE = (int(round((CROP_B_MM[1] - CROP_B_MM[0]) / CROP_PX_MM)), int(round((CROP_A_MM[1] - CROP_A_MM[0]) / CROP_PX_MM)))
 """(rows along b, columns along a) = (32, 64)."""
-FORAMEN_LATERAL_MM = 14.0
-"""Lateral distance (mm) from the mid-sagittal slice at which the foraminal slices are taken."""
 
 
 @dataclass
