@@ -1,0 +1,359 @@
+"""``Spool``: the state machine of received instances, studies and result objects over files + the index.
+
+Receiving: ``store`` writes the instance durably (``node.spool.durable``) and commits its index row before it
+returns; only then does the SCP answer Success. Assembly: ``ready_studies`` / ``mark_dispatched``. Analysis:
+``begin_analysis`` / ``finish_analysis`` / ``fail_study``. Delivery: ``mark_sent`` / ``mark_attempt_failed`` /
+``touch_outbox``. Start-up: ``recover``. Read-only queries come from ``node.spool.queries``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from node.spool import schema
+from node.spool.durable import file_sha256, fsync_dir, safe_name, write_atomic
+from node.spool.headers import InstanceHeader, header_from_dataset
+from node.spool.queries import SpoolQueries
+from node.spool.rows import ResultRow
+from node.spool.states import AssociationEnd, DeadLetterKind, OutboxState, StoreOutcome, StudyState
+from pipelines.study import Instance, Study
+
+
+class Spool(SpoolQueries):
+    """Files + SQLite index. Thread-safe: one SQLite connection per thread."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root).resolve()
+        self.tmp_dir = self.root / "tmp"
+        self.instances_dir = self.root / "instances"
+        self.outbox_dir = self.root / "outbox"
+        self.broker_dir = self.root / "broker"
+        self.results_dir = self.root / "results"
+        for d in (self.root, self.tmp_dir, self.instances_dir, self.outbox_dir, self.broker_dir, self.results_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self.index_path = self.root / "index.sqlite3"
+        self._local = threading.local()
+        schema.create(self._db())
+
+    # -- SQLite plumbing ---------------------------------------------------------------------------
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = schema.connect(self.index_path)
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # -- Layout ------------------------------------------------------------------------------------
+
+    def instance_path(self, study_uid: str, sop_instance_uid: str) -> Path:
+        return self.instances_dir / safe_name(study_uid) / f"{safe_name(sop_instance_uid)}.dcm"
+
+    def outbox_path(self, study_uid: str, generation: int, sop_instance_uid: str) -> Path:
+        return self.outbox_dir / safe_name(study_uid) / str(generation) / f"{safe_name(sop_instance_uid)}.dcm"
+
+    def result_path(self, study_uid: str, generation: int, pipeline: str) -> Path:
+        return self.results_dir / safe_name(study_uid) / str(generation) / f"{safe_name(pipeline)}.json"
+
+    # -- Receiving ---------------------------------------------------------------------------------
+
+    def open_association(self, assoc_id: str, calling_aet: str, peer: str, now: float | None = None) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO associations(id, calling_aet, peer, opened_at) VALUES (?,?,?,?)",
+                (assoc_id, calling_aet, peer, now if now is not None else time.time()),
+            )
+
+    def close_association(self, assoc_id: str, how: AssociationEnd | str, now: float | None = None) -> None:
+        """Mark an association released/aborted (the association-release marker used by assembly)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE associations SET closed_at=?, how=? WHERE id=? AND closed_at IS NULL",
+                (now if now is not None else time.time(), str(how), assoc_id),
+            )
+
+    def store(
+        self, data: bytes, header: InstanceHeader, *, assoc_id: str = "", calling_aet: str = "",
+        now: float | None = None,
+    ) -> StoreOutcome:
+        """Persist one instance (Part 10 bytes) durably and index it. Returns what happened."""
+        now = now if now is not None else time.time()
+        db = self._db()
+        row = db.execute(
+            "SELECT sha256, study_uid, path FROM instances WHERE sop_instance_uid=?", (header.sop_instance_uid,)
+        ).fetchone()
+        digest = ""  # hashed only when a duplicate needs comparing (saves ~20 ms per 10 MB instance)
+        if row is not None and row["study_uid"] == header.study_uid:
+            digest = hashlib.sha256(data).hexdigest()
+            if (row["sha256"] or file_sha256(Path(row["path"]))) == digest:
+                with self._tx() as db:
+                    self._link_association(db, header.study_uid, assoc_id)
+                return StoreOutcome.DUPLICATE
+        path = self.instance_path(header.study_uid, header.sop_instance_uid)
+        new_dir = not path.parent.exists()
+        write_atomic(data, path, self.tmp_dir)
+        if new_dir:
+            fsync_dir(self.instances_dir)
+        with self._tx() as db:
+            outcome = self._index(db, header, path, len(data), digest, calling_aet, assoc_id, now)
+        if outcome is StoreOutcome.REPLACED and row is not None and row["path"] != str(path):
+            Path(row["path"]).unlink(missing_ok=True)
+        return outcome
+
+    def _link_association(self, db: sqlite3.Connection, study_uid: str, assoc_id: str) -> None:
+        if assoc_id:
+            db.execute("INSERT OR IGNORE INTO study_associations VALUES (?,?)", (study_uid, assoc_id))
+
+    def _index(
+        self, db: sqlite3.Connection, h: InstanceHeader, path: Path, size: int, digest: str, calling_aet: str,
+        assoc_id: str, now: float,
+    ) -> StoreOutcome:
+        old = db.execute(
+            "SELECT study_uid FROM instances WHERE sop_instance_uid=?", (h.sop_instance_uid,)
+        ).fetchone()
+        db.execute(
+            "INSERT OR REPLACE INTO instances VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (h.sop_instance_uid, h.study_uid, h.series_uid, h.sop_class_uid, h.transfer_syntax, h.modality,
+             h.body_part, h.view_position, h.series_description, json.dumps(list(h.image_orientation)),
+             str(path), size, digest, calling_aet, assoc_id, now),
+        )
+        if old is not None and old["study_uid"] != h.study_uid:
+            self._bump(db, old["study_uid"], now, delta_instances=-1)
+        self._bump(db, h.study_uid, now, delta_instances=0 if old is not None and old["study_uid"] == h.study_uid else 1)
+        self._link_association(db, h.study_uid, assoc_id)
+        return StoreOutcome.NEW if old is None else StoreOutcome.REPLACED
+
+    @staticmethod
+    def _bump(db: sqlite3.Connection, study_uid: str, now: float, delta_instances: int) -> None:
+        db.execute(
+            "INSERT INTO studies(study_uid, state, generation, n_instances, first_received_at, last_received_at)"
+            " VALUES (?, ?, 1, ?, ?, ?)"
+            " ON CONFLICT(study_uid) DO UPDATE SET generation=generation+1, n_instances=n_instances+?,"
+            " last_received_at=?, state=?, ready_at=NULL",
+            (study_uid, StudyState.RECEIVING.value, max(delta_instances, 0), now, now, delta_instances, now,
+             StudyState.RECEIVING.value),
+        )
+
+    # -- Recovery ----------------------------------------------------------------------------------
+
+    def recover(self, now: float | None = None) -> dict[str, int]:
+        """Start-up repair after a crash: drop partial files, close associations of the dead process,
+        index complete files that were written but not indexed, and re-queue unfinished studies."""
+        from pydicom import dcmread
+
+        now = now if now is not None else time.time()
+        removed = 0
+        for p in self.tmp_dir.glob("*.part"):
+            p.unlink(missing_ok=True)
+            removed += 1
+        with self._tx() as db:
+            closed = db.execute(
+                "UPDATE associations SET closed_at=?, how=? WHERE closed_at IS NULL", (now, AssociationEnd.LOST.value)
+            ).rowcount
+            known = {r[0] for r in db.execute("SELECT path FROM instances")}
+        orphans = 0
+        for p in self.instances_dir.glob("*/*.dcm"):
+            if str(p) in known:
+                continue
+            try:
+                ds = dcmread(p, stop_before_pixels=True)
+                header = header_from_dataset(ds)
+            except Exception:  # noqa: BLE001 - a file we cannot read is moved aside, never deleted
+                p.rename(p.with_suffix(".unreadable"))
+                continue
+            with self._tx() as db:
+                self._index(db, header, p, p.stat().st_size, "", "", "", now)
+            orphans += 1
+        with self._tx() as db:
+            requeued = db.execute(
+                "UPDATE studies SET dispatched_generation=analyzed_generation, state=?"
+                " WHERE generation > analyzed_generation AND state IN (?,?,?)",
+                (StudyState.RECEIVING.value, StudyState.QUEUED.value, StudyState.ANALYZING.value,
+                 StudyState.RECEIVING.value),
+            ).rowcount
+        return {"partial_files_removed": removed, "associations_closed": closed, "orphans_indexed": orphans,
+                "studies_requeued": requeued}
+
+    # -- Assembly ----------------------------------------------------------------------------------
+
+    def ready_studies(self, now: float, stable_age_s: float, open_association_age_s: float) -> list[tuple[str, int]]:
+        """Studies to dispatch now: new instances since the last dispatch, quiet for ``stable_age_s`` with
+        every association that brought them closed, or quiet for ``open_association_age_s`` regardless."""
+        rows = self._db().execute(
+            "SELECT s.study_uid, s.generation, s.last_received_at, EXISTS("
+            "  SELECT 1 FROM study_associations sa JOIN associations a ON a.id = sa.assoc_id"
+            "  WHERE sa.study_uid = s.study_uid AND a.closed_at IS NULL) AS open_assoc"
+            " FROM studies s WHERE s.generation > s.dispatched_generation AND s.last_received_at <= ?"
+            " ORDER BY s.last_received_at",
+            (now - stable_age_s,),
+        ).fetchall()
+        out = []
+        for r in rows:
+            if not r["open_assoc"] or r["last_received_at"] <= now - open_association_age_s:
+                out.append((r["study_uid"], int(r["generation"])))
+        return out
+
+    def mark_dispatched(self, study_uid: str, generation: int, task_id: str, now: float | None = None) -> None:
+        now = now if now is not None else time.time()
+        with self._tx() as db:
+            db.execute(
+                "UPDATE studies SET dispatched_generation=MAX(dispatched_generation, ?), dispatched_at=?,"
+                " task_id=?, state=CASE WHEN generation <= ? THEN ? ELSE state END,"
+                " ready_at=COALESCE(ready_at, ?) WHERE study_uid=?",
+                (generation, now, task_id, generation, StudyState.QUEUED.value, now, study_uid),
+            )
+
+    # -- Analysis ----------------------------------------------------------------------------------
+
+    def begin_analysis(self, study_uid: str, now: float | None = None) -> tuple[Study, int] | None:
+        """Snapshot the study for analysis. None when the newest generation was already analysed."""
+        now = now if now is not None else time.time()
+        with self._tx() as db:
+            s = db.execute("SELECT * FROM studies WHERE study_uid=?", (study_uid,)).fetchone()
+            if s is None:
+                raise KeyError(f"study {study_uid} is not in the spool")
+            if s["analyzed_generation"] >= s["generation"]:
+                return None
+            db.execute(
+                "UPDATE studies SET state=?, analysis_started_at=? WHERE study_uid=?",
+                (StudyState.ANALYZING.value, now, study_uid),
+            )
+            rows = db.execute(
+                "SELECT * FROM instances WHERE study_uid=? ORDER BY series_uid, path", (study_uid,)
+            ).fetchall()
+            generation = int(s["generation"])
+        instances = tuple(
+            Instance(
+                path=Path(r["path"]), sop_instance_uid=r["sop_instance_uid"], sop_class_uid=r["sop_class_uid"],
+                series_uid=r["series_uid"], modality=r["modality"], body_part=r["body_part"],
+                view_position=r["view_position"], series_description=r["series_description"],
+                image_orientation=tuple(json.loads(r["image_orientation"])),
+            )
+            for r in rows
+        )
+        return Study(study_uid, instances), generation
+
+    def finish_analysis(
+        self,
+        study_uid: str,
+        generation: int,
+        objects: list[tuple[str, str, Path]],
+        destinations: list[str],
+        *,
+        skipped_reason: str = "",
+        summary: str = "",
+        results: list[ResultRow] | tuple[ResultRow, ...] = (),
+        now: float | None = None,
+    ) -> bool:
+        """Record an analysis of ``generation`` with its written objects ``(sop uid, sop class, path)`` and
+        queue them for every destination. Returns False (nothing queued) when a newer analysis already
+        finished; otherwise older pending outbox rows of the study are superseded. ``results`` (typed
+        result files, see ``node.patients``) are indexed in the same transaction."""
+        now = now if now is not None else time.time()
+        with self._tx() as db:
+            s = db.execute("SELECT * FROM studies WHERE study_uid=?", (study_uid,)).fetchone()
+            if s is None or s["analyzed_generation"] >= generation:
+                return False
+            db.execute(
+                "UPDATE outbox SET state=?, updated_at=? WHERE study_uid=? AND state IN (?,?) AND generation < ?",
+                (OutboxState.SUPERSEDED.value, now, study_uid, OutboxState.PENDING.value, OutboxState.FAILED.value,
+                 generation),
+            )
+            if s["generation"] > generation:
+                state = StudyState.RECEIVING  # late instances arrived meanwhile: it will be re-dispatched
+            elif not objects and skipped_reason:
+                state = StudyState.SKIPPED
+            else:
+                state = StudyState.DONE
+            db.execute(
+                "UPDATE studies SET analyzed_generation=?, analyzed_at=?, state=?, reason=?, summary=?"
+                " WHERE study_uid=?",
+                (generation, now, state.value, skipped_reason, summary, study_uid),
+            )
+            for r in results:
+                db.execute(
+                    "INSERT OR REPLACE INTO results(study_uid, generation, pipeline, patient_key, study_time, path,"
+                    " created_at) VALUES (?,?,?,?,?,?,?)",
+                    (study_uid, generation, r.pipeline, r.patient_key, r.study_time, r.path, now),
+                )
+            for dest in destinations:
+                for sop_uid, sop_class, path in objects:
+                    db.execute(
+                        "INSERT INTO outbox(study_uid, generation, destination, sop_instance_uid, sop_class_uid, path,"
+                        " state, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                        (study_uid, generation, dest, sop_uid, sop_class, str(path), OutboxState.PENDING.value,
+                         now, now),
+                    )
+        return True
+
+    def fail_study(self, study_uid: str, generation: int, error: str, task_id: str = "", now: float | None = None) -> None:
+        """Dead-letter an analysis that exhausted its retries."""
+        now = now if now is not None else time.time()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO dead_letters(kind, study_uid, generation, task_id, error, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (DeadLetterKind.ANALYZE.value, study_uid, generation, task_id, error[:4000], now),
+            )
+            db.execute(
+                "UPDATE studies SET state=?, reason=?, analyzed_at=? WHERE study_uid=? AND analyzed_generation < ?",
+                (StudyState.FAILED.value, error[:1000], now, study_uid, generation),
+            )
+
+    # -- Delivery ----------------------------------------------------------------------------------
+
+    def mark_sent(self, ids: list[int], now: float | None = None) -> None:
+        now = now if now is not None else time.time()
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE outbox SET state=?, sent_at=?, updated_at=?, attempts=attempts+1, last_error=''"
+                " WHERE id=? AND state=?",
+                [(OutboxState.SENT.value, now, now, i, OutboxState.PENDING.value) for i in ids],
+            )
+
+    def mark_attempt_failed(self, ids: list[int], error: str, *, final: bool = False, now: float | None = None) -> None:
+        now = now if now is not None else time.time()
+        state = OutboxState.FAILED if final else OutboxState.PENDING
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE outbox SET attempts=attempts+1, last_error=?, updated_at=?, state=? WHERE id=? AND state=?",
+                [(error[:1000], now, state.value, i, OutboxState.PENDING.value) for i in ids],
+            )
+            if final and ids:
+                r = db.execute("SELECT study_uid, generation, destination FROM outbox WHERE id=?", (ids[0],)).fetchone()
+                db.execute(
+                    "INSERT INTO dead_letters(kind, study_uid, generation, destination, error, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (DeadLetterKind.DELIVER.value, r["study_uid"], r["generation"], r["destination"], error[:4000],
+                     now),
+                )
+
+    def touch_outbox(self, study_uid: str, destination: str, now: float | None = None) -> None:
+        now = now if now is not None else time.time()
+        with self._tx() as db:
+            db.execute("UPDATE outbox SET updated_at=? WHERE study_uid=? AND destination=? AND state=?",
+                       (now, study_uid, destination, OutboxState.PENDING.value))
