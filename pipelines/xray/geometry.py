@@ -55,7 +55,10 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.results import KEYPOINT_NAMES, SEGMENTS, VERTEBRAE, Measurement, View
+from pipelines.results import Measurement
+from pipelines.vocabulary import KEYPOINT_NAMES, SEGMENTS, VERTEBRAE, View
+from pipelines.xray import kernels as k
+from pipelines.xray.kernels import GeometryError
 
 __all__ = [
     "GeometryError",
@@ -113,207 +116,6 @@ CONVENTIONS: dict[str, str] = {
 }
 """How each measurement is defined and signed (for reports and the SR); copied into ``Measurement.reason``."""
 
-_ROLES = {"AS": 0, "AI": 1, "PS": 2, "PI": 3}
-_MIN_MM = 0.05
-"""Vectors shorter than this (mm) are treated as coincident points."""
-
-
-class GeometryError(ValueError):
-    """The keypoints do not allow the measurement (missing, non-finite, coincident or collinear points)."""
-
-
-def _idx(vertebra: str, role: str) -> int:
-    return 4 * VERTEBRAE.index(vertebra) + _ROLES[role]
-
-
-def _sl(vertebra: str) -> int:
-    return 24 + VERTEBRAE.index(vertebra)
-
-
-# ------------------------------------------------------------------------------------- input handling
-def _as_points(points: np.ndarray) -> np.ndarray:
-    p = np.asarray(points, dtype=np.float64)
-    if p.shape != (len(KEYPOINT_NAMES), 2):
-        raise GeometryError(f"expected keypoints of shape (30, 2), got {p.shape}")
-    return p
-
-
-def _as_spacing(spacing_mm: Sequence[float]) -> tuple[float, float]:
-    try:
-        r, c = (float(v) for v in spacing_mm)
-    except (TypeError, ValueError) as exc:
-        raise GeometryError(f"pixel spacing must be (row, col) mm/px, got {spacing_mm!r}") from exc
-    if not (np.isfinite(r) and np.isfinite(c) and r > 0 and c > 0):
-        raise GeometryError(f"pixel spacing must be positive and finite, got {(r, c)}")
-    return r, c
-
-
-def _to_mm(points_px: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
-    """(..., 30, 2) px -> mm (x * col spacing, y * row spacing)."""
-    return points_px * np.array([spacing[1], spacing[0]])
-
-
-def _require(p_mm: np.ndarray, idx: Sequence[int], what: str) -> None:
-    bad = [KEYPOINT_NAMES[i] for i in idx if not np.all(np.isfinite(p_mm[..., i, :]))]
-    if bad:
-        raise GeometryError(f"{what}: missing or non-finite keypoint(s): {', '.join(bad)}")
-
-
-# ------------------------------------------------------------------------------------- vector helpers
-def _cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    return u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]
-
-
-def _dot(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    return u[..., 0] * v[..., 0] + u[..., 1] * v[..., 1]
-
-
-def _norm(u: np.ndarray) -> np.ndarray:
-    return np.hypot(u[..., 0], u[..., 1])
-
-
-def _nonzero(u: np.ndarray, what: str, strict: bool) -> np.ndarray:
-    """``u`` with too-short vectors replaced by NaN; raises in strict mode."""
-    n = _norm(u)
-    short = ~(n >= _MIN_MM)
-    if strict and np.any(short):
-        raise GeometryError(f"{what}: the two points coincide (< {_MIN_MM} mm apart)")
-    return np.where(short[..., None], np.nan, u)
-
-
-def _signed_angle(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Angle from u to v in degrees, positive in the sense of positive cross product (image frame)."""
-    return np.degrees(np.arctan2(_cross(u, v), _dot(u, v)))
-
-
-@dataclass(frozen=True)
-class _Frame:
-    anterior: np.ndarray
-    """(N, 2) unit vectors pointing anterior (image mm)."""
-    sense: np.ndarray
-    """(N,) +1 or -1: sign that makes 'anterior towards cranial' a positive rotation."""
-
-
-def _frame(p: np.ndarray, strict: bool) -> _Frame:
-    """Anatomical directions from all available vertebrae (NaN-tolerant over vertebrae)."""
-    c = p[..., :24, :].reshape(p.shape[:-2] + (6, 4, 2))
-    ant = 0.5 * (c[..., 0, :] + c[..., 1, :]) - 0.5 * (c[..., 2, :] + c[..., 3, :])
-    cran = (c[..., 0, :] - c[..., 1, :]) + (c[..., 2, :] - c[..., 3, :])
-    ok = np.all(np.isfinite(ant), axis=-1) & np.all(np.isfinite(cran), axis=-1)
-    if strict and not np.any(ok):
-        raise GeometryError("no complete vertebra: cannot tell anterior from cranial")
-    a = np.nansum(np.where(ok[..., None], ant, 0.0), axis=-2)
-    k = np.nansum(np.where(ok[..., None], cran, 0.0), axis=-2)
-    a_n, k_n = _norm(a), _norm(k)
-    crs = _cross(a, k) / np.maximum(a_n * k_n, 1e-12)
-    bad = ~(np.abs(crs) > 0.2) | ~(a_n > _MIN_MM) | ~(k_n > _MIN_MM)
-    if strict and np.any(bad):
-        raise GeometryError("keypoints are (nearly) collinear: anterior and cranial directions are not distinct")
-    unit = a / np.maximum(a_n, 1e-12)[..., None]
-    sense = np.where(bad, np.nan, np.sign(crs))
-    return _Frame(np.where(bad[..., None], np.nan, unit), sense)
-
-
-# --------------------------------------------------------------------------------- batched kernels
-# Each kernel takes mm points of shape (N, 30, 2) and returns (N,) values (NaN for degenerate samples,
-# or raises GeometryError when strict).
-
-
-def _k_cobb(p: np.ndarray, upper: str, lower: str, strict: bool) -> np.ndarray:
-    f = _frame(p, strict)
-    u = _nonzero(p[:, _idx(upper, "AI")] - p[:, _idx(upper, "PI")], f"{upper} inferior endplate", strict)
-    v = _nonzero(p[:, _idx(lower, "AI")] - p[:, _idx(lower, "PI")], f"{lower} inferior endplate", strict)
-    return f.sense * _signed_angle(v, u)
-
-
-def _c2_centre(p: np.ndarray, strict: bool) -> np.ndarray:
-    as_, ai, ps, pi = (p[:, _idx("C2", r)] for r in ("AS", "AI", "PS", "PI"))
-    d1, d2, r = pi - as_, ps - ai, ai - as_
-    den = _cross(d1, d2)
-    scale = np.maximum(_norm(d1) * _norm(d2), 1e-12)
-    bad = ~(np.abs(den) / scale > 1e-3)
-    if strict and np.any(bad):
-        raise GeometryError("C2 corners are collinear: the diagonals AS-PI and AI-PS do not intersect")
-    s = np.where(bad, np.nan, _cross(r, d2) / np.where(bad, 1.0, den))
-    return as_ + s[:, None] * d1
-
-
-def _k_sva(p: np.ndarray, strict: bool) -> np.ndarray:
-    f = _frame(p, strict)
-    ax = f.anterior[:, 0]
-    bad = ~(np.abs(ax) > 0.2)
-    if strict and np.any(bad):
-        raise GeometryError("anterior direction is (nearly) vertical in the image: SVA needs an upright image")
-    c = _c2_centre(p, strict)
-    return np.where(bad, np.nan, np.sign(ax) * (c[:, 0] - p[:, _idx("C7", "PS"), 0]))
-
-
-def _k_segmental(p: np.ndarray, seg: str, strict: bool) -> np.ndarray:
-    up, lo = seg.split("-")
-    f = _frame(p, strict)
-    u = _nonzero(p[:, _idx(up, "AI")] - p[:, _idx(up, "PI")], f"{up} inferior endplate", strict)
-    v = _nonzero(p[:, _idx(lo, "AS")] - p[:, _idx(lo, "PS")], f"{lo} superior endplate", strict)
-    return f.sense * _signed_angle(v, u)
-
-
-def _wall_normal(p: np.ndarray, v: str, strict: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Posterior wall vector (PI -> PS) and its unit normal pointing anterior."""
-    w = _nonzero(p[:, _idx(v, "PS")] - p[:, _idx(v, "PI")], f"{v} posterior wall", strict)
-    n = np.stack([-w[:, 1], w[:, 0]], axis=-1) / _norm(w)[:, None]
-    am = 0.5 * (p[:, _idx(v, "AS")] + p[:, _idx(v, "AI")])
-    pm = 0.5 * (p[:, _idx(v, "PS")] + p[:, _idx(v, "PI")])
-    side = np.sign(_dot(n, am - pm))
-    if strict and np.any(side == 0):
-        raise GeometryError(f"{v}: anterior wall lies on the posterior wall line")
-    return w, n * np.where(side == 0, np.nan, side)[:, None]
-
-
-def _k_translation(p: np.ndarray, seg: str, strict: bool) -> np.ndarray:
-    up, lo = seg.split("-")
-    _, n = _wall_normal(p, up, strict)
-    return -_dot(p[:, _idx(lo, "PS")] - p[:, _idx(up, "PI")], n)
-
-
-def _k_wall_angle(p: np.ndarray, seg: str, strict: bool) -> np.ndarray:
-    up, lo = seg.split("-")
-    f = _frame(p, strict)
-    wu, _ = _wall_normal(p, up, strict)
-    wl, _ = _wall_normal(p, lo, strict)
-    return f.sense * _signed_angle(wl, wu)
-
-
-def _k_sdvb(p: np.ndarray, v: str, strict: bool) -> np.ndarray:
-    am = 0.5 * (p[:, _idx(v, "AS")] + p[:, _idx(v, "AI")])
-    pm = 0.5 * (p[:, _idx(v, "PS")] + p[:, _idx(v, "PI")])
-    return _norm(_nonzero(am - pm, f"{v} anterior and posterior wall midpoints", strict))
-
-
-def _k_sdvc(p: np.ndarray, v: str, strict: bool) -> np.ndarray:
-    pm = 0.5 * (p[:, _idx(v, "PS")] + p[:, _idx(v, "PI")])
-    return _norm(_nonzero(p[:, _sl(v)] - pm, f"{v} posterior wall midpoint and spinolaminar point", strict))
-
-
-def _k_pavlov(p: np.ndarray, v: str, strict: bool) -> np.ndarray:
-    return _k_sdvc(p, v, strict) / _k_sdvb(p, v, strict)
-
-
-def _k_offsets(p: np.ndarray, strict: bool) -> np.ndarray:
-    """(N, 4) Ishihara offsets of C3..C6 PI from the chord C2 PI - C7 PI, anterior positive (mm)."""
-    f = _frame(p, strict)
-    a, b = p[:, _idx("C2", "PI")], p[:, _idx("C7", "PI")]
-    chord = _nonzero(b - a, "C2 and C7 posterior-inferior corners", strict)
-    n = np.stack([-chord[:, 1], chord[:, 0]], axis=-1) / _norm(chord)[:, None]
-    n = n * np.sign(_dot(n, f.anterior))[:, None]
-    pts = np.stack([p[:, _idx(v, "PI")] for v in ("C3", "C4", "C5", "C6")], axis=1)
-    return _dot(pts - a[:, None, :], n[:, None, :])
-
-
-def _k_curvature_index(p: np.ndarray, strict: bool) -> np.ndarray:
-    off = _k_offsets(p, strict)
-    chord = _norm(p[:, _idx("C7", "PI")] - p[:, _idx("C2", "PI")])
-    return 100.0 * off.sum(axis=1) / chord
-
-
 # --------------------------------------------------------------------------------- measurement specs
 @dataclass(frozen=True)
 class _Spec:
@@ -330,24 +132,24 @@ def _all_corners(vertebrae: Sequence[str] = VERTEBRAE) -> tuple[int, ...]:
 
 def _specs() -> list[_Spec]:
     specs: list[_Spec] = [
-        _Spec("cobb_c2_c7", "C2-C7", "deg", _all_corners(("C2", "C7")), lambda p, s: _k_cobb(p, "C2", "C7", s)),
-        _Spec("sva_c2_c7", "C2-C7", "mm", _all_corners(("C2",)) + (_idx("C7", "PS"),), lambda p, s: _k_sva(p, s)),
+        _Spec("cobb_c2_c7", "C2-C7", "deg", _all_corners(("C2", "C7")), lambda p, s: k.cobb(p, "C2", "C7", s)),
+        _Spec("sva_c2_c7", "C2-C7", "mm", _all_corners(("C2",)) + (k.idx("C7", "PS"),), lambda p, s: k.sva(p, s)),
     ]
     for seg in SEGMENTS:
         up, lo = seg.split("-")
         both = _all_corners((up, lo))
-        specs.append(_Spec("segmental_angle", seg, "deg", both, lambda p, s, g=seg: _k_segmental(p, g, s)))
-        specs.append(_Spec("listhesis_distance", seg, "mm", both, lambda p, s, g=seg: _k_translation(p, g, s)))
-        specs.append(_Spec("listhesis_angle", seg, "deg", both, lambda p, s, g=seg: _k_wall_angle(p, g, s)))
+        specs.append(_Spec("segmental_angle", seg, "deg", both, lambda p, s, g=seg: k.segmental(p, g, s)))
+        specs.append(_Spec("listhesis_distance", seg, "mm", both, lambda p, s, g=seg: k.translation(p, g, s)))
+        specs.append(_Spec("listhesis_angle", seg, "deg", both, lambda p, s, g=seg: k.wall_angle(p, g, s)))
     for v in CANAL_LEVELS:
         c = _all_corners((v,))
-        specs.append(_Spec("sdvb", v, "mm", c, lambda p, s, v=v: _k_sdvb(p, v, s)))
-        specs.append(_Spec("sdvc", v, "mm", c + (_sl(v),), lambda p, s, v=v: _k_sdvc(p, v, s)))
-        specs.append(_Spec("pavlov_ratio", v, "1", c + (_sl(v),), lambda p, s, v=v: _k_pavlov(p, v, s)))
-    pis = tuple(_idx(v, "PI") for v in VERTEBRAE) + _all_corners()
+        specs.append(_Spec("sdvb", v, "mm", c, lambda p, s, v=v: k.sdvb(p, v, s)))
+        specs.append(_Spec("sdvc", v, "mm", c + (k.sl(v),), lambda p, s, v=v: k.sdvc(p, v, s)))
+        specs.append(_Spec("pavlov_ratio", v, "1", c + (k.sl(v),), lambda p, s, v=v: k.pavlov(p, v, s)))
+    pis = tuple(k.idx(v, "PI") for v in VERTEBRAE) + _all_corners()
     for j, v in enumerate(("C3", "C4", "C5", "C6")):
-        specs.append(_Spec("curvature_offset", v, "mm", pis, lambda p, s, j=j: _k_offsets(p, s)[:, j]))
-    specs.append(_Spec("curvature_index", "C2-C7", "%", pis, lambda p, s: _k_curvature_index(p, s)))
+        specs.append(_Spec("curvature_offset", v, "mm", pis, lambda p, s, j=j: k.offsets(p, s)[:, j]))
+    specs.append(_Spec("curvature_index", "C2-C7", "%", pis, lambda p, s: k.curvature_index(p, s)))
     return specs
 
 
@@ -357,13 +159,13 @@ _SPEC_BY_KEY = {(s.key, s.site): s for s in _SPECS}
 
 def _keypoint_names(spec: _Spec) -> tuple[str, ...]:
     if spec.key.startswith("curvature"):
-        return tuple(KEYPOINT_NAMES[_idx(v, "PI")] for v in VERTEBRAE)
+        return tuple(KEYPOINT_NAMES[k.idx(v, "PI")] for v in VERTEBRAE)
     return tuple(KEYPOINT_NAMES[i] for i in spec.needed)
 
 
 def _single(points: np.ndarray, spacing_mm: Sequence[float], spec: _Spec) -> float:
-    p = _to_mm(_as_points(points), _as_spacing(spacing_mm))[None]
-    _require(p[0], spec.needed, f"{spec.key} {spec.site}")
+    p = k.to_mm(k.as_points(points), k.as_spacing(spacing_mm))[None]
+    k.require(p[0], spec.needed, f"{spec.key} {spec.site}")
     value = float(spec.kernel(p, True)[0])
     if not np.isfinite(value):
         raise GeometryError(f"{spec.key} {spec.site}: degenerate keypoints (result not finite)")
@@ -376,7 +178,7 @@ def cobb_angle(points: np.ndarray, spacing_mm: Sequence[float], upper: str = "C2
     if upper not in VERTEBRAE or lower not in VERTEBRAE or upper == lower:
         raise GeometryError(f"bad vertebrae for a Cobb angle: {upper}, {lower}")
     spec = _Spec(f"cobb_{upper}_{lower}".lower(), f"{upper}-{lower}", "deg", _all_corners((upper, lower)),
-                 lambda p, s: _k_cobb(p, upper, lower, s))
+                 lambda p, s: k.cobb(p, upper, lower, s))
     return _single(points, spacing_mm, spec)
 
 
@@ -486,7 +288,7 @@ def _interval(values: np.ndarray) -> tuple[float, float] | None:
 
 
 def _mask_points(points: np.ndarray, visible: np.ndarray | None) -> np.ndarray:
-    p = _as_points(points).copy()
+    p = k.as_points(points).copy()
     if visible is not None:
         vis = np.asarray(visible, dtype=bool)
         if vis.shape != (len(KEYPOINT_NAMES),):
@@ -506,17 +308,17 @@ def measure_view(points: np.ndarray, spacing_mm: tuple[float, float], *, view: V
     from ``n_samples`` perturbations of the keypoints (isotropic Gaussian, sigma in px).
     """
     p_px = _mask_points(points, visible)
-    spacing = _as_spacing(spacing_mm)
-    p = _to_mm(p_px, spacing)[None]
+    spacing = k.as_spacing(spacing_mm)
+    p = k.to_mm(p_px, spacing)[None]
     samples_px = _samples(p_px, sigma_px, rng, n_samples)
-    samples = _to_mm(samples_px, spacing) if samples_px is not None else None
+    samples = k.to_mm(samples_px, spacing) if samples_px is not None else None
     uids = (image_uid,) if image_uid else ()
     out: list[Measurement] = []
     for spec in _SPECS:
         out.append(_measure(spec, p, samples, view, uids))
     cobb = out[0]
     if cobb.value is None and not np.all(np.isfinite(p[0, list(_all_corners(("C7",)))])):
-        sub = _Spec("cobb_c2_c6", "C2-C6", "deg", _all_corners(("C2", "C6")), lambda q, s: _k_cobb(q, "C2", "C6", s))
+        sub = _Spec("cobb_c2_c6", "C2-C6", "deg", _all_corners(("C2", "C6")), lambda q, s: k.cobb(q, "C2", "C6", s))
         m = _measure(sub, p, samples, view, uids)
         out.insert(1, Measurement(**{**m.__dict__, "reason": "C7 not available: C6 used instead (paper 002)"}))
     return out
@@ -526,7 +328,7 @@ def _measure(spec: _Spec, p: np.ndarray, samples: np.ndarray | None, view: View 
              uids: tuple[str, ...]) -> Measurement:
     name = MEASUREMENT_NAMES[spec.key]
     try:
-        _require(p[0], spec.needed, f"{spec.key} {spec.site}")
+        k.require(p[0], spec.needed, f"{spec.key} {spec.site}")
         value = float(spec.kernel(p, True)[0])
         if not np.isfinite(value):
             raise GeometryError(f"{spec.key} {spec.site}: degenerate keypoints (result not finite)")
@@ -549,8 +351,8 @@ def measure_dynamic(flexion: np.ndarray, extension: np.ndarray, spacing_flexion:
                     visible: tuple[np.ndarray | None, np.ndarray | None] = (None, None)) -> list[Measurement]:
     """Flexion-extension differences per segment: ``|flexion - extension|`` of translation (mm) and of
     posterior-wall angulation (deg), ``view=None`` (paper 002; White & Panjabi's instability measures)."""
-    pf = _to_mm(_mask_points(flexion, visible[0]), _as_spacing(spacing_flexion))[None]
-    pe = _to_mm(_mask_points(extension, visible[1]), _as_spacing(spacing_extension))[None]
+    pf = k.to_mm(_mask_points(flexion, visible[0]), k.as_spacing(spacing_flexion))[None]
+    pe = k.to_mm(_mask_points(extension, visible[1]), k.as_spacing(spacing_extension))[None]
     rng = rng if rng is not None else np.random.default_rng(0)
     sf = _samples(pf[0] / np.array([spacing_flexion[1], spacing_flexion[0]]), sigma_px[0], rng, n_samples)
     se = _samples(pe[0] / np.array([spacing_extension[1], spacing_extension[0]]), sigma_px[1], rng, n_samples)
@@ -559,7 +361,7 @@ def measure_dynamic(flexion: np.ndarray, extension: np.ndarray, spacing_flexion:
     if se is not None and sf is None:
         sf = np.repeat(pf / np.array([spacing_flexion[1], spacing_flexion[0]]), n_samples, axis=0)
     if sf is not None and se is not None:
-        sf, se = _to_mm(sf, _as_spacing(spacing_flexion)), _to_mm(se, _as_spacing(spacing_extension))
+        sf, se = k.to_mm(sf, k.as_spacing(spacing_flexion)), k.to_mm(se, k.as_spacing(spacing_extension))
     uids = tuple(u for u in image_uids if u)
     out: list[Measurement] = []
     for key in ("listhesis_distance", "listhesis_angle"):
@@ -570,7 +372,7 @@ def measure_dynamic(flexion: np.ndarray, extension: np.ndarray, spacing_flexion:
                 vals = []
                 for p, label in ((pf, "flexion"), (pe, "extension")):
                     try:
-                        _require(p[0], spec.needed, f"{key} {seg}")
+                        k.require(p[0], spec.needed, f"{key} {seg}")
                         v = float(spec.kernel(p, True)[0])
                     except GeometryError as exc:
                         raise GeometryError(f"{label}: {exc}") from None

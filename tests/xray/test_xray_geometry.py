@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from pipelines.results import SEGMENTS, View
 from pipelines.xray import geometry as g
+from pipelines.xray import kernels as k
 from pipelines.xray.phantom import generate_study
 
 ROT_INVARIANT = ("cobb_c2_c7", "segmental_angle", "listhesis_distance", "listhesis_angle", "sdvb", "sdvc",
@@ -149,11 +150,11 @@ def test_spacing_scales_distances_not_angles():
 def test_degenerate_inputs_raise_clear_errors():
     p = _straight_spine((4, 4, 4, 4, 4))
     nan = p.copy()
-    nan[g._idx("C7", "AI")] = np.nan
+    nan[k.idx("C7", "AI")] = np.nan
     with pytest.raises(g.GeometryError, match="C7 antero-inferior"):
         g.cobb_angle(nan, (1, 1))
     same = p.copy()
-    same[g._idx("C2", "AI")] = same[g._idx("C2", "PI")]
+    same[k.idx("C2", "AI")] = same[k.idx("C2", "PI")]
     with pytest.raises(g.GeometryError, match="coincide"):
         g.cobb_angle(same, (1, 1))
     line = np.column_stack([np.linspace(0, 100, 30), np.linspace(0, 50, 30)])
@@ -185,7 +186,7 @@ def test_missing_vertebra_gives_not_measurable_and_c6_fallback():
 def test_visible_mask_counts_as_missing():
     p = _straight_spine((4, 4, 4, 4, 4))
     vis = np.ones(30, bool)
-    vis[g._idx("C3", "PS")] = False
+    vis[k.idx("C3", "PS")] = False
     ms = _by_key(g.measure_view(p, (1, 1), visible=vis))
     assert ms[("sdvb", "C3", None)].value is None
     assert ms[("sdvb", "C4", None)].value == pytest.approx(15.0)
