@@ -1,23 +1,28 @@
-"""Delivery of result objects: C-STORE (pynetdicom) and STOW-RS (dicomweb-client).
+"""Delivery of result objects: one sender per destination kind, C-STORE (pynetdicom) and STOW-RS (dicomweb-client).
 
 The outbox is persistent: ``node.spool`` keeps one row per (result object, destination) with its state
 (``pending`` -> ``sent``; ``superseded`` when a newer analysis replaced it; ``failed`` when retries
 ran out), attempt count and last error. ``node.tasks.deliver`` calls ``send_rows`` and retries with
 backoff through Celery until the destination answers again; ``serve`` re-queues pending rows whose task
 was lost (restart, crash). ``cspine-node status`` shows the last error per destination.
+
+``SENDERS`` maps every ``DestinationKind`` to its ``Sender``; ``sender_for(kind)`` looks one up. A new kind of
+destination is a new ``DestinationKind`` member and a sender registered here.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import pydicom
 import requests
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 
-from node.settings import Destination
+from node.settings import Destination, DestinationKind
 from node.spool import OutboxRow, Spool
 
 LOG = logging.getLogger("node.deliver")
@@ -34,19 +39,47 @@ class DeliveryError(RuntimeError):
         self.failed_ids = failed_ids
 
 
+@dataclass
+class Attempt:
+    """What one delivery attempt did: outbox row ids stored, ids not stored, and the last error (``""``: none)."""
+
+    sent: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    error: str = ""
+
+
+class Sender(Protocol):
+    """Sends outbox rows to one kind of destination in one attempt; never raises for a delivery failure
+    (it returns the failed ids and the error, which ``send_rows`` records and Celery retries)."""
+
+    def send(self, dest: Destination, rows: list[OutboxRow], *, calling_aet: str) -> Attempt: ...
+
+
 def send_rows(dest: Destination, rows: list[OutboxRow], spool: Spool, *, calling_aet: str = "CSPINE") -> None:
     """Send the outbox ``rows`` to ``dest``; marks what was stored as sent, raises ``DeliveryError`` for the rest."""
-    if dest.kind == "dimse":
-        sent, failed, error = _send_dimse(dest, rows, calling_aet)
-    else:
-        sent, failed, error = _send_stow(dest, rows)
-    if sent:
-        spool.mark_sent(sent)
-    if failed:
-        raise DeliveryError(f"{dest.name}: {error}", failed)
+    attempt = sender_for(dest.kind).send(dest, rows, calling_aet=calling_aet)
+    if attempt.sent:
+        spool.mark_sent(attempt.sent)
+    if attempt.failed:
+        raise DeliveryError(f"{dest.name}: {attempt.error}", attempt.failed)
 
 
-def _send_dimse(dest: Destination, rows: list[OutboxRow], calling_aet: str) -> tuple[list[int], list[int], str]:
+class DimseSender:
+    """C-STORE over one association per attempt, one presentation context per SOP class (the files' own
+    transfer syntax plus explicit/implicit VR little endian)."""
+
+    def send(self, dest: Destination, rows: list[OutboxRow], *, calling_aet: str) -> Attempt:
+        return _send_dimse(dest, rows, calling_aet)
+
+
+class StowSender:
+    """STOW-RS of all rows in one request (dicomweb-client); the response's FailedSOPSequence names refusals."""
+
+    def send(self, dest: Destination, rows: list[OutboxRow], *, calling_aet: str) -> Attempt:
+        return _send_stow(dest, rows)
+
+
+def _send_dimse(dest: Destination, rows: list[OutboxRow], calling_aet: str) -> Attempt:
     ae = AE(ae_title=calling_aet)
     ae.acse_timeout = dest.timeout_s
     ae.dimse_timeout = dest.timeout_s
@@ -60,7 +93,7 @@ def _send_dimse(dest: Destination, rows: list[OutboxRow], calling_aet: str) -> t
     assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
     if not assoc.is_established:
         why = "association rejected" if assoc.is_rejected else "destination unreachable or association aborted"
-        return [], [r.id for r in rows], f"{why} ({dest.ae_title}@{dest.host}:{dest.port})"
+        return Attempt(failed=[r.id for r in rows], error=f"{why} ({dest.ae_title}@{dest.host}:{dest.port})")
     sent, failed, error = [], [], ""
     try:
         for r in rows:
@@ -83,10 +116,10 @@ def _send_dimse(dest: Destination, rows: list[OutboxRow], calling_aet: str) -> t
     finally:
         if assoc.is_established:
             assoc.release()
-    return sent, failed, error
+    return Attempt(sent, failed, error)
 
 
-def _send_stow(dest: Destination, rows: list[OutboxRow]) -> tuple[list[int], list[int], str]:
+def _send_stow(dest: Destination, rows: list[OutboxRow]) -> Attempt:
     from dicomweb_client.api import DICOMwebClient
 
     session = requests.Session()
@@ -99,13 +132,13 @@ def _send_stow(dest: Destination, rows: list[OutboxRow]) -> tuple[list[int], lis
     try:
         response = client.store_instances(datasets)
     except Exception as e:  # noqa: BLE001 - HTTP errors, connection refused: retried
-        return [], [r.id for r in rows], f"STOW-RS {type(e).__name__}: {str(e)[:300]}"
+        return Attempt(failed=[r.id for r in rows], error=f"STOW-RS {type(e).__name__}: {str(e)[:300]}")
     failed_uids = set()
     for item in getattr(response, "FailedSOPSequence", None) or []:
         failed_uids.add(str(item.get("ReferencedSOPInstanceUID", "")))
     sent = [r.id for r in rows if r.sop_instance_uid not in failed_uids]
     failed = [r.id for r in rows if r.sop_instance_uid in failed_uids]
-    return sent, failed, f"STOW-RS refused {len(failed)} object(s)" if failed else ""
+    return Attempt(sent, failed, f"STOW-RS refused {len(failed)} object(s)" if failed else "")
 
 
 def _with_timeout(request, timeout: float):  # noqa: ANN001, ANN202 - wraps requests.Session.request
@@ -114,3 +147,18 @@ def _with_timeout(request, timeout: float):  # noqa: ANN001, ANN202 - wraps requ
         return request(*args, **kwargs)
 
     return wrapped
+
+
+SENDERS: dict[DestinationKind, Sender] = {
+    DestinationKind.DIMSE: DimseSender(),
+    DestinationKind.STOW: StowSender(),
+}
+"""The sender of each destination kind."""
+
+
+def sender_for(kind: DestinationKind | str) -> Sender:
+    """The sender of destinations of ``kind``; ``ValueError`` for a kind without one."""
+    try:
+        return SENDERS[DestinationKind(kind)]
+    except (KeyError, ValueError):
+        raise ValueError(f"no sender for destination kind {kind!r}; known: {', '.join(SENDERS)}") from None

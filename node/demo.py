@@ -18,15 +18,17 @@ from pathlib import Path
 
 import pydicom
 
+from node.spool import StudyState
+
 
 def _wait(node, study_uid: str, timeout_s: float):  # noqa: ANN001, ANN202 - node.service.Node, spool row
     """The study's spool row once its newest generation is analysed (or failed), else None at the deadline."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         row = node.spool.study(study_uid)
-        if row is not None and row.state == "failed":
+        if row is not None and row.state is StudyState.FAILED:
             return row
-        if row is not None and row.state in {"done", "skipped"} and row.analyzed_generation >= row.generation:
+        if row is not None and row.state in {StudyState.DONE, StudyState.SKIPPED} and row.analyzed_generation >= row.generation:
             return row
         time.sleep(0.5)
     return node.spool.study(study_uid)
@@ -44,10 +46,10 @@ def _send_and_report(node, settings, study_uid: str, paths: list[Path], what: st
     shown = sorted({f"0x{s:04X}" for s in statuses})
     print(f"C-STORE statuses: {', '.join(shown)} ({len(statuses)} instances)")
     row = _wait(node, study_uid, timeout_s)
-    if row is not None and row.state == "failed":
+    if row is not None and row.state is StudyState.FAILED:
         print(f"analysis failed (dead letter): {row.reason}")
         return None
-    if row is None or row.state not in {"done", "skipped"}:
+    if row is None or row.state not in {StudyState.DONE, StudyState.SKIPPED}:
         print(f"study not analysed within {timeout_s:.0f} s (state: {row.state if row else 'unknown'})")
         return None
     print(f"analysed in {time.monotonic() - t0:.1f} s after the C-STORE began")

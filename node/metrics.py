@@ -72,7 +72,7 @@ class SpoolCollector(Collector):
         self.worker_interval_s = worker_interval_s
 
     def collect(self):  # noqa: ANN201 - prometheus-client protocol
-        from node.spool import Spool
+        from node.spool import Spool, StudyState
 
         spool = Spool(self.spool_root)
         try:
@@ -81,7 +81,7 @@ class SpoolCollector(Collector):
             for state, n in c["studies"].items():
                 g.add_metric([state], n)
             yield g
-            analysed = sum(n for s, n in c["studies"].items() if s in {"done", "skipped"})
+            analysed = sum(n for s, n in c["studies"].items() if s in {StudyState.DONE, StudyState.SKIPPED})
             yield CounterMetricFamily("cspine_studies_analysed", "Studies whose newest analysis finished",
                                       value=analysed)
             q = GaugeMetricFamily("cspine_queue_depth", "Studies assembling or queued/running", labels=["stage"])

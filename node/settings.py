@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -25,11 +26,20 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 CONFIG_ENV = "CSPINE_CONFIG"
 
 
+class DestinationKind(StrEnum):
+    """How result objects reach a destination (the ``kind`` of a destination in the configuration)."""
+
+    DIMSE = "dimse"
+    """DICOM C-STORE to a Storage SCP (pynetdicom)."""
+    STOW = "stow"
+    """DICOMweb STOW-RS (dicomweb-client)."""
+
+
 class Destination(BaseModel):
     """Where result objects go: a DICOM C-STORE SCP (``dimse``) or a DICOMweb STOW-RS service (``stow``)."""
 
     name: str
-    kind: Literal["dimse", "stow"]
+    kind: DestinationKind
     ae_title: str = ""
     """Called AE title (dimse)."""
     host: str = ""
@@ -42,9 +52,9 @@ class Destination(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Destination:
-        if self.kind == "dimse" and not (self.ae_title and self.host and self.port):
+        if self.kind is DestinationKind.DIMSE and not (self.ae_title and self.host and self.port):
             raise ValueError(f"destination {self.name!r}: dimse needs ae_title, host and port")
-        if self.kind == "stow" and not self.url:
+        if self.kind is DestinationKind.STOW and not self.url:
             raise ValueError(f"destination {self.name!r}: stow needs url")
         if not self.name.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"destination name {self.name!r}: letters, digits, - and _ only")

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from node.metrics import queue_lengths
-from node.settings import NodeSettings
-from node.spool import Spool
+from node.settings import DestinationKind, NodeSettings
+from node.spool import OutboxState, Spool
 from node.worker_status import alive, read_statuses
 
 
@@ -26,8 +26,8 @@ def collect(settings: NodeSettings, metrics_url: str | None = None) -> dict[str,
         errors = spool.destination_errors()
         destinations: dict[str, Any] = {}
         for d in settings.destinations:
-            destinations[d.name] = {"kind": d.kind,
-                                    "target": d.url if d.kind == "stow" else f"{d.ae_title}@{d.host}:{d.port}"}
+            target = d.url if d.kind is DestinationKind.STOW else f"{d.ae_title}@{d.host}:{d.port}"
+            destinations[d.name] = {"kind": d.kind.value, "target": target}
         for key, n in counts["outbox"].items():
             dest, state = key.rsplit(":", 1)
             destinations.setdefault(dest, {})[state] = n
@@ -134,7 +134,7 @@ def render(info: dict[str, Any]) -> str:
     lines.append("model versions: " + ("; ".join(f"{p}: {m} {v}" for p, m, v in models) or "none reported yet"))
     lines.append("destinations:" if info["destinations"] else "destinations: none configured")
     for name, d in info["destinations"].items():
-        states = ", ".join(f"{k} {v}" for k, v in d.items() if k in {"pending", "sent", "failed", "superseded"})
+        states = ", ".join(f"{k} {v}" for k, v in d.items() if k in {s.value for s in OutboxState})
         lines.append(f"  {name} ({d.get('kind', '?')} {d.get('target', '')}): {states or 'nothing yet'}")
         if "last_error" in d:
             lines.append(f"    last error {d['last_error_at']}: {d['last_error']}")
