@@ -16,9 +16,19 @@ from __future__ import annotations
 import os
 import socket
 import time
+from enum import StrEnum
 from pathlib import Path
 
 from node.settings import NodeSettings
+
+
+class Role(StrEnum):
+    """What a health check checks (the ``--role`` of ``cspine-node health``)."""
+
+    NODE = "node"
+    """The receiving node: SCP, spool, broker."""
+    WORKER = "worker"
+    """A Celery worker."""
 
 
 def _spool_writable(settings: NodeSettings) -> tuple[bool, str]:
@@ -106,3 +116,11 @@ def check_worker(settings: NodeSettings, hostname: str | None = None, timeout_s:
     if any(name in r for r in replies):
         return True, f"worker {name} answered the Celery ping"
     return False, f"worker {name} did not answer the Celery ping within {timeout_s:g} s"
+
+
+def check(role: Role | str, settings: NodeSettings, *, hostname: str | None = None,
+          timeout_s: float = 10.0) -> tuple[bool, str]:
+    """The health check of ``role`` (``hostname``: the worker's Celery node name, workers only)."""
+    if Role(role) is Role.NODE:
+        return check_node(settings, timeout_s=timeout_s)
+    return check_worker(settings, hostname=hostname, timeout_s=timeout_s)
