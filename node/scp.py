@@ -12,9 +12,12 @@ Statuses returned (PS3.4 B.2.3):
   truncated / not properly encapsulated.
 * ``0xA700`` Out of resources: the spool could not write (disk full, I/O error).
 
-Association control: calling AE titles and peer addresses outside the allow-lists are rejected at
-association (A-ASSOCIATE-RJ, permanent, "calling AE title not recognised"); the AE's own limits
-(``maximum_associations``, ``maximum_pdu_size``) come from the settings.
+Association control: calling AE titles outside the allow-list are rejected by pynetdicom itself
+(``AE.require_calling_aet``); peer addresses outside the allow-list (pynetdicom has no setting for them) are
+rejected in the ``EVT_REQUESTED`` handler, before negotiation. Both answer A-ASSOCIATE-RJ (rejected permanent,
+service user, "calling AE title not recognised"). The AE's own limits (``maximum_associations``,
+``maximum_pdu_size``) come from the settings; every rejection is logged and counted in ``EVT_REJECTED`` /
+``_reject``, every acceptance in ``EVT_ACCEPTED``.
 
 Accepted: CR, DX (for presentation/processing), MR, Enhanced MR and the Secondary Capture family, in
 the uncompressed, deflated, JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000, HTJ2K and RLE
@@ -52,27 +55,41 @@ from pydicom.uid import (
     RLELossless,
 )
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import (
+    ComputedRadiographyImageStorage,
+    DigitalXRayImageStorageForPresentation,
+    DigitalXRayImageStorageForProcessing,
+    EnhancedMRImageStorage,
+    MRImageStorage,
+    MultiFrameGrayscaleByteSecondaryCaptureImageStorage,
+    MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
+    MultiFrameSingleBitSecondaryCaptureImageStorage,
+    MultiFrameTrueColorSecondaryCaptureImageStorage,
+    SecondaryCaptureImageStorage,
+    SOPClass,
+    Verification,
+)
 
 from node import metrics
 from node.logs import log
 from node.settings import NodeSettings
-from node.spool import InstanceHeader, Spool, StoreOutcome, header_from_dataset
+from node.spool import AssociationEnd, InstanceHeader, Spool, StoreOutcome, header_from_dataset
 
 LOG = logging.getLogger("node.scp")
 
-STORAGE_SOP_CLASSES: dict[str, str] = {
-    "1.2.840.10008.5.1.4.1.1.1": "Computed Radiography Image Storage",
-    "1.2.840.10008.5.1.4.1.1.1.1": "Digital X-Ray Image Storage - For Presentation",
-    "1.2.840.10008.5.1.4.1.1.1.1.1": "Digital X-Ray Image Storage - For Processing",
-    "1.2.840.10008.5.1.4.1.1.4": "MR Image Storage",
-    "1.2.840.10008.5.1.4.1.1.4.1": "Enhanced MR Image Storage",
-    "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture Image Storage",
-    "1.2.840.10008.5.1.4.1.1.7.1": "Multi-frame Single Bit Secondary Capture Image Storage",
-    "1.2.840.10008.5.1.4.1.1.7.2": "Multi-frame Grayscale Byte Secondary Capture Image Storage",
-    "1.2.840.10008.5.1.4.1.1.7.3": "Multi-frame Grayscale Word Secondary Capture Image Storage",
-    "1.2.840.10008.5.1.4.1.1.7.4": "Multi-frame True Color Secondary Capture Image Storage",
-}
+STORAGE_SOP_CLASSES: tuple[SOPClass, ...] = (
+    ComputedRadiographyImageStorage,
+    DigitalXRayImageStorageForPresentation,
+    DigitalXRayImageStorageForProcessing,
+    MRImageStorage,
+    EnhancedMRImageStorage,
+    SecondaryCaptureImageStorage,
+    MultiFrameSingleBitSecondaryCaptureImageStorage,
+    MultiFrameGrayscaleByteSecondaryCaptureImageStorage,
+    MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
+    MultiFrameTrueColorSecondaryCaptureImageStorage,
+)
+"""The storage SOP classes the SCP accepts (``.name`` gives each one's name)."""
 
 TRANSFER_SYNTAXES: list[UID] = [
     ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian,
@@ -84,6 +101,11 @@ SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
 DOES_NOT_MATCH_SOP_CLASS = 0xA900
 CANNOT_UNDERSTAND = 0xC210
+
+# A-ASSOCIATE-RJ fields (PS3.8 9.3.4): result, source, diagnostic.
+REJECTED_PERMANENT = 0x01
+SOURCE_SERVICE_USER = 0x01
+CALLING_AET_NOT_RECOGNISED = 0x03
 
 
 class InvalidInstance(ValueError):
@@ -152,9 +174,10 @@ class StorageSCP:
         self.ae.dimse_timeout = settings.dimse_timeout_s
         self.ae.acse_timeout = 30
         self.ae.require_called_aet = False
+        self.ae.require_calling_aet = list(settings.allowed_calling_aets)
         self.ae.add_supported_context(Verification)
-        for uid in STORAGE_SOP_CLASSES:
-            self.ae.add_supported_context(uid, TRANSFER_SYNTAXES)
+        for sop_class in STORAGE_SOP_CLASSES:
+            self.ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
         self._server: Any = None
         self._assoc_ids: dict[int, str] = {}
         self._lock = threading.Lock()
@@ -168,6 +191,8 @@ class StorageSCP:
     def start(self) -> None:
         handlers = [
             (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_ACCEPTED, self._on_accepted),
+            (evt.EVT_REJECTED, self._on_rejected),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_CONN_CLOSE, self._on_close),
@@ -184,23 +209,33 @@ class StorageSCP:
     # -- handlers ----------------------------------------------------------------------------------
 
     def _on_requested(self, event: evt.Event) -> None:
+        """Peer address allow-list (the calling AE title allow-list is pynetdicom's ``require_calling_aet``).
+        A reject sent here skips negotiation (pynetdicom checks ``is_rejected`` after this event)."""
         rq = event.assoc.requestor
-        calling = str(rq.primitive.calling_ae_title).strip()  # ae_title is only filled in after negotiation
         peer = str(rq.address)
-        allowed_aets = [a.strip() for a in self.settings.allowed_calling_aets]
-        why = ""
-        if allowed_aets and calling not in allowed_aets:
-            why = "calling AE title not allowed"
-        elif self.settings.allowed_hosts and peer not in self.settings.allowed_hosts:
-            why = "peer host not allowed"
-        if why:
-            metrics.ASSOCIATIONS.labels("rejected").inc()
-            log(LOG, "association rejected", logging.WARNING, calling_aet=calling, peer=peer, reason=why)
-            event.assoc.acse.send_reject(0x01, 0x01, 0x03)  # permanent, service user, calling AE not recognised
-            event.assoc.is_rejected = True
+        if self.settings.allowed_hosts and peer not in self.settings.allowed_hosts:
+            calling = str(rq.primitive.calling_ae_title).strip()  # ae_title is only filled in by negotiation
+            self._rejected(calling, peer, "peer host not allowed")
+            event.assoc.acse.send_reject(REJECTED_PERMANENT, SOURCE_SERVICE_USER, CALLING_AET_NOT_RECOGNISED)
             event.assoc.kill()
-            return
+
+    def _on_accepted(self, event: evt.Event) -> None:
         metrics.ASSOCIATIONS.labels("accepted").inc()
+
+    def _on_rejected(self, event: evt.Event) -> None:
+        """A rejection by pynetdicom's negotiation: calling AE title not allowed, or too many associations."""
+        rj = event.assoc.acceptor.primitive
+        if (rj.result_source, rj.diagnostic) == (SOURCE_SERVICE_USER, CALLING_AET_NOT_RECOGNISED):
+            why = "calling AE title not allowed"
+        else:
+            why = rj.reason_str
+        rq = event.assoc.requestor
+        self._rejected(str(rq.ae_title).strip(), str(rq.address), why)
+
+    @staticmethod
+    def _rejected(calling: str, peer: str, why: str) -> None:
+        metrics.ASSOCIATIONS.labels("rejected").inc()
+        log(LOG, "association rejected", logging.WARNING, calling_aet=calling, peer=peer, reason=why)
 
     def _assoc_id(self, event: evt.Event) -> str:
         key = id(event.assoc)
@@ -248,6 +283,6 @@ class StorageSCP:
             aid = self._assoc_ids.pop(id(event.assoc), None)
         if aid is None:
             return
-        how = "released" if event.assoc.is_released else "aborted"
+        how = AssociationEnd.RELEASED if event.assoc.is_released else AssociationEnd.ABORTED
         self.spool.close_association(aid, how)
-        log(LOG, "association closed", assoc_id=aid, how=how)
+        log(LOG, "association closed", assoc_id=aid, how=how.value)

@@ -219,6 +219,15 @@ class NodeSettings(BaseSettings):
             raise ValueError("ae_title must be 1..16 characters")
         return v
 
+    @field_validator("allowed_calling_aets")
+    @classmethod
+    def _calling_aets(cls, v: list[str]) -> list[str]:
+        v = [a.strip() for a in v]
+        bad = [a for a in v if not a or len(a) > 16 or "\\" in a or not a.isprintable()]
+        if bad:
+            raise ValueError(f"allowed_calling_aets: AE titles are 1..16 printable characters, no backslash: {bad}")
+        return v
+
     @field_validator("port")
     @classmethod
     def _port(cls, v: int) -> int:

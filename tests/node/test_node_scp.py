@@ -14,6 +14,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 from pynetdicom import AE
+from pynetdicom.sop_class import CTImageStorage, SecondaryCaptureImageStorage, Verification
 
 from node.scp import CANNOT_UNDERSTAND, DOES_NOT_MATCH_SOP_CLASS, StorageSCP
 from node.scu import AssociationFailed, echo, store_files
@@ -59,7 +60,7 @@ def test_echo(start_scp) -> None:
 
 
 @pytest.mark.parametrize(("sop_class", "modality"), [(DX_PRESENTATION, "DX"), (CR_STORAGE, "CR"), (MR_STORAGE, "MR"),
-                                                      ("1.2.840.10008.5.1.4.1.1.7", "DX")])
+                                                      (SecondaryCaptureImageStorage, "DX")])
 def test_store_is_on_disk_and_indexed(start_scp, tmp_path: Path, sop_class: str, modality: str) -> None:
     node = start_scp()
     ds = make_image(sop_class=sop_class, modality=modality)
@@ -134,6 +135,18 @@ def test_unknown_calling_ae_is_refused(start_scp, tmp_path: Path) -> None:
     assert _send(node, [path], calling_aet="ORTHANC") == [0]
 
 
+@pytest.mark.parametrize("kw", [{"allowed_calling_aets": ["ORTHANC"]}, {"allowed_hosts": ["192.0.2.7"]}])
+def test_rejection_is_permanent_calling_ae_not_recognised(start_scp, kw: dict) -> None:
+    """Both allow-lists answer A-ASSOCIATE-RJ (rejected permanent, service user, calling AE not recognised)."""
+    node = start_scp(**kw)
+    ae = AE("INTRUDER")
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", node.port, ae_title="CSPINE")
+    assert assoc.is_rejected
+    rj = assoc.acceptor.primitive
+    assert (rj.result, rj.result_source, rj.diagnostic) == (0x01, 0x01, 0x03)
+
+
 def test_unknown_host_is_refused(start_scp, tmp_path: Path) -> None:
     node = start_scp(allowed_hosts=["192.0.2.7"])
     with pytest.raises(AssociationFailed, match="rejected"):
@@ -194,12 +207,12 @@ def _swap_dataset_uid(raw: bytes, uid: str) -> bytes:
 def test_max_associations_and_unsupported_class(start_scp) -> None:
     node = start_scp(max_associations=1)
     ae = AE("A")
-    ae.add_requested_context("1.2.840.10008.1.1")
-    ae.add_requested_context("1.2.840.10008.5.1.4.1.1.2")  # CT: not accepted by this node
+    ae.add_requested_context(Verification)
+    ae.add_requested_context(CTImageStorage)  # not accepted by this node
     first = ae.associate("127.0.0.1", node.port, ae_title="CSPINE")
     assert first.is_established
     try:
-        assert {cx.abstract_syntax for cx in first.accepted_contexts} == {"1.2.840.10008.1.1"}
+        assert {cx.abstract_syntax for cx in first.accepted_contexts} == {Verification}
         second = ae.associate("127.0.0.1", node.port, ae_title="CSPINE")
         assert second.is_rejected
     finally:
