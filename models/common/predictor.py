@@ -1,0 +1,96 @@
+"""The one predictor shape of every model: ``Cls.load(weights, device)`` and an ``algorithm`` for provenance.
+
+Every ``models/<name>/predictor.py`` defines one class on :class:`Predictor`: it names its checkpoint model
+and shipped weights, loads them with :func:`models.common.checkpoint.load_checkpoint` (``weights_only=True``),
+runs its tensors on the device it was given (the CPU unless told otherwise) and implements the interface the
+pipelines state for it (``pipelines.interfaces``). ``models.registry`` builds them from the node settings.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar, Protocol, Self, runtime_checkable
+
+import torch
+
+from models.common.checkpoint import Checkpoint, load_checkpoint
+from pipelines.results import AlgorithmInfo
+
+LOG = logging.getLogger("models")
+
+RESEARCH_CARD = "research use only; trained on synthetic phantoms; see {card}"
+"""The model-card text of ``AlgorithmInfo`` (intended use first, then where the card is)."""
+
+
+def resolve_device(name: str | torch.device | None = "cpu") -> torch.device:
+    """``auto``/``cpu``/``cuda``/``cuda:N`` (the node's ``device`` settings) -> a torch device.
+
+    ``auto`` (or None) prefers CUDA when a device is visible. A CUDA device that is not there (no CUDA build,
+    no GPU, or an index out of range) falls back to the CPU with a logged warning, so a worker configured for
+    ``cuda`` on a CPU host still works."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0 or (device.index is not None and device.index >= n):
+            LOG.warning("device %s requested but %s; falling back to the CPU", name,
+                        "no CUDA device is visible" if n == 0 else f"only {n} CUDA device(s) are visible")
+            return torch.device("cpu")
+    return device
+
+
+@runtime_checkable
+class LoadablePredictor(Protocol):
+    """What ``models.registry`` relies on: a class method ``load`` and the loaded model's ``algorithm``."""
+
+    @classmethod
+    def load(cls, weights: Path | str | None = None, device: str | torch.device = "cpu") -> Self: ...
+
+    @property
+    def algorithm(self) -> AlgorithmInfo: ...
+
+
+class Predictor(ABC):
+    """Base of the six predictors: the checkpoint they read and the identity they report.
+
+    Subclasses set ``checkpoint_model`` (the ``"model"`` of their checkpoints), ``default_weights`` (the
+    shipped file, used when ``weights`` is None) and ``model_card``, and implement ``load`` and ``algorithm``.
+    """
+
+    checkpoint_model: ClassVar[str]
+    default_weights: ClassVar[Path]
+    model_card: ClassVar[Path]
+    device: torch.device
+
+    @classmethod
+    def read_checkpoint(cls, weights: Path | str | None = None) -> Checkpoint:
+        """The checkpoint at ``weights`` (None: the shipped weights), checked to be one of this model."""
+        return load_checkpoint(Path(weights) if weights else cls.default_weights, cls.checkpoint_model)
+
+    @classmethod
+    @abstractmethod
+    def load(cls, weights: Path | str | None = None, device: str | torch.device = "cpu") -> Self:
+        """The model from ``weights`` (None: the shipped weights) on ``device`` (see :func:`resolve_device`)."""
+
+    @property
+    @abstractmethod
+    def algorithm(self) -> AlgorithmInfo:
+        """Name, version and model card for provenance (Contributing Equipment, IHE AIR)."""
+
+    @classmethod
+    def card_text(cls) -> str:
+        """The standard model-card text of ``AlgorithmInfo`` for this model."""
+        try:
+            where = cls.model_card.resolve().relative_to(Path(__file__).resolve().parents[2])
+        except ValueError:
+            where = cls.model_card
+        return RESEARCH_CARD.format(card=where.as_posix())
+
+
+__all__ = ["LoadablePredictor", "Predictor", "resolve_device"]
