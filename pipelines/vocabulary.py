@@ -102,36 +102,3 @@ UPPER_CERVICAL_SITES: dict[str, str] = {
 CLINICAL_VARIABLES: tuple[str, ...] = ("age", "female", "duration_months", "ndi", "vas")
 """Clinical inputs of the neck-pain outcome model, in model order: age (years), female (0/1), symptom duration
 (months), Neck Disability Index (0-100), neck-pain VAS (0-10). Any may be unknown (None)."""
-
-
-# -- upper cervical (C0-C2) findings (seed 001) -------------------------------------------------------
-
-UPPER_CERVICAL_LABELS: tuple[str, ...] = (
-    "atlantoaxial_instability",
-    "os_odontoideum",
-    "odontoid_fracture",
-    "basilar_invagination",
-    "atlanto_occipital_assimilation",
-    "atlantodental_osteoarthritis",
-)
-"""Label order of the upper cervical (C0-C2) multi-label classifier."""
-
-UPPER_CERVICAL_NAMES: dict[str, str] = {
-    "atlantoaxial_instability": "Atlantoaxial instability",
-    "os_odontoideum": "Os odontoideum",
-    "odontoid_fracture": "Odontoid (dens) fracture, type II",
-    "basilar_invagination": "Basilar invagination",
-    "atlanto_occipital_assimilation": "Atlanto-occipital assimilation",
-    "atlantodental_osteoarthritis": "Atlanto-dental osteoarthritis",
-}
-"""Human names of the upper cervical findings."""
-
-UPPER_CERVICAL_SITES: dict[str, str] = {
-    "atlantoaxial_instability": "C1-C2",
-    "os_odontoideum": "C2",
-    "odontoid_fracture": "C2",
-    "basilar_invagination": "C0-C2",
-    "atlanto_occipital_assimilation": "C0-C1",
-    "atlantodental_osteoarthritis": "C1-C2",
-}
-"""Finding site of each upper cervical finding."""
