@@ -111,7 +111,8 @@ def run_workers(n_workers: int, warm: list[tuple[str, list[Path]]], measured: li
 
 
 def bench_workers(args: argparse.Namespace) -> int:
-    from pipelines.xray.phantom import generate_study, write_study
+    from pipelines.phantoms.dicom import write_study
+    from pipelines.phantoms.xray import generate_study
 
     counts = [int(n) for n in args.workers.split(",")]
     rows, cols = (int(v) for v in args.shape.lower().split("x"))
@@ -148,7 +149,8 @@ def bench_gpu(args: argparse.Namespace) -> int:
     import torch
 
     from models.xray_keypoints.predictor import KeypointPredictor
-    from pipelines.xray.phantom import generate_study, write_study
+    from pipelines.phantoms.dicom import write_study
+    from pipelines.phantoms.xray import generate_study
     from pipelines.xray.preprocessing import image_from_dataset
 
     device = torch.device(args.device)

@@ -36,7 +36,7 @@ def make_images(n: int, shape: tuple[int, int], seed: int) -> list:
     """``n`` decoded phantom radiographs ([0, 1], bone bright) of about ``shape``."""
     import numpy as np
 
-    from pipelines.xray.phantom import generate_study
+    from pipelines.phantoms.xray import generate_study
     from pipelines.xray.preprocessing import to_unit_range
 
     out = []

@@ -21,8 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from pipelines.mri.phantom import generate_series, write_series
     from pipelines.mri.pipeline import MriPipeline
+    from pipelines.phantoms.dicom import write_series
+    from pipelines.phantoms.mri import generate_series
     from pipelines.route import route
     from pipelines.study import Study
 

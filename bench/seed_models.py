@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     from models.curvature.predictor import predict_curvature
     from models.upper_cervical.predictor import default_predictor as upper_predictor
     from models.upper_cervical.predictor import predict_upper_cervical
+    from pipelines.phantoms.xray.upper_cervical import generate_upper_cervical_study
     from pipelines.results import View
-    from pipelines.xray.upper_cervical import generate_upper_cervical_study
 
     torch.set_num_threads(args.threads)
     curvature_predictor(None), upper_predictor(None)  # load once, outside the timing

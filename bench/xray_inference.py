@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from models.xray_keypoints.predictor import KeypointPredictor
-    from pipelines.xray.phantom import generate_study, write_study
+    from pipelines.phantoms.dicom import write_study
+    from pipelines.phantoms.xray import generate_study
     from pipelines.xray.preprocessing import image_from_dataset
 
     torch.set_num_threads(args.threads)

@@ -9,7 +9,7 @@ Subcommands::
                model versions, latencies
     health     --role node|worker: exit 0/1 with a one-line reason (container HEALTHCHECK, Kubernetes probes)
     demo       start an embedded node, C-STORE a generated phantom study to it, print the results
-    phantom    xray|mri ...  -> pipelines.<x>.phantom.cli
+    phantom    xray|mri ...  -> pipelines.phantoms.<x>.cli.cli
     train      xray|mri|curvature|upper-cervical ...  -> models.<model>.train.cli
     evaluate   xray|mri|curvature|upper-cervical ...  -> models.<model>.evaluate.cli
 
@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 DELEGATES = {
-    ("phantom", "xray"): "pipelines.xray.phantom",
-    ("phantom", "mri"): "pipelines.mri.phantom",
+    ("phantom", "xray"): "pipelines.phantoms.xray.cli",
+    ("phantom", "mri"): "pipelines.phantoms.mri.cli",
     ("train", "xray"): "models.xray_keypoints.train",
     ("evaluate", "xray"): "models.xray_keypoints.evaluate",
     ("train", "mri"): "models.mri.train",

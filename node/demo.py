@@ -1,12 +1,12 @@
 """``cspine-node demo``: the whole node on one machine in one command.
 
 Starts the embedded node (embedded broker + worker, temporary spool unless ``--spool``), generates a
-phantom lateral cervical study (neutral, flexion, extension; ``pipelines.xray.phantom``), sends it to
+phantom lateral cervical study (neutral, flexion, extension; ``pipelines.phantoms.xray``), sends it to
 the node by C-STORE, waits until the study is analysed, and prints the summary and where the result
 objects were written (the spool's outbox). No destinations are configured, so nothing leaves the machine.
 
 With ``--with-mri`` the demo sends an X-ray study and a T2 sagittal MRI study of one virtual patient
-(``pipelines.mri.paired_phantom``), one after the other, so that the node also builds the patient-level report
+(``pipelines.phantoms.paired``), one after the other, so that the node also builds the patient-level report
 (paper 002 Fig. 7/8 and the postoperative neck-pain model) into the later study's results.
 """
 
@@ -114,12 +114,13 @@ def run_demo(spool: Path | None = None, seed: int = 0, timeout_s: float = 600.0,
     try:
         print(f"node {settings.ae_title} listening on 127.0.0.1:{node.port}, spool {node.spool.root}")
         if not with_mri:
-            from pipelines.xray.phantom import generate_study, write_study
+            from pipelines.phantoms.dicom import write_study
+            from pipelines.phantoms.xray import generate_study
 
             phantom = generate_study(seed)
             paths = write_study(phantom, work / "phantom")
             return 0 if _send_and_report(node, settings, phantom.study_uid, paths, "phantom X-ray study", timeout_s) else 1
-        from pipelines.mri.paired_phantom import paired_phantom_studies
+        from pipelines.phantoms.paired import paired_phantom_studies
 
         xray, mri = paired_phantom_studies(seed, work / "paired")
         out = None

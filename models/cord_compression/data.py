@@ -1,6 +1,6 @@
 """Phantom training data: neutral radiographs of virtual patients, labels from the MRI truth of the same patient.
 
-Per seed: ``vp = virtual_patient(seed)`` (``pipelines.mri.phantom``), the labels
+Per seed: ``vp = virtual_patient(seed)`` (``pipelines.phantoms.patient``), the labels
 ``cord_compression_truth(vp)`` (the ``LevelTruth.cord_compression`` that ``generate_series(seed, patient=vp)``
 would give, computed without rendering the MRI), the neutral view ``generate_study(seed, views=(neutral,),
 anatomy=xray_anatomy(vp))`` at one of ``SHAPES``, and per segment ``jittered`` crops from the true keypoints
@@ -27,8 +27,9 @@ JITTER = 0.04
 def patient_view(seed: int, shape: tuple[int, int] | None = None, difficulty: str = "realistic", signs: bool = True):
     """``(virtual patient, labels (5,) bool, PhantomView of the neutral radiograph)`` of one seed (``signs=False``:
     without the radiographic signs of canal encroachment, for the ablation in the evaluation)."""
-    from pipelines.mri.phantom import cord_compression_truth, virtual_patient, xray_anatomy
-    from pipelines.xray.phantom import generate_study
+    from pipelines.phantoms.mri import cord_compression_truth
+    from pipelines.phantoms.patient import virtual_patient, xray_anatomy
+    from pipelines.phantoms.xray import generate_study
 
     vp = virtual_patient(seed)
     labels = np.array(cord_compression_truth(vp), dtype=bool)
@@ -45,7 +46,7 @@ def to_u8(x: np.ndarray) -> np.ndarray:
 
 def prepare(out: Path, seeds: range, jittered: int = 2, difficulty: str = "realistic") -> dict:
     """Write ``crops`` (N, 1 + jittered, 5, H, W) uint8, ``labels`` (N, 5) bool, ``seeds`` (N,)."""
-    from pipelines.xray.upper_cervical import unit_image
+    from pipelines.phantoms.xray import unit_image
 
     crops, labels = [], []
     t0 = time.time()

@@ -34,7 +34,7 @@ def _report(labels: np.ndarray, probs: np.ndarray, thr: float) -> dict:
 
 
 def evaluate(seeds: range, weights: Path | None = None, e2e: int = 0, gate_mm: float = 0.3, signs: bool = True) -> dict:
-    from pipelines.xray.upper_cervical import unit_image
+    from pipelines.phantoms.xray import unit_image
 
     pred = CordCompressionPredictor.load(weights)
     thr = pred.threshold

@@ -46,8 +46,7 @@ def prepare(out: Path, seeds: range, shape: tuple[int, int], difficulty: str = "
             full: bool = False) -> dict[str, int]:
     """Write the ``.npz``; ``full`` also stores the whole [0, 1] images as uint8 (held-out sets: the
     evaluation runs the locator on them) with their pixel spacing and true keypoints."""
-    from pipelines.xray.phantom import generate_study
-    from pipelines.xray.upper_cervical import unit_image
+    from pipelines.phantoms.xray import generate_study, unit_image
 
     loc, loc_pts, crops, labels, geom, cobb, views, seed_of = [], [], [], [], [], [], [], []
     images, spacing, keypoints = [], [], []

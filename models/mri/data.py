@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from pipelines.mri.phantom import LEVELS, MriPhantom, generate_series
 from pipelines.mri.preprocessing import (
     FORAMEN_LATERAL_MM,
     LOCALISER_SIZE,
@@ -17,6 +16,8 @@ from pipelines.mri.preprocessing import (
     localiser_input,
     normalise,
 )
+from pipelines.phantoms.mri import MriPhantom, generate_series
+from pipelines.vocabulary import LEVELS
 
 HEATMAP_SIGMA = 1.5
 """Gaussian sigma of the heatmap targets, in localiser pixels."""

@@ -16,8 +16,9 @@ import numpy as np
 
 from models.mri.metrics import binary_scores, roc_curve
 from pipelines.mri.grading import THRESHOLDS
-from pipelines.mri.phantom import TASKS, MriPhantom, generate_series
 from pipelines.mri.preprocessing import FORAMEN_LATERAL_MM, normalise
+from pipelines.phantoms.mri import MriPhantom, generate_series
+from pipelines.vocabulary import TASKS
 
 
 def analyse_phantom(predictor, ph: MriPhantom):

@@ -2,7 +2,7 @@
 
 ``network.py`` the two-encoder network with ABPDC (adaptive bidirectional pyramid difference convolution) and
 FPRAN (feature pyramid registration auxiliary network), ``data.py`` the paired phantom crops with their outcome
-(:mod:`pipelines.outcome.phantom`) and true alignment, ``train.py`` / ``evaluate.py`` the CLIs, ``predictor.py``
+(:mod:`pipelines.phantoms.outcome`) and true alignment, ``train.py`` / ``evaluate.py`` the CLIs, ``predictor.py``
 :class:`NeckPainPredictor` for the patient-level report (:mod:`pipelines.patient`).
 """
 

@@ -2,7 +2,7 @@
 
 Per virtual patient (``seed``): the neutral radiograph (``generate_study(..., anatomy=xray_anatomy(vp))``) and
 the mid-sagittal T2 slice (``generate_series(..., endplate_marrow=case.endplate_marrow)``), as the paired
-phantom (:mod:`pipelines.mri.paired_phantom`) writes them with ``outcome=True``. Each is cropped to
+phantom (:mod:`pipelines.phantoms.paired`) writes them with ``outcome=True``. Each is cropped to
 ``INPUT`` x ``INPUT`` around the disc centres C2-C3..C6-C7 (what the X-ray corners / the MRI disc keypoints
 give; the pipelines' keypoints in the node), with anterior on the image left:
 
@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from pipelines.outcome.phantom import CLINICAL, OutcomeCase, outcome_case
+from pipelines.phantoms.outcome import OutcomeCase, outcome_case
+from pipelines.vocabulary import CLINICAL_VARIABLES
 
 INPUT = 128
 XRAY_SIDE = 2.2
@@ -113,18 +114,18 @@ def mri_unit(slice_: np.ndarray) -> np.ndarray:
 
 
 def clinical_vector(clinical: dict[str, float | None]) -> tuple[np.ndarray, np.ndarray]:
-    """(standardised values, present mask) in ``CLINICAL`` order; missing values are 0 with mask 0."""
-    v = np.array([clinical.get(k) if clinical.get(k) is not None else np.nan for k in CLINICAL], np.float32)
+    """(standardised values, present mask) in ``CLINICAL_VARIABLES`` order; missing values are 0 with mask 0."""
+    v = np.array([clinical.get(k) if clinical.get(k) is not None else np.nan for k in CLINICAL_VARIABLES], np.float32)
     present = ~np.isnan(v)
     return np.where(present, (v - CLIN_MEAN) / CLIN_SCALE, 0).astype(np.float32), present.astype(np.float32)
 
 
 def render_case(seed: int, jitter: bool, rng: np.random.Generator) -> dict:
     """Crops, alignment, outcome and clinical variables of virtual patient ``seed``."""
-    from pipelines.mri.phantom import generate_series, virtual_patient, xray_anatomy
+    from pipelines.phantoms.mri import generate_series
+    from pipelines.phantoms.patient import virtual_patient, xray_anatomy
+    from pipelines.phantoms.xray import generate_study, unit_image
     from pipelines.results import View
-    from pipelines.xray.phantom import generate_study
-    from pipelines.xray.upper_cervical import unit_image
 
     vp = virtual_patient(seed)
     st = generate_study(seed, shape=XRAY_SHAPE, anatomy=xray_anatomy(vp))

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.common.metrics import roc_auc
 from models.neck_pain.train import load, load_pairs
-from pipelines.outcome.phantom import auc, bayes_auc
+from pipelines.phantoms.outcome import bayes_auc
 
 
 def binary_metrics(p: np.ndarray, y: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
@@ -27,7 +28,7 @@ def binary_metrics(p: np.ndarray, y: np.ndarray, threshold: float = 0.5) -> dict
     fp, fn = int((pred & ~y).sum()), int((~pred & y).sum())
     sens = tp / max(1, tp + fn)
     prec = tp / max(1, tp + fp)
-    return {"auc": auc(p, y), "accuracy": (tp + tn) / len(y), "sensitivity": sens, "specificity": tn / max(1, tn + fp),
+    return {"auc": roc_auc(y, p), "accuracy": (tp + tn) / len(y), "sensitivity": sens, "specificity": tn / max(1, tn + fp),
             "f1": 2 * prec * sens / max(1e-9, prec + sens), "brier": float(np.mean((p - y) ** 2))}
 
 
@@ -65,7 +66,7 @@ def evaluate(data: list[Path], weights: list[Path], clinical: str = "all") -> di
     p_true = d["p_true"].numpy()
     identity_err = float(grid_error_px(torch.eye(2, 3).expand_as(d["theta"]), d["theta"]).mean())
     out = {"cases": int(len(y)), "recovered": float(y.mean()), "clinical": clinical,
-           "bayes_auc_realised": auc(p_true, y), "bayes_auc_expected": bayes_auc(p_true),
+           "bayes_auc_realised": roc_auc(y, p_true), "bayes_auc_expected": bayes_auc(p_true),
            "bayes_metrics": binary_metrics(p_true, y), "unregistered_error_px": identity_err, "models": {}}
     for w in weights:
         net, meta = load(w)

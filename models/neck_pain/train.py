@@ -94,14 +94,14 @@ def load(path: Path | str) -> tuple[NeckPainNet, dict]:
 
 def val_metrics(net: NeckPainNet, d: dict[str, torch.Tensor]) -> dict[str, float]:
     """AUC, log loss (BCE) and Brier of ``net`` on ``d`` (all clinical variables known); leaves ``net`` in eval mode."""
+    from models.common.metrics import roc_auc
     from models.neck_pain.evaluate import predict
-    from pipelines.outcome.phantom import auc
 
     net.eval()
     p, err = predict(net, d, "all")
     y = d["label"].numpy().astype(float)
     pc = np.clip(p.astype(float), 1e-6, 1 - 1e-6)
-    out = {"auc": auc(p, y.astype(bool)), "bce": float(-np.mean(y * np.log(pc) + (1 - y) * np.log(1 - pc))),
+    out = {"auc": roc_auc(y.astype(bool), p), "bce": float(-np.mean(y * np.log(pc) + (1 - y) * np.log(1 - pc))),
            "brier": float(np.mean((p - y) ** 2))}
     if err is not None:
         out["alignment_error_px"] = err

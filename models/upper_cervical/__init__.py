@@ -1,7 +1,7 @@
 """Upper cervical (C0-C2) abnormalities from the extension, neutral and flexion views (seed 001, CerviHFENet).
 
 ``network.py`` the hybrid-feature network, ``loss.py`` the modified focal loss, ``data.py`` phantom data
-(:mod:`pipelines.xray.upper_cervical`), ``train.py`` / ``evaluate.py`` the CLIs, ``thresholds.py`` per-label
+(:mod:`pipelines.phantoms.xray.upper_cervical`), ``train.py`` / ``evaluate.py`` the CLIs, ``thresholds.py`` per-label
 decision thresholds fitted on validation phantoms, ``predictor.py``
 :func:`predict_upper_cervical` for the X-ray pipeline. The ROI comes from :mod:`models.curvature.roi`.
 """

@@ -25,7 +25,8 @@ def prepare(out: Path, seeds: range, shape: tuple[int, int], difficulty: str = "
             full: bool = False) -> dict[str, int]:
     """Write the ``.npz``; ``full`` also stores the whole [0, 1] views (uint8, (N, 3, rows, cols)) and their
     pixel spacing for the evaluation through the locator."""
-    from pipelines.xray.upper_cervical import UPPER_CERVICAL_LABELS, generate_upper_cervical_study
+    from pipelines.phantoms.xray.upper_cervical import generate_upper_cervical_study
+    from pipelines.vocabulary import UPPER_CERVICAL_LABELS
 
     crops, labels, loc, loc_pts, adi, seed_of = [], [], [], [], [], []
     images, spacing = [], []

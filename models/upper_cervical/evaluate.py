@@ -23,7 +23,8 @@ from models.upper_cervical import DEFAULT_WEIGHTS, VIEW_ORDER
 from models.upper_cervical.data import CONTEXT
 from models.upper_cervical.predictor import THRESHOLD, UpperCervicalPredictor, decide
 from models.upper_cervical.thresholds import located_probabilities
-from pipelines.xray.upper_cervical import EXCLUSIVE_PAIRS, UPPER_CERVICAL_LABELS
+from pipelines.phantoms.xray.upper_cervical import EXCLUSIVE_PAIRS
+from pipelines.vocabulary import UPPER_CERVICAL_LABELS
 
 
 def scores(labels: np.ndarray, probs: np.ndarray, thresholds: dict[str, float] | None = None,

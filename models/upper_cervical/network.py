@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipelines.xray.upper_cervical import UPPER_CERVICAL_LABELS
+from pipelines.vocabulary import UPPER_CERVICAL_LABELS
 
 
 def _block(cin: int, cout: int, stride: int) -> nn.Sequential:

@@ -20,7 +20,7 @@ from models.curvature.data import from_u8
 from models.curvature.roi import DEFAULT_LOCATOR, crop, upper_cervical_box
 from models.upper_cervical import DEFAULT_WEIGHTS
 from models.upper_cervical.predictor import UpperCervicalPredictor
-from pipelines.xray.upper_cervical import UPPER_CERVICAL_LABELS
+from pipelines.vocabulary import UPPER_CERVICAL_LABELS
 
 
 def located_probabilities(pr: UpperCervicalPredictor, images: np.ndarray) -> np.ndarray:

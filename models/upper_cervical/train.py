@@ -19,7 +19,7 @@ from models.curvature.train import _timeboxed, save_classifier
 from models.upper_cervical.data import CONTEXT, INPUT
 from models.upper_cervical.loss import ModifiedFocalLoss, label_relations
 from models.upper_cervical.network import CerviHFENet
-from pipelines.xray.upper_cervical import UPPER_CERVICAL_LABELS
+from pipelines.vocabulary import UPPER_CERVICAL_LABELS
 
 VERSION = "1"
 

@@ -61,8 +61,8 @@ class StoredView:
 
 
 def _study_views(seed: int, rows: tuple[int, int], difficulty: str) -> list[StoredView]:
+    from pipelines.phantoms.xray import generate_study
     from pipelines.results import View
-    from pipelines.xray.phantom import generate_study
     from pipelines.xray.preprocessing import to_unit_range
 
     rng = np.random.default_rng([seed, 98])

@@ -56,7 +56,7 @@ def phantom_view_samples(seed: int, *, shape: tuple[int, int] | str | None = Non
                          max_side: int | None = None) -> list[RawSample]:
     """The views of phantom study ``seed`` as raw samples. ``shape="random"`` draws rows 560-720 and cols
     420-660 from the seed (varied aspect ratios); ``difficulty="mix"`` makes every 6th study ``hard``."""
-    from pipelines.xray.phantom import generate_study
+    from pipelines.phantoms.xray import generate_study
 
     rng = np.random.default_rng([seed, 99])
     if shape == "random":

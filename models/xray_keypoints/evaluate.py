@@ -54,8 +54,8 @@ def evaluate_phantoms(predictor, *, seed: int, count: int, shape, difficulty: st
     """Predict on ``count`` phantom studies; returns the images and per-study (true, predicted) dynamic pairs."""
     from tqdm import tqdm
 
+    from pipelines.phantoms.xray import generate_study
     from pipelines.xray import geometry
-    from pipelines.xray.phantom import generate_study
     from pipelines.xray.preprocessing import to_unit_range
 
     images: list[EvalImage] = []

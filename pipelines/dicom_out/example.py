@@ -61,14 +61,14 @@ def _write_dx(pv, study, view: View, out_dir: Path, index: int) -> Path:
 
 def phantom_example(seed: int, out_dir: Path, *, shape: tuple[int, int] | None = None) -> tuple[Study, StudyResult]:
     """Write a phantom DX study under ``out_dir`` and return it with its perfect-keypoint ``StudyResult``."""
+    from pipelines.phantoms.xray import generate_study
     from pipelines.xray import geometry
     from pipelines.xray.findings import findings_from_measurements
-    from pipelines.xray.phantom import generate_study
 
     out_dir.mkdir(parents=True, exist_ok=True)
     ps = generate_study(seed, shape=shape)
     try:
-        from pipelines.xray.phantom import write_study
+        from pipelines.phantoms.dicom import write_study
 
         paths = write_study(ps, out_dir)
     except ModuleNotFoundError:  # the phantom's DICOM writer is optional

@@ -11,10 +11,12 @@ import torch
 from models.cord_compression import DEFAULT_WEIGHTS
 from models.cord_compression.roi import CROP, segment_transform
 from pipelines.dicom_out import encode
-from pipelines.mri.phantom import cord_compression_truth, virtual_patient, xray_anatomy
+from pipelines.phantoms.dicom import write_study
+from pipelines.phantoms.mri import cord_compression_truth
+from pipelines.phantoms.patient import virtual_patient, xray_anatomy
+from pipelines.phantoms.xray import generate_study
 from pipelines.results import SEGMENTS, View
 from pipelines.study import Study
-from pipelines.xray.phantom import generate_study, write_study
 from pipelines.xray.pipeline import XrayPipeline
 
 SEED = 4  # a virtual patient with cord compression at some levels (checked below)

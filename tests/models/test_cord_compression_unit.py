@@ -14,9 +14,10 @@ from models.cord_compression.metrics import auc, binary_metrics
 from models.cord_compression.network import SegmentCNN
 from models.cord_compression.roi import CROP, crop_to_image, segment_frame, segment_transform
 from models.cord_compression.train import train
-from pipelines.mri.phantom import cord_compression_truth, generate_series, virtual_patient, xray_anatomy
+from pipelines.phantoms.mri import cord_compression_truth, generate_series
+from pipelines.phantoms.patient import virtual_patient, xray_anatomy
+from pipelines.phantoms.xray import generate_study
 from pipelines.results import View
-from pipelines.xray.phantom import generate_study
 
 
 @pytest.fixture(scope="module")

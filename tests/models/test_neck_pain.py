@@ -24,8 +24,8 @@ from models.neck_pain.network import (
     warp,
 )
 from models.neck_pain.train import load, load_pairs, train, val_metrics
-from pipelines.mri.phantom import generate_series
-from pipelines.outcome.phantom import B0, COEF, auc, bayes_auc, logit_of, outcome_case
+from pipelines.phantoms.mri import generate_series
+from pipelines.phantoms.outcome import B0, COEF, bayes_auc, logit_of, outcome_case
 
 torch.set_num_threads(1)
 
@@ -57,8 +57,6 @@ def test_neck_pain_bayes_auc_matches_its_definition() -> None:
     num = sum(p[i] * (1 - p[j]) for i in range(40) for j in range(40) if i != j and p[i] > p[j])
     den = sum(p[i] * (1 - p[j]) for i in range(40) for j in range(40) if i != j)
     assert math.isclose(bayes_auc(p), num / den, rel_tol=1e-9)
-    y = rng.random(40) < p
-    assert auc(p, y) == auc(p * 3 + 1, y)  # rank based
     cases = [outcome_case(s) for s in range(100000, 100025)]
     assert 0.7 < bayes_auc(np.array([c.probability for c in cases])) < 0.97
     assert 0.25 < np.mean([c.recovered for c in cases]) < 0.85
@@ -174,10 +172,9 @@ def test_neck_pain_tiny_training_run(tmp_path: Path) -> None:
 @pytest.mark.skipif(not Path("models/neck_pain/neck_pain_v1.pt").exists(), reason="weights not trained")
 def test_neck_pain_shipped_weights_predict_on_phantom_crops() -> None:
     from models.neck_pain.predictor import NeckPainPredictor
-    from pipelines.mri.phantom import virtual_patient, xray_anatomy
+    from pipelines.phantoms.patient import virtual_patient, xray_anatomy
+    from pipelines.phantoms.xray import generate_study, unit_image
     from pipelines.results import View
-    from pipelines.xray.phantom import generate_study
-    from pipelines.xray.upper_cervical import unit_image
 
     pred = NeckPainPredictor.load()
     assert pred.meta["variant"] == "full" and "research" in pred.algorithm.model_card

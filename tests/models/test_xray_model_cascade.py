@@ -134,8 +134,8 @@ def test_cascade_export_reload_predicts_in_original_pixels(tmp_path) -> None:
 def test_fallback_recovers_a_misplaced_stage1_centre() -> None:
     """Shipped weights: with the C2 centre moved 2 centre gaps cranially (as when stage 1 fails on C2), the plain
     stage-2 passes lock onto the wrong structure, the fallback re-crops C2 from the other vertebrae and finds it."""
+    from pipelines.phantoms.xray import generate_study
     from pipelines.results import View
-    from pipelines.xray.phantom import generate_study
     from pipelines.xray.preprocessing import to_unit_range
 
     pred = KeypointPredictor.load(None, device=torch.device("cpu"))

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from models.xray_keypoints.measures import measures
+from pipelines.phantoms.xray import generate_study
 from pipelines.results import SEGMENTS
 from pipelines.xray import geometry
-from pipelines.xray.phantom import CANAL_LEVELS, generate_study
+from pipelines.xray.geometry import CANAL_LEVELS
 
 torch.set_num_threads(1)
 

@@ -9,9 +9,10 @@ import pydicom
 import pytest
 import torch
 
+from pipelines.phantoms.dicom import write_study
+from pipelines.phantoms.xray import generate_study
 from pipelines.results import KEYPOINT_NAMES, View
 from pipelines.study import Study
-from pipelines.xray.phantom import generate_study, write_study
 from pipelines.xray.pipeline import XrayPipeline, body_masks
 from pipelines.xray.preprocessing import view_of
 

@@ -6,8 +6,8 @@ import pytest
 
 from pipelines.mri.correlate import FACTORS, correlate, patient_report, sites_overlap, vertebrae_of
 from pipelines.mri.grading import THRESHOLDS, level_findings, study_findings
-from pipelines.mri.phantom import LEVELS, TASKS
 from pipelines.results import AlgorithmInfo, Finding, StudyResult
+from pipelines.vocabulary import LEVELS, TASKS
 
 ALG = AlgorithmInfo("test", "0")
 
@@ -83,8 +83,8 @@ def test_report_without_xray_marks_xray_factors_not_assessed():
 
 def test_report_from_both_phantoms_of_one_patient():
     """X-ray phantom truth findings (the X-ray pipeline's keys) + MRI phantom truth -> a full Fig. 7 report."""
-    from pipelines.mri.phantom import generate_series
-    from pipelines.xray.phantom import generate_study
+    from pipelines.phantoms.mri import generate_series
+    from pipelines.phantoms.xray import generate_study
 
     xs = generate_study(3, shape=(384, 384))
     mri_ph = generate_series(3, shape=(128, 128), n_slices=7)

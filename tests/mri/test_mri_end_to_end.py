@@ -13,8 +13,10 @@ import pytest
 import torch
 
 from models.mri import DEFAULT_WEIGHTS
-from pipelines.mri.phantom import LEVELS, generate_series, write_series
+from pipelines.phantoms.dicom import write_series
+from pipelines.phantoms.mri import generate_series
 from pipelines.study import Study
+from pipelines.vocabulary import LEVELS
 
 pytestmark = [
     pytest.mark.integration,

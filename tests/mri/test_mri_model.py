@@ -10,7 +10,7 @@ import torch
 
 from models.mri import DEFAULT_WEIGHTS, MODEL_CARD
 from models.mri.metrics import auc, binary_scores, roc_curve
-from pipelines.mri.phantom import TASKS
+from pipelines.vocabulary import TASKS
 
 AUC_BOUND = 0.85
 """Every task must reach this AUC on the 16 fresh phantoms (80 levels) below; the 200-series evaluation

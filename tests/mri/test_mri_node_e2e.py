@@ -16,7 +16,8 @@ import pytest
 
 from node.scu import store_files
 from node.spool import Spool
-from pipelines.mri.phantom import generate_series, write_series
+from pipelines.phantoms.dicom import write_series
+from pipelines.phantoms.mri import generate_series
 from tests.node.nodetest_proc import serve, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

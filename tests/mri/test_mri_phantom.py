@@ -11,22 +11,15 @@ import numpy as np
 import pydicom
 import pytest
 
-from pipelines.mri.phantom import (
-    DISC_POSITIVE,
-    DISC_STATES,
-    LEVELS,
-    TASKS,
-    VirtualPatient,
-    cli,
-    generate_series,
-    read_truth,
-    virtual_patient,
-    write_series,
-    write_truth,
-)
 from pipelines.mri.preprocessing import choose_series, load_series
+from pipelines.phantoms.dicom import write_series
+from pipelines.phantoms.mri import generate_series
+from pipelines.phantoms.mri.cli import cli
+from pipelines.phantoms.mri.truth import read_truth, write_truth
+from pipelines.phantoms.patient import DISC_POSITIVE, DISC_STATES, VirtualPatient, virtual_patient
 from pipelines.route import route
 from pipelines.study import Study
+from pipelines.vocabulary import LEVELS, TASKS
 
 
 @pytest.fixture(scope="module")

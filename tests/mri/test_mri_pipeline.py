@@ -10,9 +10,11 @@ import pytest
 import torch
 
 from models.mri import DEFAULT_WEIGHTS
-from pipelines.mri.phantom import LEVELS, TASKS, generate_series, write_series
+from pipelines.phantoms.dicom import write_series
+from pipelines.phantoms.mri import generate_series
 from pipelines.route import route
 from pipelines.study import Study
+from pipelines.vocabulary import LEVELS, TASKS
 
 pytestmark = pytest.mark.skipif(not DEFAULT_WEIGHTS.exists(), reason="MRI weights not trained yet")
 

@@ -65,8 +65,9 @@ def make_study_files(out_dir: Path, n: int, *, study_uid: str | None = None, **k
 
 
 def phantom_study_files(out_dir: Path, seed: int = 0, *, shape: tuple[int, int] | None = (768, 640)) -> tuple[str, list[Path]]:
-    """A real phantom lateral cervical study (neutral, flexion, extension DX) from ``pipelines.xray.phantom``."""
-    from pipelines.xray.phantom import generate_study, write_study
+    """A real phantom lateral cervical study (neutral, flexion, extension DX) from ``pipelines.phantoms.xray``."""
+    from pipelines.phantoms.dicom import write_study
+    from pipelines.phantoms.xray import generate_study
 
     study = generate_study(seed, shape=shape)
     return study.study_uid, [Path(p) for p in write_study(study, Path(out_dir))]

@@ -25,8 +25,8 @@ def predictor() -> KeypointPredictor:
 @pytest.fixture(scope="module")
 def images() -> list[np.ndarray]:
     """Four radiographs of two phantom patients, of different sizes (letterboxed differently)."""
+    from pipelines.phantoms.xray import generate_study
     from pipelines.results import View
-    from pipelines.xray.phantom import generate_study
     from pipelines.xray.preprocessing import to_unit_range
 
     out = []

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pydicom
 
-from pipelines.mri.paired_phantom import XRAY_SHAPE
-from pipelines.mri.phantom import generate_series, virtual_patient, xray_anatomy
+from pipelines.phantoms.mri import generate_series
+from pipelines.phantoms.paired import XRAY_SHAPE
+from pipelines.phantoms.patient import virtual_patient, xray_anatomy
+from pipelines.phantoms.xray import generate_study
 from pipelines.results import KEYPOINT_NAMES, AlgorithmInfo, ImageResult, Keypoint, StudyResult
-from pipelines.xray.phantom import generate_study
 
 TRUTH = AlgorithmInfo(name="phantom ground truth", version="1")
 

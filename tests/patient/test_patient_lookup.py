@@ -31,7 +31,7 @@ from node.tasks import run_analysis
 from pipelines import Analysis
 from pipelines.dicom_out.patient import CORROBORATION, PREDICTION_CODES, RULE_CODES
 from pipelines.mri.correlate import patient_report
-from pipelines.mri.paired_phantom import paired_phantom_studies
+from pipelines.phantoms.paired import paired_phantom_studies
 from tests.patient.patienttest_data import mri_truth, xray_truth
 
 SEED = 9

@@ -40,7 +40,7 @@ class Broken(FixedPredictor):
 
 @pytest.fixture(scope="module")
 def studies(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from pipelines.mri.paired_phantom import paired_phantom_studies
+    from pipelines.phantoms.paired import paired_phantom_studies
 
     out = tmp_path_factory.mktemp("pair")
     xray_files, mri_files = paired_phantom_studies(SEED, out, outcome=True)

@@ -16,7 +16,7 @@ from node.scu import store_files
 from node.spool import Spool
 from pipelines.dicom_out.patient import ALGORITHM, PREDICTION_CODES
 from pipelines.mri.correlate import patient_report
-from pipelines.mri.paired_phantom import paired_phantom_studies
+from pipelines.phantoms.paired import paired_phantom_studies
 from tests.node.nodetest_proc import serve, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

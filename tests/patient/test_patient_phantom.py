@@ -19,9 +19,10 @@ import numpy as np
 import pydicom
 import pytest
 
-from pipelines.mri.paired_phantom import paired_phantom_studies
-from pipelines.mri.phantom import virtual_patient, xray_anatomy
-from pipelines.xray.phantom import generate_study, write_study
+from pipelines.phantoms.dicom import write_study
+from pipelines.phantoms.paired import paired_phantom_studies
+from pipelines.phantoms.patient import virtual_patient, xray_anatomy
+from pipelines.phantoms.xray import generate_study
 
 REFERENCE = Path(__file__).with_name("phantom_reference.json")
 CASES = [(3, (256, 256), "realistic"), (11, (320, 288), "hard"), (7, None, "realistic")]

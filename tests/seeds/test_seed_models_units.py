@@ -9,7 +9,8 @@ from models.curvature.network import ResNet34, build
 from models.curvature.roi import SpineLocator
 from models.upper_cervical.loss import LabelRelations, ModifiedFocalLoss, label_relations
 from models.upper_cervical.network import CerviHFENet
-from pipelines.xray.upper_cervical import EXCLUSIVE_PAIRS, UPPER_CERVICAL_LABELS, sample_anatomy
+from pipelines.phantoms.xray.upper_cervical import EXCLUSIVE_PAIRS, sample_anatomy
+from pipelines.vocabulary import UPPER_CERVICAL_LABELS
 
 torch.set_num_threads(1)
 K = len(UPPER_CERVICAL_LABELS)

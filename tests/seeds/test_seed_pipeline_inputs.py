@@ -11,10 +11,11 @@ import torch
 
 from models.curvature import DEFAULT_WEIGHTS
 from models.upper_cervical import DEFAULT_WEIGHTS as UC_WEIGHTS
+from pipelines.phantoms.dicom import write_study
+from pipelines.phantoms.xray import generate_study, unit_image
+from pipelines.phantoms.xray.upper_cervical import generate_upper_cervical_study
 from pipelines.results import AlgorithmInfo, Finding
-from pipelines.xray.phantom import generate_study, write_study
 from pipelines.xray.preprocessing import image_from_dataset
-from pipelines.xray.upper_cervical import generate_upper_cervical_study, unit_image
 
 torch.set_num_threads(1)
 

@@ -15,14 +15,10 @@ from models.curvature.data import class_from_cobb
 from models.curvature.metrics import roc_auc
 from models.curvature.roi import DEFAULT_LOCATOR, landmarks_from_keypoints
 from models.upper_cervical import DEFAULT_WEIGHTS as UC_WEIGHTS
+from pipelines.phantoms.xray import generate_study, unit_image
+from pipelines.phantoms.xray.upper_cervical import generate_upper_cervical_study
 from pipelines.results import Finding, View
-from pipelines.xray.phantom import generate_study
-from pipelines.xray.upper_cervical import (
-    LABEL_SITES,
-    UPPER_CERVICAL_LABELS,
-    generate_upper_cervical_study,
-    unit_image,
-)
+from pipelines.vocabulary import UPPER_CERVICAL_LABELS, UPPER_CERVICAL_SITES
 
 torch.set_num_threads(1)
 pytestmark = pytest.mark.skipif(not (DEFAULT_WEIGHTS.is_file() and UC_WEIGHTS.is_file() and DEFAULT_LOCATOR.is_file()),
@@ -67,7 +63,7 @@ def test_upper_cervical_weights_on_fresh_phantoms() -> None:
         probs.append([out.probabilities[k] for k in UPPER_CERVICAL_LABELS])
     findings = predict_upper_cervical(views)
     assert [f.key for f in findings] == list(UPPER_CERVICAL_LABELS)
-    assert all(f.site == LABEL_SITES[f.key] and f.value in ("present", "absent") for f in findings)
+    assert all(f.site == UPPER_CERVICAL_SITES[f.key] and f.value in ("present", "absent") for f in findings)
     assert all(0.0 <= f.probability <= 1.0 for f in findings)
     with pytest.raises(ValueError, match="flexion"):
         predict_upper_cervical({View.NEUTRAL: views[View.NEUTRAL], View.EXTENSION: views[View.EXTENSION]})

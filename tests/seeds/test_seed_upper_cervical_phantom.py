@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from models.curvature.roi import curvature_box, landmarks_from_keypoints, upper_cervical_box
-from pipelines.results import View
-from pipelines.xray.phantom import generate_study
-from pipelines.xray.upper_cervical import (
+from pipelines.phantoms.xray import generate_study
+from pipelines.phantoms.xray.upper_cervical import (
     EXCLUSIVE_PAIRS,
-    UPPER_CERVICAL_LABELS,
     generate_upper_cervical_study,
     sample_anatomy,
 )
+from pipelines.results import View
+from pipelines.vocabulary import UPPER_CERVICAL_LABELS
 
 
 def _seed_with(label: str, start: int = 0) -> int:

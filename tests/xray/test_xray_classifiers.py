@@ -11,9 +11,10 @@ import torch
 
 from models.upper_cervical.predictor import UPPER_CERVICAL_LABELS
 from pipelines.dicom_out import encode
+from pipelines.phantoms.dicom import write_study
+from pipelines.phantoms.xray import generate_study
 from pipelines.results import View
 from pipelines.study import Study
-from pipelines.xray.phantom import generate_study, write_study
 from pipelines.xray.pipeline import XrayPipeline
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from pipelines.phantoms.xray import generate_study
 from pipelines.results import SEGMENTS, Measurement, View
 from pipelines.xray.findings import Thresholds, findings_from_measurements
-from pipelines.xray.phantom import generate_study
 
 N = View.NEUTRAL
 

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipelines.phantoms.xray import generate_study
 from pipelines.results import SEGMENTS, View
 from pipelines.xray import geometry as g
 from pipelines.xray import kernels as k
-from pipelines.xray.phantom import generate_study
 
 ROT_INVARIANT = ("cobb_c2_c7", "segmental_angle", "listhesis_distance", "listhesis_angle", "sdvb", "sdvc",
                  "pavlov_ratio", "curvature_index", "curvature_offset")

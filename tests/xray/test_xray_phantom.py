@@ -11,10 +11,13 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
+from pipelines.phantoms.dicom import write_study
+from pipelines.phantoms.xray import generate_study
+from pipelines.phantoms.xray.cli import cli
+from pipelines.phantoms.xray.coco import write_coco
 from pipelines.results import KEYPOINT_NAMES, View
 from pipelines.xray.annotations import AnnotatedImage, read_coco, write_coco_json
 from pipelines.xray.calibration import CalibrationError, measurement_spacing
-from pipelines.xray.phantom import cli, generate_study, write_coco, write_study
 from pipelines.xray.preprocessing import view_of
 
 

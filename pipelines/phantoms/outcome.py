@@ -1,7 +1,7 @@
 """Postoperative neck-pain recovery of a virtual patient (seed 000): a documented synthetic outcome model.
 
 The outcome is a deterministic function of the seed. ``virtual_patient(seed)`` drives the MRI and the X-ray
-phantom (``pipelines.mri.paired_phantom``); this module adds what the images must show for the outcome
+phantom (``pipelines.phantoms.paired``); this module adds what the images must show for the outcome
 (a Modic-like endplate marrow change rendered on MRI, see ``generate_series(endplate_marrow=...)``), samples
 the clinical variables and draws ``recovered ~ Bernoulli(p)`` with
 
@@ -23,9 +23,9 @@ the clinical variables and draws ``recovered ~ Bernoulli(p)`` with
               + 0.15 * (vas - 6)           clinical: preoperative neck pain VAS (0-10): more to gain
 
 ``B0`` = 2.0 gives about 50 % recovered (54 % in seeds 100000-100299). The Bayes-optimal AUC (the true
-probability as the score), ``bayes_auc``: 0.883 expected over the Bernoulli draws for seeds 100000-100299 and
-0.906 on their realised outcomes (``python -m pipelines.outcome.phantom --first 100000 --count 300``; see
-``models/neck_pain/MODEL_CARD.md``).
+probability as the score) for seeds 100000-100299: 0.883 expected over the Bernoulli draws (:func:`bayes_auc`,
+``python -m pipelines.phantoms.outcome --first 100000 --count 300``) and 0.906 on their realised outcomes
+(``bayes_auc_realised`` of ``models.neck_pain.evaluate``; see ``models/neck_pain/MODEL_CARD.md``).
 Which drivers a model can see: cord signal, compression and Modic texture only on MRI; SVA only on the
 radiograph (it depends on the X-ray positioning draws, not on ``virtual_patient``); the osteophyte and Cobb
 angle on both; ``hard_compression`` needs the MRI level and the X-ray level matched.
@@ -40,15 +40,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from pipelines.mri.phantom import (
-    LEVELS,
-    VirtualPatient,
-    canal_grade,
-    residual_canal_mm,
-    virtual_patient,
-    xray_anatomy,
-)
-from pipelines.results import View
+from pipelines.phantoms.mri.anatomy import canal_grade, residual_canal_mm
+from pipelines.phantoms.patient import VirtualPatient, virtual_patient, xray_anatomy
+from pipelines.phantoms.xray import generate_study
+from pipelines.vocabulary import LEVELS, View
 
 B0 = 2.0
 COEF: dict[str, float] = {
@@ -57,8 +52,6 @@ COEF: dict[str, float] = {
     "age_dev": -0.025, "female": -0.2, "log_duration": -0.5, "ndi_dev": -0.03, "vas_dev": 0.15,
 }
 """Coefficients of the logit (see the module docstring); the keys are those of ``OutcomeCase.terms``."""
-CLINICAL: tuple[str, ...] = ("age", "female", "duration_months", "ndi", "vas")
-"""Clinical variables in model order."""
 OSTEOPHYTE_MM = 1.0
 """An osteophyte the radiograph shows (the X-ray phantom draws it when ``osteophyte_mm > 1``)."""
 
@@ -73,7 +66,7 @@ class OutcomeCase:
     drivers: dict[str, float]
     """Image drivers: cord_signal, n_compressed, modic, hard_compression, cobb_deg, sva_mm."""
     clinical: dict[str, float]
-    """``CLINICAL`` values."""
+    """``pipelines.vocabulary.CLINICAL_VARIABLES`` values."""
     terms: dict[str, float]
     """Logit inputs by ``COEF`` key."""
     canal_grades: tuple[int, ...]
@@ -87,8 +80,6 @@ class OutcomeCase:
 
 def xray_truth(seed: int, vp: VirtualPatient) -> tuple[float, float]:
     """(C2-C7 Cobb deg, C2-C7 SVA mm) of the neutral radiograph the paired phantom renders (size independent)."""
-    from pipelines.xray.phantom import generate_study
-
     st = generate_study(seed, shape=(64, 64), anatomy=xray_anatomy(vp))
     got = {m.key: m.value for m in st.truth if m.view == View.NEUTRAL}
     return float(got["cobb_c2_c7"]), float(got["sva_c2_c7"])
@@ -105,6 +96,7 @@ def clinical_variables(seed: int, vp: VirtualPatient) -> dict[str, float]:
 
 
 def logit_of(terms: dict[str, float]) -> float:
+    """The logit of the recovery probability from the ``COEF`` terms."""
     return B0 + sum(COEF[k] * v for k, v in terms.items())
 
 
@@ -137,21 +129,12 @@ def outcome_case(seed: int, vp: VirtualPatient | None = None, xray: tuple[float,
                        endplate_marrow={level: (gain, texture)})
 
 
-def auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """ROC AUC (Mann-Whitney, ties count half)."""
-    from scipy.stats import rankdata
-
-    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
-    n1, n0 = int(labels.sum()), int((~labels).sum())
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    r = rankdata(scores)
-    return float((r[labels].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
 def bayes_auc(p: np.ndarray) -> float:
-    """Expected AUC of the true probability as the score, over the Bernoulli draws of the outcomes:
-    sum_{i != j} p_i (1 - p_j) [p_i > p_j] (+ 1/2 for ties) / sum_{i != j} p_i (1 - p_j)."""
+    """The ceiling of the synthetic outcome: the expected AUC of the true probabilities ``p`` as the score, over
+    the Bernoulli draws of the outcomes, in closed form (no sample of outcomes, no ROC computation):
+    sum_{i != j} p_i (1 - p_j) [p_i > p_j] (+ 1/2 for ties) / sum_{i != j} p_i (1 - p_j).
+
+    The AUC on the realised outcomes is the caller's: ``roc_auc(recovered, p)`` (``models.common.metrics``)."""
     p = np.sort(np.asarray(p, float))
     q = 1 - p
     # for each i: the sum of (1 - p_j) over j with p_j < p_i (sorted: j < i, ties ignored: continuous p)
@@ -162,8 +145,9 @@ def bayes_auc(p: np.ndarray) -> float:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipelines.outcome.phantom",
-                                 description="Outcome cases of virtual patients; prints prevalence and the Bayes AUC.")
+    ap = argparse.ArgumentParser(prog="python -m pipelines.phantoms.outcome",
+                                 description="Outcome cases of virtual patients; prints prevalence and the expected "
+                                             "Bayes AUC.")
     ap.add_argument("--first", type=int, default=100000)
     ap.add_argument("--count", type=int, default=300)
     ap.add_argument("--show", type=int, default=0, help="print this many cases as JSON")
@@ -175,7 +159,7 @@ def cli(argv: list[str] | None = None) -> int:
         print(json.dumps(c.to_dict()))
     drivers = {k: float(np.mean([c.drivers[k] for c in cases])) for k in cases[0].drivers}
     print(json.dumps({"cases": len(cases), "recovered": float(y.mean()), "mean_p": float(p.mean()),
-                      "bayes_auc_expected": round(bayes_auc(p), 4), "bayes_auc_realised": round(auc(p, y), 4),
+                      "bayes_auc_expected": round(bayes_auc(p), 4),
                       "driver_means": drivers}))
     return 0
 

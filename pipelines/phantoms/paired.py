@@ -14,8 +14,12 @@ from pathlib import Path
 
 import pydicom
 
-from pipelines.mri.phantom import generate_series, virtual_patient, write_series, xray_anatomy
-from pipelines.xray.phantom import generate_study, write_study
+from pipelines.phantoms.dicom import write_series, write_study
+from pipelines.phantoms.mri import generate_series
+from pipelines.phantoms.outcome import outcome_case
+from pipelines.phantoms.patient import virtual_patient, xray_anatomy
+from pipelines.phantoms.xray import generate_study
+from pipelines.vocabulary import View
 
 XRAY_SHAPE: tuple[int, int] = (768, 640)
 """Default radiograph size (rows, columns) of the pair: small enough for fast tests, large enough for the model."""
@@ -37,7 +41,7 @@ def paired_phantom_studies(
 
     ``patient_id`` defaults to the virtual patient's id; ``xray_datetime`` to a date derived from the seed.
     ``outcome`` (opt-in): render what the synthetic neck-pain outcome needs (the Modic-like endplate marrow of
-    ``pipelines.outcome.phantom``) and write that outcome as ``out_dir/outcome.json``.
+    ``pipelines.phantoms.outcome``) and write that outcome as ``out_dir/outcome.json``.
     """
     vp = virtual_patient(seed, patient_id=patient_id)
     pid = vp.patient_id
@@ -46,9 +50,6 @@ def paired_phantom_studies(
     xray_files = [Path(p) for p in write_study(xray, Path(out_dir) / "xray", patient_id=pid, study_datetime=when)]
     marrow = None
     if outcome:
-        from pipelines.outcome.phantom import outcome_case
-        from pipelines.results import View
-
         got = {m.key: m.value for m in xray.truth if m.view == View.NEUTRAL}
         case = outcome_case(seed, vp, (float(got["cobb_c2_c7"]), float(got["sva_c2_c7"])))
         marrow = case.endplate_marrow
