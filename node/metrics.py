@@ -26,6 +26,9 @@ INSTANCES_RECEIVED = Counter(
 BYTES_RECEIVED = Counter("cspine_received_bytes", "Bytes of instances stored")
 INSTANCES_REJECTED = Counter("cspine_instances_rejected", "C-STORE requests refused, by reason", ["reason"])
 ASSOCIATIONS = Counter("cspine_associations", "Associations requested, by result", ["result"])
+CONNECTIONS_CLOSED = Counter(
+    "cspine_connections_closed", "Connections closed before their A-ASSOCIATE-RQ, by reason (pending_cap/deadline)",
+    ["reason"])
 STORE_SECONDS = Histogram(
     "cspine_store_seconds", "Time to validate and durably store one instance (s)",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))

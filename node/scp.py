@@ -15,9 +15,11 @@ Statuses returned (PS3.4 B.2.3):
 Association control: calling AE titles outside the allow-list are rejected by pynetdicom itself
 (``AE.require_calling_aet``); peer addresses outside the allow-list (pynetdicom has no setting for them) are
 rejected in the ``EVT_REQUESTED`` handler, before negotiation. Both answer A-ASSOCIATE-RJ (rejected permanent,
-service user, "calling AE title not recognised"). The AE's own limits (``maximum_associations``,
-``maximum_pdu_size``) come from the settings; every rejection is logged and counted in ``EVT_REJECTED`` /
-``_reject``, every acceptance in ``EVT_ACCEPTED``.
+service user, "calling AE title not recognised"). Connections that have not completed their A-ASSOCIATE-RQ are
+bounded by ``node.connections`` (a deadline, a cap per peer address); association slots (``max_associations``)
+are counted in ``EVT_REQUESTED`` among complete requests only, and a request beyond them gets A-ASSOCIATE-RJ
+(rejected transient, service provider, local limit exceeded). Every rejection is logged and counted in
+``EVT_REJECTED`` / ``_rejected``, every acceptance in ``EVT_ACCEPTED``.
 
 Accepted: CR, DX (for presentation/processing), MR, Enhanced MR and the Secondary Capture family, in
 the uncompressed, deflated, JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000, HTJ2K and RLE
@@ -71,6 +73,7 @@ from pynetdicom.sop_class import (
 )
 
 from node import metrics
+from node.connections import UNLIMITED, AssociationSlots, GuardedAssociationServer, PendingConnections
 from node.logs import log
 from node.settings import NodeSettings
 from node.spool import AssociationEnd, InstanceHeader, Spool, StoreOutcome, header_from_dataset
@@ -104,8 +107,11 @@ CANNOT_UNDERSTAND = 0xC210
 
 # A-ASSOCIATE-RJ fields (PS3.8 9.3.4): result, source, diagnostic.
 REJECTED_PERMANENT = 0x01
+REJECTED_TRANSIENT = 0x02
 SOURCE_SERVICE_USER = 0x01
+SOURCE_SERVICE_PROVIDER_PRESENTATION = 0x03
 CALLING_AET_NOT_RECOGNISED = 0x03
+LOCAL_LIMIT_EXCEEDED = 0x02
 
 
 class InvalidInstance(ValueError):
@@ -169,10 +175,12 @@ class StorageSCP:
         self.spool = spool
         self.ae = AE(ae_title=settings.ae_title)
         self.ae.maximum_pdu_size = settings.max_pdu
-        self.ae.maximum_associations = settings.max_associations
+        self.ae.maximum_associations = UNLIMITED  # pynetdicom counts raw connections; ``slots`` counts requests
         self.ae.network_timeout = settings.network_timeout_s
         self.ae.dimse_timeout = settings.dimse_timeout_s
-        self.ae.acse_timeout = 30
+        self.ae.acse_timeout = settings.association_request_timeout_s  # the ARTIM timer too
+        self.pending = PendingConnections(settings.association_request_timeout_s, settings.max_pending_per_host)
+        self.slots = AssociationSlots(settings.max_associations)
         self.ae.require_called_aet = False
         self.ae.require_calling_aet = list(settings.allowed_calling_aets)
         self.ae.add_supported_context(Verification)
@@ -197,33 +205,47 @@ class StorageSCP:
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_CONN_CLOSE, self._on_close),
         ]
-        self._server = self.ae.start_server(
-            (self.settings.host, self.settings.port), block=False, evt_handlers=handlers)
+        server = self.ae.make_server(
+            (self.settings.host, self.settings.port), evt_handlers=handlers, server_class=GuardedAssociationServer,
+            pending=self.pending, socket_timeout_s=self.settings.network_timeout_s)
+        self.ae._servers.append(server)  # what AE.start_server does; AssociationServer.shutdown removes it
+        threading.Thread(target=server.serve_forever, name="scp-accept", daemon=True).start()
+        self._server = server
+        self.pending.start()
         log(LOG, "scp listening", ae_title=self.settings.ae_title, host=self.settings.host, port=self.port)
 
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
             self._server = None
+        self.pending.stop()
 
     # -- handlers ----------------------------------------------------------------------------------
 
     def _on_requested(self, event: evt.Event) -> None:
-        """Peer address allow-list (the calling AE title allow-list is pynetdicom's ``require_calling_aet``).
+        """The A-ASSOCIATE-RQ is complete: the connection is no longer pending. Then the peer address allow-list
+        (the calling AE title allow-list is pynetdicom's ``require_calling_aet``) and an association slot.
         A reject sent here skips negotiation (pynetdicom checks ``is_rejected`` after this event)."""
+        self.pending.settle(event.assoc.dul.socket.socket if event.assoc.dul.socket else None)
         rq = event.assoc.requestor
         peer = str(rq.address)
+        calling = str(rq.primitive.calling_ae_title).strip()  # ae_title is only filled in by negotiation
         if self.settings.allowed_hosts and peer not in self.settings.allowed_hosts:
-            calling = str(rq.primitive.calling_ae_title).strip()  # ae_title is only filled in by negotiation
             self._rejected(calling, peer, "peer host not allowed")
             event.assoc.acse.send_reject(REJECTED_PERMANENT, SOURCE_SERVICE_USER, CALLING_AET_NOT_RECOGNISED)
+            event.assoc.kill()
+        elif not self.slots.take(event.assoc):
+            self._rejected(calling, peer, f"local limit exceeded ({self.slots.limit} associations)")
+            event.assoc.acse.send_reject(REJECTED_TRANSIENT, SOURCE_SERVICE_PROVIDER_PRESENTATION,
+                                         LOCAL_LIMIT_EXCEEDED)
             event.assoc.kill()
 
     def _on_accepted(self, event: evt.Event) -> None:
         metrics.ASSOCIATIONS.labels("accepted").inc()
 
     def _on_rejected(self, event: evt.Event) -> None:
-        """A rejection by pynetdicom's negotiation: calling AE title not allowed, or too many associations."""
+        """A rejection by pynetdicom's negotiation (calling AE title not allowed): its slot is freed."""
+        self.slots.release(event.assoc)
         rj = event.assoc.acceptor.primitive
         if (rj.result_source, rj.diagnostic) == (SOURCE_SERVICE_USER, CALLING_AET_NOT_RECOGNISED):
             why = "calling AE title not allowed"
@@ -279,6 +301,7 @@ class StorageSCP:
         return SUCCESS
 
     def _on_close(self, event: evt.Event) -> None:
+        self.slots.release(event.assoc)
         with self._lock:
             aid = self._assoc_ids.pop(id(event.assoc), None)
         if aid is None:

@@ -146,7 +146,15 @@ class NodeSettings(BaseSettings):
     max_pdu: int = 131072
     """Maximum PDU size we receive (bytes); 0 means unlimited."""
     max_associations: int = 10
+    """Concurrent associations, counted once their A-ASSOCIATE-RQ is complete (raw connections do not count)."""
+    association_request_timeout_s: float = 5.0
+    """A connection must complete its A-ASSOCIATE-RQ within this long after it is accepted, or it is closed (also
+    pynetdicom's ACSE/ARTIM timeout)."""
+    max_pending_per_host: int = 8
+    """Connections from one peer IP address that have not completed their A-ASSOCIATE-RQ yet; more from that
+    address are closed at once."""
     network_timeout_s: float = 60.0
+    """Idle association timeout, and the longest a read or write on an accepted connection may stall."""
     dimse_timeout_s: float = 60.0
 
     # Spool and assembly
@@ -275,6 +283,20 @@ class NodeSettings(BaseSettings):
         """The queues a worker takes tasks from (``worker_queues``, else the analysis and delivery queues)."""
         qs = self.worker_queues or [self.analyze_queue, self.deliver_queue]
         return list(dict.fromkeys(q.strip() for q in qs if q.strip()))
+
+    @field_validator("association_request_timeout_s")
+    @classmethod
+    def _positive_s(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("must be > 0 s")
+        return v
+
+    @field_validator("max_pending_per_host", "max_associations")
+    @classmethod
+    def _at_least_one(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("must be >= 1")
+        return v
 
     @field_validator("stable_age_s", "open_association_age_s")
     @classmethod
