@@ -10,7 +10,9 @@ Statuses returned (PS3.4 B.2.3):
 * ``0xA900`` Data Set does not match SOP Class: a required UID is missing or differs from the request.
 * ``0xC210`` Cannot understand: the payload is not a parsable DICOM data set, or its pixel data is
   truncated / not properly encapsulated.
-* ``0xA700`` Out of resources: the spool could not write (disk full, I/O error).
+* ``0xA700`` Out of resources: the spool could not write the file or its index row (disk full, quota, I/O error,
+  SQLite "database or disk is full" / "disk I/O error" / locked), or memory ran out. Senders retry these.
+* ``0xC211`` Unable to process: an unexpected error in the node (logged with its traceback).
 
 Association control: calling AE titles outside the allow-list are rejected by pynetdicom itself
 (``AE.require_calling_aet``); peer addresses outside the allow-list (pynetdicom has no setting for them) are
@@ -29,6 +31,7 @@ transfer syntaxes (decoders: pylibjpeg, pylibjpeg-libjpeg/openjpeg/rle, pyjpegls
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 import uuid
@@ -104,6 +107,11 @@ SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
 DOES_NOT_MATCH_SOP_CLASS = 0xA900
 CANNOT_UNDERSTAND = 0xC210
+UNABLE_TO_PROCESS = 0xC211
+
+SPOOL_FAILURES: tuple[type[BaseException], ...] = (OSError, sqlite3.Error, MemoryError)
+"""What storing raises when resources run out: the file (``OSError``: ENOSPC, EDQUOT, EIO), the index
+(``sqlite3``: "database or disk is full", "disk I/O error", "database is locked") or memory. All answer 0xA700."""
 
 # A-ASSOCIATE-RJ fields (PS3.8 9.3.4): result, source, diagnostic.
 REJECTED_PERMANENT = 0x01
@@ -138,7 +146,7 @@ def validate_instance(data: bytes, sop_class_uid: str, sop_instance_uid: str) ->
     try:
         ds = pydicom.dcmread(BytesIO(data))
         header = header_from_dataset(ds)
-    except InvalidInstance:
+    except (InvalidInstance, MemoryError):
         raise
     except ValueError as e:
         raise InvalidInstance(DOES_NOT_MATCH_SOP_CLASS, f"data set: {e}") from e
@@ -160,7 +168,7 @@ def validate_instance(data: bytes, sop_class_uid: str, sop_instance_uid: str) ->
             expected = _expected_native_bytes(ds)
             if len(value) < expected:
                 raise InvalidInstance(CANNOT_UNDERSTAND, f"Pixel Data truncated ({len(value)} < {expected} bytes)")
-    except InvalidInstance:
+    except (InvalidInstance, MemoryError):
         raise
     except Exception as e:  # noqa: BLE001
         raise InvalidInstance(CANNOT_UNDERSTAND, f"pixel data: {type(e).__name__}: {e}") from e
@@ -263,13 +271,13 @@ class StorageSCP:
         key = id(event.assoc)
         with self._lock:
             aid = self._assoc_ids.get(key)
-            if aid is not None:
-                return aid
-            aid = uuid.uuid4().hex
-            self._assoc_ids[key] = aid
+        if aid is not None:
+            return aid
+        aid = uuid.uuid4().hex
         rq = event.assoc.requestor
-        self.spool.open_association(aid, str(rq.ae_title).strip(), str(rq.address))
-        return aid
+        self.spool.open_association(aid, str(rq.ae_title).strip(), str(rq.address))  # may fail: retried next time
+        with self._lock:
+            return self._assoc_ids.setdefault(key, aid)
 
     def _on_echo(self, event: evt.Event) -> int:
         return SUCCESS
@@ -286,12 +294,21 @@ class StorageSCP:
             log(LOG, "instance refused", logging.WARNING, calling_aet=calling, status=f"0x{e.status:04X}",
                 reason=e.reason, sop_instance_uid=str(req.AffectedSOPInstanceUID))
             return e.status
+        except MemoryError:
+            metrics.INSTANCES_REJECTED.labels("out of memory").inc()
+            log(LOG, "out of memory reading an instance", logging.ERROR, sop_instance_uid=str(req.AffectedSOPInstanceUID))
+            return OUT_OF_RESOURCES
         try:
             outcome = self.spool.store(data, header, assoc_id=self._assoc_id(event), calling_aet=calling)
-        except OSError as e:
+        except SPOOL_FAILURES as e:
             metrics.INSTANCES_REJECTED.labels("spool write failed").inc()
-            log(LOG, "spool write failed", logging.ERROR, error=str(e), sop_instance_uid=header.sop_instance_uid)
+            log(LOG, "spool write failed", logging.ERROR, error=f"{type(e).__name__}: {e}",
+                sop_instance_uid=header.sop_instance_uid)
             return OUT_OF_RESOURCES
+        except Exception:  # noqa: BLE001 - a bug must not look like a refused payload; logged with its traceback
+            metrics.INSTANCES_REJECTED.labels("unexpected error").inc()
+            LOG.exception("unexpected error storing an instance", extra={"sop_instance_uid": header.sop_instance_uid})
+            return UNABLE_TO_PROCESS
         metrics.INSTANCES_RECEIVED.labels(outcome.value).inc()
         if outcome is not StoreOutcome.DUPLICATE:
             metrics.BYTES_RECEIVED.inc(len(data))
@@ -307,5 +324,9 @@ class StorageSCP:
         if aid is None:
             return
         how = AssociationEnd.RELEASED if event.assoc.is_released else AssociationEnd.ABORTED
-        self.spool.close_association(aid, how)
+        try:
+            self.spool.close_association(aid, how)
+        except SPOOL_FAILURES as e:  # the study then waits open_association_age_s instead of stable_age_s
+            log(LOG, "association close not recorded", logging.ERROR, assoc_id=aid, error=f"{type(e).__name__}: {e}")
+            return
         log(LOG, "association closed", assoc_id=aid, how=how.value)

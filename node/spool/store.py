@@ -53,14 +53,21 @@ class Spool(SpoolQueries):
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction. A failed COMMIT (e.g. SQLITE_FULL) leaves the transaction open in SQLite, and a
+        failed statement may already have rolled it back: roll back only what is still open, so the connection
+        is usable again (the next ``BEGIN`` would fail otherwise) and the original error is the one raised."""
         db = self._db()
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:  # pragma: no cover - the original error matters more
+                    pass
             raise
-        db.execute("COMMIT")
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
@@ -116,10 +123,15 @@ class Spool(SpoolQueries):
         path = self.instance_path(header.study_uid, header.sop_instance_uid)
         new_dir = not path.parent.exists()
         write_atomic(data, path, self.tmp_dir)
-        if new_dir:
-            fsync_dir(self.instances_dir)
-        with self._tx() as db:
-            outcome = self._index(db, header, path, len(data), digest, calling_aet, assoc_id, now)
+        try:
+            if new_dir:
+                fsync_dir(self.instances_dir)
+            with self._tx() as db:
+                outcome = self._index(db, header, path, len(data), digest, calling_aet, assoc_id, now)
+        except BaseException:
+            if row is None or row["path"] != str(path):  # a new file the index does not know: not stored
+                path.unlink(missing_ok=True)
+            raise
         if outcome is StoreOutcome.REPLACED and row is not None and row["path"] != str(path):
             Path(row["path"]).unlink(missing_ok=True)
         return outcome
