@@ -68,9 +68,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from models.common.predictor import resolve_device
     from models.xray_keypoints.batching import BatchingPredictor
     from models.xray_keypoints.cascade import N_LEVELS
-    from models.xray_keypoints.predictor import KeypointPredictor, resolve_device
+    from models.xray_keypoints.predictor import KeypointPredictor
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)

@@ -29,24 +29,22 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from models.curvature.predictor import default_predictor as curvature_predictor
-    from models.curvature.predictor import predict_curvature
-    from models.upper_cervical.predictor import default_predictor as upper_predictor
-    from models.upper_cervical.predictor import predict_upper_cervical
+    from models.curvature.predictor import CurvaturePredictor
+    from models.upper_cervical.predictor import UpperCervicalPredictor
     from pipelines.phantoms.xray.upper_cervical import generate_upper_cervical_study
     from pipelines.results import View
 
     torch.set_num_threads(args.threads)
-    curvature_predictor(None), upper_predictor(None)  # load once, outside the timing
+    curvature, upper = CurvaturePredictor.load(), UpperCervicalPredictor.load()  # outside the timing
     t_curv, t_upper = [], []
     for i in range(args.studies):
         st = generate_upper_cervical_study(args.seed + i, shape=tuple(args.shape))
         views = {v: uv.unit_image() for v, uv in st.views.items()}
         t0 = time.perf_counter()
-        predict_curvature(views[View.NEUTRAL], st.views[View.NEUTRAL].pixel_spacing_mm)
+        curvature.classify(views, {View.NEUTRAL: st.views[View.NEUTRAL].pixel_spacing_mm})
         t_curv.append((time.perf_counter() - t0) * 1000)
         t0 = time.perf_counter()
-        predict_upper_cervical(views)
+        upper.classify(views, {})
         t_upper.append((time.perf_counter() - t0) * 1000)
     for name, t in (("curvature (1 image)", t_curv), ("upper cervical (3 views)", t_upper)):
         print(f"{name:26s} mean {statistics.mean(t):7.1f} ms  median {statistics.median(t):7.1f} ms  "

@@ -3,9 +3,9 @@
 ``roi.py`` the segment localisation (an oriented crop of the two vertebrae of a segment and the canal behind
 them, from the X-ray keypoints) and the mapping of crop maps back to the image; ``network.py`` the small
 per-segment CNN with Grad-CAM on its last conv block; ``data.py`` phantom data (X-ray phantoms of virtual
-patients, labels from the MRI truth of the same patient); ``train.py`` / ``evaluate.py`` the CLIs;
-``metrics.py`` accuracy, sensitivity, specificity, F1, AUC, kappa; ``predictor.py`` the entry point of the
-X-ray pipeline.
+patients, labels from the MRI truth of the same patient); ``train.py`` / ``evaluate.py`` the CLIs (metrics
+from ``models.common.metrics``); ``predictor.py`` :class:`CordCompressionPredictor`, the X-ray pipeline's
+``SegmentClassifier``.
 """
 
 from pathlib import Path

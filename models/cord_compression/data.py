@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.common.images import to_u8
 from models.cord_compression.roi import segment_crops
 from pipelines.results import View
 
@@ -38,10 +39,6 @@ def patient_view(seed: int, shape: tuple[int, int] | None = None, difficulty: st
     st = generate_study(seed, views=(View.NEUTRAL,), shape=shape, difficulty=difficulty,
                         anatomy=xray_anatomy(vp, signs=signs))
     return vp, labels, st.views[View.NEUTRAL]
-
-
-def to_u8(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(np.asarray(x) * 255.0), 0, 255).astype(np.uint8)
 
 
 def prepare(out: Path, seeds: range, jittered: int = 2, difficulty: str = "realistic") -> dict:

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.common.metrics import binary_metrics
 from models.cord_compression.data import patient_view
-from models.cord_compression.metrics import binary_metrics
 from models.cord_compression.predictor import CordCompressionPredictor
 from pipelines.results import SEGMENTS
 

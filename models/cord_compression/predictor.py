@@ -1,6 +1,9 @@
 """Cord compression per segment on the neutral radiograph, with Grad-CAM maps, for the X-ray pipeline.
 
-    findings, heatmaps = predict_cord_compression(image, keypoints, image_uid)
+:class:`CordCompressionPredictor` is the X-ray pipeline's ``interfaces.SegmentClassifier``::
+
+    model = CordCompressionPredictor.load(weights=None, device="cpu")   # None: the shipped weights
+    findings, heatmaps = model.classify(image, keypoints, image_uid)
 
 ``image`` is the float [0, 1] radiograph, bone bright, in original pixels
 (:func:`pipelines.xray.preprocessing.image_from_dataset`); ``keypoints`` the 30 X-ray keypoints (x, y px) of
@@ -10,14 +13,15 @@ classified, and its Grad-CAM (last conv block) is mapped back onto the image pix
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from models.cord_compression import ALGORITHM_NAME, DEFAULT_WEIGHTS
+from models.common.checkpoint import Checkpoint
+from models.common.predictor import Predictor, resolve_device
+from models.cord_compression import ALGORITHM_NAME, DEFAULT_WEIGHTS, MODEL_CARD
 from models.cord_compression.network import SegmentCNN
 from models.cord_compression.roi import crop_to_image, normalise, segment_crops
 from pipelines.results import SEGMENTS, AlgorithmInfo, Finding, HeatMap
@@ -38,28 +42,40 @@ class SegmentPrediction:
     """Crop -> original pixels."""
 
 
-class CordCompressionPredictor:
-    def __init__(self, net: SegmentCNN, meta: dict) -> None:
-        self.net = net.eval()
-        self.meta = meta
+class CordCompressionPredictor(Predictor):
+    """The per-segment CNN (a ``cord_compression`` checkpoint, part ``network``, with its decision threshold in
+    ``meta``) on one device."""
+
+    checkpoint_model = "cord_compression"
+    default_weights = DEFAULT_WEIGHTS
+    model_card = MODEL_CARD
+
+    def __init__(self, checkpoint: Checkpoint, device: torch.device | str = "cpu") -> None:
+        self.device = resolve_device(device)
+        self.meta = checkpoint.meta
+        self.weights_version = checkpoint.version
+        net = SegmentCNN()
+        net.load_state_dict(checkpoint.part("network"))
+        self.net = net.to(self.device).eval()
+
+    @classmethod
+    def load(cls, weights: Path | str | None = None, device: torch.device | str = "cpu") -> CordCompressionPredictor:
+        """The model from ``weights`` (None: the shipped ``segment_cnn_v1.pt``) on ``device``."""
+        return cls(cls.read_checkpoint(weights), device)
 
     @property
     def version(self) -> str:
-        return f"segment-cnn-v{self.meta.get('version', '?')}"
+        return f"segment-cnn-v{self.weights_version}"
 
     @property
     def threshold(self) -> float:
         return float(self.meta.get("threshold", 0.5))
 
-    @classmethod
-    def load(cls, weights: Path | str | None = None) -> CordCompressionPredictor:
-        path = Path(weights or DEFAULT_WEIGHTS)
-        if not path.is_file():
-            raise FileNotFoundError(f"cord compression weights not found: {path}")
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-        net = SegmentCNN()
-        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()})
-        return cls(net, ck["meta"])
+    @property
+    def algorithm(self) -> AlgorithmInfo:
+        """Identity of the model for Contributing Equipment (IHE AIR) in the SR."""
+        return AlgorithmInfo(name=f"{ALGORITHM_NAME} (per-segment CNN + Grad-CAM, seed 004)", version=self.version,
+                             model_card=self.card_text())
 
     def predict(self, image: np.ndarray, keypoints: np.ndarray, *, gradcam: bool = True) -> list[SegmentPrediction]:
         img = np.asarray(image, dtype=np.float32)
@@ -69,50 +85,37 @@ class CordCompressionPredictor:
         if kp.shape != (30, 2) or not np.all(np.isfinite(kp)):
             raise ValueError(f"expected 30 finite keypoints (x, y), got shape {kp.shape}")
         crops, tfs = segment_crops(img, kp)
-        x = torch.from_numpy(normalise(crops)).unsqueeze(1)
-        seg = torch.arange(len(SEGMENTS))
+        x = torch.from_numpy(normalise(crops)).unsqueeze(1).to(self.device)
+        seg = torch.arange(len(SEGMENTS), device=self.device)
         if gradcam:
             logits, cams = self.net.gradcam(x, seg)
         else:
             with torch.no_grad():
                 logits = self.net(x, seg)
             cams = torch.zeros(x.shape[0], *x.shape[-2:])
-        probs = torch.sigmoid(logits).numpy()
-        return [SegmentPrediction(s, float(p), bool(p >= self.threshold), cams[j].numpy(), tfs[j])
+        probs = torch.sigmoid(logits).cpu().numpy()
+        cams = cams.cpu().numpy()
+        return [SegmentPrediction(s, float(p), bool(p >= self.threshold), cams[j], tfs[j])
                 for j, (s, p) in enumerate(zip(SEGMENTS, probs, strict=True))]
 
-
-@functools.lru_cache(maxsize=2)
-def default_predictor(weights: str | None = None) -> CordCompressionPredictor:
-    return CordCompressionPredictor.load(weights)
-
-
-def predict_cord_compression(image: np.ndarray, keypoints: np.ndarray, image_uid: str, *,
-                             weights: Path | str | None = None) -> tuple[list[Finding], list[HeatMap]]:
-    """One :class:`Finding` per segment (key ``cord_compression``, value present/absent, probability) and one
-    Grad-CAM :class:`HeatMap` per segment on the image's original pixels."""
-    predictor = default_predictor(str(weights) if weights else None)
-    preds = predictor.predict(image, keypoints)
-    rows, cols = np.asarray(image).shape
-    findings, maps = [], []
-    for sp in preds:
-        findings.append(Finding(
-            "cord_compression", FINDING_NAME, "present" if sp.present else "absent", sp.segment,
-            evidence=(f"p={sp.probability:.2f} from the {sp.segment} segment crop of the neutral radiograph "
-                      "(posterior osteophytes, disc space, canal depth)",),
-            probability=sp.probability,
-            threshold=f"p >= {predictor.threshold:.2f} (per-segment CNN trained on synthetic phantoms against the "
-                      f"{REFERENCE}; threshold of maximal Youden J on validation phantoms)"))
-        patch, (y0, x0) = crop_to_image(sp.cam, sp.transform, (rows, cols))
-        maps.append(HeatMap(f"{sp.segment} cord compression Grad-CAM", image_uid, sp.segment, patch, (y0, x0),
-                            key="cord_compression", probability=sp.probability,
-                            description="Grad-CAM of the last conv block, normalised to its maximum per segment"))
-    return findings, maps
-
-
-def algorithm_info(weights: Path | str | None = None) -> AlgorithmInfo:
-    """Identity of the model for Contributing Equipment (IHE AIR) in the SR."""
-    version = default_predictor(str(weights) if weights else None).version
-    return AlgorithmInfo(name=f"{ALGORITHM_NAME} (per-segment CNN + Grad-CAM, seed 004)", version=version,
-                         model_card="research use only; trained on synthetic phantoms; "
-                                    "see models/cord_compression/MODEL_CARD.md")
+    def classify(self, image: np.ndarray, keypoints: np.ndarray, image_uid: str
+                 ) -> tuple[list[Finding], list[HeatMap]]:
+        """One :class:`Finding` per segment (key ``cord_compression``, value present/absent, probability) and one
+        Grad-CAM :class:`HeatMap` per segment on the original pixels of ``image`` (SOPInstanceUID ``image_uid``).
+        ``keypoints``: the 30 keypoints (x, y px) of that image."""
+        preds = self.predict(image, keypoints)
+        rows, cols = np.asarray(image).shape
+        findings, maps = [], []
+        for sp in preds:
+            findings.append(Finding(
+                "cord_compression", FINDING_NAME, "present" if sp.present else "absent", sp.segment,
+                evidence=(f"p={sp.probability:.2f} from the {sp.segment} segment crop of the neutral radiograph "
+                          "(posterior osteophytes, disc space, canal depth)",),
+                probability=sp.probability,
+                threshold=f"p >= {self.threshold:.2f} (per-segment CNN trained on synthetic phantoms against the "
+                          f"{REFERENCE}; threshold of maximal Youden J on validation phantoms)"))
+            patch, (y0, x0) = crop_to_image(sp.cam, sp.transform, (rows, cols))
+            maps.append(HeatMap(f"{sp.segment} cord compression Grad-CAM", image_uid, sp.segment, patch, (y0, x0),
+                                key="cord_compression", probability=sp.probability,
+                                description="Grad-CAM of the last conv block, normalised to its maximum per segment"))
+        return findings, maps

@@ -19,6 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.common.checkpoint import save_checkpoint
+from models.common.metrics import best_threshold, binary_metrics
+from models.common.training import run_steps, seed_everything
 from models.cord_compression.network import SegmentCNN
 from models.cord_compression.roi import CROP, HEIGHT_D, WIDTH_D
 from pipelines.results import SEGMENTS
@@ -55,14 +58,19 @@ def predict_crops(net: SegmentCNN, crops_u8: np.ndarray, segments: np.ndarray, b
 
 
 def save(net: SegmentCNN, out: Path, meta: dict) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sd = {k: (v.half() if v.is_floating_point() else v) for k, v in net.state_dict().items()}
-    torch.save({"state_dict": sd, "meta": meta}, out)
+    """Write a ``cord_compression`` checkpoint (fp16, part ``network``); ``meta["version"]`` is its version."""
+    save_checkpoint(out, "cord_compression", str(meta.get("version", VERSION)), {"network": net},
+                    {k: v for k, v in meta.items() if k != "version"})
+
+
+def _lr(step: int, horizon: int, lr: float) -> float:
+    """Linear warm-up ``lr * step / 50`` over the first 50 steps, then a half cosine over ``horizon`` steps."""
+    return lr * 0.5 * (1 + math.cos(math.pi * min(step / horizon, 1.0))) if step > 50 else lr * step / 50
 
 
 def train(data: Path, val: Path | None, out: Path, minutes: float, seed: int = 0, batch: int = 64, lr: float = 2e-3,
           max_steps: int | None = None) -> dict:
-    torch.manual_seed(seed)
+    seed_everything(seed)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     d = np.load(data)
@@ -73,19 +81,12 @@ def train(data: Path, val: Path | None, out: Path, minutes: float, seed: int = 0
     net = SegmentCNN()
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     t0 = time.time()
-    budget = minutes * 60.0
-    total = max_steps or 10**9
-    step, losses, est_total = 0, [], None
+    losses: list[float] = []
     net.train()
-    while step < total:
-        el = time.time() - t0
-        if max_steps is None and el > budget:
-            break
-        if est_total is None and step == 50:
-            est_total = max(int(50 * budget / max(el, 1e-3)), 100)
-        horizon = max_steps or est_total or 10**6
-        for g in opt.param_groups:
-            g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * min(step / horizon, 1.0))) if step > 50 else lr * step / 50
+
+    def step_fn(step: int, total: int) -> float:
+        for g in opt.param_groups:  # the horizon: max_steps, else the steps estimated after 50 to fit the time box
+            g["lr"] = _lr(step, total, lr)
         pi = rng.integers(0, n, batch)
         vi = rng.integers(0, nv, batch)
         si = rng.integers(0, 5, batch)
@@ -100,9 +101,10 @@ def train(data: Path, val: Path | None, out: Path, minutes: float, seed: int = 0
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
-        step += 1
-        if step % 500 == 0:
-            print(f"step {step} loss {np.mean(losses[-500:]):.4f} {time.time() - t0:.0f}s", flush=True)
+        return losses[-1]
+
+    step = run_steps(step_fn, None if max_steps else minutes, max_steps, log_every=500, estimate_at=(50,),
+                     min_steps=100, slack=1.0)
     net.eval()
     window = max(1, min(500, step // 4))
     meta = {"arch": "segment_cnn", "version": VERSION, "crop": list(CROP), "height_d": HEIGHT_D, "width_d": WIDTH_D,
@@ -112,8 +114,6 @@ def train(data: Path, val: Path | None, out: Path, minutes: float, seed: int = 0
             "loss_first": round(float(np.mean(losses[:window])), 4) if losses else None,
             "loss_last": round(float(np.mean(losses[-window:])), 4) if losses else None, "loss_window": window}
     if val is not None:
-        from models.cord_compression.metrics import best_threshold, binary_metrics
-
         v = np.load(val)
         vc, vl = v["crops"][:, 0], v["labels"]
         segs = np.tile(np.arange(5), len(vc))

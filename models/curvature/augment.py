@@ -1,4 +1,5 @@
-"""Batch augmentation shared by the curvature and upper cervical classifiers (torch, on the CPU).
+"""Batch augmentation shared by the curvature and upper cervical classifiers (torch, on the CPU); the
+learning-rate schedule is ``models.common.training.cosine_lr``.
 
 Training crops are stored ``context`` x wider than the ROI; :func:`jitter_window` samples a window of the ROI's
 size with random scale, shift and rotation (mimicking locator error and patient positioning), an optional
@@ -6,8 +7,6 @@ left-right flip (the facing of a lateral radiograph is arbitrary) and a random g
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -68,10 +67,3 @@ def centre_window(x: torch.Tensor, out_size: int, context: float) -> torch.Tenso
     theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / context
     grid = F.affine_grid(theta, [x.shape[0], x.shape[1], out_size, out_size], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-
-def cosine_lr(step: int, total: int, base: float, warmup: int = 20) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    t = min(1.0, (step - warmup) / max(1, total - warmup))
-    return base * 0.5 * (1 + math.cos(math.pi * t))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.common.images import to_u8
 from models.curvature import CLASSES
 from models.curvature.roi import crop, curvature_box, landmarks_from_keypoints, locator_input
 from pipelines.results import View
@@ -33,15 +34,6 @@ def class_from_cobb(cobb_deg: float) -> str:
     return three_class(classify_curvature(cobb_deg, None))
 
 
-def to_u8(x: np.ndarray) -> np.ndarray:
-    """[-1, 1] float -> uint8."""
-    return np.clip(np.rint((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
-def from_u8(x: np.ndarray) -> np.ndarray:
-    return x.astype(np.float32) / 127.5 - 1.0
-
-
 def prepare(out: Path, seeds: range, shape: tuple[int, int], difficulty: str = "realistic",
             full: bool = False) -> dict[str, int]:
     """Write the ``.npz``; ``full`` also stores the whole [0, 1] images as uint8 (held-out sets: the
@@ -56,9 +48,9 @@ def prepare(out: Path, seeds: range, shape: tuple[int, int], difficulty: str = "
             img = unit_image(pv.pixels, pv.photometric)
             pts = landmarks_from_keypoints(pv.keypoints)
             x, tf = locator_input(img)
-            loc.append(to_u8(x))
+            loc.append(to_u8(x * 0.5 + 0.5))
             loc_pts.append(tf.to_model(pts).astype(np.float32))
-            crops.append(to_u8(crop(img, curvature_box(pts, CROP, CONTEXT))))
+            crops.append(to_u8(crop(img, curvature_box(pts, CROP, CONTEXT)) * 0.5 + 0.5))
             c = next(m.value for m in pv.truth if m.key == "cobb_c2_c7")
             labels.append(CLASSES.index(class_from_cobb(c)))
             geom.append(curvature_class(pv.keypoints, pv.pixel_spacing_mm))
@@ -66,7 +58,7 @@ def prepare(out: Path, seeds: range, shape: tuple[int, int], difficulty: str = "
             views.append(list(View).index(view))
             seed_of.append(seed)
             if full:
-                images.append(to_u8(img * 2 - 1))
+                images.append(to_u8(img))
                 spacing.append(pv.pixel_spacing_mm)
                 keypoints.append(pv.keypoints.astype(np.float32))
     extra = {"images": np.stack(images), "spacing": np.array(spacing), "keypoints": np.stack(keypoints)} if full else {}

@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.common.images import from_u8
+from models.common.metrics import confusion, macro_scores
 from models.curvature import BASELINE_WEIGHTS, CLASSES, DEFAULT_WEIGHTS
-from models.curvature.data import from_u8, three_class
-from models.curvature.metrics import confusion, macro_scores
+from models.curvature.data import three_class
 from models.curvature.predictor import CurvaturePredictor
 from models.curvature.roi import DEFAULT_LOCATOR, crop, curvature_box
 from pipelines.results import View
@@ -40,13 +41,13 @@ def evaluate(data: Path, weights: dict[str, Path], locator: Path, views: tuple[i
     geom = d["geom"][sel]
     kps = d["keypoints"][sel]
     spacing = d["spacing"][sel]
-    predictors = {name: CurvaturePredictor.load(w, locator) for name, w in weights.items()}
+    predictors = {name: CurvaturePredictor.load(w, locator=locator) for name, w in weights.items()}
     loc = next(iter(predictors.values())).locator
     from models.curvature.roi import landmarks_from_keypoints
 
     located, truth_pts = [], []
     for img, k in zip(images, kps, strict=True):
-        located.append(loc.locate(from_u8(img) * 0.5 + 0.5))
+        located.append(loc.locate(from_u8(img)))
         truth_pts.append(landmarks_from_keypoints(k))
     located, truth_pts = np.array(located), np.array(truth_pts)
     err_mm = np.hypot(*((located - truth_pts) * spacing[:, None, ::-1]).transpose(2, 0, 1))
@@ -58,7 +59,7 @@ def evaluate(data: Path, weights: dict[str, Path], locator: Path, views: tuple[i
     for name, pr in predictors.items():
         size = pr.input_size
         for roi_name, pts in (("located", located), ("true_roi", truth_pts)):
-            crops = np.stack([crop(from_u8(img) * 0.5 + 0.5, curvature_box(p, size)) for img, p in zip(images, pts, strict=True)])
+            crops = np.stack([crop(from_u8(img), curvature_box(p, size)) for img, p in zip(images, pts, strict=True)])
             probs = np.concatenate([pr.probabilities(crops[i:i + 64]) for i in range(0, len(crops), 64)])
             pred = probs.argmax(1)
             res = macro_scores(confusion(labels, pred, len(CLASSES)))
@@ -89,10 +90,10 @@ def _keypoint_geometry(images: np.ndarray, spacing: np.ndarray, labels: np.ndarr
     from models.xray_keypoints.predictor import KeypointPredictor
     from pipelines.xray.geometry import GeometryError, curvature_class
 
-    kp = KeypointPredictor.load(keypoint_weights, torch.device("cpu"))
+    kp = KeypointPredictor.load(keypoint_weights, "cpu")
     kp_cls = []
     for img, sp in zip(images, spacing, strict=True):
-        pred = kp.predict_batch([from_u8(img) * 0.5 + 0.5])[0]
+        pred = kp.predict_batch([from_u8(img)])[0]
         try:
             c = three_class(curvature_class(pred.keypoints, (float(sp[0]), float(sp[1]))))
         except GeometryError:
@@ -106,8 +107,8 @@ def _keypoint_geometry(images: np.ndarray, spacing: np.ndarray, labels: np.ndarr
     kp_idx = np.array([CLASSES.index(c) if c in CLASSES else -1 for c in kp_cls])
     res.update(macro_scores(confusion(labels[ok], kp_idx[ok], len(CLASSES))))
     for name, pr in predictors.items():
-        crops = np.stack([crop(from_u8(img) * 0.5 + 0.5, curvature_box(pr.locator.locate(from_u8(img) * 0.5 + 0.5),
-                                                                         pr.input_size)) for img in images])
+        crops = np.stack([crop(from_u8(img), curvature_box(pr.locator.locate(from_u8(img)), pr.input_size))
+                          for img in images])
         model = pr.probabilities(crops).argmax(1)
         res[f"agreement_{name}"] = float(np.mean(model[ok] == kp_idx[ok]))
         res[f"confusion_{name}_rows_keypoint_geometry"] = confusion(kp_idx[ok], model[ok], len(CLASSES)).tolist()

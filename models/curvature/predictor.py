@@ -1,28 +1,34 @@
 """Curvature class of a lateral cervical radiograph with the shipped S-ResNet-34 weights.
 
-Entry point for the X-ray pipeline::
+:class:`CurvaturePredictor` is one of the X-ray pipeline's ``interfaces.ImageClassifier``::
 
-    finding = predict_curvature(image, pixel_spacing_mm)   # image: float [0, 1], bone bright, original pixels
+    model = CurvaturePredictor.load(weights=None, device="cpu")       # None: the shipped weights
+    [finding] = model.classify({View.NEUTRAL: image}, {View.NEUTRAL: pixel_spacing_mm})
 
-``image`` is what :func:`pipelines.xray.preprocessing.image_from_dataset` returns (the neutral view is the
-intended input; flexion/extension images work too). Steps: the spine locator finds C2-top / C4 / C7-bottom on
-the letterboxed image, the C2-C7 ROI is cropped (rotated so that the chord is vertical, 128 x 128), and the
-classifier gives probabilities of normal / straightened / reversed.
+``image`` is what :func:`pipelines.xray.preprocessing.image_from_dataset` returns: float [0, 1], bone bright,
+original pixels (the neutral view is the intended input; flexion/extension images work too). Steps: the spine
+locator finds C2-top / C4 / C7-bottom on the letterboxed image, the C2-C7 ROI is cropped (rotated so that the
+chord is vertical, 128 x 128), and the classifier gives probabilities of normal / straightened / reversed.
 """
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from models.curvature import CLASSES, DEFAULT_WEIGHTS
+from models.common.checkpoint import Checkpoint
+from models.common.predictor import Predictor, resolve_device
+from models.curvature import CLASSES, DEFAULT_WEIGHTS, MODEL_CARD
 from models.curvature.network import build
 from models.curvature.roi import Locator, crop, curvature_box
 from pipelines.results import AlgorithmInfo, Finding
+from pipelines.vocabulary import View
+
+ALGORITHM_NAME = "cspine-node curvature class (S-ResNet-34, seed 003)"
 
 FINDING_KEY = "curvature_class_model"
 CHORD_RANGE_MM = (50.0, 200.0)
@@ -37,32 +43,47 @@ class CurvaturePrediction:
     """(3, 2) located c2_top, c4_centre, c7_bottom (original px)."""
 
 
-class CurvaturePredictor:
-    """A loaded classifier (S-ResNet-34 or the plain ResNet-34 baseline) plus the spine locator."""
+class CurvaturePredictor(Predictor):
+    """A loaded classifier (a ``curvature`` checkpoint: S-ResNet-34 or the plain ResNet-34 baseline, part
+    ``network``) plus the spine locator, on one device."""
 
-    def __init__(self, net: torch.nn.Module, meta: dict, locator: Locator) -> None:
-        self.net = net.eval()
-        self.meta = meta
+    checkpoint_model = "curvature"
+    default_weights = DEFAULT_WEIGHTS
+    model_card = MODEL_CARD
+    required_views: tuple[View, ...] = (View.NEUTRAL,)
+
+    def __init__(self, checkpoint: Checkpoint, locator: Locator, device: torch.device | str = "cpu") -> None:
+        self.device = resolve_device(device)
+        self.meta = checkpoint.meta
+        self.weights_version = checkpoint.version
+        self.input_size = int(self.meta.get("input_size", 128))
+        net = build(self.meta["arch"], len(self.meta["classes"]), self.input_size)
+        net.load_state_dict(checkpoint.part("network"))
+        self.net = net.to(self.device).eval()
         self.locator = locator
-        self.input_size = int(meta.get("input_size", 128))
+
+    @classmethod
+    def load(cls, weights: Path | str | None = None, device: torch.device | str = "cpu", *,
+             locator: Path | str | None = None) -> CurvaturePredictor:
+        """The classifier from ``weights`` (None: the shipped S-ResNet-34) and the spine locator from ``locator``
+        (None: the shipped one), both on ``device``."""
+        device = resolve_device(device)
+        return cls(cls.read_checkpoint(weights), Locator.load(locator, device), device)
 
     @property
     def version(self) -> str:
-        return f"{self.meta.get('arch', '?')}-v{self.meta.get('version', '?')}"
+        return f"{self.meta.get('arch', '?')}-v{self.weights_version}"
 
-    @classmethod
-    def load(cls, weights: Path | str | None = None, locator: Path | str | None = None) -> CurvaturePredictor:
-        ck = torch.load(Path(weights or DEFAULT_WEIGHTS), map_location="cpu", weights_only=True)
-        meta = ck["meta"]
-        net = build(meta["arch"], len(meta["classes"]), int(meta["input_size"]))
-        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()})
-        return cls(net, meta, Locator.load(locator))
+    @property
+    def algorithm(self) -> AlgorithmInfo:
+        """Identity of the model for Contributing Equipment (IHE AIR) in the SR."""
+        return AlgorithmInfo(name=ALGORITHM_NAME, version=self.version, model_card=self.card_text())
 
     @torch.no_grad()
     def probabilities(self, crops: np.ndarray) -> np.ndarray:
         """(N, S, S) crops in [-1, 1] -> (N, 3) class probabilities."""
-        x = torch.from_numpy(np.asarray(crops, dtype=np.float32))[:, None]
-        return torch.softmax(self.net(x), dim=1).numpy()
+        x = torch.from_numpy(np.asarray(crops, dtype=np.float32))[:, None].to(self.device)
+        return torch.softmax(self.net(x), dim=1).cpu().numpy()
 
     def predict(self, image: np.ndarray, landmarks: np.ndarray | None = None) -> CurvaturePrediction:
         """[0, 1] image (rows, cols) -> prediction; ``landmarks`` overrides the locator (tests, evaluation)."""
@@ -74,22 +95,25 @@ class CurvaturePredictor:
         probs = {c: float(v) for c, v in zip(CLASSES, p, strict=True)}
         return CurvaturePrediction(CLASSES[int(np.argmax(p))], probs, pts)
 
+    def classify(self, images: Mapping[View, np.ndarray],
+                 spacing_mm: Mapping[View, tuple[float, float] | None]) -> list[Finding]:
+        """``[finding]`` of the neutral view: :meth:`finding` of ``images[View.NEUTRAL]``."""
+        if View.NEUTRAL not in images:
+            raise ValueError("the curvature model needs the neutral view")
+        return [self.finding(images[View.NEUTRAL], spacing_mm.get(View.NEUTRAL))]
 
-@functools.lru_cache(maxsize=2)
-def default_predictor(weights: str | None = None) -> CurvaturePredictor:
-    """The shipped weights, loaded once per process."""
-    return CurvaturePredictor.load(weights)
+    def finding(self, image: np.ndarray, pixel_spacing_mm: tuple[float, float] | None = None) -> Finding:
+        """Curvature class finding (key ``curvature_class_model``, site C2-C7) of one lateral radiograph.
+
+        ``image``: float (rows, cols) in [0, 1], bone bright, original pixels. ``pixel_spacing_mm`` (row, col)
+        at the patient plane is optional: the ROI adapts to the located spine, the spacing only serves a sanity
+        check of the located C2-C7 length (outside 50-200 mm the finding is ``not measurable``).
+        """
+        return _finding(self.predict(image), pixel_spacing_mm)
 
 
-def predict_curvature(image: np.ndarray, pixel_spacing_mm: tuple[float, float] | None = None, *,
-                      weights: Path | str | None = None) -> Finding:
-    """Curvature class finding (key ``curvature_class_model``, site C2-C7) of one lateral radiograph.
-
-    ``image``: float (rows, cols) in [0, 1], bone bright, original pixels. ``pixel_spacing_mm`` (row, col) at
-    the patient plane is optional: the ROI adapts to the located spine, the spacing only serves a sanity
-    check of the located C2-C7 length (outside 50-200 mm the finding is ``not measurable``).
-    """
-    pred = default_predictor(str(weights) if weights else None).predict(image)
+def _finding(pred: CurvaturePrediction, pixel_spacing_mm: tuple[float, float] | None) -> Finding:
+    """The finding of one prediction (``not measurable`` when the located C2-C7 length is implausible)."""
     probs = ", ".join(f"p({k})={v:.2f}" for k, v in pred.probabilities.items())
     evidence = [probs]
     rule = ("argmax of S-ResNet-34 class probabilities; classes as in the training labels: C2-C7 Cobb >= 10 deg "
@@ -104,10 +128,3 @@ def predict_curvature(image: np.ndarray, pixel_spacing_mm: tuple[float, float] |
                            evidence=(*evidence, "cervical spine not found reliably"), threshold=rule)
     return Finding(FINDING_KEY, name, pred.label, "C2-C7", evidence=tuple(evidence),
                    probability=pred.probabilities[pred.label], threshold=rule)
-
-
-def algorithm_info(weights: Path | str | None = None) -> AlgorithmInfo:
-    """Identity of the model for Contributing Equipment (IHE AIR) in the SR."""
-    version = default_predictor(str(weights) if weights else None).version
-    return AlgorithmInfo(name="cspine-node curvature class (S-ResNet-34, seed 003)", version=version,
-                         model_card="research use only; trained on synthetic phantoms; see models/curvature/MODEL_CARD.md")

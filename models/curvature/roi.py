@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.common.checkpoint import load_checkpoint, save_checkpoint
+from models.common.predictor import resolve_device
 from pipelines.xray.preprocessing import AffineTransform, warp
 
 LANDMARKS: tuple[str, ...] = ("c2_top", "c4_centre", "c7_bottom")
@@ -117,27 +119,31 @@ def locator_input(image: np.ndarray) -> tuple[np.ndarray, AffineTransform]:
 
 
 class Locator:
-    """Loaded :class:`SpineLocator` weights; :meth:`locate` gives the 3 landmarks in original pixels."""
+    """Loaded :class:`SpineLocator` weights (a ``spine_locator`` checkpoint, part ``network``) on a device;
+    :meth:`locate` gives the 3 landmarks in original pixels."""
 
-    def __init__(self, net: SpineLocator, version: str) -> None:
-        self.net = net.eval()
+    def __init__(self, net: SpineLocator, version: str, device: torch.device | str = "cpu") -> None:
+        self.device = resolve_device(device)
+        self.net = net.to(self.device).eval()
         self.version = version
 
     @classmethod
-    def load(cls, path: Path | str | None = None) -> Locator:
-        ck = torch.load(Path(path or DEFAULT_LOCATOR), map_location="cpu", weights_only=True)
-        net = SpineLocator(int(ck["width"]))
-        net.load_state_dict({k: v.float() for k, v in ck["state_dict"].items()})
-        return cls(net, str(ck.get("version", "unknown")))
+    def load(cls, path: Path | str | None = None, device: torch.device | str = "cpu") -> Locator:
+        """The locator from ``path`` (None: the shipped ``spine_locator_v1.pt``) on ``device``."""
+        ck = load_checkpoint(Path(path or DEFAULT_LOCATOR), "spine_locator")
+        net = SpineLocator(int(ck.meta["width"]))
+        net.load_state_dict(ck.part("network"))
+        return cls(net, ck.version, device)
 
     @torch.no_grad()
     def locate(self, image: np.ndarray) -> np.ndarray:
         """(rows, cols) [0, 1] image -> (3, 2) landmarks (x, y) in its pixels."""
         x, tf = locator_input(np.asarray(image, dtype=np.float32))
-        coords, _ = self.net(torch.from_numpy(x)[None, None])
-        return tf.to_original(coords[0].numpy())
+        coords, _ = self.net(torch.from_numpy(x)[None, None].to(self.device))
+        return tf.to_original(coords[0].cpu().numpy())
 
 
 def save_locator(net: SpineLocator, path: Path, width: int, meta: dict) -> None:
-    sd = {k: (v.half() if v.is_floating_point() else v) for k, v in net.state_dict().items()}
-    torch.save({"state_dict": sd, "width": width, **meta}, path)
+    """Write a ``spine_locator`` checkpoint (fp16); ``meta["version"]`` is its version."""
+    rest = {k: v for k, v in meta.items() if k != "version"}
+    save_checkpoint(path, "spine_locator", str(meta.get("version", "1")), {"network": net}, {"width": width, **rest})

@@ -19,41 +19,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from models.common.checkpoint import save_checkpoint
+from models.common.images import from_u8
+from models.common.training import cosine_lr, run_steps, seed_everything
 from models.curvature import CLASSES
-from models.curvature.augment import cosine_lr, jitter_window
-from models.curvature.data import CONTEXT, INPUT, from_u8
+from models.curvature.augment import jitter_window
+from models.curvature.data import CONTEXT, INPUT
 from models.curvature.network import ARCHS, build
 from models.curvature.roi import SpineLocator, save_locator
 
 VERSION = "1"
 
 
-def _timeboxed(step_fn, minutes: float, max_steps: int | None, log_every: int = 50) -> int:
-    """Run ``step_fn(step, total) -> loss`` for ``minutes``; returns the number of steps done."""
-    t0 = time.time()
-    budget = minutes * 60.0
-    total = max_steps or 10**9
-    step, losses = 0, []
-    while step < total:
-        losses.append(step_fn(step, total))
-        step += 1
-        if step in (10, 50, 150) and max_steps is None:  # re-estimate: the first steps are slower
-            per = (time.time() - t0) / step
-            total = max(20, int(budget / per))
-            print(f"~{per * 1000:.0f} ms/step -> {total} steps in {minutes:g} min", flush=True)
-        if step % log_every == 0:
-            print(f"step {step}/{total} loss {np.mean(losses[-log_every:]):.4f} ({time.time() - t0:.0f} s)", flush=True)
-        if time.time() - t0 > budget * 1.05:
-            break
-    return step
-
-
 def train_classifier(arch: str, data: Path, out: Path, minutes: float, seed: int, batch: int, lr: float,
                      max_steps: int | None = None, matrix_lr_scale: float = 10.0) -> dict:
-    torch.manual_seed(seed)
+    seed_everything(seed)
     rng = np.random.default_rng(seed)
     d = np.load(data)
-    crops = torch.from_numpy(from_u8(d["crops"]))[:, None]
+    crops = torch.from_numpy(from_u8(d["crops"]) * 2 - 1)[:, None]
     labels = torch.from_numpy(d["labels"].astype(np.int64))
     counts = torch.bincount(labels, minlength=len(CLASSES)).float()
     class_w = (counts.sum() / counts.clamp(min=1)).sqrt()
@@ -81,29 +64,23 @@ def train_classifier(arch: str, data: Path, out: Path, minutes: float, seed: int
         return float(loss.detach())
 
     t0 = time.time()
-    steps = _timeboxed(step_fn, minutes, max_steps)
+    steps = run_steps(step_fn, minutes, max_steps)
     meta = {"arch": arch, "version": VERSION, "input_size": INPUT, "classes": list(CLASSES), "steps": steps,
             "batch": batch, "lr": lr, "matrix_lr_scale": matrix_lr_scale if mats else None, "seed": seed,
             "train_images": len(labels),
             "train_seconds": round(time.time() - t0, 1), "data": str(data)}
-    save_classifier(net, out, meta)
+    save_checkpoint(out, "curvature", VERSION, {"network": net}, {k: v for k, v in meta.items() if k != "version"})
     return meta
-
-
-def save_classifier(net: torch.nn.Module, out: Path, meta: dict) -> None:
-    sd = {k: (v.half() if v.is_floating_point() else v) for k, v in net.state_dict().items()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": sd, "meta": meta}, out)
 
 
 def train_locator(data: list[Path], out: Path, minutes: float, seed: int, batch: int, lr: float,
                   max_steps: int | None = None) -> dict:
-    torch.manual_seed(seed)
+    seed_everything(seed)
     rng = np.random.default_rng(seed)
     xs, ps = [], []
     for path in data:
         d = np.load(path)
-        xs.append(from_u8(d["loc"]))
+        xs.append(from_u8(d["loc"]) * 2 - 1)
         ps.append(d["loc_pts"].astype(np.float32))
     x_all = torch.from_numpy(np.concatenate(xs))[:, None]
     p_all = torch.from_numpy(np.concatenate(ps))
@@ -128,7 +105,7 @@ def train_locator(data: list[Path], out: Path, minutes: float, seed: int, batch:
         return float(loss.detach())
 
     t0 = time.time()
-    steps = _timeboxed(step_fn, minutes, max_steps)
+    steps = run_steps(step_fn, minutes, max_steps)
     meta = {"version": VERSION, "steps": steps, "batch": batch, "lr": lr, "seed": seed, "train_images": len(x_all),
             "train_seconds": round(time.time() - t0, 1), "data": [str(p) for p in data]}
     out.parent.mkdir(parents=True, exist_ok=True)

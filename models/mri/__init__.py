@@ -2,8 +2,8 @@
 
 ``network.py`` the disc localiser (heatmaps + disc/canal masks, MONAI UNet) and the per-level
 classifier (MONAI Classifier: disc herniation, canal stenosis, foraminal stenosis), ``data.py`` phantom
-training samples, ``predictor.py`` loads the shipped weights and analyses a volume, ``metrics.py`` ROC /
-AUC / accuracy, ``train.py`` and ``evaluate.py`` the CLIs.
+training samples, ``predictor.py`` :class:`MriPredictor` (the MRI pipeline's ``MriModel``) loads the weights
+and analyses a volume, ``train.py`` and ``evaluate.py`` the CLIs.
 """
 
 from pathlib import Path

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.mri.metrics import binary_scores, roc_curve
+from models.common.metrics import binary_metrics, roc_curve
 from pipelines.mri.grading import THRESHOLDS
 from pipelines.mri.preprocessing import FORAMEN_LATERAL_MM, normalise
 from pipelines.phantoms.mri import MriPhantom, generate_series
@@ -45,7 +45,7 @@ def evaluate(predictor, seeds: list[int], *, weighting: str = "T2") -> dict:
         for t in TASKS:
             labels[t].extend(lv.label(t) for lv in ph.levels)
             scores[t].extend(float(p) for p in va.probabilities[t])
-    metrics = {t: binary_scores(np.array(labels[t]), np.array(scores[t]), THRESHOLDS[t]) for t in TASKS}
+    metrics = {t: binary_metrics(np.array(labels[t]), np.array(scores[t]), THRESHOLDS[t]) for t in TASKS}
     return {
         "tasks": metrics,
         "localisation_error_mm": {"mean": float(np.mean(loc_err)), "p95": float(np.percentile(loc_err, 95)),
@@ -98,7 +98,7 @@ def cli(argv: list[str] | None = None) -> int:
     from models.mri.predictor import MriPredictor
 
     torch.set_num_threads(args.threads)
-    pred = MriPredictor(args.weights)
+    pred = MriPredictor.load(args.weights)
     res = evaluate(pred, list(range(args.seed, args.seed + args.count)), weighting=args.weighting)
     args.out.mkdir(parents=True, exist_ok=True)
     plot_rocs(res, args.out)

@@ -6,8 +6,8 @@ import torch
 from monai.networks.nets import Classifier, UNet
 from torch import nn
 
-from pipelines.vocabulary import LEVELS
 from pipelines.mri.preprocessing import CROP_SHAPE
+from pipelines.vocabulary import LEVELS
 
 N_LEVELS = len(LEVELS)
 LOCALISER_OUT = N_LEVELS + 2

@@ -1,17 +1,24 @@
-"""Load the shipped MRI weights and analyse one canonical sagittal volume."""
+"""Load the MRI weights and analyse one canonical sagittal volume.
+
+:class:`MriPredictor` is the MRI pipeline's ``interfaces.MriModel``::
+
+    model = MriPredictor.load(weights=None, device="cpu")     # None: the shipped mri_v1.pt
+    analysis = model.analyse(volume, pixel_spacing_mm, mid, left, right)   # interfaces.VolumeAnalysis
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from scipy import ndimage
 
-from models.mri import DEFAULT_WEIGHTS
+from models.common.checkpoint import Checkpoint
+from models.common.predictor import Predictor, resolve_device
+from models.mri import DEFAULT_WEIGHTS, MODEL_CARD
 from models.mri.network import DiscLocaliser, LevelClassifier
-from pipelines.vocabulary import LEVELS, TASKS
+from pipelines.interfaces import VolumeAnalysis
 from pipelines.mri.preprocessing import (
     LOCALISER_MM_PER_PX,
     LOCALISER_SIZE,
@@ -19,6 +26,10 @@ from pipelines.mri.preprocessing import (
     level_crops,
     localiser_input,
 )
+from pipelines.results import AlgorithmInfo
+from pipelines.vocabulary import LEVELS, TASKS
+
+ALGORITHM_NAME = "cspine-node MRI degeneration (paper 002 tasks)"
 
 DISC_GAP_MM = (9.0, 35.0)
 """Allowed distance between neighbouring disc centres (mm) when decoding the heatmaps jointly."""
@@ -107,44 +118,36 @@ def decode_levels(prob: np.ndarray, gap_px: tuple[float, float], k: int = 12, wi
     return pts, spread, mass[np.arange(n), ys[idx], xs[idx]]
 
 
-@dataclass
-class VolumeAnalysis:
-    """Model outputs for one series, canonical pixel coordinates of the analysed slices."""
+class MriPredictor(Predictor):
+    """Both networks (an ``mri`` checkpoint, parts ``localiser`` and ``classifier``) on one device; ``analyse``
+    runs localisation then per-level classification."""
 
-    centres_px: np.ndarray
-    """(5, 2) disc centres (x, y), levels C2-C3..C6-C7, on the mid-sagittal slice."""
-    sigma_px: np.ndarray
-    """(5,) heatmap spread in original pixels."""
-    peak: np.ndarray
-    """(5,) probability mass of each disc heatmap near its peak (about 1 when confident)."""
-    disc_mask: np.ndarray
-    """(rows, columns) bool, all graded discs, mid-sagittal slice."""
-    canal_mask: np.ndarray
-    probabilities: dict[str, np.ndarray]
-    """task -> (5,) probabilities, tasks as ``pipelines.mri.phantom.TASKS``."""
-    mid: int
-    left: int
-    right: int
+    checkpoint_model = "mri"
+    default_weights = DEFAULT_WEIGHTS
+    model_card = MODEL_CARD
 
-
-class MriPredictor:
-    """Both networks with their weights; ``analyse`` runs localisation then per-level classification."""
-
-    def __init__(self, weights: Path | None = None) -> None:
-        path = Path(weights or DEFAULT_WEIGHTS)
-        if not path.exists():
-            raise FileNotFoundError(f"MRI weights not found: {path} (train with python -m models.mri.train)")
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-        self.version = str(ck["version"])
-        self.metrics = dict(ck.get("metrics", {}))
-        self.path = path
-        self.config = dict(ck.get("config", {}))
+    def __init__(self, checkpoint: Checkpoint, device: torch.device | str = "cpu") -> None:
+        self.device = resolve_device(device)
+        self.version = checkpoint.version
+        self.path = checkpoint.path
+        self.metrics = dict(checkpoint.meta.get("metrics", {}))
+        self.config = dict(checkpoint.meta.get("config", {}))
         self.localiser = DiscLocaliser(tuple(self.config.get("loc_channels", (16, 32, 64, 128))))
-        self.localiser.load_state_dict({k: v.float() for k, v in ck["localiser"].items()})
+        self.localiser.load_state_dict(checkpoint.part("localiser"))
         self.classifier = LevelClassifier()
-        self.classifier.load_state_dict({k: v.float() for k, v in ck["classifier"].items()})
-        self.localiser.eval()
-        self.classifier.eval()
+        self.classifier.load_state_dict(checkpoint.part("classifier"))
+        self.localiser.to(self.device).eval()
+        self.classifier.to(self.device).eval()
+
+    @classmethod
+    def load(cls, weights: Path | str | None = None, device: torch.device | str = "cpu") -> MriPredictor:
+        """The model from ``weights`` (None: the shipped ``mri_v1.pt``; ``python -m models.mri.train`` writes
+        others) on ``device``."""
+        return cls(cls.read_checkpoint(weights), device)
+
+    @property
+    def algorithm(self) -> AlgorithmInfo:
+        return AlgorithmInfo(name=ALGORITHM_NAME, version=self.version, model_card=self.card_text())
 
     @torch.no_grad()
     def analyse(self, volume: np.ndarray, pixel_spacing_mm: tuple[float, float], mid: int, left: int,
@@ -152,8 +155,8 @@ class MriPredictor:
         """``volume`` canonical and normalised ((slices, rows, columns), see ``preprocessing``)."""
         rows, cols = volume.shape[1:]
         grid = LocaliserGrid.for_image(rows, cols, pixel_spacing_mm)
-        x = torch.from_numpy(localiser_input(volume[mid], pixel_spacing_mm))[None, None]
-        out = self.localiser(x)[0].numpy()
+        x = torch.from_numpy(localiser_input(volume[mid], pixel_spacing_mm))[None, None].to(self.device)
+        out = self.localiser(x)[0].cpu().numpy()
         pts, spread, peak = decode_levels(spatial_softmax(out[: len(LEVELS)]),
                                           (DISC_GAP_MM[0] / LOCALISER_MM_PER_PX, DISC_GAP_MM[1] / LOCALISER_MM_PER_PX))
         centres = np.array([grid.from_localiser(px, py) for px, py in pts])
@@ -165,8 +168,9 @@ class MriPredictor:
         masks = [ndimage.map_coordinates(out[len(LEVELS) + i], [yy, xx], order=1, mode="nearest") > 0 for i in range(2)]
         inside = (yy >= -0.5) & (yy <= LOCALISER_SIZE - 0.5) & (xx >= -0.5) & (xx <= LOCALISER_SIZE - 0.5)
         mids, lefts, rights = level_crops(volume, mid, left, right, centres, pixel_spacing_mm)
-        pm = torch.sigmoid(self.classifier(torch.from_numpy(mids))).numpy()
-        side = torch.sigmoid(self.classifier(torch.from_numpy(np.concatenate([lefts, rights])))[:, 2]).numpy()
+        pm = torch.sigmoid(self.classifier(torch.from_numpy(mids).to(self.device))).cpu().numpy()
+        side = torch.sigmoid(self.classifier(torch.from_numpy(np.concatenate([lefts, rights])).to(self.device))[:, 2])
+        side = side.cpu().numpy()
         n = len(LEVELS)
         probs = {TASKS[0]: pm[:, 0], TASKS[1]: pm[:, 1], TASKS[2]: side[:n], TASKS[3]: side[n:]}
         return VolumeAnalysis(centres, spread * grid.fx, peak, masks[0] & inside, masks[1] & inside, probs, mid, left, right)

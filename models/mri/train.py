@@ -17,11 +17,13 @@ import torch
 import torch.nn.functional as F
 from monai.losses import DiceLoss
 
+from models.common.checkpoint import save_checkpoint
+from models.common.metrics import roc_auc
+from models.common.training import seed_everything
 from models.mri import DEFAULT_WEIGHTS
 from models.mri.data import heatmaps, make_dataset
-from models.mri.metrics import auc
 from models.mri.network import CLASSIFIER_OUT, DiscLocaliser, LevelClassifier
-from models.mri.predictor import decode_heatmaps, spatial_softmax
+from models.mri.predictor import MriPredictor, decode_heatmaps, spatial_softmax
 
 VERSION = "mri-1.0.0"
 
@@ -50,7 +52,7 @@ def _shift(tensors: list[torch.Tensor], g: torch.Generator, max_px: int) -> list
 
 def train_localiser(data: dict, val: dict, epochs: int, batch: int, lr: float, seed: int,
                     channels: tuple[int, ...] = (16, 32, 64, 128), shift_px: int = 0) -> tuple[DiscLocaliser, dict]:
-    torch.manual_seed(seed)
+    seed_everything(seed)
     g = torch.Generator().manual_seed(seed)
     net = DiscLocaliser(channels)
     dice = DiceLoss(sigmoid=True, batch=True)  # the discs are small: Dice balances them against the background
@@ -108,7 +110,7 @@ def _class_arrays(d: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, to
 
 
 def train_classifier(data: dict, val: dict, epochs: int, batch: int, lr: float, seed: int) -> tuple[LevelClassifier, dict]:
-    torch.manual_seed(seed + 1)
+    seed_everything(seed + 1)
     g = torch.Generator().manual_seed(seed + 1)
     net = LevelClassifier()
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
@@ -147,8 +149,9 @@ def classifier_aucs(net: LevelClassifier, val: dict) -> dict[str, float]:
     pm = torch.sigmoid(net(mid)).numpy()
     psd = torch.sigmoid(net(side)[:, 2]).numpy().reshape(-1, 2)
     lab = val["labels"].reshape(-1, 4)
-    return {"disc_degeneration": auc(lab[:, 0], pm[:, 0]), "canal_stenosis": auc(lab[:, 1], pm[:, 1]),
-            "foraminal_stenosis_left": auc(lab[:, 2], psd[:, 0]), "foraminal_stenosis_right": auc(lab[:, 3], psd[:, 1])}
+    return {"disc_degeneration": roc_auc(lab[:, 0], pm[:, 0]), "canal_stenosis": roc_auc(lab[:, 1], pm[:, 1]),
+            "foraminal_stenosis_left": roc_auc(lab[:, 2], psd[:, 0]),
+            "foraminal_stenosis_right": roc_auc(lab[:, 3], psd[:, 1])}
 
 
 def _dataset(seeds: range, cache: Path | None) -> dict:
@@ -190,30 +193,29 @@ def cli(argv: list[str] | None = None) -> int:
                   args.cache.with_suffix(".val.npz") if args.cache else None)
     print(f"data: {len(tr['labels'])} train / {len(va['labels'])} val phantoms, prevalence "
           f"{tr['labels'].reshape(-1, 4).mean(0).round(3).tolist()} ({time.time() - t0:.0f}s)", flush=True)
-    old = torch.load(args.out, map_location="cpu", weights_only=False) if args.only and args.out.exists() else None
-    metrics: dict = dict(old["metrics"]) if old else {}
+    old = MriPredictor.read_checkpoint(args.out) if args.only and args.out.exists() else None
+    metrics: dict = dict(old.meta.get("metrics", {})) if old else {}
     if args.only != "classifier":
         loc, m = train_localiser(tr, va, args.loc_epochs, args.batch, args.lr, args.seed,
                                  tuple(args.loc_channels), args.loc_shift)
         metrics.update(m)
-        loc_state = {k: v.half() for k, v in loc.state_dict().items()}
+        loc_state = loc.state_dict()
     else:
-        loc_state = old["localiser"]
-        args.loc_channels = old["config"].get("loc_channels", [16, 32, 64, 128])
+        loc_state = old.parts["localiser"]
+        args.loc_channels = old.meta["config"].get("loc_channels", [16, 32, 64, 128])
     if args.only != "localiser":
         cls, m = train_classifier(tr, va, args.cls_epochs, args.cls_batch, args.lr, args.seed)
         metrics.update(m)
-        cls_state = {k: v.half() for k, v in cls.state_dict().items()}
+        cls_state = cls.state_dict()
     else:
-        cls_state = old["classifier"]
+        cls_state = old.parts["classifier"]
     metrics["train_seconds"] = round(time.time() - t0, 1)
     config = {"version": VERSION, "train_seeds": [args.train_seed, args.train_count],
               "val_seeds": [args.val_seed, args.val_count], "loc_epochs": args.loc_epochs,
               "cls_epochs": args.cls_epochs, "loc_channels": list(args.loc_channels), "loc_shift": args.loc_shift, "lr": args.lr, "seed": args.seed, "weighting": "T2",
               "classifier_outputs": list(CLASSIFIER_OUT), "command": "python -m models.mri.train " + " ".join(sys.argv[1:] if argv is None else argv)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"version": VERSION, "localiser": loc_state, "classifier": cls_state, "config": config,
-                "metrics": metrics}, args.out)
+    save_checkpoint(args.out, "mri", VERSION, {"localiser": loc_state, "classifier": cls_state},
+                    {"config": config, "metrics": metrics})
     print(json.dumps(metrics, indent=1))
     print(f"saved {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
     return 0

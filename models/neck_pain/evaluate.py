@@ -16,20 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.common.metrics import roc_auc
+from models.common.metrics import binary_metrics, roc_auc
 from models.neck_pain.train import load, load_pairs
 from pipelines.phantoms.outcome import bayes_auc
-
-
-def binary_metrics(p: np.ndarray, y: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    p, y = np.asarray(p, float), np.asarray(y, bool)
-    pred = p >= threshold
-    tp, tn = int((pred & y).sum()), int((~pred & ~y).sum())
-    fp, fn = int((pred & ~y).sum()), int((~pred & y).sum())
-    sens = tp / max(1, tp + fn)
-    prec = tp / max(1, tp + fp)
-    return {"auc": roc_auc(y, p), "accuracy": (tp + tn) / len(y), "sensitivity": sens, "specificity": tn / max(1, tn + fp),
-            "f1": 2 * prec * sens / max(1e-9, prec + sens), "brier": float(np.mean((p - y) ** 2))}
 
 
 @torch.no_grad()
@@ -67,11 +56,11 @@ def evaluate(data: list[Path], weights: list[Path], clinical: str = "all") -> di
     identity_err = float(grid_error_px(torch.eye(2, 3).expand_as(d["theta"]), d["theta"]).mean())
     out = {"cases": int(len(y)), "recovered": float(y.mean()), "clinical": clinical,
            "bayes_auc_realised": roc_auc(y, p_true), "bayes_auc_expected": bayes_auc(p_true),
-           "bayes_metrics": binary_metrics(p_true, y), "unregistered_error_px": identity_err, "models": {}}
+           "bayes_metrics": binary_metrics(y, p_true), "unregistered_error_px": identity_err, "models": {}}
     for w in weights:
         net, meta = load(w)
         p, err = predict(net, d, clinical)
-        out["models"][str(w)] = {"variant": meta["variant"], **binary_metrics(p, y),
+        out["models"][str(w)] = {"variant": meta["variant"], **binary_metrics(y, p),
                                  "alignment_error_px": err, "steps": meta.get("steps"), "train_seconds": meta.get("train_seconds"),
                                  "seed": meta.get("seed"), "selected_step": meta.get("selected_step"), "val": meta.get("val")}
     return out

@@ -234,7 +234,7 @@ class NeckPainNet(nn.Module):
     """``forward(xray, mri, clinical, clinical_mask)`` -> (logit (B,), affines per level or None).
 
     ``xray``, ``mri``: (B, 1, 128, 128) in [0, 1]; ``clinical``: (B, 5) standardised, ``clinical_mask``: (B, 5)
-    1 where the variable is known (``data.clinical_vector``)."""
+    1 where the variable is known (``inputs.clinical_vector``)."""
 
     def __init__(self, *, abpdc: bool = True, fpran: bool = True, clinical: bool = True, images: bool = True) -> None:
         super().__init__()
@@ -264,6 +264,19 @@ class NeckPainNet(nn.Module):
         if self.config["clinical"]:
             parts.append(self.clin(torch.cat([clinical * clinical_mask, clinical_mask], 1)))
         return self.head(torch.cat(parts, 1)).squeeze(1), thetas
+
+
+VARIANTS: dict[str, dict[str, bool]] = {
+    "full": {}, "no-abpdc": {"abpdc": False}, "no-fpran": {"fpran": False}, "image-only": {"clinical": False},
+    "clinical-only": {"images": False},
+}
+"""The shipped network (``full``) and its ablations, by name (``meta["variant"]`` of a checkpoint)."""
+
+
+def make_net(variant: str) -> NeckPainNet:
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {sorted(VARIANTS)}")
+    return NeckPainNet(**VARIANTS[variant])
 
 
 def count_parameters(net: nn.Module) -> int:

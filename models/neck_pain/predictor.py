@@ -1,27 +1,29 @@
 """Probability of postoperative neck-pain recovery from one patient's neutral radiograph and T2 sagittal MRI.
 
-Entry point for the patient-level report (:mod:`pipelines.patient`)::
+:class:`NeckPainPredictor` is the patient-level report's ``interfaces.PatientModel``::
 
-    p = NeckPainPredictor.load().predict(xray, corners, mri_slice, disc_centres, mri_spacing_mm, {"age": 63, "female": 0})
+    model = NeckPainPredictor.load(weights=None, device="cpu")      # None: the shipped weights
+    p = model.predict(xray, corners, mri_slice, disc_centres, mri_spacing_mm, {"age": 63, "female": 0})
 
 ``xray``: float [0, 1] bone bright in original pixels (``image_from_dataset``); ``corners``: the 24 vertebral
 corners C2..C7 in ``KEYPOINT_NAMES`` order (pixels, from the X-ray pipeline); ``mri_slice``: the mid-sagittal
 T2 slice (raw magnitudes); ``disc_centres``: (5, 2) pixels of C2-C3..C6-C7 (MRI pipeline keypoints);
-``clinical``: any of ``pipelines.outcome.phantom.CLINICAL`` (missing ones are masked). Crops as in training
-(:mod:`models.neck_pain.data`, without jitter).
+``clinical``: any of ``pipelines.vocabulary.CLINICAL_VARIABLES`` (missing ones are masked). Crops as in
+training (:mod:`models.neck_pain.inputs`, without jitter).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from models.neck_pain import DEFAULT_WEIGHTS
-from models.neck_pain.data import (
+from models.common.checkpoint import Checkpoint
+from models.common.predictor import Predictor, resolve_device
+from models.neck_pain import DEFAULT_WEIGHTS, MODEL_CARD
+from models.neck_pain.inputs import (
     INPUT,
     clinical_vector,
     mri_crop,
@@ -30,27 +32,40 @@ from models.neck_pain.data import (
     xray_crop,
     xray_disc_centres,
 )
-from models.neck_pain.network import NeckPainNet
+from models.neck_pain.network import make_net
 from pipelines.results import AlgorithmInfo
 
+ALGORITHM_NAME = "cspine-node neck-pain recovery (ABPDC+FPRAN)"
 
-class NeckPainPredictor:
-    def __init__(self, net: NeckPainNet, meta: dict) -> None:
-        self.net = net.eval()
-        self.meta = meta
+
+class NeckPainPredictor(Predictor):
+    """The two-encoder network (a ``neck_pain`` checkpoint, part ``network``; ``meta["variant"]`` says which
+    ablation) on one device."""
+
+    checkpoint_model = "neck_pain"
+    default_weights = DEFAULT_WEIGHTS
+    model_card = MODEL_CARD
+
+    def __init__(self, checkpoint: Checkpoint, device: torch.device | str = "cpu") -> None:
+        self.device = resolve_device(device)
+        self.meta = checkpoint.meta
+        self.weights_version = checkpoint.version
+        net = make_net(self.meta["variant"])
+        net.load_state_dict(checkpoint.part("network"))
+        self.net = net.to(self.device).eval()
+
+    @classmethod
+    def load(cls, weights: Path | str | None = None, device: torch.device | str = "cpu") -> NeckPainPredictor:
+        """The model from ``weights`` (None: the shipped ``neck_pain_v1.pt``) on ``device``."""
+        return cls(cls.read_checkpoint(weights), device)
+
+    @property
+    def version(self) -> str:
+        return f"neck-pain-v{self.weights_version}-{self.meta.get('variant', '?')}"
 
     @property
     def algorithm(self) -> AlgorithmInfo:
-        return AlgorithmInfo(name="cspine-node neck-pain recovery (ABPDC+FPRAN)",
-                             version=f"neck-pain-v{self.meta.get('version', '?')}-{self.meta.get('variant', '?')}",
-                             model_card="models/neck_pain/MODEL_CARD.md: research use; trained on synthetic phantoms")
-
-    @classmethod
-    def load(cls, weights: Path | str | None = None) -> NeckPainPredictor:
-        from models.neck_pain.train import load
-
-        net, meta = load(weights or DEFAULT_WEIGHTS)
-        return cls(net, meta)
+        return AlgorithmInfo(name=ALGORITHM_NAME, version=self.version, model_card=self.card_text())
 
     def inputs(self, xray: np.ndarray, corners: np.ndarray, mri_slice: np.ndarray, disc_centres: np.ndarray,
                mri_spacing_mm: float) -> tuple[np.ndarray, np.ndarray]:
@@ -68,14 +83,12 @@ class NeckPainPredictor:
     @torch.no_grad()
     def predict(self, xray: np.ndarray, corners: np.ndarray, mri_slice: np.ndarray, disc_centres: np.ndarray,
                 mri_spacing_mm: float, clinical: Mapping[str, float | None] | None = None) -> float:
+        """Probability of recovery (0..1) of one patient."""
         x, m = self.inputs(xray, corners, mri_slice, disc_centres, mri_spacing_mm)
         vals, mask = clinical_vector(dict(clinical or {}))
-        t = lambda a: torch.from_numpy(np.ascontiguousarray(a))[None]  # noqa: E731
+
+        def t(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a))[None].to(self.device)
+
         logit, _ = self.net(t(x)[None], t(m)[None], t(vals), t(mask))
         return float(torch.sigmoid(logit)[0])
-
-
-@functools.lru_cache(maxsize=2)
-def default_predictor(weights: str | None = None) -> NeckPainPredictor:
-    """The shipped model, loaded once per process."""
-    return NeckPainPredictor.load(weights)

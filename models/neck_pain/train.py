@@ -28,16 +28,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from models.curvature.augment import cosine_lr
-from models.curvature.train import _timeboxed
-from models.neck_pain.data import INPUT
-from models.neck_pain.network import NeckPainNet, alignment_loss, count_parameters
+from models.common.checkpoint import save_checkpoint
+from models.common.metrics import brier, log_loss, roc_auc
+from models.common.training import cosine_lr, run_steps, seed_everything
+from models.neck_pain.inputs import INPUT
+from models.neck_pain.network import VARIANTS, NeckPainNet, alignment_loss, count_parameters, make_net
 
 VERSION = "1"
-VARIANTS: dict[str, dict[str, bool]] = {
-    "full": {}, "no-abpdc": {"abpdc": False}, "no-fpran": {"fpran": False}, "image-only": {"clinical": False},
-    "clinical-only": {"images": False},
-}
 
 
 def load_pairs(paths: list[Path]) -> dict[str, torch.Tensor]:
@@ -72,37 +69,28 @@ def grey_jitter(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return (x.clamp(0, 1) ** gamma * gain).clamp(0, 1.2)
 
 
-def make_net(variant: str) -> NeckPainNet:
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {sorted(VARIANTS)}")
-    return NeckPainNet(**VARIANTS[variant])
-
-
 def save(net: NeckPainNet, out: Path, meta: dict) -> None:
-    sd = {k: (v.half() if v.is_floating_point() else v) for k, v in net.state_dict().items()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": sd, "meta": meta}, out)
+    """Write a ``neck_pain`` checkpoint (fp16, part ``network``); ``meta["version"]`` is its version."""
+    save_checkpoint(out, "neck_pain", str(meta.get("version", VERSION)), {"network": net},
+                    {k: v for k, v in meta.items() if k != "version"})
 
 
 def load(path: Path | str) -> tuple[NeckPainNet, dict]:
-    ck = torch.load(path, map_location="cpu", weights_only=True)
-    meta = ck["meta"]
-    net = make_net(meta["variant"])
-    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()})
-    return net.eval(), meta
+    """The network (eval mode, CPU) and the meta of a ``neck_pain`` checkpoint."""
+    from models.neck_pain.predictor import NeckPainPredictor
+
+    pred = NeckPainPredictor.load(path)
+    return pred.net, pred.meta
 
 
 def val_metrics(net: NeckPainNet, d: dict[str, torch.Tensor]) -> dict[str, float]:
     """AUC, log loss (BCE) and Brier of ``net`` on ``d`` (all clinical variables known); leaves ``net`` in eval mode."""
-    from models.common.metrics import roc_auc
     from models.neck_pain.evaluate import predict
 
     net.eval()
     p, err = predict(net, d, "all")
-    y = d["label"].numpy().astype(float)
-    pc = np.clip(p.astype(float), 1e-6, 1 - 1e-6)
-    out = {"auc": roc_auc(y.astype(bool), p), "bce": float(-np.mean(y * np.log(pc) + (1 - y) * np.log(1 - pc))),
-           "brier": float(np.mean((p - y) ** 2))}
+    y = d["label"].numpy().astype(bool)
+    out = {"auc": roc_auc(y, p), "bce": log_loss(y, p, eps=1e-6), "brier": brier(y, p)}
     if err is not None:
         out["alignment_error_px"] = err
     return out
@@ -123,7 +111,7 @@ def train(data: list[Path], out: Path, variant: str, minutes: float, seed: int, 
         raise ValueError("select must be 'bce' or 'auc'")
     if val is not None and val_last:
         raise ValueError("give either val or val_last, not both")
-    torch.manual_seed(seed)
+    seed_everything(seed)
     gen = torch.Generator().manual_seed(seed)
     d = load_pairs(data)
     dv: dict[str, torch.Tensor] | None = None
@@ -176,7 +164,7 @@ def train(data: list[Path], out: Path, variant: str, minutes: float, seed: int, 
         return float(loss.detach())
 
     t0 = time.time()
-    steps = _timeboxed(step_fn, minutes, max_steps)
+    steps = run_steps(step_fn, minutes, max_steps)
     meta = {"arch": "neck-pain-abpdc-fpran", "version": VERSION, "variant": variant, "config": net.config,
             "input_size": INPUT, "parameters": count_parameters(net), "steps": steps, "batch": batch, "lr": lr,
             "weight_decay": weight_decay, "aux_weight": aux_weight, "seed": seed, "train_cases": n,

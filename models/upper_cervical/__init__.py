@@ -3,7 +3,7 @@
 ``network.py`` the hybrid-feature network, ``loss.py`` the modified focal loss, ``data.py`` phantom data
 (:mod:`pipelines.phantoms.xray.upper_cervical`), ``train.py`` / ``evaluate.py`` the CLIs, ``thresholds.py`` per-label
 decision thresholds fitted on validation phantoms, ``predictor.py``
-:func:`predict_upper_cervical` for the X-ray pipeline. The ROI comes from :mod:`models.curvature.roi`.
+:class:`UpperCervicalPredictor`, an ``ImageClassifier`` of the X-ray pipeline. The ROI comes from :mod:`models.curvature.roi`.
 """
 
 from pathlib import Path

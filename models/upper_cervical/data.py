@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.curvature.data import to_u8
+from models.common.images import to_u8
 from models.curvature.roi import crop, landmarks_from_keypoints, locator_input, upper_cervical_box
 from models.upper_cervical import VIEW_ORDER
 
@@ -37,14 +37,14 @@ def prepare(out: Path, seeds: range, shape: tuple[int, int], difficulty: str = "
             uv = st.views[view]
             img = uv.unit_image()
             pts = landmarks_from_keypoints(uv.keypoints)
-            per_view.append(to_u8(crop(img, upper_cervical_box(pts, CROP, CONTEXT))))
+            per_view.append(to_u8(crop(img, upper_cervical_box(pts, CROP, CONTEXT)) * 0.5 + 0.5))
             x, tf = locator_input(img)
-            loc.append(to_u8(x))
+            loc.append(to_u8(x * 0.5 + 0.5))
             loc_pts.append(tf.to_model(pts).astype(np.float32))
             adi.append(uv.truth_mm["adi"])
         crops.append(np.stack(per_view))
         if full:
-            images.append(np.stack([to_u8(st.views[v].unit_image() * 2 - 1) for v in VIEW_ORDER]))
+            images.append(np.stack([to_u8(st.views[v].unit_image()) for v in VIEW_ORDER]))
             spacing.append([st.views[v].pixel_spacing_mm for v in VIEW_ORDER])
         labels.append(st.label_vector())
         seed_of.append(seed)

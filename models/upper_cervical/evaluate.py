@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.curvature.data import from_u8
-from models.curvature.metrics import average_precision, roc_auc
+from models.common.images import from_u8
+from models.common.metrics import average_precision, roc_auc
 from models.curvature.roi import DEFAULT_LOCATOR
 from models.upper_cervical import DEFAULT_WEIGHTS, VIEW_ORDER
 from models.upper_cervical.data import CONTEXT
@@ -54,7 +54,7 @@ def evaluate(data: Path, weights: Path, locator: Path, true_roi: bool = False) -
     d = np.load(data)
     if "images" not in d:
         raise SystemExit(f"{data} has no full images: prepare it with --full")
-    pr = UpperCervicalPredictor.load(weights, locator)
+    pr = UpperCervicalPredictor.load(weights, locator=locator)
     labels = d["labels"]
     th = {k: pr.threshold(k) for k in UPPER_CERVICAL_LABELS}
     probs = located_probabilities(pr, d["images"])
@@ -63,10 +63,10 @@ def evaluate(data: Path, weights: Path, locator: Path, true_roi: bool = False) -
     if true_roi:
         from models.curvature.augment import centre_window
 
-        x = torch.from_numpy(from_u8(d["crops"]))
+        x = torch.from_numpy(from_u8(d["crops"]) * 2 - 1)
         tc = centre_window(x, pr.input_size, CONTEXT).numpy()
         out["true_roi"] = scores(labels, np.concatenate([pr.probabilities(tc[i:i + 32]) for i in range(0, len(tc), 32)]), th, pr.exclusive)
-    rel = pr.net.relation.matrix.detach().numpy()
+    rel = pr.net.relation.matrix.detach().cpu().numpy()
     out["relation"] = {f"{UPPER_CERVICAL_LABELS[i]}->{UPPER_CERVICAL_LABELS[j]}": float(rel[j, i])
                        for i, j in pr.meta["relations"]["dependent"]}
     out["relation"].update({f"{UPPER_CERVICAL_LABELS[i]}<->{UPPER_CERVICAL_LABELS[j]}": float(rel[j, i] + rel[i, j]) / 2

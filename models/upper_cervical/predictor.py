@@ -1,8 +1,9 @@
 """Six upper cervical (C0-C2) abnormalities from the extension, neutral and flexion radiographs.
 
-Entry point for the X-ray pipeline::
+:class:`UpperCervicalPredictor` is one of the X-ray pipeline's ``interfaces.ImageClassifier``::
 
-    findings = predict_upper_cervical({View.EXTENSION: ext, View.NEUTRAL: neu, View.FLEXION: flx})
+    model = UpperCervicalPredictor.load(weights=None, device="cpu")     # None: the shipped weights
+    findings = model.classify({View.EXTENSION: ext, View.NEUTRAL: neu, View.FLEXION: flx}, spacing_mm)
 
 Each image is a float [0, 1] array, bone bright, in its original pixels (what
 :func:`pipelines.xray.preprocessing.image_from_dataset` returns). Steps per view: the spine locator
@@ -13,7 +14,6 @@ network sees the three ROIs together and returns one probability per abnormality
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +21,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.common.checkpoint import Checkpoint
+from models.common.predictor import Predictor, resolve_device
 from models.curvature.roi import Locator, crop, upper_cervical_box
-from models.upper_cervical import DEFAULT_WEIGHTS, VIEW_ORDER
+from models.upper_cervical import DEFAULT_WEIGHTS, MODEL_CARD, VIEW_ORDER
 from models.upper_cervical.network import CerviHFENet
-from pipelines.results import AlgorithmInfo, Finding, View
-from pipelines.xray.upper_cervical import LABEL_NAMES, LABEL_SITES, UPPER_CERVICAL_LABELS
+from pipelines.results import AlgorithmInfo, Finding
+from pipelines.vocabulary import UPPER_CERVICAL_LABELS, UPPER_CERVICAL_NAMES, UPPER_CERVICAL_SITES, View
 
+ALGORITHM_NAME = "cspine-node upper cervical abnormalities (CerviHFENet-style, seed 001)"
 THRESHOLD = 0.5
 
 
@@ -36,16 +39,41 @@ class UpperCervicalPrediction:
     landmarks: dict[View, np.ndarray]
 
 
-class UpperCervicalPredictor:
-    def __init__(self, net: CerviHFENet, meta: dict, locator: Locator) -> None:
-        self.net = net.eval()
-        self.meta = meta
+class UpperCervicalPredictor(Predictor):
+    """The CerviHFENet-style classifier (an ``upper_cervical`` checkpoint, part ``network``, with its decision
+    thresholds and label relations in ``meta``) plus the spine locator, on one device."""
+
+    checkpoint_model = "upper_cervical"
+    default_weights = DEFAULT_WEIGHTS
+    model_card = MODEL_CARD
+    required_views: tuple[View, ...] = VIEW_ORDER
+
+    def __init__(self, checkpoint: Checkpoint, locator: Locator, device: torch.device | str = "cpu") -> None:
+        self.device = resolve_device(device)
+        self.meta = checkpoint.meta
+        self.weights_version = checkpoint.version
+        self.input_size = int(self.meta.get("input_size", 96))
+        net = CerviHFENet(len(self.meta["labels"]))
+        net.load_state_dict(checkpoint.part("network"))
+        self.net = net.to(self.device).eval()
         self.locator = locator
-        self.input_size = int(meta.get("input_size", 96))
+
+    @classmethod
+    def load(cls, weights: Path | str | None = None, device: torch.device | str = "cpu", *,
+             locator: Path | str | None = None) -> UpperCervicalPredictor:
+        """The classifier from ``weights`` (None: the shipped weights) and the spine locator from ``locator``
+        (None: the shipped one), both on ``device``."""
+        device = resolve_device(device)
+        return cls(cls.read_checkpoint(weights), Locator.load(locator, device), device)
 
     @property
     def version(self) -> str:
-        return f"cervihfenet-v{self.meta.get('version', '?')}"
+        return f"cervihfenet-v{self.weights_version}"
+
+    @property
+    def algorithm(self) -> AlgorithmInfo:
+        """Identity of the model for Contributing Equipment (IHE AIR) in the SR."""
+        return AlgorithmInfo(name=ALGORITHM_NAME, version=self.version, model_card=self.card_text())
 
     @property
     def exclusive(self) -> list[tuple[int, int]]:
@@ -56,18 +84,11 @@ class UpperCervicalPredictor:
         """Decision threshold of one label (stored with the weights; 0.5 when none was fitted)."""
         return float(self.meta.get("thresholds", {}).get(key, THRESHOLD))
 
-    @classmethod
-    def load(cls, weights: Path | str | None = None, locator: Path | str | None = None) -> UpperCervicalPredictor:
-        ck = torch.load(Path(weights or DEFAULT_WEIGHTS), map_location="cpu", weights_only=True)
-        net = CerviHFENet(len(ck["meta"]["labels"]))
-        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()})
-        return cls(net, ck["meta"], Locator.load(locator))
-
     @torch.no_grad()
     def probabilities(self, crops: np.ndarray) -> np.ndarray:
         """(N, 3, S, S) ROI crops in [-1, 1] (view order extension, neutral, flexion) -> (N, 6)."""
-        x = torch.from_numpy(np.asarray(crops, dtype=np.float32))
-        return torch.sigmoid(self.net(x)).numpy()
+        x = torch.from_numpy(np.asarray(crops, dtype=np.float32)).to(self.device)
+        return torch.sigmoid(self.net(x)).cpu().numpy()
 
     def predict(self, views: Mapping[View, np.ndarray],
                 landmarks: Mapping[View, np.ndarray] | None = None) -> UpperCervicalPrediction:
@@ -85,6 +106,30 @@ class UpperCervicalPredictor:
         prob = self.probabilities(np.stack(crops)[None])[0]
         return UpperCervicalPrediction({k: float(q) for k, q in zip(UPPER_CERVICAL_LABELS, prob, strict=True)}, pts)
 
+    def classify(self, images: Mapping[View, np.ndarray],
+                 spacing_mm: Mapping[View, tuple[float, float] | None] | None = None, *,
+                 threshold: float | None = None) -> list[Finding]:
+        """One :class:`Finding` per abnormality (keys ``UPPER_CERVICAL_LABELS``): value ``present`` when the
+        probability reaches the label's threshold (fitted on validation phantoms and stored with the weights;
+        ``threshold`` overrides it for all labels) else ``absent``, with the probability. ``spacing_mm`` is not
+        used (the ROI adapts to the located spine). Raises ``ValueError`` unless the extension, neutral and
+        flexion views are all given."""
+        pred = self.predict(images)
+        probs = np.array([pred.probabilities[k] for k in UPPER_CERVICAL_LABELS])
+        th = np.array([threshold if threshold is not None else self.threshold(k) for k in UPPER_CERVICAL_LABELS])
+        present = decide(probs, th, self.exclusive)[0]
+        out = []
+        for n, key in enumerate(UPPER_CERVICAL_LABELS):
+            p, t = float(probs[n]), float(th[n])
+            out.append(Finding(key, UPPER_CERVICAL_NAMES[key], "present" if present[n] else "absent",
+                               UPPER_CERVICAL_SITES[key],
+                               evidence=(f"p={p:.2f} from the extension, neutral and flexion views",),
+                               probability=p,
+                               threshold=f"p >= {t:.2f} (CerviHFENet-style classifier trained on synthetic phantoms; "
+                                         "threshold of maximal F1 on validation phantoms; of two mutually exclusive "
+                                         "labels only the one with the larger p/threshold)"))
+        return out
+
 
 def decide(probs: np.ndarray, thresholds: np.ndarray, exclusive: list[tuple[int, int]]) -> np.ndarray:
     """(N, K) probabilities -> (N, K) bool decisions: ``p >= threshold``, and for a mutually exclusive pair
@@ -99,38 +144,3 @@ def decide(probs: np.ndarray, thresholds: np.ndarray, exclusive: list[tuple[int,
         out[both & (margin[:, i] < margin[:, j]), i] = False
         out[both & (margin[:, j] <= margin[:, i]), j] = False
     return out
-
-
-@functools.lru_cache(maxsize=2)
-def default_predictor(weights: str | None = None) -> UpperCervicalPredictor:
-    return UpperCervicalPredictor.load(weights)
-
-
-def predict_upper_cervical(views: Mapping[View, np.ndarray], *, weights: Path | str | None = None,
-                           threshold: float | None = None) -> list[Finding]:
-    """One :class:`Finding` per abnormality (keys :data:`UPPER_CERVICAL_LABELS`): value ``present`` when the
-    probability reaches the label's threshold (fitted on validation phantoms and stored with the weights;
-    ``threshold`` overrides it for all labels) else ``absent``, with the probability. Raises ``ValueError``
-    unless the extension, neutral and flexion views are all given."""
-    predictor = default_predictor(str(weights) if weights else None)
-    pred = predictor.predict(views)
-    probs = np.array([pred.probabilities[k] for k in UPPER_CERVICAL_LABELS])
-    th = np.array([threshold if threshold is not None else predictor.threshold(k) for k in UPPER_CERVICAL_LABELS])
-    present = decide(probs, th, predictor.exclusive)[0]
-    out = []
-    for n, key in enumerate(UPPER_CERVICAL_LABELS):
-        p, t = float(probs[n]), float(th[n])
-        out.append(Finding(key, LABEL_NAMES[key], "present" if present[n] else "absent", LABEL_SITES[key],
-                           evidence=(f"p={p:.2f} from the extension, neutral and flexion views",),
-                           probability=p,
-                           threshold=f"p >= {t:.2f} (CerviHFENet-style classifier trained on synthetic phantoms; "
-                                     "threshold of maximal F1 on validation phantoms; of two mutually exclusive "
-                                     "labels only the one with the larger p/threshold)"))
-    return out
-
-
-def algorithm_info(weights: Path | str | None = None) -> AlgorithmInfo:
-    """Identity of the model for Contributing Equipment (IHE AIR) in the SR."""
-    version = default_predictor(str(weights) if weights else None).version
-    return AlgorithmInfo(name="cspine-node upper cervical abnormalities (CerviHFENet-style, seed 001)", version=version,
-                         model_card="research use only; trained on synthetic phantoms; see models/upper_cervical/MODEL_CARD.md")

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.curvature.data import from_u8
+from models.common.checkpoint import save_checkpoint
+from models.common.images import from_u8
 from models.curvature.roi import DEFAULT_LOCATOR, crop, upper_cervical_box
 from models.upper_cervical import DEFAULT_WEIGHTS
 from models.upper_cervical.predictor import UpperCervicalPredictor
@@ -29,7 +30,7 @@ def located_probabilities(pr: UpperCervicalPredictor, images: np.ndarray) -> np.
     for views in images:
         per = []
         for img in views:
-            im = from_u8(img) * 0.5 + 0.5
+            im = from_u8(img)
             per.append(crop(im, upper_cervical_box(pr.locator.locate(im), pr.input_size)))
         crops.append(np.stack(per))
     return np.concatenate([pr.probabilities(np.stack(crops[i:i + 32])) for i in range(0, len(crops), 32)])
@@ -61,14 +62,14 @@ def cli(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     d = np.load(args.data)
-    pr = UpperCervicalPredictor.load(args.weights, args.locator)
+    pr = UpperCervicalPredictor.load(args.weights, locator=args.locator)
     probs = located_probabilities(pr, d["images"])
     thresholds = {k: round(best_f1_threshold(d["labels"][:, i] > 0.5, probs[:, i]), 4)
                   for i, k in enumerate(UPPER_CERVICAL_LABELS)}
-    ck = torch.load(args.weights, map_location="cpu", weights_only=True)
-    ck["meta"]["thresholds"] = thresholds
-    ck["meta"]["thresholds_data"] = f"{args.data} ({len(probs)} studies, max F1 per label)"
-    torch.save(ck, args.weights)
+    ck = UpperCervicalPredictor.read_checkpoint(args.weights)
+    meta = {**ck.meta, "thresholds": thresholds,
+            "thresholds_data": f"{args.data} ({len(probs)} studies, max F1 per label)"}
+    save_checkpoint(args.weights, ck.model, ck.version, ck.parts, meta, dtype=None)
     print(json.dumps(thresholds))
     return 0
 

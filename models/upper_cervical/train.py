@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.curvature.augment import cosine_lr, jitter_window
-from models.curvature.data import from_u8
-from models.curvature.train import _timeboxed, save_classifier
+from models.common.checkpoint import save_checkpoint
+from models.common.images import from_u8
+from models.common.training import cosine_lr, run_steps, seed_everything
+from models.curvature.augment import jitter_window
 from models.upper_cervical.data import CONTEXT, INPUT
 from models.upper_cervical.loss import ModifiedFocalLoss, label_relations
 from models.upper_cervical.network import CerviHFENet
@@ -28,11 +29,11 @@ def train(data: Path, out: Path, minutes: float, seed: int, batch: int, lr: floa
           max_steps: int | None = None, per_view_jitter: float = 0.05) -> dict:
     """``per_view_jitter``: independent ROI jitter per view (fraction of the ROI side), since the deployed
     ROIs of the three views come from three separate locator runs."""
-    torch.manual_seed(seed)
+    seed_everything(seed)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     d = np.load(data)
-    crops = torch.from_numpy(from_u8(d["crops"]))
+    crops = torch.from_numpy(from_u8(d["crops"]) * 2 - 1)
     labels = torch.from_numpy(d["labels"].astype(np.float32))
     rel = label_relations(d["labels"])
     loss_fn = ModifiedFocalLoss(rel)
@@ -52,11 +53,12 @@ def train(data: Path, out: Path, minutes: float, seed: int, batch: int, lr: floa
         return float(loss.detach())
 
     t0 = time.time()
-    steps = _timeboxed(step_fn, minutes, max_steps)
+    steps = run_steps(step_fn, minutes, max_steps)
     meta = {"arch": "cervihfenet", "version": VERSION, "input_size": INPUT, "labels": list(UPPER_CERVICAL_LABELS),
             "relations": rel.to_dict(), "per_view_jitter": per_view_jitter, "steps": steps, "batch": batch, "lr": lr, "seed": seed,
             "train_studies": len(labels), "train_seconds": round(time.time() - t0, 1), "data": str(data)}
-    save_classifier(net.eval(), out, meta)
+    save_checkpoint(out, "upper_cervical", VERSION, {"network": net.eval()},
+                    {k: v for k, v in meta.items() if k != "version"})
     return meta
 
 

@@ -5,7 +5,7 @@ calls :meth:`BatchingPredictor.predict` as it would call :meth:`KeypointPredicto
 queue, and one batcher thread takes the first waiting request, collects more until it holds ``max_images`` or
 ``wait_ms`` have passed since it took the first, runs one :meth:`KeypointPredictor.predict_batch` (stage 1 on the
 letterboxed images, stage 2 on all their vertebra crops, each one batched forward) and hands each thread its own
-:class:`~models.xray_keypoints.predictor.Prediction`. The results are those of unbatched prediction (same
+:class:`~pipelines.interfaces.KeypointPrediction`. The results are those of unbatched prediction (same
 per-image arithmetic; only the batch dimension differs, so they agree to float rounding).
 
 One thread is the only one that touches the network, so nothing else needs a lock. ``on_batch(n)`` is called
@@ -21,11 +21,15 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from models.xray_keypoints.predictor import KeypointPredictor, Prediction
+from models.xray_keypoints.predictor import KeypointPredictor
+from pipelines.interfaces import KeypointPrediction
+from pipelines.results import AlgorithmInfo
 
 
 @dataclass
@@ -38,8 +42,9 @@ class _Request:
 class BatchingPredictor:
     """Wraps a :class:`KeypointPredictor`; ``predict`` from many threads, one batched forward per ``wait_ms``.
 
-    Attributes other than ``predict``/``predict_batch`` (``version``, ``device``, ``size`` ...) are the wrapped
-    predictor's. ``batch_sizes`` counts the forwards by number of images.
+    An ``interfaces.KeypointModel`` itself (``algorithm``, ``predict``). Attributes other than ``predict`` /
+    ``predict_batch`` (``version``, ``device``, ``size`` ...) are the wrapped predictor's. ``batch_sizes``
+    counts the forwards by number of images.
     """
 
     def __init__(self, predictor: KeypointPredictor, max_images: int = 8, wait_ms: float = 20.0,
@@ -63,10 +68,20 @@ class BatchingPredictor:
             raise AttributeError(name)
         return getattr(predictor, name)
 
+    @classmethod
+    def load(cls, weights: Path | str | None = None, device: torch.device | str = "cpu", *, max_images: int = 8,
+             wait_ms: float = 20.0, on_batch: Callable[[int], Any] | None = None) -> BatchingPredictor:
+        """:meth:`KeypointPredictor.load` wrapped for cross-request batching."""
+        return cls(KeypointPredictor.load(weights, device), max_images, wait_ms, on_batch)
+
+    @property
+    def algorithm(self) -> AlgorithmInfo:
+        return self.predictor.algorithm
+
     # -- the callers' side ------------------------------------------------------------------------------
 
     def submit(self, image: np.ndarray, *, refine: bool = True) -> Future:
-        """Queue one [0, 1] image (rows, cols); the future resolves to its :class:`Prediction`."""
+        """Queue one [0, 1] image (rows, cols); the future resolves to its :class:`KeypointPrediction`."""
         if self._closed:
             raise RuntimeError("BatchingPredictor is closed")
         self._ensure_thread()
@@ -74,10 +89,10 @@ class BatchingPredictor:
         self._queue.put(_Request(np.asarray(image), refine, fut))
         return fut
 
-    def predict(self, image: np.ndarray, *, refine: bool = True) -> Prediction:
+    def predict(self, image: np.ndarray, *, refine: bool = True) -> KeypointPrediction:
         return self.submit(image, refine=refine).result()
 
-    def predict_batch(self, images: list[np.ndarray], *, refine: bool = True) -> list[Prediction]:
+    def predict_batch(self, images: list[np.ndarray], *, refine: bool = True) -> list[KeypointPrediction]:
         futures = [self.submit(im, refine=refine) for im in images]
         return [f.result() for f in futures]
 

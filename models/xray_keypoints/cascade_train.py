@@ -15,7 +15,6 @@ second cascade iteration). Training checkpoints are written every ``--checkpoint
 from __future__ import annotations
 
 import argparse
-import math
 import pickle
 import time
 from dataclasses import dataclass
@@ -24,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.common.checkpoint import load_checkpoint, save_checkpoint
+from models.common.training import seed_everything, warmup_cosine
 from models.xray_keypoints.cascade import (
     N_LEVELS,
     STAGE1_POINTS,
@@ -43,7 +44,6 @@ from models.xray_keypoints.losses import LossConfig, multitask_loss
 from models.xray_keypoints.network import KeypointNet, NetworkConfig, count_parameters
 
 VERSION = "1.1.0"
-FORMAT = "cspine-xray-keypoints/2"
 
 
 @dataclass
@@ -196,8 +196,7 @@ def _train_loop(args: argparse.Namespace, model: KeypointNet, next_batch, loss_c
     limit = args.minutes * 60
 
     def lr_factor(step: int) -> float:
-        prog = min(1.0, (time.time() - t0) / limit)
-        return min(1.0, (step + 1) / 50) * (0.5 * (1 + math.cos(math.pi * prog)) + 0.01)
+        return warmup_cosine(step, min(1.0, (time.time() - t0) / limit), warmup=50, floor=0.01)
 
     step = 0
     hist: list[float] = []
@@ -214,14 +213,24 @@ def _train_loop(args: argparse.Namespace, model: KeypointNet, next_batch, loss_c
         step += 1
         hist.append(parts["px_error"])
         if step % args.checkpoint_every == 0:
-            torch.save({"model": model.state_dict(), "network": model.config.to_dict(), "step": step,
-                        "minutes": (time.time() - t0) / 60, **extra}, args.out)
+            _save_stage(args.out, model, step, (time.time() - t0) / 60, extra)
             print(f"step {step} loss {float(loss):.4f} px_error(last 50) {np.mean(hist[-50:]):.3f} "
                   f"elapsed {(time.time() - t0) / 60:.1f} min", flush=True)
-    torch.save({"model": model.state_dict(), "network": model.config.to_dict(), "step": step,
-                "minutes": (time.time() - t0) / 60, **extra}, args.out)
+    _save_stage(args.out, model, step, (time.time() - t0) / 60, extra)
     print(f"done: {step} steps, {(time.time() - t0) / 60:.1f} min, px_error(last 50) {np.mean(hist[-50:]):.3f}")
     return 0
+
+
+def _save_stage(path: Path, model: KeypointNet, step: int, minutes: float, extra: dict) -> None:
+    """A stage's training checkpoint (fp32): model ``xray_keypoints_stage1`` / ``_stage2``, part ``model``."""
+    save_checkpoint(path, f"xray_keypoints_stage{extra['stage']}", VERSION, {"model": model},
+                    {"network": model.config.to_dict(), "step": step, "minutes": minutes, **extra}, dtype=None)
+
+
+def _load_stage(path: Path, stage: int) -> dict:
+    """A stage's training checkpoint as the dict :func:`export_cascade` takes (``model``: the state dict)."""
+    ck = load_checkpoint(path, f"xray_keypoints_stage{stage}")
+    return {**ck.meta, "model": ck.parts["model"]}
 
 
 def cmd_stage2(args: argparse.Namespace) -> int:
@@ -245,9 +254,9 @@ def cmd_stage1(args: argparse.Namespace) -> int:
     net_cfg = stage1_network(tuple(int(v) for v in args.widths.split(",")))
     model = KeypointNet(net_cfg)
     if args.init:  # transfer the backbone of a one-stage checkpoint (tensors of the same shape)
-        ck = torch.load(args.init, map_location="cpu", weights_only=False)
+        init = load_checkpoint(args.init, "xray_keypoints").part("network")
         own = model.state_dict()
-        sd = {k: v.float() for k, v in ck["state_dict"].items() if k in own and own[k].shape == v.shape}
+        sd = {k: v for k, v in init.items() if k in own and own[k].shape == v.shape}
         model.load_state_dict(sd, strict=False)
         print(f"initialised {len(sd)} / {len(own)} tensors from {args.init}")
     samples = [RawSample(v.small.astype(np.float32), stage1_targets(v.small_keypoints), np.ones(STAGE1_POINTS, bool),
@@ -269,30 +278,20 @@ def cmd_stage1(args: argparse.Namespace) -> int:
 
 def export_cascade(stage1: dict, stage2: dict, path: Path, *, version: str = VERSION, sigma_scale: float = 1.0,
                    trained: dict | None = None, iterations: int | None = None) -> None:
-    """Write the shipped weights file (both stages, fp16) from two training checkpoints (or equivalent dicts)."""
-    def half(sd: dict) -> dict:
-        return {k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}
-
+    """Write the weights file (an ``xray_keypoints`` checkpoint, architecture ``cascade``: both stages in fp16)
+    from two training checkpoints (or equivalent dicts: ``network``, ``size`` / ``crop``, ``loss``, ``model``)."""
     crop = dict(stage2["crop"])
     if iterations is not None:
         crop["iterations"] = iterations
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({
-        "format": FORMAT,
-        "version": version,
-        "stage1": {"network": stage1["network"], "size": stage1["size"], "loss": stage1["loss"],
-                   "state_dict": half(stage1["model"])},
-        "stage2": {"network": stage2["network"], "crop": crop, "loss": stage2["loss"],
-                   "state_dict": half(stage2["model"])},
-        "sigma_scale": sigma_scale,
-        "trained": trained or {},
-        "metrics": {},
-    }, path)
+    meta = {"architecture": "cascade",
+            "stage1": {"network": stage1["network"], "size": stage1["size"], "loss": stage1["loss"]},
+            "stage2": {"network": stage2["network"], "crop": crop, "loss": stage2["loss"]},
+            "sigma_scale": sigma_scale, "trained": trained or {}, "metrics": {}}
+    save_checkpoint(path, "xray_keypoints", version, {"stage1": stage1["model"], "stage2": stage2["model"]}, meta)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    s1 = torch.load(args.stage1, map_location="cpu", weights_only=False)
-    s2 = torch.load(args.stage2, map_location="cpu", weights_only=False)
+    s1, s2 = _load_stage(args.stage1, 1), _load_stage(args.stage2, 2)
     trained = {"stage1_steps": s1["step"], "stage1_minutes": round(s1["minutes"], 1),
                "stage2_steps": s2["step"], "stage2_minutes": round(s2["minutes"], 1), "views": s1.get("views")}
     export_cascade(s1, s2, args.out, version=args.version, trained=trained, iterations=args.iterations)
@@ -340,7 +339,7 @@ def cli(argv: list[str] | None = None) -> int:
     if getattr(args, "threads", 0):
         torch.set_num_threads(args.threads)
     if hasattr(args, "seed") and args.cmd != "data":
-        torch.manual_seed(args.seed)
+        seed_everything(args.seed)
     return {"data": cmd_data, "stage1": cmd_stage1, "stage2": cmd_stage2, "export": cmd_export}[args.cmd](args)
 
 

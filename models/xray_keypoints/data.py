@@ -17,11 +17,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from models.xray_keypoints.inputs import VIEW_ORDER, AugmentConfig, spine_box
 from pipelines.results import KEYPOINT_NAMES, View
 from pipelines.xray.preprocessing import AffineTransform, model_input, to_unit_range
-
-VIEW_ORDER: tuple[View, ...] = (View.NEUTRAL, View.FLEXION, View.EXTENSION)
-"""Order of the network's view logits."""
 
 
 @dataclass
@@ -136,33 +134,6 @@ def _sample_from_file(path: Path, kp: np.ndarray, vis: np.ndarray, spacing: tupl
         spacing = spacing or (0.1, 0.1)
     v = VIEW_ORDER.index(View(view)) if view else -1
     return RawSample(img, kp, vis, (float(spacing[0]), float(spacing[1])), v)
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """How training examples are cut from raw samples."""
-
-    size: int = 256
-    p_full: float = 0.35
-    """Probability of a whole-image (first-pass) example; otherwise a box around the spine (second pass)."""
-    box_margin: tuple[float, float] = (1.15, 1.5)
-    """Box side = longest side of the keypoint bounding box times this factor (uniform)."""
-    box_shift: float = 0.06
-    """Box centre jitter as a fraction of its side."""
-    rotation_deg: float = 10.0
-    full_scale: tuple[float, float] = (0.9, 1.15)
-    gamma: tuple[float, float] = (0.7, 1.4)
-    noise: float = 0.03
-    refine_margin: float = 1.3
-    """Box factor used at inference for the second pass (middle of ``box_margin``)."""
-
-
-def spine_box(keypoints: np.ndarray, visible: np.ndarray, margin: float) -> tuple[float, float, float]:
-    """Centre x, y and side (pixels) of a square around the visible keypoints."""
-    p = keypoints[visible] if visible.any() else keypoints
-    lo, hi = p.min(axis=0), p.max(axis=0)
-    c = (lo + hi) / 2
-    return float(c[0]), float(c[1]), float(max(hi - lo) * margin)
 
 
 def example_transform(raw: RawSample, cfg: AugmentConfig, rng: np.random.Generator | None, full: bool) -> AffineTransform:

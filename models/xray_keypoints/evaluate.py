@@ -247,7 +247,7 @@ def plot(images: list[EvalImage], dynamics, out: Path) -> list[Path]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="cspine-node evaluate xray", description=__doc__.split("\n\n")[0])
-    p.add_argument("--weights", type=Path, help="weights file (default: CSPINE_XRAY_WEIGHTS or the shipped model)")
+    p.add_argument("--weights", type=Path, help="weights file (default: the shipped model)")
     p.add_argument("--data", default="phantom", help="'phantom' (held-out studies) or a COCO / labelme folder")
     p.add_argument("--count", type=int, default=50, help="phantom studies (3 views each)")
     p.add_argument("--seed", type=int, default=HELD_OUT_SEED)
@@ -256,7 +256,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="folder for PNG plots and metrics.json")
     p.add_argument("--calibrate", action="store_true", help="fit the spread scale on this data")
     p.add_argument("--update-weights", action="store_true", help="with --calibrate: store scale + metrics in the weights")
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--iterations", type=int, help="cascade weights: override the stored stage-2 iterations")
     p.add_argument("--no-progress", action="store_true")
@@ -286,12 +286,12 @@ def _folder_images(predictor, folder: Path) -> list[EvalImage]:
 def cli(argv: list[str] | None = None) -> int:
     import torch
 
-    from models.xray_keypoints.predictor import KeypointPredictor, resolve_device
+    from models.xray_keypoints.predictor import KeypointPredictor
 
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    predictor = KeypointPredictor.load(args.weights, resolve_device(args.device))
+    predictor = KeypointPredictor.load(args.weights, args.device)
     if args.iterations and predictor.cascade:
         predictor.crop["iterations"] = args.iterations
     if args.data == "phantom":
@@ -310,13 +310,13 @@ def cli(argv: list[str] | None = None) -> int:
         (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         print("\nwrote " + ", ".join(str(p) for p in paths + [args.out / "metrics.json"]))
     if args.calibrate and args.update_weights:
-        from models.xray_keypoints import DEFAULT_WEIGHTS
+        from models.common.checkpoint import save_checkpoint
 
-        path = Path(args.weights or DEFAULT_WEIGHTS)
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-        ck["sigma_scale"] = metrics["sigma_scale_fit"]
-        ck["metrics"] = {k: metrics[k] for k in ("corner_error_mm", "spinolaminar_error_mm", "measurements", "data", "gate")}
-        torch.save(ck, path)
+        ck = KeypointPredictor.read_checkpoint(args.weights)
+        meta = {**ck.meta, "sigma_scale": metrics["sigma_scale_fit"],
+                "metrics": {k: metrics[k] for k in ("corner_error_mm", "spinolaminar_error_mm", "measurements", "data",
+                                                    "gate")}}
+        path = save_checkpoint(ck.path, ck.model, ck.version, ck.parts, meta, dtype=None)
         print(f"stored sigma_scale {metrics['sigma_scale_fit']:.3f} and metrics in {path}")
     return 0
 

@@ -1,12 +1,17 @@
 """Load the keypoint weights and predict the 30 keypoints (with spread) on a radiograph.
 
-Two weight formats:
+:class:`KeypointPredictor` is the X-ray pipeline's ``interfaces.KeypointModel``::
 
-- ``cspine-xray-keypoints/2`` (shipped, 1.1.0): the coarse-to-fine cascade of ``cascade.py``. Stage 1 finds
-  the 6 vertebral-body centres and spinolaminar points on the letterboxed whole image; stage 2 predicts the
-  4 corners + spinolaminar point of each vertebra in an oriented, anatomy-scaled crop around its centre,
-  ``iterations`` times (re-cropped at the refined centres).
-- ``cspine-xray-keypoints/1`` (1.0.0): one network for all 30 points, two passes (whole image, then a square
+    predictor = KeypointPredictor.load(weights=None, device="cpu")   # None: the shipped weights
+    prediction = predictor.predict(image)   # image: float [0, 1], bone bright, original pixels
+
+Two architectures (``meta["architecture"]`` of the ``xray_keypoints`` checkpoint, ``models.common.checkpoint``):
+
+- ``cascade`` (shipped, 1.1.0; parts ``stage1``, ``stage2``): the coarse-to-fine cascade of ``cascade.py``.
+  Stage 1 finds the 6 vertebral-body centres and spinolaminar points on the letterboxed whole image; stage 2
+  predicts the 4 corners + spinolaminar point of each vertebra in an oriented, anatomy-scaled crop around its
+  centre, ``iterations`` times (re-cropped at the refined centres).
+- ``single`` (1.0.0; part ``network``): one network for all 30 points, two passes (whole image, then a square
   box around the first-pass keypoints).
 
 Coordinates come from DSNT (eq. 4-5) on the 1/2-resolution heatmaps; the spread is the standard deviation of
@@ -16,15 +21,14 @@ stored with the weights (fitted on held-out phantoms so that it matches the RMS 
 
 from __future__ import annotations
 
-import logging
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from models.xray_keypoints import DEFAULT_WEIGHTS
+from models.common.checkpoint import Checkpoint, CheckpointError
+from models.common.predictor import Predictor, resolve_device
+from models.xray_keypoints import DEFAULT_WEIGHTS, MODEL_CARD
 from models.xray_keypoints.cascade import (
     N_LEVELS,
     DeviceImage,
@@ -36,91 +40,64 @@ from models.xray_keypoints.cascade import (
     sample_crops,
     spine_frames,
 )
-from models.xray_keypoints.data import VIEW_ORDER, AugmentConfig, spine_box
 from models.xray_keypoints.heatmaps import heatmap_to_input
+from models.xray_keypoints.inputs import VIEW_ORDER, AugmentConfig, spine_box
 from models.xray_keypoints.losses import LossConfig, coordinates
 from models.xray_keypoints.network import KeypointNet, NetworkConfig
-from pipelines.results import View
+from pipelines.interfaces import KeypointPrediction
+from pipelines.results import AlgorithmInfo
 from pipelines.xray.preprocessing import AffineTransform, model_input
 
-LOG = logging.getLogger("models.xray_keypoints")
+ALGORITHM_NAME = "cspine-xray-keypoints"
 
 
-@dataclass
-class Prediction:
-    """Keypoints of one image in its original pixels."""
+class KeypointPredictor(Predictor):
+    """The trained network(s) with their configuration (an ``xray_keypoints`` checkpoint written by
+    ``train.py`` or ``cascade_train.py``), on one device."""
 
-    keypoints: np.ndarray
-    """(30, 2) x, y."""
-    sigma_px: np.ndarray
-    """(30,) one-sigma spread (calibrated), original pixels."""
-    view_probs: dict[View, float] = field(default_factory=dict)
-    """Predicted view probabilities."""
+    checkpoint_model = "xray_keypoints"
+    default_weights = DEFAULT_WEIGHTS
+    model_card = MODEL_CARD
 
-    @property
-    def view(self) -> View:
-        return max(self.view_probs, key=self.view_probs.__getitem__)
-
-
-def resolve_device(name: str | torch.device | None = None) -> torch.device:
-    """``auto``/``cpu``/``cuda``/``cuda:N`` (the node's ``device`` setting, env ``CSPINE_DEVICE``) -> a torch device.
-
-    ``auto`` (or None) prefers CUDA. A CUDA device that is not there (no CUDA build, no GPU, or index out of
-    range) falls back to the CPU with a logged warning, so a worker started with ``cuda`` on a CPU host still works.
-    """
-    if isinstance(name, torch.device):
-        name = str(name)
-    name = (name or "auto").strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if n == 0 or (device.index is not None and device.index >= n):
-            LOG.warning("device %s requested but %s; falling back to the CPU", name,
-                        "no CUDA device is visible" if n == 0 else f"only {n} CUDA device(s) are visible")
-            return torch.device("cpu")
-    return device
-
-
-class KeypointPredictor:
-    """The trained network with its configuration (from a weights file written by ``train.py``)."""
-
-    def __init__(self, checkpoint: dict, device: torch.device | str | None = None, *,
+    def __init__(self, checkpoint: Checkpoint, device: torch.device | str = "cpu", *,
                  preprocess_on_device: bool | None = None) -> None:
         """``preprocess_on_device``: letterbox and crop the cascade's inputs with torch on ``device``
         (:class:`~models.xray_keypoints.cascade.DeviceImage`) instead of scipy on the CPU; default: on a GPU."""
         self.device = resolve_device(device)
         self.preprocess_on_device = self.device.type != "cpu" if preprocess_on_device is None else preprocess_on_device
-        self.version = str(checkpoint.get("version", "0"))
-        self.sigma_scale = float(checkpoint.get("sigma_scale", 1.0))
-        self.metrics = dict(checkpoint.get("metrics", {}))
-        self.cascade = "stage1" in checkpoint
+        meta = checkpoint.meta
+        self.version = checkpoint.version
+        self.sigma_scale = float(meta.get("sigma_scale", 1.0))
+        self.metrics = dict(meta.get("metrics", {}))
+        architecture = meta.get("architecture")
+        if architecture not in ("cascade", "single"):
+            raise CheckpointError(f"{checkpoint.path}: unknown keypoint architecture {architecture!r}")
+        self.cascade = architecture == "cascade"
         if self.cascade:
-            s1, s2 = checkpoint["stage1"], checkpoint["stage2"]
+            s1, s2 = meta["stage1"], meta["stage2"]
             self.network_config = NetworkConfig.from_dict(s1["network"])
             self.loss_config = _loss_config(s1.get("loss", {}))
             self.augment = AugmentConfig(size=int(s1["size"]))
-            self.model = _network(s1, self.device)
+            self.model = _network(self.network_config, checkpoint.part("stage1"), self.device)
             self.stage2_config = NetworkConfig.from_dict(s2["network"])
             self.stage2_loss = _loss_config(s2.get("loss", {}))
             self.crop = dict(s2["crop"])
-            self.stage2 = _network(s2, self.device)
+            self.stage2 = _network(self.stage2_config, checkpoint.part("stage2"), self.device)
             return
-        self.network_config = NetworkConfig.from_dict(checkpoint["network"])
-        self.loss_config = _loss_config(checkpoint.get("loss", {}))
-        self.augment = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint.get("augment", {}).items()})
-        self.model = _network(checkpoint, self.device)
+        self.network_config = NetworkConfig.from_dict(meta["network"])
+        self.loss_config = _loss_config(meta.get("loss", {}))
+        self.augment = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta.get("augment", {}).items()})
+        self.model = _network(self.network_config, checkpoint.part("network"), self.device)
 
     @classmethod
-    def load(cls, path: Path | str | None = None, device: torch.device | str | None = None, *,
+    def load(cls, weights: Path | str | None = None, device: torch.device | str = "cpu", *,
              preprocess_on_device: bool | None = None) -> KeypointPredictor:
-        """Load weights from ``path``, else ``CSPINE_XRAY_WEIGHTS``, else the shipped file."""
-        p = Path(path or os.environ.get("CSPINE_XRAY_WEIGHTS") or DEFAULT_WEIGHTS)
-        if not p.is_file():
-            raise FileNotFoundError(f"X-ray keypoint weights not found: {p}")
-        ckpt = torch.load(p, map_location="cpu", weights_only=False)
-        return cls(ckpt, device, preprocess_on_device=preprocess_on_device)
+        """The keypoint model from ``weights`` (None: the shipped ``xray_keypoints_v2.pt``) on ``device``."""
+        return cls(cls.read_checkpoint(weights), device, preprocess_on_device=preprocess_on_device)
+
+    @property
+    def algorithm(self) -> AlgorithmInfo:
+        return AlgorithmInfo(name=ALGORITHM_NAME, version=self.version, model_card=self.card_text())
 
     @property
     def size(self) -> int:
@@ -142,7 +119,7 @@ class KeypointPredictor:
         spread = sd.norm(dim=-1) / np.sqrt(2) * stride
         return xy.cpu().numpy(), spread.cpu().numpy(), torch.softmax(view_logits.float(), -1).cpu().numpy()
 
-    def predict_batch(self, images: list[np.ndarray], *, refine: bool = True) -> list[Prediction]:
+    def predict_batch(self, images: list[np.ndarray], *, refine: bool = True) -> list[KeypointPrediction]:
         """Predict on [0, 1] images (rows, cols), bone bright, any sizes. ``refine=False``: the first pass only
         (one-stage weights: the whole-image pass; cascade: stage 1, whose 12 points fill the corner slots)."""
         ts = [AffineTransform.letterbox(*im.shape, self.size) for im in images]
@@ -170,7 +147,7 @@ class KeypointPredictor:
             sds = [t.sigma_to_original(s) for t, s in zip(ts2, sd2, strict=True)]
             vp = (vp + vp2) / 2
         return [
-            Prediction(k, s * self.sigma_scale, {v: float(p[i]) for i, v in enumerate(VIEW_ORDER)})
+            KeypointPrediction(k, s * self.sigma_scale, {v: float(p[i]) for i, v in enumerate(VIEW_ORDER)})
             for k, s, p in zip(kps, sds, vp, strict=True)
         ]
 
@@ -249,7 +226,8 @@ class KeypointPredictor:
         xy = heatmap_to_input(xy, stride)
         return xy.cpu().numpy(), (sd.norm(dim=-1) / np.sqrt(2) * stride).cpu().numpy()
 
-    def predict(self, image: np.ndarray, *, refine: bool = True) -> Prediction:
+    def predict(self, image: np.ndarray, *, refine: bool = True) -> KeypointPrediction:
+        """The 30 keypoints of one [0, 1] image (rows, cols), bone bright, in its original pixels."""
         return self.predict_batch([image], refine=refine)[0]
 
 
@@ -264,7 +242,7 @@ def _loss_config(d: dict) -> LossConfig:
     return LossConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
-def _network(part: dict, device: torch.device) -> KeypointNet:
-    model = KeypointNet(NetworkConfig.from_dict(part["network"]))
-    model.load_state_dict({k: v.float() for k, v in part["state_dict"].items()})
+def _network(config: NetworkConfig, state: dict[str, torch.Tensor], device: torch.device) -> KeypointNet:
+    model = KeypointNet(config)
+    model.load_state_dict(state)
     return model.to(device).eval()

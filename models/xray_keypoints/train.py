@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import pickle
 import time
 from dataclasses import asdict
@@ -26,6 +25,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from models.common.checkpoint import save_checkpoint
+from models.common.training import seed_everything, warmup_cosine
 from models.xray_keypoints.data import (
     AugmentConfig,
     KeypointDataset,
@@ -87,19 +88,11 @@ def load_samples(args: argparse.Namespace, *, seed: int, count: int) -> list[Raw
 
 def export(model: KeypointNet, path: Path, *, net: NetworkConfig, loss: LossConfig, aug: AugmentConfig, version: str,
            sigma_scale: float = 1.0, trained: dict | None = None, metrics: dict | None = None) -> None:
-    """Write the shipped weights file: fp16 state dict + everything the predictor needs."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({
-        "format": "cspine-xray-keypoints/1",
-        "version": version,
-        "network": net.to_dict(),
-        "loss": loss.to_dict(),
-        "augment": asdict(aug),
-        "sigma_scale": sigma_scale,
-        "trained": trained or {},
-        "metrics": metrics or {},
-        "state_dict": {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()},
-    }, path)
+    """Write the weights file (an ``xray_keypoints`` checkpoint, architecture ``single``): the fp16 network +
+    everything the predictor needs."""
+    save_checkpoint(path, "xray_keypoints", version, {"network": model}, {
+        "architecture": "single", "network": net.to_dict(), "loss": loss.to_dict(), "augment": asdict(aug),
+        "sigma_scale": sigma_scale, "trained": trained or {}, "metrics": metrics or {}})
 
 
 def cli(argv: list[str] | None = None) -> int:
@@ -112,8 +105,7 @@ def cli(argv: list[str] | None = None) -> int:
 
         return cascade_train.cli(rest[1:])
     args = parse_args(argv)
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
+    seed_everything(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
     net_cfg = NetworkConfig(widths=tuple(int(v) for v in args.widths.split(",")))
@@ -142,13 +134,12 @@ def cli(argv: list[str] | None = None) -> int:
         by_time = (time.time() - t_start) / (args.time_limit * 60) if args.time_limit else 0.0
         return min(1.0, max(s / total, by_time))
 
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 100) * (0.5 * (1 + math.cos(math.pi * progress(s))) + 0.02))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, progress(s), warmup=100, floor=0.02))
     ckpt_path = args.out.with_suffix(args.out.suffix + ".ckpt")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     step = 0
     if args.resume and ckpt_path.is_file():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)  # training state: tensors and numbers
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])

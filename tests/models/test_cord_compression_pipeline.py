@@ -87,5 +87,5 @@ def test_shipped_weights_on_fresh_virtual_patients() -> None:
 
     torch.set_num_threads(1)
     res = evaluate(range(300000, 300030), e2e=0)["true_keypoints"]["overall"]
-    assert res["n"] == 150 and 20 <= res["positive"] <= 100
+    assert res["n"] == 150 and 20 <= res["positives"] <= 100
     assert res["auc"] >= 0.8 and res["accuracy"] >= 0.72 and res["kappa"] >= 0.4

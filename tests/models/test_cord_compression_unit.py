@@ -1,5 +1,5 @@
 """Cord compression (seed 004), fast parts: segment crops from keypoints, labels from the MRI truth, the
-radiographic signs of the phantom, metrics, a tiny training run, Grad-CAM back onto the image."""
+radiographic signs of the phantom, a tiny training run, Grad-CAM back onto the image."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from models.cord_compression.data import patient_view, prepare
-from models.cord_compression.metrics import auc, binary_metrics
 from models.cord_compression.network import SegmentCNN
 from models.cord_compression.roi import CROP, crop_to_image, segment_frame, segment_transform
 from models.cord_compression.train import train
@@ -89,20 +88,6 @@ def test_signs_are_drawn_behind_the_segment_they_belong_to() -> None:
     assert inside.sum() > 0
     wall_x = t.to_model(b.keypoints[[4 * j + 3, 4 * j + 6]]).mean(axis=0)[0]
     assert np.median(m[inside, 0]) < wall_x + 3  # posterior of (or at) the posterior wall
-
-
-def test_metrics_by_hand() -> None:
-    y = np.array([1, 1, 1, 0, 0, 0, 0, 0], bool)
-    s = np.array([0.9, 0.8, 0.3, 0.6, 0.2, 0.1, 0.1, 0.05])
-    m = binary_metrics(y, s, 0.5)
-    assert (m["tp"], m["fn"], m["fp"], m["tn"]) == (2, 1, 1, 4)
-    assert m["accuracy"] == pytest.approx(6 / 8)
-    assert m["sensitivity"] == pytest.approx(2 / 3) and m["specificity"] == pytest.approx(4 / 5)
-    assert m["f1"] == pytest.approx(4 / 6)
-    pe = (3 * 3 + 5 * 5) / 64
-    assert m["kappa"] == pytest.approx((6 / 8 - pe) / (1 - pe))
-    # AUC: 15 positive-negative pairs, the positive 0.3 is beaten by 0.6 only
-    assert auc(y, s) == pytest.approx(14 / 15)
 
 
 def test_tiny_training_run_lowers_the_loss(tmp_path: Path) -> None:

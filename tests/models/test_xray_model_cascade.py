@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from models.common.checkpoint import load_checkpoint
 from models.xray_keypoints.cascade import (
     N_LEVELS,
     assemble,
@@ -128,7 +129,8 @@ def test_cascade_export_reload_predicts_in_original_pixels(tmp_path) -> None:
     for v in range(N_LEVELS):
         d = np.linalg.norm(vertebra_points(out.keypoints, v)[:, None] - c[v], axis=-1)
         assert (d <= 2 * np.sqrt(2) * 4 * gap + 1e-6).all()
-    assert torch.load(path, weights_only=False)["stage2"]["state_dict"]["head_high.weight"].dtype == torch.float16
+    ck = load_checkpoint(path, "xray_keypoints")  # the one schema, fp16 on disk
+    assert ck.meta["architecture"] == "cascade" and ck.parts["stage2"]["head_high.weight"].dtype == torch.float16
 
 
 def test_fallback_recovers_a_misplaced_stage1_centre() -> None:

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from matplotlib.path import Path as MplPath
 
+from models.common.checkpoint import load_checkpoint
 from models.xray_keypoints.data import AugmentConfig, KeypointDataset, RawSample
 from models.xray_keypoints.losses import LossConfig, multitask_loss
 from models.xray_keypoints.network import KeypointNet, NetworkConfig
@@ -75,4 +76,5 @@ def test_export_and_reload_predicts_in_original_pixels(tmp_path) -> None:
     assert np.allclose(first.sigma_px, sd[0] * 300 / 64 * 2.0, atol=1e-4)
     assert abs(sum(out.view_probs.values()) - 1) < 1e-5
     # fp16 weights on disk
-    assert torch.load(path, weights_only=False)["state_dict"]["head_high.weight"].dtype == torch.float16
+    ck = load_checkpoint(path, "xray_keypoints")
+    assert ck.meta["architecture"] == "single" and ck.parts["network"]["head_high.weight"].dtype == torch.float16

@@ -33,19 +33,20 @@ def test_training_normalisation_equals_the_pipeline_reading_of_the_dicom(tmp_pat
 
 @pytest.mark.skipif(not (DEFAULT_WEIGHTS.is_file() and UC_WEIGHTS.is_file()), reason="weights not shipped")
 def test_entry_points_from_dicom_pixels(tmp_path: Path) -> None:
-    from models.curvature.predictor import algorithm_info as curvature_info
-    from models.curvature.predictor import predict_curvature
-    from models.upper_cervical.predictor import algorithm_info as upper_info
-    from models.upper_cervical.predictor import predict_upper_cervical
+    from models.curvature.predictor import CurvaturePredictor
+    from models.upper_cervical.predictor import UpperCervicalPredictor
+    from pipelines.vocabulary import View
+
+    curvature, upper = CurvaturePredictor.load(), UpperCervicalPredictor.load()
 
     st = generate_study(21, shape=(400, 360))
     path = write_study(st, tmp_path)[0]
     ds = pydicom.dcmread(path)
     spacing = tuple(float(v) for v in ds.PixelSpacing)
-    f = predict_curvature(image_from_dataset(ds), spacing)
+    (f,) = curvature.classify({View.NEUTRAL: image_from_dataset(ds)}, {View.NEUTRAL: spacing})
     assert isinstance(f, Finding) and f.key == "curvature_class_model" and f.value in ("normal", "straightened", "reversed")
     uc = generate_upper_cervical_study(21, shape=(300, 340))
-    findings = predict_upper_cervical({v: uv.unit_image() for v, uv in uc.views.items()})
+    findings = upper.classify({v: uv.unit_image() for v, uv in uc.views.items()}, {v: None for v in uc.views})
     assert len(findings) == 6 and all(f.probability is not None for f in findings)
-    for info in (curvature_info(), upper_info()):
+    for info in (curvature.algorithm, upper.algorithm):
         assert isinstance(info, AlgorithmInfo) and "synthetic" in info.model_card and info.version

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from models.common.metrics import roc_auc
 from models.curvature import CLASSES, DEFAULT_WEIGHTS
 from models.curvature.data import class_from_cobb
-from models.curvature.metrics import roc_auc
 from models.curvature.roi import DEFAULT_LOCATOR, landmarks_from_keypoints
 from models.upper_cervical import DEFAULT_WEIGHTS as UC_WEIGHTS
 from pipelines.phantoms.xray import generate_study, unit_image
@@ -30,9 +30,10 @@ LOCATOR_MAX_MEDIAN_MM = 6.0  # held-out: 3.6 mm
 
 
 def test_curvature_weights_on_fresh_phantoms() -> None:
-    from models.curvature.predictor import default_predictor, predict_curvature
+    from models.curvature.predictor import CurvaturePredictor
 
-    pred = default_predictor(None)
+    pred = CurvaturePredictor.load(None, "cpu")
+    assert pred.required_views == (View.NEUTRAL,)
     correct, errors = [], []
     for seed in range(970_000, 970_008):
         st = generate_study(seed, shape=(256, 256))
@@ -43,7 +44,8 @@ def test_curvature_weights_on_fresh_phantoms() -> None:
             correct.append(out.label == truth)
             d = (out.landmarks - landmarks_from_keypoints(pv.keypoints)) * pv.pixel_spacing_mm[0]
             errors.extend(np.hypot(d[:, 0], d[:, 1]))
-        f = predict_curvature(img, pv.pixel_spacing_mm)
+        (f,) = pred.classify({View.NEUTRAL: img}, {View.NEUTRAL: pv.pixel_spacing_mm})
+        assert f == pred.finding(img, pv.pixel_spacing_mm)
         assert isinstance(f, Finding) and f.key == "curvature_class_model" and f.site == "C2-C7"
         assert f.value in CLASSES and 1 / 3 <= f.probability <= 1.0
     assert np.mean(correct) >= CURVATURE_MIN_ACCURACY, np.mean(correct)
@@ -51,9 +53,10 @@ def test_curvature_weights_on_fresh_phantoms() -> None:
 
 
 def test_upper_cervical_weights_on_fresh_phantoms() -> None:
-    from models.upper_cervical.predictor import default_predictor, predict_upper_cervical
+    from models.upper_cervical.predictor import UpperCervicalPredictor
 
-    pred = default_predictor(None)
+    pred = UpperCervicalPredictor.load()
+    assert pred.required_views == (View.EXTENSION, View.NEUTRAL, View.FLEXION)
     labels, probs = [], []
     for seed in range(980_000, 980_024):
         st = generate_upper_cervical_study(seed, shape=(320, 320))
@@ -61,12 +64,12 @@ def test_upper_cervical_weights_on_fresh_phantoms() -> None:
         out = pred.predict(views)
         labels.append(st.label_vector())
         probs.append([out.probabilities[k] for k in UPPER_CERVICAL_LABELS])
-    findings = predict_upper_cervical(views)
+    findings = pred.classify(views, {v: None for v in views})
     assert [f.key for f in findings] == list(UPPER_CERVICAL_LABELS)
     assert all(f.site == UPPER_CERVICAL_SITES[f.key] and f.value in ("present", "absent") for f in findings)
     assert all(0.0 <= f.probability <= 1.0 for f in findings)
     with pytest.raises(ValueError, match="flexion"):
-        predict_upper_cervical({View.NEUTRAL: views[View.NEUTRAL], View.EXTENSION: views[View.EXTENSION]})
+        pred.classify({View.NEUTRAL: views[View.NEUTRAL], View.EXTENSION: views[View.EXTENSION]}, {})
     y, p = np.array(labels), np.array(probs)
     aucs = [roc_auc(y[:, k], p[:, k]) for k in range(len(UPPER_CERVICAL_LABELS)) if 2 <= y[:, k].sum() <= len(y) - 2]
     assert len(aucs) >= 3

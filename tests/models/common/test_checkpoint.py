@@ -75,7 +75,7 @@ def test_wrong_format_or_model_is_refused_with_a_clear_message(tmp_path: Path) -
 
 
 class _Payload:
-    """A pickled object: torch.load(weights_only=False) would construct it (and could run code)."""
+    """A pickled object: unrestricted unpickling would construct it (and could run code)."""
 
     def __reduce__(self):  # noqa: ANN204
         return (print, ("code ran while loading",))
