@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     pred = KeypointPredictor.load(args.weights, device, preprocess_on_device=None if args.preprocess == "auto"
                                   else args.preprocess == "device")
     if not pred.cascade:
-        print("these weights are not a cascade (cspine-xray-keypoints/2); this benchmark measures the cascade")
+        print("these weights are not a cascade (meta architecture \"cascade\"); this benchmark measures the cascade")
         return 2
     rows, cols = (int(v) for v in args.shape.lower().split("x"))
     images = make_images(args.unique, (rows, cols), args.seed)
