@@ -39,7 +39,7 @@ from io import BytesIO
 from typing import Any
 
 import pydicom
-from pydicom.encaps import generate_fragments
+from pydicom.encaps import generate_fragments, parse_basic_offsets
 from pydicom.uid import (
     HTJ2K,
     JPEG2000,
@@ -140,6 +140,14 @@ def _expected_native_bytes(ds: pydicom.Dataset) -> int:
     return (total_bits + 7) // 8
 
 
+def _fragment_sizes(value: bytes) -> list[int]:
+    """Sizes of the fragments of encapsulated Pixel Data, after the Basic Offset Table (an item that is always
+    there, empty or not, and is not a fragment)."""
+    buffer = BytesIO(value)
+    parse_basic_offsets(buffer)
+    return [len(f) for f in generate_fragments(buffer)]
+
+
 def validate_instance(data: bytes, sop_class_uid: str, sop_instance_uid: str) -> InstanceHeader:
     """Parse a received Part 10 byte string and check it; returns the index header or raises
     ``InvalidInstance`` with the status to send back."""
@@ -161,9 +169,13 @@ def validate_instance(data: bytes, sop_class_uid: str, sop_instance_uid: str) ->
         if value is None:
             raise InvalidInstance(CANNOT_UNDERSTAND, "image without (complete) Pixel Data")
         if ds.file_meta.TransferSyntaxUID.is_encapsulated:
-            fragments = sum(1 for _ in generate_fragments(value))
-            if fragments == 0:
+            fragments = _fragment_sizes(value)
+            if not any(fragments):
                 raise InvalidInstance(CANNOT_UNDERSTAND, "encapsulated Pixel Data without fragments")
+            frames = int(ds.get("NumberOfFrames", 1) or 1)
+            if len(fragments) < frames:
+                raise InvalidInstance(CANNOT_UNDERSTAND, f"encapsulated Pixel Data: {len(fragments)} fragment(s) "
+                                                         f"for {frames} frames")
         else:
             expected = _expected_native_bytes(ds)
             if len(value) < expected:

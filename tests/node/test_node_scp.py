@@ -217,3 +217,35 @@ def test_max_associations_and_unsupported_class(start_scp) -> None:
         assert second.is_rejected
     finally:
         first.release()
+
+
+_ITEM = b"\xfe\xff\x00\xe0"
+
+
+def _encapsulated_file(tmp_path: Path, name: str, items: list[bytes], frames: int = 1) -> Path:
+    """An RLE Lossless DX file whose Pixel Data items are ``items`` (the first is the Basic Offset Table)."""
+    ds = make_image(rows=32, cols=32)
+    ds.file_meta.TransferSyntaxUID = RLELossless
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    ds.PixelData = b"".join(_ITEM + len(i).to_bytes(4, "little") + i for i in items)
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    return write_image(tmp_path / f"{name}.dcm", ds)
+
+
+def test_encapsulated_pixel_data_without_fragments_is_refused(start_scp, tmp_path: Path) -> None:
+    """The Basic Offset Table item is not a fragment: an empty BOT alone, or with only an empty fragment, or fewer
+    fragments than frames, is 0xC210; a real RLE image in the same syntax is stored."""
+    node = start_scp()
+    good = make_image(rows=32, cols=32, seed=5)
+    good.compress(RLELossless)
+    files = [
+        _encapsulated_file(tmp_path, "bot-only", [b""]),
+        _encapsulated_file(tmp_path, "bot-offsets-only", [b"\x00\x00\x00\x00"]),
+        _encapsulated_file(tmp_path, "empty-fragment", [b"", b""]),
+        _encapsulated_file(tmp_path, "frames", [b"", b"\x00" * 64], frames=2),
+        write_image(tmp_path / "good.dcm", good),
+    ]
+    assert _send(node, files) == [CANNOT_UNDERSTAND] * 4 + [0]
+    assert node.spool.instance_uids() == {good.SOPInstanceUID}
