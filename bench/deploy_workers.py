@@ -8,7 +8,7 @@ the images' health check (``cspine-node health --role worker``, a Celery ping), 
 study (model loading is not counted), then C-STOREs the same phantom studies (neutral, flexion, extension DX) and waits until all are analysed.
 Throughput = studies / (last analysis recorded - first study dispatched), from the spool's timestamps.
 ``--threads`` sets OMP_NUM_THREADS per worker (1 thread per worker compares 1 vs 2 workers on 2 cores fairly).
-The workers use the shipped X-ray weights, or those named by ``CSPINE_XRAY_WEIGHTS``.
+The workers use the shipped weights, or those named in ``CSPINE_MODELS`` (``{"keypoints": {"weights": ...}}``).
 
 With ``--gpu`` it instead measures X-ray keypoint images/s on ``--device`` (default cuda): the predictor's
 batched path (letterbox, two network passes, decoding) against the raw network forward of the same number of
@@ -58,8 +58,8 @@ def run_workers(n_workers: int, warm: list[tuple[str, list[Path]]], measured: li
         spool = work / "spool"
         overrides = {"CSPINE_SPOOL_DIR": str(spool), "CSPINE_DESTINATIONS": "[]", "CSPINE_ALLOWED_CALLING_AETS": "[]",
                      "CSPINE_LOG_LEVEL": "WARNING", "OMP_NUM_THREADS": str(threads), "CSPINE_DEVICE": "cpu"}
-        if os.environ.get("CSPINE_XRAY_WEIGHTS"):  # other X-ray weights than the shipped ones
-            overrides["CSPINE_XRAY_WEIGHTS"] = os.environ["CSPINE_XRAY_WEIGHTS"]
+        if os.environ.get("CSPINE_MODELS"):  # other weights than the shipped ones
+            overrides["CSPINE_MODELS"] = os.environ["CSPINE_MODELS"]
         node_env = localize_env(service_env("node"), ports, {
             **overrides, "CSPINE_HOST": "127.0.0.1", "CSPINE_PORT": str(free_port()), "CSPINE_METRICS_PORT": "0",
             "CSPINE_STABLE_AGE_S": "1"})

@@ -21,13 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    from models.registry import entry
     from pipelines.mri.pipeline import MriPipeline
     from pipelines.phantoms.dicom import write_series
     from pipelines.phantoms.mri import generate_series
     from pipelines.route import route
     from pipelines.study import Study
 
-    pipe = MriPipeline()
+    pipe = MriPipeline(entry("mri").load(None, "cpu"))
     times = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.count):

@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from node.health import Role
+
 DELEGATES = {
     ("phantom", "xray"): "pipelines.phantoms.xray.cli",
     ("phantom", "mri"): "pipelines.phantoms.mri.cli",
@@ -99,13 +101,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    from node.health import check_node, check_worker
+    from node.health import check
 
     s = _settings(args, spool_dir=args.spool)
-    if args.role == "node":
-        ok, reason = check_node(s, timeout_s=args.timeout)
-    else:
-        ok, reason = check_worker(s, hostname=args.hostname, timeout_s=args.timeout)
+    ok, reason = check(args.role, s, hostname=args.hostname, timeout_s=args.timeout)
     print(f"{'ok' if ok else 'unhealthy'}: {reason}")
     return 0 if ok else 1
 
@@ -113,11 +112,11 @@ def cmd_health(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from io import BytesIO
 
-    import pipelines
+    from models.registry import build_models
     from pipelines import analyze
     from pipelines.study import Study
 
-    pipelines.configure("xray", device=_settings(args).device)
+    settings = _settings(args, device=args.device)
 
     files: list[Path] = []
     for p in args.paths:
@@ -144,11 +143,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     summaries = []
     n_objects = 0
+    models = build_models(settings.model, batch_wait_ms=settings.batch_wait_ms)
     for study in Study.from_paths(dicom_files):
-        analysis = analyze(study)
+        analysis = analyze(study, models)
         study_dir = out / study.study_uid
         study_dir.mkdir(parents=True, exist_ok=True)
-        for ds in analysis.objects:
+        for ds in [*analysis.objects, *analysis.patient_objects]:
             buf = BytesIO()
             ds.save_as(buf, enforce_file_format=True)
             name = f"{ds.Modality}_{ds.SOPInstanceUID}.dcm"
@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("health", help="health check for containers and probes: exit 0 healthy, 1 not (one line why)")
     _common(p)
-    p.add_argument("--role", choices=["node", "worker"], default="node",
+    p.add_argument("--role", choices=[r.value for r in Role], default=Role.NODE.value,
                    help="node: C-ECHO to its SCP, spool writable, broker reachable; worker: Celery ping of its "
                         "hostname (Redis) or a fresh status heartbeat (embedded broker)")
     p.add_argument("--hostname", help="the worker's Celery node name (default celery@<host name>)")
@@ -238,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="analyse DICOM files on disk (no network)")
     p.add_argument("paths", nargs="+", help="DICOM files or folders")
     p.add_argument("--out", required=True, type=Path, help="output folder for result DICOM files + summary.txt")
+    p.add_argument("--config", help="settings file (TOML/JSON/YAML): the models' weights and devices")
+    p.add_argument("--device", help="torch device of the models: auto, cpu, cuda, cuda:N (CSPINE_DEVICE)")
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("status", help="show the node's state (reads the spool index)")

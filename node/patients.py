@@ -1,29 +1,19 @@
-"""Patient-level pairing: an X-ray and an MRI study of one patient -> one combined report (issue 6).
+"""The node's part of the patient level: salted patient keys, the typed results kept in the spool, and
+``SpoolHistory``, the ``pipelines.patient.PatientHistory`` over the node's index.
 
-After every successful analysis ``node.tasks.run_analysis`` calls ``patient_report_objects``, which
+1. A study is keyed by patient: ``patient_key`` = HMAC-SHA256 of (Issuer of) Patient ID with a secret salt
+   kept in the spool (``patient_key.salt``, created once, mode 0600). The index stores only that key and the
+   study date/time; the Patient ID itself is never stored outside the received files, nor logged.
+2. ``save_results`` writes each typed ``StudyResult`` as JSON (fsync'd; codec ``pipelines.results_json``) under
+   ``results/<study>/<generation>/``, returned as ``ResultRow``s that ``Spool.finish_analysis`` indexes in the
+   same transaction as the analysis.
+3. ``SpoolHistory.partner`` finds the newest *other-modality* analysed study with the same key whose study date
+   lies within ``patient_window_days`` of this one (both dates are needed; a study without StudyDate is never
+   paired). ``pipelines.analyze`` builds the report from it (``pipelines.patient``).
 
-1. keys the study by patient: ``patient_key`` = HMAC-SHA256 of (Issuer of) Patient ID with a secret salt
-   kept in the spool (``patient_key.salt``, created once). The index stores only that key and the study
-   date/time; the Patient ID itself is never stored outside the received files, nor logged;
-2. writes each typed ``StudyResult`` as JSON (fsync'd) under ``results/<study>/<generation>/`` (masks are
-   left out: the patient report needs findings, images and keypoints only), returned as ``ResultRow``s that
-   ``Spool.finish_analysis`` indexes in the same transaction as the analysis;
-3. looks in the index for the newest *other-modality* analysed study with the same key whose study date
-   lies within ``patient_window_days`` of this one (both dates are needed; a study without StudyDate is
-   never paired), and when found
-4. hands both studies to ``pipelines.patient.build_patient_objects``: the rule-based report
-   (``pipelines.mri.correlate.patient_report``), the postoperative neck-pain recovery model on the neutral
-   radiograph + T2 sagittal MRI (``models.neck_pain``; a failure is a warning in the report), encoded
-   (``pipelines.dicom_out.patient.encode_patient``: TID 1500 SR + PDF) into the study whose analysis
-   completed the pair (this one, the later). The objects go to the outbox with the study's other results.
-
-This module keeps only the node's part (keys, spool, lookup); the JSON codec of the typed results is
-``pipelines.results_json``.
-
-A study that holds both X-ray and MRI images pairs with itself. A re-analysis re-creates the report (new
-SOP Instance UIDs in the same series). Limitation: with several Redis workers, two studies of one patient
-analysed at the same moment may both miss each other (each looks before the other is recorded); the next
-analysis of either makes the report. Lookup in the PACS (C-FIND/QIDO-RS) is not done here.
+Limitation: with several Redis workers, two studies of one patient analysed at the same moment may both miss
+each other (each looks before the other is recorded); the next analysis of either makes the report. Lookup in
+the PACS (C-FIND/QIDO-RS) is not done here.
 """
 
 from __future__ import annotations
@@ -37,24 +27,17 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pydicom
 
-from node.logs import log
 from node.spool import ResultRow, Spool, write_atomic
 from pipelines.results import StudyResult
-from pipelines.results_json import FORMAT, result_from_json, result_to_json
+from pipelines.results_json import result_from_json, result_to_json
 from pipelines.study import Instance, Study
-
-if TYPE_CHECKING:
-    from pydicom.dataset import Dataset
-
-__all__ = ["FORMAT", "result_from_json", "result_to_json"]  # the codec lives in pipelines.results_json
+from pipelines.vocabulary import PipelineName
 
 LOG = logging.getLogger("node.patients")
 SALT_NAME = "patient_key.salt"
-PAIRED = ("xray", "mri")
 
 
 # -- patient key ---------------------------------------------------------------------------------------
@@ -172,49 +155,19 @@ def spool_study(sp: Spool, study_uid: str) -> Study:
         for r in sorted(rows, key=lambda r: (r["series_uid"], r["path"]))))
 
 
-def build_patient_objects(sp: Spool, study: Study, mine: dict[str, StudyResult], partner: tuple[Study, StudyResult] | None,
-                          now: datetime | None = None) -> list[Dataset]:
-    """Encode the patient report (``pipelines.patient.build_patient_objects``: rules, the neck-pain model,
-    SR + PDF) of ``mine`` (this study's results by pipeline) and ``partner`` in this study. Images of the
-    partner that are no longer readable are left out of the evidence (its study UID stays in the text)."""
-    from pipelines.patient import build_patient_objects as build
+class SpoolHistory:
+    """``pipelines.patient.PatientHistory`` over the node's index: the newest analysed study of the other
+    modality with the same salted patient key whose study date lies within ``window_days`` of this one."""
 
-    def partner_unreadable(exc: Exception) -> None:
-        log(LOG, "partner images not readable: referenced by study UID only", logging.WARNING,
-            study_uid=study.study_uid, partner_study_uid=partner[1].study_uid if partner else "", error=type(exc).__name__)
+    def __init__(self, sp: Spool, window_days: float) -> None:
+        self.sp = sp
+        self.window_days = window_days
 
-    return build(study, mine, partner, now, on_partner_error=partner_unreadable)
-
-
-def patient_report_objects(sp: Spool, study: Study, generation: int, results: list[StudyResult],
-                           window_days: float, now: datetime | None = None) -> tuple[list[ResultRow], list[Dataset]]:
-    """Persist this analysis' typed results and, when a partner study of the other modality is found, build
-    the patient-level SR + PDF. Returns ``(result rows to index, patient objects to deliver)``.
-
-    Saving the results may raise (like writing any result); building the report never does: a failure is
-    logged and the study's own results go out without it.
-    """
-    ident = study_identity(study, patient_salt(sp))
-    rows = save_results(sp, study.study_uid, generation, results, ident)
-    mine = {r.pipeline: r for r in results if r.pipeline in PAIRED and r.images}
-    if not mine or window_days <= 0:
-        return rows, []
-    try:
-        if len(mine) == len(PAIRED):
-            objects = build_patient_objects(sp, study, mine, None, now)
-            partner_uid = study.study_uid
-        else:
-            (pipeline,) = mine
-            other = "mri" if pipeline == "xray" else "xray"
-            row = find_partner(sp, ident, study.study_uid, other, window_days)
-            if row is None:
-                return rows, []
-            partner = (spool_study(sp, row.study_uid), load_result(row))
-            objects = build_patient_objects(sp, study, mine, partner, now)
-            partner_uid = row.study_uid
-    except Exception as exc:  # noqa: BLE001 - the study's own results must still go out
-        log(LOG, "patient report failed", logging.WARNING, study_uid=study.study_uid,
-            error=f"{type(exc).__name__}: {exc}"[:500])
-        return rows, []
-    log(LOG, "patient report", study_uid=study.study_uid, partner_study_uid=partner_uid, objects=len(objects))
-    return rows, objects
+    def partner(self, study: Study, pipeline: PipelineName) -> tuple[Study, StudyResult] | None:
+        if self.window_days <= 0:
+            return None
+        ident = study_identity(study, patient_salt(self.sp))
+        row = find_partner(self.sp, ident, study.study_uid, pipeline, self.window_days)
+        if row is None:
+            return None
+        return spool_study(self.sp, row.study_uid), load_result(row)

@@ -22,18 +22,25 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery, Task
 from celery.signals import worker_ready, worker_shutdown
 
 from node.logs import log
+from node.patients import SpoolHistory, patient_salt, save_results, study_identity
 from node.settings import NodeSettings
-from node.spool import ResultRow, Spool, write_atomic
+from node.spool import Spool, write_atomic
 from node.worker_status import WorkerStatus
+from pipelines.interfaces import ModelSet
+from pipelines.study import Study
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 LOG = logging.getLogger("node.tasks")
 
@@ -41,7 +48,8 @@ ANALYZE_TASK = "cspine.analyze_study"
 DELIVER_TASK = "cspine.deliver"
 
 app = Celery("cspine")
-_state: dict[str, Any] = {"settings": None, "spool": None, "status": None}
+_state: dict[str, Any] = {"settings": None, "spool": None, "status": None, "models": None}
+_MODELS_LOCK = threading.Lock()
 
 
 def celery_config(settings: NodeSettings) -> dict[str, Any]:
@@ -95,6 +103,7 @@ def configure(settings: NodeSettings | None = None) -> Celery:
     settings = settings or NodeSettings()
     _state["settings"] = settings
     _state["spool"] = None
+    _state["models"] = None
     conf = celery_config(settings)
     changed = any(app.conf.get(k) != conf[k] for k in ("broker_url", "broker_transport_options", "task_routes"))
     app.conf.update(conf)
@@ -116,16 +125,18 @@ def _forget_publishing_state() -> None:
 
 
 def configure_worker(settings: NodeSettings, *, queues: list[str], pool: str, concurrency: int = 1) -> WorkerStatus:
-    """Worker side: the pipelines get the device and batching settings, and this process reports its status
-    (``node.worker_status``) from the moment it consumes until it stops."""
-    import pipelines
+    """Worker side: build the models from the settings (device, weights, batching: ``models.registry``) before the
+    worker consumes, and report this process's status (``node.worker_status``) until it stops."""
+    from models.registry import build_models
 
     status = WorkerStatus(settings.spool_dir, device=settings.device, queues=queues, pool=pool,
                           interval_s=settings.worker_status_interval_s)
     # Batching only helps where analyses run concurrently in this process (threads pool, concurrency > 1).
     batch = settings.batch_max_images if pool == "threads" and concurrency > 1 else 1
-    pipelines.configure("xray", device=settings.device, batch_max_images=batch,
-                        batch_wait_ms=settings.batch_wait_ms, on_batch=status.record_batch)
+    with _MODELS_LOCK:
+        _state["models"] = build_models(settings.model, batch_max_images=batch, batch_wait_ms=settings.batch_wait_ms,
+                                        on_batch=status.record_batch)
+    status.record_models([("worker", a.name, a.version) for a in _state["models"].algorithms()])
     _state["status"] = status
     return status
 
@@ -166,19 +177,46 @@ def backoff(retries: int, cap: float) -> float:
 # -- the work (plain functions, testable without Celery) ---------------------------------------------
 
 
+def worker_models() -> ModelSet:
+    """The models of this process, built once from the settings (``models.registry``); ``configure_worker``
+    builds them at worker start so that a worker is ready before it takes work."""
+    with _MODELS_LOCK:
+        if _state.get("models") is None:
+            from models.registry import build_models
+
+            s = settings()
+            _state["models"] = build_models(s.model, batch_wait_ms=s.batch_wait_ms)
+        return _state["models"]
+
+
+def _write_objects(sp: Spool, study_uid: str, generation: int, objects: list[Dataset]) -> list[tuple[str, str, Path]]:
+    written = []
+    for ds in objects:
+        buf = BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        path = sp.outbox_path(study_uid, generation, str(ds.SOPInstanceUID))
+        write_atomic(buf.getvalue(), path, sp.tmp_dir)
+        written.append((str(ds.SOPInstanceUID), str(ds.SOPClassUID), path))
+    return written
+
+
 def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: Any = None, *,
                  patient_window_days: float = 90.0) -> dict[str, Any]:
     """Analyse the newest generation of a study and queue its results for ``destinations``.
 
-    ``analyze`` defaults to ``pipelines.analyze``. Writes result objects (fsync'd) under the outbox
-    directory, then records the analysis; an older analysis finishing after a newer one is discarded.
-    The typed results are kept too (``node.patients``): when the other modality of the same patient was
-    analysed within ``patient_window_days`` (0: off), a patient-level SR + PDF joins this study's results.
-    Returns a small report: ``{"study_uid", "generation", "objects", "skipped", "queued", "models"}`` (``models``:
-    ``[pipeline, model, version]`` of every algorithm used).
+    ``analyze(study, history)`` defaults to ``pipelines.analyze`` with this worker's models; ``history`` is the
+    node's ``SpoolHistory`` (the patient's other modality within ``patient_window_days``; 0: off). The node only
+    stores: the result objects and the patient-level objects (fsync'd, under the outbox), the typed results
+    (``node.patients.save_results``), ``summary.txt``; then it records the analysis. An older analysis finishing
+    after a newer one is discarded. Returns a small report: ``{"study_uid", "generation", "objects", "skipped",
+    "queued", "models"}`` (``models``: ``[pipeline, model, version]`` of every algorithm used).
     """
     if analyze is None:
-        from pipelines import analyze
+        import pipelines
+
+        def analyze(study: Study, history: SpoolHistory | None) -> Any:
+            return pipelines.analyze(study, worker_models(), history)
+
     snap = sp.begin_analysis(study_uid)
     if snap is None:
         log(LOG, "analysis up to date", study_uid=study_uid)
@@ -186,26 +224,11 @@ def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: An
                 "models": []}
     study, generation = snap
     t0 = time.perf_counter()
-    analysis = analyze(study)
-    written: list[tuple[str, str, Path]] = []
-    for ds in analysis.objects:
-        buf = BytesIO()
-        ds.save_as(buf, enforce_file_format=True)
-        path = sp.outbox_path(study_uid, generation, str(ds.SOPInstanceUID))
-        write_atomic(buf.getvalue(), path, sp.tmp_dir)
-        written.append((str(ds.SOPInstanceUID), str(ds.SOPClassUID), path))
-    result_rows: list[ResultRow] = []
-    if analysis.results:
-        from node.patients import patient_report_objects
-
-        result_rows, patient_objects = patient_report_objects(sp, study, generation, analysis.results,
-                                                              patient_window_days)
-        for ds in patient_objects:
-            buf = BytesIO()
-            ds.save_as(buf, enforce_file_format=True)
-            path = sp.outbox_path(study_uid, generation, str(ds.SOPInstanceUID))
-            write_atomic(buf.getvalue(), path, sp.tmp_dir)
-            written.append((str(ds.SOPInstanceUID), str(ds.SOPClassUID), path))
+    history = SpoolHistory(sp, patient_window_days) if patient_window_days > 0 else None
+    analysis = analyze(study, history)
+    written = _write_objects(sp, study_uid, generation, [*analysis.objects, *analysis.patient_objects])
+    result_rows = save_results(sp, study_uid, generation, analysis.results,
+                               study_identity(study, patient_salt(sp))) if analysis.results else []
     summary = "\n".join(r.summary() for r in analysis.results)
     skipped = "; ".join(analysis.skipped)
     if summary or skipped:
@@ -217,10 +240,15 @@ def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: An
     if analysis.skipped:
         log(LOG, "study not analysed" if not analysis.results else "part of study not analysed",
             study_uid=study_uid, generation=generation, reason=skipped)
+    for w in analysis.warnings:
+        log(LOG, "analysis warning", logging.WARNING, study_uid=study_uid, warning=w[:500])
+    if analysis.patient_objects:
+        log(LOG, "patient report", study_uid=study_uid, partner_study_uid=analysis.partner_study_uid,
+            objects=len(analysis.patient_objects))
     log(LOG, "analysis finished" if queued else "analysis superseded", study_uid=study_uid, generation=generation,
-        objects=len(written), pipelines=[r.pipeline for r in analysis.results],
+        objects=len(written), pipelines=[str(r.pipeline) for r in analysis.results],
         seconds=round(time.perf_counter() - t0, 3))
-    models = [[r.pipeline, a.name, a.version] for r in analysis.results for a in (r.algorithm, *r.contributors)]
+    models = [[str(r.pipeline), a.name, a.version] for r in analysis.results for a in (r.algorithm, *r.contributors)]
     return {"study_uid": study_uid, "generation": generation, "objects": len(written),
             "skipped": list(analysis.skipped), "queued": queued and bool(written), "models": models}
 

@@ -1,30 +1,38 @@
-"""Spine knowledge: routing, the X-ray and MRI pipelines, and their DICOM outputs.
+"""Spine knowledge: routing, the X-ray and MRI pipelines, the patient level, and their DICOM outputs.
 
-``analyze(study)`` is the one entry point the node uses: route, run each applicable pipeline, encode
-its typed results as DICOM objects. Pipelines are imported lazily (torch is heavy).
+``analyze(study, models, history)`` is the one entry point the node uses: route, run each applicable pipeline
+with the models it is handed (``pipelines.interfaces.ModelSet``, built by ``models.registry``), encode its typed
+results as DICOM objects, and add the patient-level report when the patient's other modality is known (from
+this study or from ``history``). The node only stores what it returns.
 """
 
 from __future__ import annotations
 
-import threading
+import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 
+from pipelines.interfaces import ModelSet, PatientModel
+from pipelines.patient.history import PatientHistory
 from pipelines.results import StudyResult
 from pipelines.route import Route, route
 from pipelines.study import Instance, Study
+from pipelines.vocabulary import PipelineName
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
-__all__ = ["Analysis", "Instance", "Pipeline", "Route", "Study", "StudyResult", "analyze", "configure", "get_pipeline",
-           "route"]
+__all__ = ["Analysis", "Instance", "ModelSet", "PatientHistory", "Pipeline", "Route", "Study", "StudyResult",
+           "add_patient_level", "analyze", "pipeline_for", "route"]
+
+LOG = logging.getLogger("pipelines")
 
 
 class Pipeline(Protocol):
     """What ``pipelines.xray.pipeline.XrayPipeline`` and ``pipelines.mri.pipeline.MriPipeline`` provide."""
 
-    name: str
+    name: PipelineName
 
     def run(self, study: Study, instances: tuple[Instance, ...]) -> StudyResult: ...
 
@@ -36,41 +44,33 @@ class Analysis:
     study_uid: str
     results: list[StudyResult] = field(default_factory=list)
     objects: list[Dataset] = field(default_factory=list)
+    """The study's own result objects (SR, SEG, GSPS, PDF ...)."""
+    patient_objects: list[Dataset] = field(default_factory=list)
+    """The patient-level SR + PDF, when the patient's other modality was found."""
+    partner_study_uid: str = ""
+    """The study paired with this one for the patient-level report ("" when none)."""
     skipped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """Problems that did not stop the analysis (e.g. the patient-level report could not be built)."""
 
 
-_PIPELINES: dict[str, Pipeline] = {}
-_OPTIONS: dict[str, dict[str, Any]] = {}
-_LOCK = threading.Lock()
+def pipeline_for(name: PipelineName | str, models: ModelSet) -> Pipeline:
+    """The named pipeline over ``models``; ValueError when a model it needs is not configured."""
+    name = PipelineName(name)
+    if name == PipelineName.XRAY:
+        from pipelines.xray.pipeline import XrayPipeline
+
+        return XrayPipeline.from_models(models)
+    from pipelines.mri.pipeline import MriPipeline
+
+    return MriPipeline.from_models(models)
 
 
-def configure(name: str, **options: Any) -> None:
-    """Constructor options of a pipeline (e.g. ``configure("xray", device="cuda", batch_max_images=8)``); the
-    node's worker passes its settings here. A pipeline already loaded is loaded again on next use."""
-    with _LOCK:
-        _OPTIONS[name] = dict(options)
-        _PIPELINES.pop(name, None)
-
-
-def get_pipeline(name: str) -> Pipeline:
-    """Load (once per process, shared by its threads) and return the named pipeline."""
-    with _LOCK:
-        if name not in _PIPELINES:
-            if name == "xray":
-                from pipelines.xray.pipeline import XrayPipeline
-
-                _PIPELINES[name] = XrayPipeline(**_OPTIONS.get(name, {}))
-            elif name == "mri":
-                from pipelines.mri.pipeline import MriPipeline
-
-                _PIPELINES[name] = MriPipeline(**_OPTIONS.get(name, {}))
-            else:
-                raise KeyError(f"unknown pipeline {name!r}")
-        return _PIPELINES[name]
-
-
-def analyze(study: Study) -> Analysis:
-    """Route the study, run every applicable pipeline, and encode the results as DICOM objects."""
+def analyze(study: Study, models: ModelSet, history: PatientHistory | None = None, *,
+            now: datetime | None = None) -> Analysis:
+    """Route the study, run every applicable pipeline, encode the results as DICOM objects, and add the patient-level
+    report (``pipelines.patient``) when this study or ``history`` holds the patient's other modality. A failure of
+    the patient-level report is a warning: the study's own results still go out."""
     from pipelines.dicom_out import encode
 
     analysis = Analysis(study.study_uid)
@@ -78,7 +78,27 @@ def analyze(study: Study) -> Analysis:
         if r.pipeline is None:
             analysis.skipped.append(r.reason)
             continue
-        result = get_pipeline(r.pipeline).run(study, r.instances)
+        try:
+            pipeline = pipeline_for(r.pipeline, models)
+        except ValueError as exc:
+            analysis.skipped.append(f"{r.pipeline}: {exc}")
+            continue
+        result = pipeline.run(study, r.instances)
         analysis.results.append(result)
-        analysis.objects.extend(encode(study, result))
+        analysis.objects.extend(encode(study, result, now=now))
+    add_patient_level(analysis, study, models.neck_pain, history, now=now)
     return analysis
+
+
+def add_patient_level(analysis: Analysis, study: Study, predictor: PatientModel | None,
+                      history: PatientHistory | None, *, now: datetime | None = None) -> None:
+    """Add the patient-level SR + PDF of ``analysis.results`` (``pipelines.patient.patient_objects``). A failure is a
+    warning in ``analysis``: the study's own results still go out."""
+    from pipelines.patient import patient_objects
+
+    try:
+        analysis.patient_objects, analysis.partner_study_uid = patient_objects(
+            study, analysis.results, predictor, history, now)
+    except Exception as exc:  # noqa: BLE001 - the study's own results must still go out
+        LOG.warning("patient-level report failed: %s", type(exc).__name__)
+        analysis.warnings.append(f"patient-level report not built: {type(exc).__name__}: {str(exc)[:300]}")

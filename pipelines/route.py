@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipelines.study import Instance, Study
+from pipelines.vocabulary import PipelineName
 
 XRAY_MODALITIES = frozenset({"DX", "CR", "RF"})
 CSPINE_BODY_PARTS = frozenset({"CSPINE", "NECK", "SPINE", "CERVICAL SPINE", "C-SPINE", ""})
@@ -24,8 +25,8 @@ SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
 class Route:
     """The routing decision for one study: which pipeline gets which instances, or why none."""
 
-    pipeline: str | None
-    """``"xray"``, ``"mri"`` or None."""
+    pipeline: PipelineName | None
+    """The pipeline, or None when none applies (``reason`` says why)."""
     instances: tuple[Instance, ...] = ()
     reason: str = ""
 
@@ -83,9 +84,9 @@ def route(study: Study) -> list[Route]:
             reasons[why] = reasons.get(why, 0) + 1
     routes = []
     if xray:
-        routes.append(Route("xray", tuple(xray)))
+        routes.append(Route(PipelineName.XRAY, tuple(xray)))
     if mri:
-        routes.append(Route("mri", tuple(mri)))
+        routes.append(Route(PipelineName.MRI, tuple(mri)))
     if routes:
         return routes
     why = "; ".join(f"{n} instance(s): {r}" for r, n in reasons.items())

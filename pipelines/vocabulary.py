@@ -6,7 +6,7 @@ Everything else (results, pipelines, phantoms, models, DICOM encoders) imports t
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import Enum, StrEnum
 
 VERTEBRAE: tuple[str, ...] = ("C2", "C3", "C4", "C5", "C6", "C7")
 """The measured vertebrae, cranial to caudal."""
@@ -34,8 +34,8 @@ class View(str, Enum):  # noqa: UP042 - str() of a member stays "View.X" as code
     EXTENSION = "extension"
 
 
-class PipelineName(str, Enum):  # noqa: UP042 - members compare equal to their plain-string values
-    """The pipelines of the node (``StudyResult.pipeline``)."""
+class PipelineName(StrEnum):
+    """The pipelines of the node (``StudyResult.pipeline``); members are their plain strings."""
 
     XRAY = "xray"
     MRI = "mri"

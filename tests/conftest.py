@@ -84,3 +84,13 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
     r = start_redis(tmp_path_factory.mktemp("redis"))
     yield r
     r.stop()
+
+
+@pytest.fixture(scope="session")
+def models():  # noqa: ANN201 - pipelines.interfaces.ModelSet
+    """Every shipped model on the CPU, built once per session as a worker builds them (``models.registry``)."""
+    from models.registry import build_models
+    from node.settings import NodeSettings
+
+    settings = NodeSettings(device="cpu")
+    return build_models(settings.model, batch_wait_ms=settings.batch_wait_ms)

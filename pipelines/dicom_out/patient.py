@@ -1,6 +1,6 @@
 """The patient-level report (paper 002 Fig. 7/8) as DICOM: a TID 1500 SR and a one-page PDF.
 
-``encode_patient(report, sources, current=...)`` takes a ``pipelines.mri.correlate.PatientReport`` of one
+``encode_patient(report, sources, current=...)`` takes a ``pipelines.patient.report.PatientReport`` of one
 X-ray and one MRI study of the same patient and returns ``[sr, pdf]``. Both objects belong to the study
 named by ``current`` (the node puts them in the study whose analysis completed the pair, i.e. the later
 one): patient and study attributes come from that study's first image; the other study's images are
@@ -55,14 +55,14 @@ from pipelines.dicom_out.identity import (  # noqa: E402
     series_number,
 )
 from pipelines.dicom_out.report import DPI, PAGE_INCHES, build_pdf  # noqa: E402
-from pipelines.mri.correlate import FACTORS, RULES, PatientReport, sites_overlap, vertebrae_of  # noqa: E402
+from pipelines.patient.report import FACTORS, RULES, PatientReport, sites_overlap, vertebrae_of  # noqa: E402
 from pipelines.results import SEGMENTS, AlgorithmInfo, Finding, StudyResult  # noqa: E402
 
 PIPELINE = "patient"
 """Pseudo pipeline name of the patient-level report (result series, Contributing Equipment)."""
 ALGORITHM = AlgorithmInfo(
     name="cspine-node patient report", version="1",
-    model_card="Rules of paper 002 Fig. 7/8 over the X-ray and MRI pipelines' findings (pipelines/mri/correlate.py)",
+    model_card="Rules of paper 002 Fig. 7/8 over the X-ray and MRI pipelines' findings (pipelines/patient/report.py)",
 )
 MODALITY_NAMES = {"xray": "X-ray", "mri": "MRI"}
 
@@ -94,7 +94,7 @@ RULE_CODES: dict[str, Code] = {
     for r in RULES
     for v, m in [_RULE_VALUES.get(r.key, ("R-" + r.key.upper()[:14], r.key))]
 }
-"""Coded name of each corroboration rule (``pipelines.mri.correlate.RULES``)."""
+"""Coded name of each corroboration rule (``pipelines.patient.report.RULES``)."""
 
 _Planar = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
 _Plain = hd.sr.MeasurementsAndQualitativeEvaluations

@@ -12,60 +12,47 @@ position (the level localisation projected laterally; the foramina themselves ar
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
-
 import numpy as np
 from scipy import ndimage
 
-from models.mri import MODEL_CARD
+from pipelines.interfaces import ModelSet, MriModel, VolumeAnalysis
 from pipelines.mri.grading import LOCALISATION_MIN_PEAK, study_findings
 from pipelines.mri.preprocessing import SeriesVolume, choose_series, load_series
-from pipelines.results import AlgorithmInfo, ImageResult, Keypoint, Mask, StudyResult
+from pipelines.results import ImageResult, Keypoint, Mask, StudyResult
 from pipelines.study import Instance, Study
-from pipelines.vocabulary import FORAMEN_LATERAL_MM, LEVELS
-
-if TYPE_CHECKING:
-    from models.mri.predictor import MriPredictor, VolumeAnalysis
-
-ALGORITHM_NAME = "cspine-node MRI degeneration (paper 002 tasks)"
+from pipelines.vocabulary import FORAMEN_LATERAL_MM, LEVELS, PipelineName
 
 
 class MriPipeline:
     """Analyse the cervical sagittal MR series of one study (see module docstring)."""
 
-    name = "mri"
+    name = PipelineName.MRI
 
-    def __init__(self, weights: Path | None = None) -> None:
-        """``weights``: a ``.pt`` file from ``models.mri.train``; the shipped ``models/mri/mri_v1.pt`` by default.
-        The networks are loaded on first use (torch import is slow)."""
-        self._weights = weights
-        self._predictor: MriPredictor | None = None
+    def __init__(self, model: MriModel) -> None:
+        """``model``: disc-level localisation and per-level grading (``interfaces.MriModel``)."""
+        self.model = model
 
-    @property
-    def predictor(self) -> MriPredictor:
-        if self._predictor is None:
-            from models.mri.predictor import MriPredictor
-
-            self._predictor = MriPredictor(self._weights)
-        return self._predictor
+    @classmethod
+    def from_models(cls, models: ModelSet) -> MriPipeline:
+        if models.mri is None:
+            raise ValueError("the MRI model is not configured")
+        return cls(models.mri)
 
     def run(self, study: Study, instances: tuple[Instance, ...]) -> StudyResult:
         if not instances:
             raise ValueError("MriPipeline.run needs at least one MR instance")
         chosen, warnings = choose_series(instances)
         sv = load_series(chosen)
-        pred = self.predictor
         mid, left, right = sv.mid_slice, sv.lateral_slice("left"), sv.lateral_slice("right")
         for side, k in (("left", left), ("right", right)):
             off = abs(sv.lateral_mm[k] - sv.lateral_mm[mid])
             if abs(off - FORAMEN_LATERAL_MM) > 4.0:
                 warnings.append(f"{side} foraminal findings read from a slice {off:.1f} mm from the mid-sagittal "
                                 f"slice (expected about {FORAMEN_LATERAL_MM:g} mm): less reliable")
-        va = pred.analyse(sv.volume, sv.pixel_spacing_mm, mid, left, right)
+        va = self.model.analyse(sv.volume, sv.pixel_spacing_mm, mid, left, right)
         result = StudyResult(
             study_uid=study.study_uid, pipeline=self.name,
-            algorithm=AlgorithmInfo(name=ALGORITHM_NAME, version=pred.version, model_card=str(MODEL_CARD)),
+            algorithm=self.model.algorithm,
             warnings=warnings,
         )
         ys = va.centres_px[:, 1]

@@ -1,8 +1,8 @@
 """The X-ray pipeline: lateral cervical radiographs -> keypoints, measurements, findings (paper 002).
 
 For every radiograph: read pixels (MONOCHROME1 inverted, VOI LUT / window), predict the 30 keypoints with
-their spread (:class:`models.xray_keypoints.predictor.KeypointPredictor`: a global stage for the spine, then
-an oriented crop per vertebra for its corners), in the original pixels, derive the vertebral-body masks
+their spread (an ``interfaces.KeypointModel``; the shipped one is a global stage for the spine, then an
+oriented crop per vertebra for its corners), in the original pixels, derive the vertebral-body masks
 C2..C7 from the corner quadrilaterals, and measure per view (``geometry.measure_view``) with Monte-Carlo 95 % intervals from the keypoint spread. When flexion and
 extension are both present, the dynamic measurements (``geometry.measure_dynamic``) follow. Findings come
 from ``findings.findings_from_measurements``. The whole-image classifiers of seeds 003 (curvature class,
@@ -19,30 +19,19 @@ its unit is reported as not measurable with the interval in the reason.
 from __future__ import annotations
 
 import logging
-import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
-from pipelines.results import (
-    KEYPOINT_NAMES,
-    VERTEBRAE,
-    AlgorithmInfo,
-    ImageResult,
-    Keypoint,
-    Mask,
-    Measurement,
-    StudyResult,
-    View,
-)
+from pipelines.interfaces import ImageClassifier, KeypointModel, ModelSet, SegmentClassifier
+from pipelines.results import AlgorithmInfo, ImageResult, Keypoint, Mask, Measurement, StudyResult
 from pipelines.study import Instance, Study
+from pipelines.vocabulary import KEYPOINT_NAMES, VERTEBRAE, PipelineName, View
 from pipelines.xray.classifiers import classify_segments, classify_views
 from pipelines.xray.preprocessing import image_from_dataset, view_of
 
 log = logging.getLogger(__name__)
-
-ALGORITHM_NAME = "cspine-xray-keypoints"
 
 
 @dataclass
@@ -84,9 +73,9 @@ def body_masks(points: np.ndarray, rows: int, cols: int, image_uid: str) -> list
 
 
 class XrayPipeline:
-    """Lateral cervical radiographs -> ``StudyResult`` (``name = "xray"``). Loads the weights once."""
+    """Lateral cervical radiographs -> ``StudyResult`` (``name = "xray"``), with the models it is handed."""
 
-    name = "xray"
+    name = PipelineName.XRAY
     max_median_sigma_mm: float = 0.3
     """Images whose median keypoint spread (1 sigma, calibrated) is above this are not measured. With the cascade
     (1.1.0) held-out phantoms give 0.17-0.21 mm (mean corner error 0.2 mm); most inputs without a recognisable
@@ -96,38 +85,22 @@ class XrayPipeline:
     """Widest acceptable 95 % interval per unit."""
     n_samples: int = 400
 
-    def __init__(self, weights: Path | str | None = None, device: str | None = None, *, batch_max_images: int = 1,
-                 batch_wait_ms: float = 20.0, on_batch=None) -> None:  # noqa: ANN001 - on_batch(n_images)
-        """``device``: ``auto`` (default), ``cpu``, ``cuda``, ``cuda:N`` (CPU with a warning when absent).
-        ``batch_max_images`` > 1: concurrent ``run`` calls (threads) share batched forwards
-        (:class:`models.xray_keypoints.batching.BatchingPredictor`, waiting at most ``batch_wait_ms``)."""
-        self._weights = weights
-        self._device = device
-        self._batch = (int(batch_max_images), float(batch_wait_ms), on_batch)
-        self._predictor = None
-        self._lock = threading.Lock()
+    def __init__(self, keypoints: KeypointModel, image_classifiers: Sequence[ImageClassifier] = (),
+                 cord_compression: SegmentClassifier | None = None) -> None:
+        """``keypoints``: the keypoint model (its ``algorithm`` names the result); ``image_classifiers`` (seeds 003,
+        001) and ``cord_compression`` (seed 004) run on the views that passed the gates."""
+        self.keypoints = keypoints
+        self.image_classifiers = tuple(image_classifiers)
+        self.cord_compression = cord_compression
 
-    @property
-    def predictor(self):  # -> KeypointPredictor or BatchingPredictor (torch imported lazily)
-        with self._lock:
-            if self._predictor is None:
-                from models.xray_keypoints.predictor import KeypointPredictor
-
-                self._predictor = KeypointPredictor.load(self._weights, self._device)
-                log.info("loaded X-ray keypoint model %s on %s", self._predictor.version, self._predictor.device)
-                if self._batch[0] > 1:
-                    from models.xray_keypoints.batching import BatchingPredictor
-
-                    self._predictor = BatchingPredictor(self._predictor, *self._batch)
-            return self._predictor
+    @classmethod
+    def from_models(cls, models: ModelSet) -> XrayPipeline:
+        if models.keypoints is None:
+            raise ValueError("the X-ray keypoint model is not configured")
+        return cls(models.keypoints, models.image_classifiers, models.cord_compression)
 
     def algorithm(self) -> AlgorithmInfo:
-        from models.xray_keypoints import MODEL_CARD
-
-        card = "research use only; trained on synthetic phantoms; see models/xray_keypoints/MODEL_CARD.md"
-        if MODEL_CARD.is_file():
-            card = f"{card} ({MODEL_CARD.name})"
-        return AlgorithmInfo(name=ALGORITHM_NAME, version=self.predictor.version, model_card=card)
+        return self.keypoints.algorithm
 
     def run(self, study: Study, instances: tuple[Instance, ...]) -> StudyResult:
         from pipelines.xray import findings as findings_mod
@@ -187,7 +160,7 @@ class XrayPipeline:
         # findings from one image per view (the best), so that duplicates cannot contradict each other
         result.findings.extend(findings_mod.findings_from_measurements(primary))
         # the whole-image classifiers of seeds 003 (curvature class) and 001 (upper cervical), on the same views
-        classified = classify_views({v: a.pixels for v, a in best.items() if a.pixels is not None},
+        classified = classify_views(self.image_classifiers, {v: a.pixels for v, a in best.items() if a.pixels is not None},
                                     {v: a.spacing if a.calibrated else None for v, a in best.items()})
         result.findings.extend(classified.findings)
         result.contributors.extend(classified.algorithms)
@@ -205,7 +178,7 @@ class XrayPipeline:
                 f"cord compression model did not run: keypoint uncertainty too high on the neutral view (median "
                 f"spread {neutral.median_sigma_mm:.2f} mm > {self.max_median_sigma_mm:.2f} mm)")
             return
-        out = classify_segments(neutral.pixels, neutral.points, neutral.image.image_uid)
+        out = classify_segments(self.cord_compression, neutral.pixels, neutral.points, neutral.image.image_uid)
         result.findings.extend(out.findings)
         result.contributors.extend(out.algorithms)
         result.warnings.extend(out.warnings)
@@ -221,7 +194,7 @@ class XrayPipeline:
         except Exception as exc:  # a broken file must not stop the other images
             warnings.append(f"image {uid}: not analysed ({exc})")
             return None
-        pred = self.predictor.predict(image)
+        pred = self.keypoints.predict(image)
         view = view_of(ds)
         if view is None:
             view = pred.view

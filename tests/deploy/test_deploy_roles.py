@@ -99,7 +99,7 @@ def start_roles(work: Path, *, stable_age_s: str | None = None) -> Roles:
         env = {"node": localize_env(service_env("node"), ports, {
             **common, "CSPINE_HOST": "127.0.0.1", "CSPINE_PORT": str(node_port), "CSPINE_METRICS_HOST": "127.0.0.1",
             "CSPINE_METRICS_PORT": str(metrics_port), **({"CSPINE_STABLE_AGE_S": stable_age_s} if stable_age_s else {})})}
-        model = {k: os.environ[k] for k in ("CSPINE_XRAY_WEIGHTS",) if k in os.environ}  # other weights to try
+        model = {k: os.environ[k] for k in ("CSPINE_MODELS",) if k in os.environ}  # other weights to try
         for w in WORKERS:  # no GPU on these machines: the GPU worker's role runs on the CPU here
             env[w] = localize_env(service_env(w), ports, {**common, "CSPINE_DEVICE": "cpu", **model})
         logs = {name: work / f"{name}.log" for name in ("node", *WORKERS)}
@@ -155,11 +155,12 @@ def wait_workers_ready(roles: Roles, timeout: float = 120.0) -> None:
 
 
 def xray_weights_missing() -> str:
-    """Why the X-ray model cannot run (empty when it can): the shipped weights, or ``CSPINE_XRAY_WEIGHTS``."""
+    """Why the X-ray model cannot run (empty when it can): the shipped weights, or the keypoint weights named in
+    ``CSPINE_MODELS``."""
     from models.xray_keypoints import DEFAULT_WEIGHTS
+    from node.settings import NodeSettings
 
-    chosen = os.environ.get("CSPINE_XRAY_WEIGHTS")
-    path = Path(chosen) if chosen else DEFAULT_WEIGHTS
+    path = NodeSettings().model("keypoints").weights or DEFAULT_WEIGHTS
     return "" if path.is_file() else f"no trained X-ray weights at {path}"
 
 
@@ -218,7 +219,7 @@ def test_deploy_roles_orthanc_to_node_to_orthanc(roles: Roles) -> None:
 
     wait_for(received, 60, "Orthanc to forward both studies to the node")
     if missing:
-        pytest.skip(f"{missing} (set CSPINE_XRAY_WEIGHTS to try others); routing to the node was checked")
+        pytest.skip(f"{missing} (set CSPINE_MODELS to try other keypoint weights); routing to the node was checked")
 
     client = DICOMwebClient(roles.orthanc.dicomweb_url)
 

@@ -23,14 +23,14 @@ SEED = 4  # a virtual patient with cord compression at some levels (checked belo
 
 
 @pytest.fixture(scope="module")
-def analysed(tmp_path_factory: pytest.TempPathFactory):
+def analysed(tmp_path_factory: pytest.TempPathFactory, models):  # noqa: ANN001
     assert DEFAULT_WEIGHTS.is_file()
     torch.set_num_threads(1)
     vp = virtual_patient(SEED)
     st = generate_study(SEED, views=(View.NEUTRAL,), shape=(768, 640), anatomy=xray_anatomy(vp))
     files = write_study(st, tmp_path_factory.mktemp("cc"))
     study = Study.from_paths(files)[0]
-    return vp, st, study, XrayPipeline().run(study, study.instances)
+    return vp, st, study, XrayPipeline.from_models(models).run(study, study.instances)
 
 
 def test_one_finding_per_segment_with_probability(analysed) -> None:
@@ -70,9 +70,9 @@ def test_findings_reach_the_sr_and_maps_the_seg(analysed) -> None:
     assert len(frac) == 1 and len(frac[0].SegmentSequence) == len(SEGMENTS)
 
 
-def test_gate_keeps_the_model_off(analysed) -> None:
+def test_gate_keeps_the_model_off(analysed, models) -> None:  # noqa: ANN001
     _, _, study, _ = analysed
-    pipe = XrayPipeline()
+    pipe = XrayPipeline.from_models(models)
     pipe.max_median_sigma_mm = 0.0
     result = pipe.run(study, study.instances)
     assert not [f for f in result.findings if f.key == "cord_compression"]

@@ -20,8 +20,8 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def pipeline() -> XrayPipeline:
-    return XrayPipeline(device="cpu")
+def pipeline(models) -> XrayPipeline:  # noqa: ANN001
+    return XrayPipeline.from_models(models)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_run_returns_keypoints_measurements_findings(pipeline: XrayPipeline, pha
         pred = np.array([[k.x, k.y] for k in im.keypoints])
         err_mm = np.hypot(*((pred - pv.keypoints) * np.array(pv.pixel_spacing_mm[::-1])).T)[pv.visible]
         # keypoints land in the right place within the shipped model's stated accuracy (model card)
-        assert np.median(err_mm) < 2 * pipeline.predictor.metrics["corner_error_mm"]["mean"] + 0.5, err_mm
+        assert np.median(err_mm) < 2 * pipeline.keypoints.metrics["corner_error_mm"]["mean"] + 0.5, err_mm
     keys = {(m.key, m.view) for m in result.measurements}
     for view in View:
         assert ("cobb_c2_c7", view) in keys and ("sva_c2_c7", view) in keys
@@ -65,9 +65,9 @@ def test_run_returns_keypoints_measurements_findings(pipeline: XrayPipeline, pha
     assert "Cobb" in result.summary()
 
 
-def test_measured_values_carry_intervals_when_the_gate_is_open(phantom) -> None:
+def test_measured_values_carry_intervals_when_the_gate_is_open(phantom, models) -> None:  # noqa: ANN001
     study, paths = phantom
-    lenient = XrayPipeline(device="cpu")
+    lenient = XrayPipeline.from_models(models)
     lenient.max_median_sigma_mm = float("inf")
     lenient.max_interval = {"deg": float("inf"), "mm": float("inf"), "1": float("inf")}
     (st,) = Study.from_paths(paths)
@@ -104,9 +104,9 @@ def test_missing_view_label_is_predicted_with_a_warning(pipeline: XrayPipeline, 
     assert len(result.images) == 2 and all(im.view is not None for im in result.images)
 
 
-def test_uncertainty_gate_reports_not_measurable(phantom, tmp_path: Path) -> None:
+def test_uncertainty_gate_reports_not_measurable(phantom, models, tmp_path: Path) -> None:  # noqa: ANN001
     study, paths = phantom
-    strict = XrayPipeline(device="cpu")
+    strict = XrayPipeline.from_models(models)
     strict.max_median_sigma_mm = 1e-6
     (st,) = Study.from_paths(paths[:1])
     result = strict.run(st, st.instances)

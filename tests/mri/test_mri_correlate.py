@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.mri.correlate import FACTORS, correlate, patient_report, sites_overlap, vertebrae_of
 from pipelines.mri.grading import THRESHOLDS, level_findings, study_findings
+from pipelines.patient.report import FACTORS, correlate, patient_report, sites_overlap, vertebrae_of
 from pipelines.results import AlgorithmInfo, Finding, StudyResult
 from pipelines.vocabulary import LEVELS, TASKS
 

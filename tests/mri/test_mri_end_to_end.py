@@ -44,7 +44,7 @@ def _walk(ds) -> list[str]:
     return out
 
 
-def test_mr_series_yields_valid_sr_and_seg(tmp_path: Path, require):
+def test_mr_series_yields_valid_sr_and_seg(tmp_path: Path, require, models):  # noqa: ANN001
     require("dciodvfy")
     torch.set_num_threads(1)
     from pipelines import analyze
@@ -52,7 +52,7 @@ def test_mr_series_yields_valid_sr_and_seg(tmp_path: Path, require):
     ph = generate_series(4_000_005)
     files = write_series(ph, tmp_path / "in")
     study = Study.from_paths(files)[0]
-    analysis = analyze(study)
+    analysis = analyze(study, models)
     assert analysis.skipped == [] and [r.pipeline for r in analysis.results] == ["mri"]
     by_class: dict[str, list] = {}
     for ds in analysis.objects:

@@ -20,11 +20,11 @@ pytestmark = pytest.mark.skipif(not DEFAULT_WEIGHTS.exists(), reason="MRI weight
 
 
 @pytest.fixture(scope="module")
-def pipeline():
+def pipeline(models):  # noqa: ANN001
     torch.set_num_threads(1)
     from pipelines.mri.pipeline import MriPipeline
 
-    return MriPipeline()
+    return MriPipeline.from_models(models)
 
 
 @pytest.fixture(scope="module")

@@ -108,7 +108,7 @@ def test_late_instance_redispatches_and_supersedes(env) -> None:
 
     calls = []
 
-    def stand_in(st):  # one result object per instance, new UIDs each analysis
+    def stand_in(st, history):  # noqa: ARG001 - one result object per instance, new UIDs each analysis
         calls.append(len(st.instances))
         objs = [make_image(study, modality="OT", sop_class="1.2.840.10008.5.1.4.1.1.7") for _ in st.instances]
         return Analysis(st.study_uid, objects=objs)

@@ -110,15 +110,20 @@ def test_preprocessing_on_the_device_equals_the_scipy_path(predictor: KeypointPr
         assert got.view == ref.view
 
 
-def test_xray_pipeline_wraps_its_predictor_when_batching() -> None:
+def test_registry_wraps_the_keypoint_model_when_batching() -> None:
+    from models.registry import build_models
+    from node.settings import NodeSettings
     from pipelines.xray.pipeline import XrayPipeline
 
+    others = ("curvature", "upper_cervical", "cord_compression", "mri", "neck_pain")
+    s = NodeSettings(device="cpu", models={n: {"enabled": False} for n in others})
     calls: list[int] = []
-    p = XrayPipeline(device="cpu", batch_max_images=4, batch_wait_ms=5, on_batch=calls.append)
-    assert isinstance(p.predictor, BatchingPredictor)
-    assert p.predictor.max_images == 4 and p.predictor.device.type == "cpu"
-    assert p.algorithm().version == p.predictor.predictor.version
-    assert not isinstance(XrayPipeline(device="cpu").predictor, BatchingPredictor)
+    batched = build_models(s.model, batch_max_images=4, batch_wait_ms=5, on_batch=calls.append)
+    assert isinstance(batched.keypoints, BatchingPredictor)
+    assert batched.keypoints.max_images == 4 and batched.keypoints.device.type == "cpu"
+    assert XrayPipeline.from_models(batched).algorithm() == batched.keypoints.predictor.algorithm
+    assert batched.image_classifiers == () and batched.mri is None  # disabled in the settings
+    assert not isinstance(build_models(s.model).keypoints, BatchingPredictor)
 
 
 def test_device_setting_falls_back_to_cpu(caplog: pytest.LogCaptureFixture) -> None:

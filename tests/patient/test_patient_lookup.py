@@ -15,6 +15,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
+from models.registry import entry
 from node.patients import (
     find_partner,
     load_result,
@@ -28,9 +29,9 @@ from node.patients import (
 )
 from node.spool import Spool, header_from_dataset
 from node.tasks import run_analysis
-from pipelines import Analysis
+from pipelines import Analysis, add_patient_level
 from pipelines.dicom_out.patient import CORROBORATION, PREDICTION_CODES, RULE_CODES
-from pipelines.mri.correlate import patient_report
+from pipelines.patient.report import patient_report
 from pipelines.phantoms.paired import paired_phantom_studies
 from tests.patient.patienttest_data import mri_truth, xray_truth
 
@@ -56,9 +57,21 @@ def _spool_with(tmp_path: Path, *file_lists: list[Path]) -> Spool:
     return sp
 
 
-def _stand_in(pair: dict):  # noqa: ANN202
+@pytest.fixture(scope="module")
+def neck_pain():  # noqa: ANN201 - the shipped neck-pain model (interfaces.PatientModel)
+    return entry("neck_pain").load(None, "cpu")
+
+
+def _analysis(study, results, predictor, history) -> Analysis:  # noqa: ANN001
+    """What ``pipelines.analyze`` returns for these typed results: the patient level included."""
+    analysis = Analysis(study.study_uid, results=results)
+    add_patient_level(analysis, study, predictor, history)
+    return analysis
+
+
+def _stand_in(pair: dict, predictor):  # noqa: ANN001, ANN202
     by_uid = {pair["xray"].study_uid: pair["xray"], pair["mri"].study_uid: pair["mri"]}
-    return lambda study: Analysis(study.study_uid, results=[by_uid[study.study_uid]])
+    return lambda study, history: _analysis(study, [by_uid[study.study_uid]], predictor, history)
 
 
 def _texts(sr: pydicom.Dataset) -> list[str]:
@@ -85,20 +98,20 @@ def test_patient_result_json_round_trip(pair: dict) -> None:
         assert result_from_json(result_to_json(result)) == result
 
 
-def test_patient_pairing_in_the_spool(tmp_path: Path, pair: dict, require) -> None:  # noqa: ANN001
+def test_patient_pairing_in_the_spool(tmp_path: Path, pair: dict, require, neck_pain) -> None:  # noqa: ANN001
     require("dciodvfy")
     sp = _spool_with(tmp_path, pair["xray_files"], pair["mri_files"])
     x_uid, m_uid = pair["xray"].study_uid, pair["mri"].study_uid
     salt_file = sp.root / "patient_key.salt"
 
-    first = run_analysis(sp, ["pacs"], x_uid, analyze=_stand_in(pair))
+    first = run_analysis(sp, ["pacs"], x_uid, analyze=_stand_in(pair, neck_pain))
     assert first["objects"] == 0  # no MRI of this patient analysed yet
     assert stat.S_IMODE(salt_file.stat().st_mode) == 0o600
     (xrow,) = sp.results(x_uid)
     assert xrow.pipeline == "xray" and xrow.patient_key == patient_key(pair["pid"], "", patient_salt(sp))
     assert load_result(xrow) == pair["xray"]
 
-    second = run_analysis(sp, ["pacs"], m_uid, analyze=_stand_in(pair))
+    second = run_analysis(sp, ["pacs"], m_uid, analyze=_stand_in(pair, neck_pain))
     assert second["objects"] == 2 and second["queued"]
     (mrow,) = sp.results(m_uid)
     assert mrow.patient_key == xrow.patient_key and mrow.study_time - xrow.study_time == 7 * 86400
@@ -143,10 +156,10 @@ def test_patient_pairing_in_the_spool(tmp_path: Path, pair: dict, require) -> No
     assert pair["pid"].encode() not in index  # the index holds only the salted key
 
 
-def test_patient_window_and_identity_limit_the_pairing(tmp_path: Path, pair: dict) -> None:
+def test_patient_window_and_identity_limit_the_pairing(tmp_path: Path, pair: dict, neck_pain) -> None:
     sp = _spool_with(tmp_path, pair["xray_files"], pair["mri_files"])
-    run_analysis(sp, ["pacs"], pair["xray"].study_uid, analyze=_stand_in(pair), patient_window_days=6)
-    report = run_analysis(sp, ["pacs"], pair["mri"].study_uid, analyze=_stand_in(pair), patient_window_days=6)
+    run_analysis(sp, ["pacs"], pair["xray"].study_uid, analyze=_stand_in(pair, neck_pain), patient_window_days=6)
+    report = run_analysis(sp, ["pacs"], pair["mri"].study_uid, analyze=_stand_in(pair, neck_pain), patient_window_days=6)
     assert report["objects"] == 0 and sp.outbox(pair["mri"].study_uid) == []  # 7 days apart > 6
     ident = study_identity(spool_study(sp, pair["mri"].study_uid), patient_salt(sp))
     assert find_partner(sp, ident, pair["mri"].study_uid, "xray", 7.01) is not None
@@ -155,18 +168,17 @@ def test_patient_window_and_identity_limit_the_pairing(tmp_path: Path, pair: dic
     assert find_partner(sp, type(ident)(ident.patient_key, None), pair["mri"].study_uid, "xray", 90) is None
 
 
-
-def test_patient_report_failure_keeps_the_study_results(tmp_path: Path, pair: dict) -> None:
+def test_patient_report_failure_keeps_the_study_results(tmp_path: Path, pair: dict, neck_pain) -> None:
     sp = _spool_with(tmp_path, pair["xray_files"], pair["mri_files"])
-    run_analysis(sp, ["pacs"], pair["xray"].study_uid, analyze=_stand_in(pair))
+    run_analysis(sp, ["pacs"], pair["xray"].study_uid, analyze=_stand_in(pair, neck_pain))
     (xrow,) = sp.results(pair["xray"].study_uid)
     Path(xrow.path).unlink()  # the partner's typed results are gone: no report, but the analysis succeeds
-    report = run_analysis(sp, ["pacs"], pair["mri"].study_uid, analyze=_stand_in(pair))
+    report = run_analysis(sp, ["pacs"], pair["mri"].study_uid, analyze=_stand_in(pair, neck_pain))
     assert report["objects"] == 0 and sp.study(pair["mri"].study_uid).state == "done"
     assert [r.pipeline for r in sp.results(pair["mri"].study_uid)] == ["mri"]
 
 
-def test_patient_one_study_with_both_modalities(tmp_path: Path, pair: dict) -> None:
+def test_patient_one_study_with_both_modalities(tmp_path: Path, pair: dict, neck_pain) -> None:
     """An MR series filed under the radiographs' study: the study pairs with itself."""
     x_uid = pair["xray"].study_uid
     moved = []
@@ -179,7 +191,7 @@ def test_patient_one_study_with_both_modalities(tmp_path: Path, pair: dict) -> N
         moved.append(q)
     sp = _spool_with(tmp_path, pair["xray_files"], moved)
     mri = dataclasses.replace(pair["mri"], study_uid=x_uid)
-    report = run_analysis(sp, ["pacs"], x_uid, analyze=lambda st: Analysis(st.study_uid, results=[pair["xray"], mri]))
+    report = run_analysis(sp, ["pacs"], x_uid, analyze=lambda st, h: _analysis(st, [pair["xray"], mri], neck_pain, h))
     assert report["objects"] == 2
     sr = pydicom.dcmread(next(Path(r.path) for r in sp.outbox(x_uid) if r.sop_class_uid == SR_CLASS))
     assert sr.StudyInstanceUID == x_uid and "PertinentOtherEvidenceSequence" not in sr

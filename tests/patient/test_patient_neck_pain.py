@@ -11,8 +11,8 @@ import pydicom
 import pytest
 
 from pipelines.dicom_out.patient import PREDICTION_CODES
-from pipelines.mri.correlate import NECK_PAIN_KEY
-from pipelines.patient import build_patient_objects, dicom_clinical, merged_sources, neck_pain_inputs
+from pipelines.patient.assemble import build_patient_objects, dicom_clinical, merged_sources, neck_pain_inputs
+from pipelines.patient.report import NECK_PAIN_KEY
 from pipelines.results import AlgorithmInfo
 from pipelines.study import Study
 from tests.patient.patienttest_data import mri_truth, xray_truth
@@ -111,8 +111,9 @@ def test_patient_neck_pain_failure_is_a_warning(studies: dict) -> None:
 
 
 @pytest.mark.skipif(not Path("models/neck_pain/neck_pain_v1.pt").exists(), reason="weights not trained")
-def test_patient_neck_pain_shipped_model_in_the_report(studies: dict) -> None:
-    sr, _ = build_patient_objects(studies["ms"], {"mri": studies["mri"]}, (studies["xs"], studies["xray"]))
+def test_patient_neck_pain_shipped_model_in_the_report(studies: dict, models) -> None:  # noqa: ANN001
+    sr, _ = build_patient_objects(studies["ms"], {"mri": studies["mri"]}, (studies["xs"], studies["xray"]),
+                                  models.neck_pain)
     (text,) = [t for t in _texts(sr) if t.startswith("Postoperative neck pain recovery C2-C7")]
     p = float(text.split("(p=")[1].split(")")[0])
     assert 0 < p < 1 and "clinical variables used: age, female" in text

@@ -15,7 +15,7 @@ from node.patients import load_result
 from node.scu import store_files
 from node.spool import Spool
 from pipelines.dicom_out.patient import ALGORITHM, PREDICTION_CODES
-from pipelines.mri.correlate import patient_report
+from pipelines.patient.report import patient_report
 from pipelines.phantoms.paired import paired_phantom_studies
 from tests.node.nodetest_proc import serve, wait_for
 

@@ -19,11 +19,11 @@ from pipelines.xray.pipeline import XrayPipeline
 
 
 @pytest.fixture(scope="module")
-def analysed(tmp_path_factory: pytest.TempPathFactory):
+def analysed(tmp_path_factory: pytest.TempPathFactory, models):  # noqa: ANN001
     torch.set_num_threads(1)
     files = write_study(generate_study(31, shape=(1024, 896)), tmp_path_factory.mktemp("cls"))
     study = Study.from_paths(files)[0]
-    return study, XrayPipeline().run(study, study.instances)
+    return study, XrayPipeline.from_models(models).run(study, study.instances)
 
 
 def test_classifier_findings_join_the_result(analysed) -> None:
@@ -51,11 +51,12 @@ def test_every_algorithm_is_contributing_equipment(analysed) -> None:
     assert len(set(devices)) == len(devices) >= 3
 
 
-def test_upper_cervical_needs_all_three_views(tmp_path: Path) -> None:
+def test_upper_cervical_needs_all_three_views(tmp_path: Path, models) -> None:  # noqa: ANN001
     torch.set_num_threads(1)
     files = write_study(generate_study(32, shape=(768, 640), views=(View.NEUTRAL,)), tmp_path)
     study = Study.from_paths(files)[0]
-    result = XrayPipeline().run(study, study.instances)
+    result = XrayPipeline.from_models(models).run(study, study.instances)
     keys = {f.key for f in result.findings}
     assert "curvature_class_model" in keys and not keys & set(UPPER_CERVICAL_LABELS)
-    assert any("upper-cervical model needs" in w for w in result.warnings)
+    assert any("did not run: it needs the extension, neutral, flexion view(s); missing extension, flexion" in w
+               for w in result.warnings)

@@ -2,7 +2,7 @@
 
 The node (``node.patients``) finds the two studies (salted patient key, time window) and hands their typed
 results here; this module reads the images the results refer to, builds the rule-based report
-(``pipelines.mri.correlate.patient_report``), adds the model predictions that need both modalities
+(``pipelines.patient.report.patient_report``), adds the model predictions that need both modalities
 (postoperative neck-pain recovery, ``models.neck_pain``) and encodes it
 (``pipelines.dicom_out.patient.encode_patient``). A model that cannot run leaves a warning in the report;
 it never blocks it.
@@ -18,9 +18,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pipelines.mri.correlate import PatientReport, neck_pain_finding, patient_report
-from pipelines.results import KEYPOINT_NAMES, SEGMENTS, StudyResult, View
+from pipelines.interfaces import PatientModel
+from pipelines.patient.history import PAIRED, PatientHistory, other_modality
+from pipelines.patient.report import PatientReport, neck_pain_finding, patient_report
+from pipelines.results import StudyResult
 from pipelines.study import Study
+from pipelines.vocabulary import KEYPOINT_NAMES, SEGMENTS, PipelineName, View
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -28,7 +31,6 @@ if TYPE_CHECKING:
     from pipelines.dicom_out._sources import Sources
 
 LOG = logging.getLogger("pipelines.patient")
-PAIRED = ("xray", "mri")
 
 
 @dataclass(frozen=True)
@@ -93,13 +95,12 @@ def neck_pain_inputs(xray: StudyResult, mri: StudyResult, sources: Sources) -> N
 
 
 def add_neck_pain(report: PatientReport, xray: StudyResult, mri: StudyResult, sources: Sources,
-                  predictor: Callable | None = None) -> None:
+                  predictor: PatientModel | None) -> None:
     """Add the ``neck_pain_recovery`` prediction to ``report`` (or a warning when the model cannot run)."""
+    if predictor is None:
+        report.warnings.append("postoperative neck pain recovery not assessed: model not configured")
+        return
     try:
-        if predictor is None:
-            from models.neck_pain.predictor import default_predictor
-
-            predictor = default_predictor()
         inp = neck_pain_inputs(xray, mri, sources)
         p = predictor.predict(inp.xray, inp.corners, inp.mri_slice, inp.disc_centres, inp.mri_spacing_mm, inp.clinical)
         report.predictions.append(neck_pain_finding(p, predictor.algorithm, inp.clinical))
@@ -135,22 +136,47 @@ def merged_sources(study: Study, mine: dict[str, StudyResult], partner: tuple[St
     return results, sources, current
 
 
-def build_patient_report(results: dict[str, StudyResult], sources: Sources, *, neck_pain: bool = True,
-                         predictor: Callable | None = None) -> PatientReport:
+def build_patient_report(results: dict[str, StudyResult], sources: Sources,
+                         predictor: PatientModel | None) -> PatientReport:
     """The rule-based report of ``results["xray"]`` and ``results["mri"]`` plus the model predictions."""
     report = patient_report(results["xray"], results["mri"])
-    if neck_pain:
-        add_neck_pain(report, results["xray"], results["mri"], sources, predictor)
+    add_neck_pain(report, results["xray"], results["mri"], sources, predictor)
     return report
 
 
 def build_patient_objects(study: Study, mine: dict[str, StudyResult], partner: tuple[Study, StudyResult] | None,
-                          now: datetime | None = None, *, neck_pain: bool = True, predictor: Callable | None = None,
+                          predictor: PatientModel | None, now: datetime | None = None, *,
                           on_partner_error: Callable[[Exception], None] | None = None) -> list[Dataset]:
     """Encode the patient report of ``mine`` (this study's results by pipeline) and ``partner`` (the other study
     and its result) in this study: ``[sr, pdf]``."""
     from pipelines.dicom_out.patient import encode_patient
 
     results, sources, current = merged_sources(study, mine, partner, on_partner_error)
-    report = build_patient_report(results, sources, neck_pain=neck_pain, predictor=predictor)
+    report = build_patient_report(results, sources, predictor)
     return encode_patient(report, {"xray": results["xray"], "mri": results["mri"]}, sources, current=current, now=now)
+
+
+def patient_objects(study: Study, results: list[StudyResult], predictor: PatientModel | None,
+                    history: PatientHistory | None, now: datetime | None = None) -> tuple[list[Dataset], str]:
+    """The patient-level SR + PDF for this study's ``results``, or none: ``(objects, partner study UID)``.
+
+    A study holding both modalities pairs with itself; one holding one modality asks ``history`` for the
+    patient's other study. Returns ``([], "")`` when there is nothing to pair. Images of the partner that are
+    no longer readable are left out of the evidence (its study UID stays in the text)."""
+    mine = {PipelineName(r.pipeline): r for r in results if r.pipeline in PAIRED and r.images}
+    if not mine:
+        return [], ""
+    if len(mine) == len(PAIRED):
+        return build_patient_objects(study, mine, None, predictor, now), study.study_uid
+    if history is None:
+        return [], ""
+    (pipeline,) = mine
+    partner = history.partner(study, other_modality(pipeline))
+    if partner is None:
+        return [], ""
+
+    def unreadable(exc: Exception) -> None:
+        LOG.warning("partner images not readable (%s): referenced by study UID only", type(exc).__name__)
+
+    objects = build_patient_objects(study, mine, partner, predictor, now, on_partner_error=unreadable)
+    return objects, partner[0].study_uid
