@@ -117,12 +117,28 @@ def display_pixels(ds: Dataset) -> np.ndarray:
     return np.asarray(arr, dtype=np.float32)
 
 
+MIN_IMAGE_SIZE = 32
+"""Smallest rows and columns (pixels) of a radiograph that is analysed. Smaller images (1x1, 1xN, icons,
+thumbnails) hold nothing measurable; ``image_from_dataset`` refuses them, so the pipeline reports them as
+"not analysed" and analyses the other images of the study."""
+
+
+def _check_size(rows: int, cols: int) -> None:
+    if rows < MIN_IMAGE_SIZE or cols < MIN_IMAGE_SIZE:
+        raise ValueError(f"image too small to analyse ({rows}x{cols} pixels, need at least "
+                         f"{MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE})")
+
+
 def image_from_dataset(ds: Dataset) -> np.ndarray:
-    """A DICOM radiograph -> float32 (rows, cols) in [0, 1], bone bright."""
+    """A DICOM radiograph -> float32 (rows, cols) in [0, 1], bone bright. Raises ``ValueError`` for images the
+    pipeline cannot analyse (not greyscale, no pixel data, smaller than ``MIN_IMAGE_SIZE`` either way)."""
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise ValueError(f"unsupported PhotometricInterpretation {photometric!r} (need MONOCHROME1/2)")
-    return to_unit_range(display_pixels(ds), monochrome1=photometric == "MONOCHROME1")
+    _check_size(int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0))  # before decoding anything
+    pixels = display_pixels(ds)
+    _check_size(*pixels.shape)  # the decoded array, whatever the header said
+    return to_unit_range(pixels, monochrome1=photometric == "MONOCHROME1")
 
 
 def model_input(image: np.ndarray, transform: AffineTransform) -> np.ndarray:

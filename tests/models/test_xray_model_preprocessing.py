@@ -41,7 +41,7 @@ def test_monochrome1_is_inverted_so_bone_is_bright() -> None:
 
 
 def test_window_tags_are_applied_before_normalisation() -> None:
-    px = np.tile(np.linspace(0, 4000, 64).astype(np.uint16), (8, 1))
+    px = np.tile(np.linspace(0, 4000, 64).astype(np.uint16), (32, 1))
     ds = _dx(px, "MONOCHROME2", WindowCenter=2000, WindowWidth=400)
     out = image_from_dataset(ds)
     # outside the window everything is clipped flat; inside, a ramp
