@@ -7,7 +7,8 @@ The assembler thread dispatches ready studies and watches the embedded worker (r
 re-queuing its unfinished studies, if it dies).
 
 The embedded worker is a child process (``python -m node.cli worker --pool solo``) that reads the same
-settings from ``<spool>/run/settings.json`` and dies with its parent (``PR_SET_PDEATHSIG``), so a
+settings from ``<spool>/run/settings.json`` (mode 0600, without secrets: destination headers and passwords reach
+it through its environment, ``NodeSettings.secret_env``) and dies with its parent (``PR_SET_PDEATHSIG``), so a
 ``kill -9`` of the node behaves like a crash of the whole machine and recovery is exercised as such.
 """
 
@@ -86,6 +87,7 @@ class Node:
         cfg = self.settings.to_json_file(self.spool.root / "run" / "settings.json")
         env = {k: v for k, v in os.environ.items() if not k.startswith("CSPINE_")}
         env[CONFIG_ENV] = str(cfg)
+        env.update(self.settings.secret_env())  # never in the file
         env.setdefault("PYTHONUNBUFFERED", "1")
         repo_root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = repo_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")

@@ -13,12 +13,14 @@ Times are in seconds, sizes in bytes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tomllib
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -47,7 +49,8 @@ class Destination(BaseModel):
     url: str = ""
     """DICOMweb base URL (stow), e.g. ``http://orthanc:8042/dicom-web``."""
     headers: dict[str, str] = Field(default_factory=dict)
-    """Extra HTTP headers for STOW-RS (e.g. Authorization)."""
+    """Extra HTTP headers for STOW-RS (e.g. Authorization). Secrets: never written to files by the node (see
+    ``NodeSettings.to_json_file``)."""
     timeout_s: float = 60.0
 
     @model_validator(mode="after")
@@ -59,6 +62,23 @@ class Destination(BaseModel):
         if not self.name.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"destination name {self.name!r}: letters, digits, - and _ only")
         return self
+
+
+def redact_url(url: str | None) -> str | None:
+    """``url`` with the password of its user info replaced by ``***`` (unchanged when it has none)."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _has_secret(d: Destination) -> bool:
+    return bool(d.headers) or redact_url(d.url) != d.url
 
 
 class _ConfigFileSource(PydanticBaseSettingsSource):
@@ -333,11 +353,38 @@ class NodeSettings(BaseSettings):
                 return d
         raise KeyError(f"no destination named {name!r}")
 
+    def public_dict(self) -> dict[str, Any]:
+        """These settings as JSON-able data without secrets: destination headers are left out, passwords in
+        destination and broker URLs replaced by ``***``. ``secret_env`` carries what is left out."""
+        data = self.model_dump(mode="json")
+        for d in data["destinations"]:
+            d["headers"] = {}
+            d["url"] = redact_url(d["url"])
+        data["broker_url"] = redact_url(data["broker_url"])
+        return data
+
+    def secret_env(self) -> dict[str, str]:
+        """``CSPINE_*`` environment variables holding what ``public_dict`` leaves out (the whole destination list
+        when any destination has headers or a URL password; a broker URL with a password), for a child process
+        that reads the rest from ``to_json_file``'s file: environment variables override that file."""
+        env: dict[str, str] = {}
+        if any(_has_secret(d) for d in self.destinations):
+            env["CSPINE_DESTINATIONS"] = json.dumps([d.model_dump(mode="json") for d in self.destinations])
+        if self.broker_url and redact_url(self.broker_url) != self.broker_url:
+            env["CSPINE_BROKER_URL"] = self.broker_url
+        return env
+
     def to_json_file(self, path: Path) -> Path:
-        """Write these settings as JSON (a child process reads them back through ``CSPINE_CONFIG``)."""
+        """Write these settings without secrets (``public_dict``) as JSON, mode 0600 in a 0700 folder; a child
+        process reads them back through ``CSPINE_CONFIG`` and its secrets from ``secret_env`` in its environment."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # a folder we do not own (a mounted volume) keeps its mode
+            path.parent.chmod(0o700)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(self.model_dump_json(indent=2))
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.public_dict(), f, indent=2)
         os.replace(tmp, path)
         return path

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from node.metrics import queue_lengths
-from node.settings import DestinationKind, NodeSettings
+from node.settings import DestinationKind, NodeSettings, redact_url
 from node.spool import OutboxState, Spool
 from node.worker_status import alive, read_statuses
 
@@ -26,7 +26,7 @@ def collect(settings: NodeSettings, metrics_url: str | None = None) -> dict[str,
         errors = spool.destination_errors()
         destinations: dict[str, Any] = {}
         for d in settings.destinations:
-            target = d.url if d.kind is DestinationKind.STOW else f"{d.ae_title}@{d.host}:{d.port}"
+            target = redact_url(d.url) if d.kind is DestinationKind.STOW else f"{d.ae_title}@{d.host}:{d.port}"
             destinations[d.name] = {"kind": d.kind.value, "target": target}
         for key, n in counts["outbox"].items():
             dest, state = key.rsplit(":", 1)

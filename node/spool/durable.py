@@ -37,11 +37,21 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def private(path: Path, mode: int) -> None:
+    """chmod ``path`` to ``mode`` (0700 folders, 0600 files: the spool holds patient data) when it exists and is
+    ours; a mount point or file owned by someone else keeps its mode."""
+    try:
+        if path.exists() and path.stat().st_uid == os.geteuid():
+            path.chmod(mode)
+    except OSError:
+        pass
+
+
 def write_atomic(data: bytes, dst: Path, tmp_dir: Path) -> None:
     """Write ``data`` to ``dst`` atomically and durably: temp file, fsync, rename, fsync directory."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = tmp_dir / f"{uuid.uuid4().hex}.part"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # instances and results hold patient data
     try:
         view = memoryview(data)
         while view:

@@ -8,8 +8,10 @@ returns; only then does the SCP answer Success. Assembly: ``ready_studies`` / ``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -18,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from node.spool import schema
-from node.spool.durable import file_sha256, fsync_dir, safe_name, write_atomic
+from node.spool.durable import file_sha256, fsync_dir, private, safe_name, write_atomic
 from node.spool.headers import InstanceHeader, header_from_dataset
 from node.spool.queries import SpoolQueries
 from node.spool.rows import ResultRow
@@ -37,8 +39,15 @@ class Spool(SpoolQueries):
         self.broker_dir = self.root / "broker"
         self.results_dir = self.root / "results"
         for d in (self.root, self.tmp_dir, self.instances_dir, self.outbox_dir, self.broker_dir, self.results_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private(d, 0o700)
         self.index_path = self.root / "index.sqlite3"
+        if not self.index_path.exists():  # SQLite gives its -wal and -shm files the mode of the database file
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(self.index_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        for p in (self.index_path, self.index_path.with_name("index.sqlite3-wal"),
+                  self.index_path.with_name("index.sqlite3-shm")):
+            private(p, 0o600)
         self._local = threading.local()
         schema.create(self._db())
 
