@@ -136,7 +136,7 @@ def configure_worker(settings: NodeSettings, *, queues: list[str], pool: str, co
     with _MODELS_LOCK:
         _state["models"] = build_models(settings.model, batch_max_images=batch, batch_wait_ms=settings.batch_wait_ms,
                                         on_batch=status.record_batch)
-    status.record_models([("worker", a.name, a.version) for a in _state["models"].algorithms()])
+    status.record_models([("loaded", a.name, a.version) for a in _state["models"].algorithms()], analysis=False)
     _state["status"] = status
     return status
 

@@ -59,12 +59,13 @@ class WorkerStatus:
         with self._lock:
             self._batches[int(n_images)] += 1
 
-    def record_models(self, models: list[tuple[str, str, str]]) -> None:
-        """One analysis done, with the ``(pipeline, model, version)`` of the algorithms it used (maybe none)."""
+    def record_models(self, models: list[tuple[str, str, str]], *, analysis: bool = True) -> None:
+        """One analysis done (``analysis``; False: the models loaded at start), with the ``(pipeline, model,
+        version)`` of the algorithms it used (maybe none)."""
         with self._lock:
             for pipeline, model, version in models:
                 self._models[(pipeline, model)] = version
-            self._tasks += 1
+            self._tasks += int(analysis)
 
     # -- the file ---------------------------------------------------------------------------------------
 
