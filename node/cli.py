@@ -5,13 +5,14 @@ Subcommands::
     serve      receive (DICOM SCP), assemble, dispatch; with no broker URL also runs the embedded worker
     worker     a Celery worker for the node's tasks (Redis broker, or the embedded one under the spool)
     analyze    run the pipelines on DICOM files/folders on disk (no network): result DICOM + summary.txt
+    models     the models a worker loads (from models.registry and the settings), with their cards
     status     studies by state, queue lengths, outbox per destination with last error, dead letters, workers,
                model versions, latencies
     health     --role node|worker: exit 0/1 with a one-line reason (container HEALTHCHECK, Kubernetes probes)
     demo       start an embedded node, C-STORE a generated phantom study to it, print the results
     phantom    xray|mri ...  -> pipelines.phantoms.<x>.cli.cli
-    train      xray|mri|curvature|upper-cervical ...  -> models.<model>.train.cli
-    evaluate   xray|mri|curvature|upper-cervical ...  -> models.<model>.evaluate.cli
+    train      a model of models.registry (xray, mri, curvature, ...)  -> models.<model>.train.cli
+    evaluate   a model of models.registry  -> models.<model>.evaluate.cli
 
 Settings come from ``CSPINE_*`` environment variables and the file in ``CSPINE_CONFIG`` (``--config``
 sets it); the few flags below override them.
@@ -28,25 +29,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from models.registry import REGISTRY
 from node.health import Role
 
-DELEGATES = {
+DELEGATES: dict[tuple[str, str], str] = {
     ("phantom", "xray"): "pipelines.phantoms.xray.cli",
     ("phantom", "mri"): "pipelines.phantoms.mri.cli",
-    ("train", "xray"): "models.xray_keypoints.train",
-    ("evaluate", "xray"): "models.xray_keypoints.evaluate",
-    ("train", "mri"): "models.mri.train",
-    ("evaluate", "mri"): "models.mri.evaluate",
-    ("train", "curvature"): "models.curvature.train",
-    ("evaluate", "curvature"): "models.curvature.evaluate",
-    ("train", "upper-cervical"): "models.upper_cervical.train",
-    ("evaluate", "upper-cervical"): "models.upper_cervical.evaluate",
-    ("train", "cord-compression"): "models.cord_compression.train",
-    ("evaluate", "cord-compression"): "models.cord_compression.evaluate",
-    ("train", "neck-pain"): "models.neck_pain.train",
-    ("evaluate", "neck-pain"): "models.neck_pain.evaluate",
     ("phantom", "neck-pain"): "models.neck_pain.data",
+    **{("train", e.cli): e.train_module for e in REGISTRY},
+    **{("evaluate", e.cli): e.evaluate_module for e in REGISTRY},
 }
+"""Subcommands handed to the module that owns them; train/evaluate targets come from the model registry."""
 
 
 def _settings(args: argparse.Namespace, **extra: Any):  # noqa: ANN202
@@ -167,6 +160,23 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    """The model table of the registry (what ``train``/``evaluate`` accept and what a worker loads)."""
+    s = _settings(args)
+    rows = []
+    for e in REGISTRY:
+        ms = s.model(e.name)
+        rows.append({"model": e.name, "cli": e.cli, "task": e.task, "enabled": ms.enabled, "device": ms.device,
+                     "weights": str(ms.weights) if ms.weights else "shipped", "card": str(e.card)})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            state = "" if r["enabled"] else " (disabled)"
+            print(f"{r['model']:<17} {r['cli']:<17} {r['device']:<6} {r['weights']:<8} {r['task']}{state}")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from node.status import collect, render
 
@@ -247,6 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-url", help="also read this /metrics endpoint, e.g. http://127.0.0.1:9464/metrics")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("models", help="list the models a worker loads (registry + settings), with their cards")
+    p.add_argument("--config", help="settings file (TOML/JSON/YAML); same as CSPINE_CONFIG")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("demo", help="start an embedded node, send it a phantom study, print the results")
     p.add_argument("--spool", type=Path, help="spool directory (default: a temporary one)")

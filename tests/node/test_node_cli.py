@@ -112,3 +112,20 @@ def test_logs_are_json_without_patient_fields() -> None:
     rec = logging.LogRecord("x", logging.INFO, "", 0, "m", (), None)
     rec.PatientName = "Doe^Jane"
     assert "Doe" not in JsonFormatter().format(rec)
+
+
+def test_models_table_comes_from_the_registry_and_the_settings(tmp_path: Path) -> None:
+    from models.registry import REGISTRY
+
+    env = {"CSPINE_MODELS": json.dumps({"mri": {"enabled": False}, "keypoints": {"weights": str(tmp_path / "kp.pt"),
+                                                                                "device": "cpu"}})}
+    out = _cli("models", "--json", env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rows = {r["model"]: r for r in json.loads(out.stdout)}
+    assert list(rows) == [e.name for e in REGISTRY]
+    assert rows["mri"]["enabled"] is False and rows["curvature"]["enabled"] is True
+    assert rows["keypoints"]["weights"] == str(tmp_path / "kp.pt") and rows["keypoints"]["device"] == "cpu"
+    assert rows["curvature"]["device"] == "auto" and rows["curvature"]["weights"] == "shipped"
+    assert all(Path(r["card"]).is_file() for r in rows.values())
+    bad = _cli("models", env={"CSPINE_MODELS": '{"nonsense": {}}'}, timeout=120)
+    assert bad.returncode != 0 and "unknown model" in bad.stderr
