@@ -33,7 +33,7 @@ from pipelines import Analysis, add_patient_level
 from pipelines.dicom_out.patient import CORROBORATION, PREDICTION_CODES, RULE_CODES
 from pipelines.patient.report import patient_report
 from pipelines.phantoms.paired import paired_phantom_studies
-from tests.patient.patienttest_data import mri_truth, xray_truth
+from tests.pipelines.patient.patienttest_data import mri_truth, xray_truth
 
 SEED = 9
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"

@@ -15,7 +15,7 @@ from pipelines.patient.assemble import build_patient_objects, dicom_clinical, me
 from pipelines.patient.report import NECK_PAIN_KEY
 from pipelines.results import AlgorithmInfo
 from pipelines.study import Study
-from tests.patient.patienttest_data import mri_truth, xray_truth
+from tests.pipelines.patient.patienttest_data import mri_truth, xray_truth
 
 SEED = 9
 

@@ -1,7 +1,7 @@
 """An MR series C-STOREd to ``cspine-node serve`` (embedded broker, no Redis) yields an SR and a SEG that
 arrive in a real Orthanc by C-STORE and pass dciodvfy (issue 6, "end to end").
 
-The X-ray twin of this test (tests/node/test_node_e2e.py) runs the Redis broker with a separate worker;
+The X-ray twin of this test (tests/integration/test_node_e2e.py) runs the Redis broker with a separate worker;
 this one runs the embedded default, so both broker modes are covered end to end.
 """
 

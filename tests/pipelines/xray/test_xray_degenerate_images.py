@@ -14,7 +14,7 @@ import pytest
 from pipelines.xray.preprocessing import MIN_IMAGE_SIZE, image_from_dataset
 from tests.node.nodetest_data import make_image, phantom_study_files, write_image
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize(("rows", "cols"), [(1, 1), (1, 300), (300, 1), (MIN_IMAGE_SIZE - 1, 64)])
