@@ -4,7 +4,7 @@ Tree::
 
     Imaging Measurement Report (126000, TID 1500)
       language, device observer (the algorithm), procedure reported (the imaging procedure)
-      Image Library: every source image
+      Image Library: every source image highdicom can describe (see ``library_images``)
       Imaging Measurements
         per image: one group per vertebral body (closed POLYLINE of its 4 corners) and one group of
                    the spinolaminar points (POLYLINE) - the raw keypoints
@@ -34,6 +34,24 @@ from pipelines.results import Finding, ImageResult, Measurement, StudyResult
 
 _Group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
 _UNCERTAINTY_CODES = ("371886008", "371885007")  # SCT +, range of upper / -, range of lower uncertainty
+
+
+_PROJECTION_MODALITIES = {"CR", "DX", "IO", "MG", "PX", "RF", "RG", "XA"}  # highdicom's TID 1603 modalities
+
+
+def library_images(evidence: list[Dataset]) -> list[Dataset]:
+    """The source images the Image Library can describe. highdicom describes a radiograph (TID 1603) by its two
+    Patient Orientation values and its Imager Pixel Spacing, and fails on an image without them (a DX or CR that
+    omits or empties them); such an image is left out of the library but stays in the SR's evidence and under its
+    coordinates, so its results are still reported."""
+    def describable(ds: Dataset) -> bool:
+        if str(ds.get("Modality", "")) not in _PROJECTION_MODALITIES:
+            return True
+        orientation = list(ds.get("PatientOrientation") or [])
+        spacing = list(ds.get("ImagerPixelSpacing") or [])
+        return len(orientation) == 2 and all(str(v) for v in orientation) and len(spacing) == 2
+
+    return [ds for ds in evidence if describable(ds)]
 
 
 def view_label(image: ImageResult, index: int) -> str:
@@ -218,7 +236,7 @@ def build_sr(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=codes.PROCEDURE_BY_PIPELINE.get(result.pipeline, codes.PROCEDURE_XRAY),
         imaging_measurements=groups,
-        referenced_images=evidence,
+        referenced_images=library_images(evidence) or None,
     )
     report[0].ContentSequence.append(_remarks(result, texts))
     sr = hd.sr.Comprehensive3DSR(
