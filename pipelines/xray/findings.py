@@ -166,6 +166,9 @@ def findings_from_measurements(measurements: list[Measurement], thresholds: Thre
     measured = [m for m in pav if m.value is not None]
     if len(measured) < t.pavlov_consecutive_levels:
         why = f"fewer than {t.pavlov_consecutive_levels} measurable Pavlov ratios"
+        reasons = list(dict.fromkeys(m.reason for m in pav if m.value is None and m.reason))
+        if reasons:
+            why += f" ({'; '.join(reasons[:2])})"
         out.append(_nm("canal_stenosis", "Developmental canal stenosis", "C3-C7", why, rule))
     else:
         runs: list[list[Measurement]] = []
@@ -210,7 +213,8 @@ def _curvature_finding(idx: dict[tuple[str, str, View | None], Measurement], t: 
             "sides of the C2-C7 chord (project convention)")
     cobb = idx.get(("cobb_c2_c7", "C2-C7", View.NEUTRAL))
     if cobb is None or cobb.value is None:
-        return _nm("curvature_class", "Cervical curvature class", "C2-C7", "C2-C7 Cobb angle not measurable", rule)
+        why = "C2-C7 Cobb angle not measurable" + (f": {cobb.reason}" if cobb is not None and cobb.reason else "")
+        return _nm("curvature_class", "Cervical curvature class", "C2-C7", why, rule)
     offsets = [idx.get(("curvature_offset", f"C{k}", View.NEUTRAL)) for k in range(3, 7)]
     offs = [m.value for m in offsets if m is not None and m.value is not None]
     label = classify_curvature(cobb.value, offs if len(offs) == 4 else None, t)

@@ -11,6 +11,11 @@ neutral view) and 001 (six upper-cervical abnormalities, all three views) run on
 its keypoints passed the uncertainty gate, the per-segment cord-compression model of seed 004 runs on crops
 located by those keypoints: one finding per segment C2-C3..C6-C7 and Grad-CAM heat maps on that image.
 
+Plausibility gate (``pipelines.xray.plausibility``): before anything is measured, each view's keypoints must look
+like a cervical spine (six bodies in order, no overlap, plausible sizes, discs and chain). A view that fails has
+every measurement (and the dynamic ones when it is the flexion or extension view) reported as "not measurable:
+implausible anatomy: <check>"; the findings from them follow, and the seed classifiers skip that view.
+
 Uncertainty gate: an image whose median keypoint spread exceeds ``max_median_sigma_mm`` is not measured
 ("not measurable", with the reason); a measurement whose 95 % interval is wider than ``max_interval`` for
 its unit is reported as not measurable with the interval in the reason.
@@ -29,6 +34,7 @@ from pipelines.results import AlgorithmInfo, ImageResult, Keypoint, Mask, Measur
 from pipelines.study import Instance, Study
 from pipelines.vocabulary import KEYPOINT_NAMES, VERTEBRAE, PipelineName, View
 from pipelines.xray.classifiers import classify_segments, classify_views
+from pipelines.xray.plausibility import Plausibility, check_view
 from pipelines.xray.preprocessing import image_from_dataset, view_of
 
 log = logging.getLogger(__name__)
@@ -44,6 +50,8 @@ class _Analysed:
     calibrated: bool = True
     pixels: np.ndarray | None = None
     """The radiograph as the models see it (float, [0, 1], bone bright, original pixels)."""
+    plausibility: Plausibility = Plausibility()
+    """The anatomical plausibility gate's verdict on the predicted keypoints."""
 
 
 def corner_quadrilateral(points: np.ndarray, vertebra: int) -> np.ndarray:
@@ -70,6 +78,12 @@ def body_masks(points: np.ndarray, rows: int, cols: int, image_uid: str) -> list
             arr[y0 : y1 + 1, x0 : x1 + 1] = inside.reshape(yy.shape)
         masks.append(Mask(f"{name} vertebral body", image_uid, arr))
     return masks
+
+
+def _first_reason(why: str, m: Measurement) -> str:
+    """"not measurable: <why>", followed by the reason ``m`` was already not measurable for, if any."""
+    before = m.reason.removeprefix("not measurable: ") if m.value is None and m.reason else ""
+    return f"not measurable: {why}" + (f"; {before}" if before else "")
 
 
 class XrayPipeline:
@@ -126,7 +140,8 @@ class XrayPipeline:
                     f"{len(items)} radiographs labelled {view.value}: each is measured; the dynamic comparison uses "
                     f"the one with the lowest keypoint spread")
         rng = np.random.default_rng(0)
-        best = {v: min(items, key=lambda a: a.median_sigma_mm) for v, items in by_view.items()}
+        best = {v: min(items, key=lambda a: (not a.plausibility.passed, a.median_sigma_mm))
+                for v, items in by_view.items()}
         primary: list[Measurement] = []
         for a in analysed:
             ms = self._measure_image(a, geometry, rng)
@@ -151,6 +166,11 @@ class XrayPipeline:
             elif not (flex.calibrated and ext.calibrated):
                 dyn = [m if m.unit != "mm" else replace(m, value=None, interval=None,
                                                         reason="not measurable: no pixel spacing") for m in dyn]
+            implausible = [f"{a.image.view.value} view: {a.plausibility.reason}" for a in (flex, ext)
+                           if not a.plausibility.passed]
+            if implausible:
+                dyn = [replace(m, value=None, interval=None, reason="not measurable: " + "; ".join(implausible))
+                       for m in dyn]
             dyn = [self._gate(m) for m in dyn]
             result.measurements.extend(dyn)
             primary.extend(dyn)
@@ -159,9 +179,15 @@ class XrayPipeline:
             result.warnings.append(f"no {missing.value} radiograph: dynamic instability (flexion-extension) not assessed")
         # findings from one image per view (the best), so that duplicates cannot contradict each other
         result.findings.extend(findings_mod.findings_from_measurements(primary))
-        # the whole-image classifiers of seeds 003 (curvature class) and 001 (upper cervical), on the same views
-        classified = classify_views(self.image_classifiers, {v: a.pixels for v, a in best.items() if a.pixels is not None},
-                                    {v: a.spacing if a.calibrated else None for v, a in best.items()})
+        # the whole-image classifiers of seeds 003 (curvature class) and 001 (upper cervical), on the views that
+        # passed the plausibility gate
+        plausible = {v: a for v, a in best.items() if a.plausibility.passed}
+        if self.image_classifiers:
+            result.warnings.extend(f"seed classifiers skip the {v.value} view: {a.plausibility.reason}"
+                                   for v, a in best.items() if not a.plausibility.passed)
+        classified = classify_views(self.image_classifiers,
+                                    {v: a.pixels for v, a in plausible.items() if a.pixels is not None},
+                                    {v: a.spacing if a.calibrated else None for v, a in plausible.items()})
         result.findings.extend(classified.findings)
         result.contributors.extend(classified.algorithms)
         result.warnings.extend(classified.warnings)
@@ -177,6 +203,10 @@ class XrayPipeline:
             result.warnings.append(
                 f"cord compression model did not run: keypoint uncertainty too high on the neutral view (median "
                 f"spread {neutral.median_sigma_mm:.2f} mm > {self.max_median_sigma_mm:.2f} mm)")
+            return
+        if not neutral.plausibility.canal_passed:
+            result.warnings.append(f"cord compression model did not run: {neutral.plausibility.canal_reason} "
+                                   "(neutral view)")
             return
         out = classify_segments(self.cord_compression, neutral.pixels, neutral.points, neutral.image.image_uid)
         result.findings.extend(out.findings)
@@ -218,10 +248,14 @@ class XrayPipeline:
                    if not (-0.5 <= x <= cols - 0.5 and -0.5 <= y <= rows - 0.5)]
         if outside:
             warnings.append(f"image {uid}: keypoints predicted outside the image: {', '.join(outside)}")
+        gate = check_view(pred.keypoints, spacing if calibrated else None, shape=(rows, cols))
+        if not gate.canal_passed:
+            what = "its measurements are" if not gate.passed else "its canal measurements are"
+            warnings.append(f"image {uid} ({view.value}): {gate.canal_reason}; {what} not measurable")
         median_px = float(np.median(pred.sigma_px))
         # without a spacing, gate as if the pixels were 0.15 mm (a typical DX detector pixel)
         median_mm = median_px * float(np.sqrt(spacing[0] * spacing[1])) if calibrated else median_px * 0.15
-        return _Analysed(img, pred.keypoints, pred.sigma_px, spacing, median_mm, calibrated, image)
+        return _Analysed(img, pred.keypoints, pred.sigma_px, spacing, median_mm, calibrated, image, gate)
 
     def _measure_image(self, a: _Analysed, geometry, rng: np.random.Generator) -> list[Measurement]:
         uid = a.image.image_uid
@@ -238,7 +272,11 @@ class XrayPipeline:
         if a.median_sigma_mm > self.max_median_sigma_mm:
             reason = (f"not measurable: keypoint uncertainty too high (median spread {a.median_sigma_mm:.2f} mm > "
                       f"{self.max_median_sigma_mm:.2f} mm)")
-            return [replace(m, value=None, interval=None, reason=reason) for m in ms]
+            ms = [replace(m, value=None, interval=None, reason=reason) for m in ms]
+        gate = a.plausibility  # implausible anatomy is the more telling reason: it comes first
+        if not gate.canal_passed:
+            ms = [replace(m, value=None, interval=None, reason=_first_reason(why, m)) if (why := gate.reason_for(m.key))
+                  else m for m in ms]
         return [self._gate(m) for m in ms]
 
     def _gate(self, m: Measurement) -> Measurement:
