@@ -4,7 +4,9 @@ Start-up order: open the spool and ``recover`` it (partial files removed, associ
 process closed, complete-but-unindexed files indexed, unfinished studies re-queued); configure Celery;
 start the embedded worker child when there is no broker URL; re-queue pending deliveries; then listen.
 The assembler thread dispatches ready studies and watches the embedded worker (restarting it, and
-re-queuing its unfinished studies, if it dies).
+re-queuing its unfinished studies, if it dies). The worker is this node's child, so an analysis attempt still open
+when it died (or when the node starts) died with it: it counts as an attempt, and its study is re-dispatched after
+its backoff or becomes a dead letter ("worker died N times during analysis", ``node.spool.attempts``).
 
 The embedded worker is a child process (``python -m node.cli worker --pool solo``) that reads the same
 settings from ``<spool>/run/settings.json`` (mode 0600, without secrets: destination headers and passwords reach
@@ -52,7 +54,7 @@ class Node:
     def __init__(self, settings: NodeSettings, dispatcher: Dispatcher | None = None,
                  start_worker: bool | None = None):
         self.settings = settings
-        self.spool = Spool(settings.spool_dir)
+        self.spool = Spool(settings.spool_dir, retry=tasks.retry_policy(settings))
         self.dispatcher = dispatcher or CeleryDispatcher()
         self.start_worker = settings.embedded_broker and settings.embedded_worker if start_worker is None else start_worker
         self.scp = StorageSCP(settings, self.spool)
@@ -66,7 +68,7 @@ class Node:
         return self.scp.port
 
     def start(self) -> Node:
-        report = self.spool.recover()
+        report = self.spool.recover(lost_attempts=self.start_worker)
         log(LOG, "spool recovered", spool=str(self.spool.root), **report)
         tasks.configure(self.settings)
         if self.start_worker:
@@ -103,8 +105,9 @@ class Node:
                     last_sweep = time.time()
                     self.assembler.sweep_outbox(self.assembler.stale_after_s())
                 if self.worker is not None and self.worker.poll() is not None and not self._stop.is_set():
-                    log(LOG, "embedded worker died; restarting", logging.ERROR, returncode=self.worker.returncode)
-                    self.spool.recover()
+                    report = self.spool.recover(lost_attempts=True)
+                    log(LOG, "embedded worker died; restarting", logging.ERROR, returncode=self.worker.returncode,
+                        analyses_lost=report["worker_deaths"])
                     self._start_worker()
                     self.assembler.sweep_outbox(0.0)
             except Exception:  # noqa: BLE001 - keep the node alive; logged

@@ -36,7 +36,8 @@ def collect(settings: NodeSettings, metrics_url: str | None = None) -> dict[str,
             destinations[dest]["last_error_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
         recent = [
             {"study_uid": s.study_uid, "state": s.state, "instances": s.n_instances, "generation": s.generation,
-             "analyzed_generation": s.analyzed_generation, "reason": s.reason}
+             "analyzed_generation": s.analyzed_generation, "reason": s.reason, "attempts": s.attempts,
+             "worker_deaths": s.worker_deaths, "retry_at": s.retry_at}
             for s in spool.studies()[-20:]
         ]
         info: dict[str, Any] = {
@@ -145,7 +146,10 @@ def render(info: dict[str, Any]) -> str:
         lines.append("recent studies:")
         for s in info["recent_studies"]:
             why = f" - {s['reason']}" if s["reason"] else ""
-            lines.append(f"  {s['study_uid']} {s['state']} ({s['instances']} instances, gen {s['generation']}){why}")
+            tries = f", {s['attempts']} attempts" if s.get("attempts", 0) > 1 else ""
+            tries += f", {s['worker_deaths']} worker deaths" if s.get("worker_deaths") else ""
+            lines.append(f"  {s['study_uid']} {s['state']} ({s['instances']} instances, gen {s['generation']}{tries})"
+                         f"{why}")
     if "metrics" in info:
         lines.append("metrics:")
         m = info["metrics"]

@@ -16,12 +16,17 @@ Broker choice (one code path for both):
 
 Retries use Celery's machinery (``self.retry`` with exponential backoff and a cap); when an analysis or
 a delivery exhausts its retries, a dead-letter row is written to the spool index (``status`` shows it).
+Analysis attempts are counted in the spool index, not by Celery (``node.spool.attempts``): each attempt is
+recorded before the analysis runs, so a worker killed mid-analysis (kill -9, segfault, out of memory) counts too.
+With Redis, ``acks_late`` + ``task_reject_on_worker_lost`` deliver the task again, which finds its own attempt
+still open, records the death and backs off; the embedded node records the deaths itself when its worker child
+dies (``Spool.recover(lost_attempts=True)``) and re-dispatches after the backoff. After ``task_max_retries`` + 1
+attempts the study is a dead letter with the reason ("worker died N times during analysis", or the last error).
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from io import BytesIO
@@ -35,6 +40,7 @@ from node.logs import log
 from node.patients import SpoolHistory, patient_salt, save_results, study_identity
 from node.settings import NodeSettings
 from node.spool import Spool, write_atomic
+from node.spool.attempts import AnalysisAbandoned, AnalysisDeferred, RetryPolicy, backoff
 from node.worker_status import WorkerStatus
 from pipelines.interfaces import ModelSet
 from pipelines.study import Study
@@ -165,13 +171,15 @@ def settings() -> NodeSettings:
 
 def spool() -> Spool:
     if _state["spool"] is None:
-        _state["spool"] = Spool(settings().spool_dir)
+        _state["spool"] = Spool(settings().spool_dir, retry=retry_policy(settings()))
     return _state["spool"]
 
 
-def backoff(retries: int, cap: float) -> float:
-    """Exponential backoff with jitter: ~1, 2, 4 ... s, at most ``cap`` s."""
-    return min(cap, 2.0**retries) * random.uniform(0.8, 1.0)
+def retry_policy(s: NodeSettings) -> RetryPolicy:
+    """Analysis attempts from the settings: ``task_max_retries`` + 1 attempts (worker deaths included), backoff
+    capped at ``task_retry_backoff_max_s``; an open attempt older than ``task_time_limit_s`` is dead."""
+    return RetryPolicy(max_attempts=s.task_max_retries + 1, backoff_max_s=float(s.task_retry_backoff_max_s),
+                       running_for_s=float(s.task_time_limit_s))
 
 
 # -- the work (plain functions, testable without Celery) ---------------------------------------------
@@ -201,7 +209,7 @@ def _write_objects(sp: Spool, study_uid: str, generation: int, objects: list[Dat
 
 
 def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: Any = None, *,
-                 patient_window_days: float = 90.0) -> dict[str, Any]:
+                 patient_window_days: float = 90.0, attempt_id: str = "") -> dict[str, Any]:
     """Analyse the newest generation of a study and queue its results for ``destinations``.
 
     ``analyze(study, history)`` defaults to ``pipelines.analyze`` with this worker's models; ``history`` is the
@@ -210,6 +218,8 @@ def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: An
     (``node.patients.save_results``), ``summary.txt``; then it records the analysis. An older analysis finishing
     after a newer one is discarded. Returns a small report: ``{"study_uid", "generation", "objects", "skipped",
     "queued", "models"}`` (``models``: ``[pipeline, model, version]`` of every algorithm used).
+    ``attempt_id`` (the task id) names the attempt ``Spool.begin_analysis`` opens; it raises ``AnalysisDeferred`` /
+    ``AnalysisAbandoned`` when no attempt may start (``node.spool.attempts``).
     """
     if analyze is None:
         import pipelines
@@ -217,7 +227,7 @@ def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: An
         def analyze(study: Study, history: SpoolHistory | None) -> Any:
             return pipelines.analyze(study, worker_models(), history)
 
-    snap = sp.begin_analysis(study_uid)
+    snap = sp.begin_analysis(study_uid, attempt_id=attempt_id)
     if snap is None:
         log(LOG, "analysis up to date", study_uid=study_uid)
         return {"study_uid": study_uid, "generation": None, "objects": 0, "skipped": [], "queued": False,
@@ -268,18 +278,33 @@ class _DeadLetterTask(Task):
             error=f"{type(exc).__name__}: {exc}")
 
 
-@app.task(bind=True, name=ANALYZE_TASK, base=_DeadLetterTask, acks_late=True)
+@app.task(bind=True, name=ANALYZE_TASK, base=_DeadLetterTask, acks_late=True, max_retries=None)
 def analyze_study(self: Task, study_uid: str, generation: int = 0) -> dict[str, Any]:
-    """Celery task: analyse a study from the spool, then queue delivery to every destination."""
+    """Celery task: analyse a study from the spool, then queue delivery to every destination. The spool counts
+    the attempts and says when to retry (``node.spool.attempts``); Celery only schedules the retry."""
     s = settings()
+    task_id = self.request.id or ""
     try:
-        report = run_analysis(spool(), [d.name for d in s.destinations], study_uid,
-                              patient_window_days=s.patient_window_days)
-    except Exception as exc:  # noqa: BLE001 - retried with backoff, dead-lettered at the end
-        log(LOG, "analysis attempt failed", logging.WARNING, study_uid=study_uid, attempt=self.request.retries + 1,
-            error=f"{type(exc).__name__}: {exc}")
-        raise self.retry(exc=exc, countdown=backoff(self.request.retries, s.task_retry_backoff_max_s),
-                         max_retries=s.task_max_retries) from exc
+        try:
+            report = run_analysis(spool(), [d.name for d in s.destinations], study_uid,
+                                  patient_window_days=s.patient_window_days, attempt_id=task_id)
+        except (AnalysisDeferred, AnalysisAbandoned):
+            raise
+        except Exception as exc:  # noqa: BLE001 - this attempt failed: the spool says retry or dead letter
+            error = f"{type(exc).__name__}: {exc}"
+            log(LOG, "analysis attempt failed", logging.WARNING, study_uid=study_uid, error=error[:500])
+            outcome = spool().fail_attempt(study_uid, task_id, error) if task_id else None
+            if outcome is None:  # no attempt of ours was open (e.g. the index failed): Celery's own retries
+                raise self.retry(exc=exc, countdown=backoff(self.request.retries, s.task_retry_backoff_max_s),
+                                 max_retries=s.task_max_retries) from exc
+            raise outcome from exc
+    except AnalysisDeferred as d:
+        log(LOG, "analysis deferred", logging.WARNING, study_uid=study_uid, reason=d.reason, wait_s=round(d.wait_s, 1))
+        raise self.retry(countdown=d.wait_s) from d
+    except AnalysisAbandoned as a:
+        log(LOG, "analysis given up: dead letter", logging.ERROR, study_uid=study_uid, reason=a.reason)
+        return {"study_uid": study_uid, "generation": None, "objects": 0, "skipped": [], "queued": False,
+                "models": [], "dead_letter": a.reason}
     if _state.get("status") is not None:
         _state["status"].record_models([tuple(m) for m in report["models"]])
     if report["queued"]:

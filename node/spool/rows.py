@@ -27,6 +27,13 @@ class StudyRow:
     task_id: str
     reason: str
     summary: str
+    attempts: int = 0
+    """Analysis attempts begun on the newest generation, worker deaths included (``node.spool.attempts``)."""
+    worker_deaths: int = 0
+    attempt_id: str = ""
+    """The attempt now open (its task id); ``""`` when none is."""
+    retry_at: float | None = None
+    last_error: str = ""
 
     @classmethod
     def from_row(cls, r: sqlite3.Row) -> StudyRow:

@@ -1,9 +1,9 @@
 """The SQLite index of the spool: its tables (DDL) and how a connection is opened.
 
-Tables: ``instances`` (one row per stored SOP instance), ``studies`` (state machine and generations),
-``associations`` and ``study_associations`` (release markers for assembly), ``outbox`` (one row per result
-object and destination), ``results`` (typed result files per analysed generation, keyed by patient),
-``dead_letters`` (analyses and deliveries that gave up). The TEXT state columns hold the values of the enums in
+Tables: ``instances`` (one row per stored SOP instance), ``studies`` (state machine, generations and analysis
+attempts, ``node.spool.attempts``), ``associations`` and ``study_associations`` (release markers for assembly),
+``outbox`` (one row per result object and destination), ``results`` (typed result files per analysed generation,
+keyed by patient), ``dead_letters`` (analyses and deliveries that gave up). The TEXT state columns hold the values of the enums in
 ``node.spool.states``.
 
 Durability: WAL journal with ``synchronous=FULL``, so a committed transaction survives a crash.
@@ -49,7 +49,12 @@ CREATE TABLE IF NOT EXISTS studies (
     analyzed_at REAL,
     task_id TEXT NOT NULL DEFAULT '',
     reason TEXT NOT NULL DEFAULT '',
-    summary TEXT NOT NULL DEFAULT ''
+    summary TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    worker_deaths INTEGER NOT NULL DEFAULT 0,
+    attempt_id TEXT NOT NULL DEFAULT '',
+    retry_at REAL,
+    last_error TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS associations (
     id TEXT PRIMARY KEY,
@@ -115,6 +120,24 @@ def connect(path: Path) -> sqlite3.Connection:
     return db
 
 
+ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "studies": (("attempts", "INTEGER NOT NULL DEFAULT 0"), ("worker_deaths", "INTEGER NOT NULL DEFAULT 0"),
+                ("attempt_id", "TEXT NOT NULL DEFAULT ''"), ("retry_at", "REAL"),
+                ("last_error", "TEXT NOT NULL DEFAULT ''")),
+}
+"""Columns added after the first release: ``create`` adds them to an index that predates them."""
+
+
 def create(db: sqlite3.Connection) -> None:
-    """Create the tables and indexes that do not exist yet (idempotent)."""
+    """Create the tables and indexes that do not exist yet, and the ``ADDED_COLUMNS`` an older index lacks
+    (idempotent; two processes doing it at once are fine)."""
     db.executescript(SCHEMA)
+    for table, columns in ADDED_COLUMNS.items():
+        have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+        for name, decl in columns:
+            if name not in have:
+                try:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+                except sqlite3.OperationalError as e:  # another process added it first
+                    if "duplicate column" not in str(e):
+                        raise

@@ -2,7 +2,8 @@
 
 Receiving: ``store`` writes the instance durably (``node.spool.durable``) and commits its index row before it
 returns; only then does the SCP answer Success. Assembly: ``ready_studies`` / ``mark_dispatched``. Analysis:
-``begin_analysis`` / ``finish_analysis`` / ``fail_study``. Delivery: ``mark_sent`` / ``mark_attempt_failed`` /
+``begin_analysis`` / ``finish_analysis`` / ``fail_attempt`` / ``fail_study`` (attempts, backoff and dead letters:
+``node.spool.attempts``). Delivery: ``mark_sent`` / ``mark_attempt_failed`` /
 ``touch_outbox``. Start-up: ``recover``. Read-only queries come from ``node.spool.queries``.
 """
 
@@ -15,11 +16,13 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from node.spool import schema
+from node.spool.attempts import AnalysisAbandoned, AnalysisDeferred, RetryPolicy, close_attempt, dead_letter
 from node.spool.durable import file_sha256, fsync_dir, private, safe_name, write_atomic
 from node.spool.headers import InstanceHeader, header_from_dataset
 from node.spool.queries import SpoolQueries
@@ -29,10 +32,12 @@ from pipelines.study import Instance, Study
 
 
 class Spool(SpoolQueries):
-    """Files + SQLite index. Thread-safe: one SQLite connection per thread."""
+    """Files + SQLite index. Thread-safe: one SQLite connection per thread. ``retry``: how often and how fast an
+    analysis is tried again (``node.spool.attempts``)."""
 
-    def __init__(self, root: Path | str):
+    def __init__(self, root: Path | str, retry: RetryPolicy | None = None):
         self.root = Path(root).resolve()
+        self.retry = retry or RetryPolicy()
         self.tmp_dir = self.root / "tmp"
         self.instances_dir = self.root / "instances"
         self.outbox_dir = self.root / "outbox"
@@ -174,16 +179,19 @@ class Spool(SpoolQueries):
             "INSERT INTO studies(study_uid, state, generation, n_instances, first_received_at, last_received_at)"
             " VALUES (?, ?, 1, ?, ?, ?)"
             " ON CONFLICT(study_uid) DO UPDATE SET generation=generation+1, n_instances=n_instances+?,"
-            " last_received_at=?, state=?, ready_at=NULL",
+            " last_received_at=?, state=?, ready_at=NULL,"
+            " attempts=0, worker_deaths=0, attempt_id='', retry_at=NULL, last_error=''",
             (study_uid, StudyState.RECEIVING.value, max(delta_instances, 0), now, now, delta_instances, now,
              StudyState.RECEIVING.value),
         )
 
     # -- Recovery ----------------------------------------------------------------------------------
 
-    def recover(self, now: float | None = None) -> dict[str, int]:
+    def recover(self, now: float | None = None, *, lost_attempts: bool = False) -> dict[str, int]:
         """Start-up repair after a crash: drop partial files, close associations of the dead process,
-        index complete files that were written but not indexed, and re-queue unfinished studies."""
+        index complete files that were written but not indexed, and re-queue unfinished studies.
+        ``lost_attempts``: every open analysis attempt died with its worker (the embedded node, whose worker is its
+        child): each counts as an attempt and its study waits its backoff, or becomes a dead letter."""
         from pydicom import dcmread
 
         now = now if now is not None else time.time()
@@ -209,6 +217,7 @@ class Spool(SpoolQueries):
             with self._tx() as db:
                 self._index(db, header, p, p.stat().st_size, "", "", "", now)
             orphans += 1
+        deaths = self._settle_lost_attempts(now) if lost_attempts else 0
         with self._tx() as db:
             requeued = db.execute(
                 "UPDATE studies SET dispatched_generation=analyzed_generation, state=?"
@@ -217,20 +226,30 @@ class Spool(SpoolQueries):
                  StudyState.RECEIVING.value),
             ).rowcount
         return {"partial_files_removed": removed, "associations_closed": closed, "orphans_indexed": orphans,
-                "studies_requeued": requeued}
+                "studies_requeued": requeued, "worker_deaths": deaths}
+
+    def _settle_lost_attempts(self, now: float) -> int:
+        """Record the death of every open analysis attempt (``node.spool.attempts.close_attempt``)."""
+        with self._tx() as db:
+            lost = db.execute("SELECT * FROM studies WHERE attempt_id != '' AND analyzed_generation < generation"
+                              ).fetchall()
+            for s in lost:
+                close_attempt(db, s, self.retry, now, died=True)
+        return len(lost)
 
     # -- Assembly ----------------------------------------------------------------------------------
 
     def ready_studies(self, now: float, stable_age_s: float, open_association_age_s: float) -> list[tuple[str, int]]:
         """Studies to dispatch now: new instances since the last dispatch, quiet for ``stable_age_s`` with
-        every association that brought them closed, or quiet for ``open_association_age_s`` regardless."""
+        every association that brought them closed, or quiet for ``open_association_age_s`` regardless; a study
+        backing off after a failed attempt waits until its ``retry_at``."""
         rows = self._db().execute(
             "SELECT s.study_uid, s.generation, s.last_received_at, EXISTS("
             "  SELECT 1 FROM study_associations sa JOIN associations a ON a.id = sa.assoc_id"
             "  WHERE sa.study_uid = s.study_uid AND a.closed_at IS NULL) AS open_assoc"
             " FROM studies s WHERE s.generation > s.dispatched_generation AND s.last_received_at <= ?"
-            " ORDER BY s.last_received_at",
-            (now - stable_age_s,),
+            " AND (s.retry_at IS NULL OR s.retry_at <= ?) ORDER BY s.last_received_at",
+            (now - stable_age_s, now),
         ).fetchall()
         out = []
         for r in rows:
@@ -250,23 +269,37 @@ class Spool(SpoolQueries):
 
     # -- Analysis ----------------------------------------------------------------------------------
 
-    def begin_analysis(self, study_uid: str, now: float | None = None) -> tuple[Study, int] | None:
-        """Snapshot the study for analysis. None when the newest generation was already analysed."""
+    def begin_analysis(self, study_uid: str, now: float | None = None, *,
+                       attempt_id: str = "") -> tuple[Study, int] | None:
+        """Open an analysis attempt (recorded before the analysis runs, ``node.spool.attempts``) and snapshot the
+        study. None when the newest generation was already analysed. ``attempt_id``: the task id (delivered again
+        after its worker died, it finds its own attempt open); ``""``: a new one.
+
+        Raises ``AnalysisDeferred`` (back off: a worker died during the previous attempt, the last attempt failed
+        less than its backoff ago, or another task is analysing the study) or ``AnalysisAbandoned`` (attempts used
+        up: the study is now a dead letter)."""
         now = now if now is not None else time.time()
+        attempt_id = attempt_id or uuid.uuid4().hex
+        stop: AnalysisDeferred | AnalysisAbandoned | None = None
         with self._tx() as db:
             s = db.execute("SELECT * FROM studies WHERE study_uid=?", (study_uid,)).fetchone()
             if s is None:
                 raise KeyError(f"study {study_uid} is not in the spool")
             if s["analyzed_generation"] >= s["generation"]:
                 return None
-            db.execute(
-                "UPDATE studies SET state=?, analysis_started_at=? WHERE study_uid=?",
-                (StudyState.ANALYZING.value, now, study_uid),
-            )
+            stop = self._attempt_blocked(db, s, attempt_id, now)
+            if stop is None:
+                db.execute(
+                    "UPDATE studies SET state=?, analysis_started_at=?, attempts=attempts+1, attempt_id=?,"
+                    " retry_at=NULL WHERE study_uid=?",
+                    (StudyState.ANALYZING.value, now, attempt_id, study_uid),
+                )
             rows = db.execute(
                 "SELECT * FROM instances WHERE study_uid=? ORDER BY series_uid, path", (study_uid,)
-            ).fetchall()
+            ).fetchall() if stop is None else []
             generation = int(s["generation"])
+        if stop is not None:
+            raise stop
         instances = tuple(
             Instance(
                 path=Path(r["path"]), sop_instance_uid=r["sop_instance_uid"], sop_class_uid=r["sop_class_uid"],
@@ -277,6 +310,39 @@ class Spool(SpoolQueries):
             for r in rows
         )
         return Study(study_uid, instances), generation
+
+    def _attempt_blocked(self, db: sqlite3.Connection, s: sqlite3.Row, attempt_id: str,
+                         now: float) -> AnalysisDeferred | AnalysisAbandoned | None:
+        """Why no attempt may start now (recording a death found on the way), or None."""
+        open_id = str(s["attempt_id"])
+        if open_id:
+            if open_id != attempt_id and now - float(s["analysis_started_at"] or 0) < self.retry.running_for_s:
+                return AnalysisDeferred(self.retry.delay_s(int(s["attempts"])), "another task is analysing the study")
+            outcome = close_attempt(db, s, self.retry, now, died=True)
+            if isinstance(outcome, str):
+                return AnalysisAbandoned(outcome)
+            return AnalysisDeferred(outcome, "the worker died during the previous attempt")
+        if s["retry_at"] is not None and now < float(s["retry_at"]) - 0.1:
+            return AnalysisDeferred(float(s["retry_at"]) - now, "backing off after a failed attempt")
+        if int(s["attempts"]) >= self.retry.max_attempts:  # e.g. the policy was lowered meanwhile
+            outcome = close_attempt(db, s, self.retry, now, died=False)
+            return AnalysisAbandoned(str(outcome))
+        return None
+
+    def fail_attempt(self, study_uid: str, attempt_id: str, error: str,
+                     now: float | None = None) -> AnalysisDeferred | AnalysisAbandoned | None:
+        """Close the open attempt ``attempt_id`` that raised ``error``. Returns ``AnalysisDeferred`` (its backoff;
+        the study is queued again) or ``AnalysisAbandoned`` (attempts used up: a dead letter now), or None when
+        that attempt is no longer the study's open one (a newer generation arrived: it will be analysed anyway)."""
+        now = now if now is not None else time.time()
+        with self._tx() as db:
+            s = db.execute("SELECT * FROM studies WHERE study_uid=?", (study_uid,)).fetchone()
+            if s is None or not attempt_id or s["attempt_id"] != attempt_id:
+                return None
+            outcome = close_attempt(db, s, self.retry, now, died=False, error=error)
+        if isinstance(outcome, str):
+            return AnalysisAbandoned(outcome)
+        return AnalysisDeferred(outcome, f"attempt {s['attempts']} failed")
 
     def finish_analysis(
         self,
@@ -315,6 +381,8 @@ class Spool(SpoolQueries):
                 " WHERE study_uid=?",
                 (generation, now, state.value, skipped_reason, summary, study_uid),
             )
+            if s["generation"] == generation:  # analysed: no attempt open (a newer generation keeps its own)
+                db.execute("UPDATE studies SET attempt_id='', retry_at=NULL WHERE study_uid=?", (study_uid,))
             for r in results:
                 db.execute(
                     "INSERT OR REPLACE INTO results(study_uid, generation, pipeline, patient_key, study_time, path,"
@@ -332,18 +400,10 @@ class Spool(SpoolQueries):
         return True
 
     def fail_study(self, study_uid: str, generation: int, error: str, task_id: str = "", now: float | None = None) -> None:
-        """Dead-letter an analysis that exhausted its retries."""
+        """Dead-letter an analysis that failed for good outside the attempt bookkeeping (an unexpected error)."""
         now = now if now is not None else time.time()
         with self._tx() as db:
-            db.execute(
-                "INSERT INTO dead_letters(kind, study_uid, generation, task_id, error, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (DeadLetterKind.ANALYZE.value, study_uid, generation, task_id, error[:4000], now),
-            )
-            db.execute(
-                "UPDATE studies SET state=?, reason=?, analyzed_at=? WHERE study_uid=? AND analyzed_generation < ?",
-                (StudyState.FAILED.value, error[:1000], now, study_uid, generation),
-            )
+            dead_letter(db, study_uid, generation, error, task_id, now)
 
     # -- Delivery ----------------------------------------------------------------------------------
 

@@ -15,15 +15,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class NodeProcess:
-    """A ``cspine-node`` subprocess whose output goes to a log file; ``port`` from its ``serving`` line."""
+    """A ``cspine-node`` subprocess whose output goes to a log file; ``port`` from its ``serving`` line.
+    ``module``: the entry point (``node.cli``, or a test wrapper of it)."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path):
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path, *, module: str = "node.cli"):
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("CSPINE_")}
         full_env.update(env)
         full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-        self.proc = subprocess.Popen([sys.executable, "-m", "node.cli", *args], cwd=ROOT, env=full_env,
+        self.proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=full_env,
                                      stdout=subprocess.PIPE, stderr=self._log, start_new_session=True)
         self.serving: dict = {}
         self._ready = threading.Event()
@@ -75,11 +76,11 @@ class NodeProcess:
             return ""
 
 
-def serve(spool: Path, log_path: Path, *, port: int = 0, **env: str) -> NodeProcess:
+def serve(spool: Path, log_path: Path, *, port: int = 0, module: str = "node.cli", **env: str) -> NodeProcess:
     """Start ``cspine-node serve`` on loopback with its spool at ``spool``; extra ``CSPINE_*`` env via ``env``."""
     e = {"CSPINE_SPOOL_DIR": str(spool), "CSPINE_HOST": "127.0.0.1", "CSPINE_PORT": str(port),
          "CSPINE_METRICS_PORT": "0", **env}
-    return NodeProcess(["serve"], e, log_path).wait_serving()
+    return NodeProcess(["serve"], e, log_path, module=module).wait_serving()
 
 
 def worker(spool: Path, log_path: Path, **env: str) -> NodeProcess:
