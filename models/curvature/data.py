@@ -17,7 +17,7 @@ from models.common.images import to_u8
 from models.curvature import CLASSES
 from models.curvature.roi import crop, curvature_box, landmarks_from_keypoints, locator_input
 from pipelines.results import View
-from pipelines.xray.geometry import classify_curvature, curvature_class
+from pipelines.xray.findings import classify_curvature, curvature_class
 
 INPUT = 128
 """Classifier input size (pixels)."""

@@ -88,7 +88,8 @@ def _keypoint_geometry(images: np.ndarray, spacing: np.ndarray, labels: np.ndarr
     """The class from the geometry of the *predicted* 30 keypoints (the keypoint model of the X-ray pipeline)
     against the label and against each classifier (through the locator)."""
     from models.xray_keypoints.predictor import KeypointPredictor
-    from pipelines.xray.geometry import GeometryError, curvature_class
+    from pipelines.xray.findings import curvature_class
+    from pipelines.xray.geometry import GeometryError
 
     kp = KeypointPredictor.load(keypoint_weights, "cpu")
     kp_cls = []

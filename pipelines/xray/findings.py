@@ -13,11 +13,15 @@ instability uses the flexion-extension differences (measurements with ``view=Non
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+import numpy as np
+
 from pipelines.results import SEGMENTS, Finding, Measurement, View
+from pipelines.xray import geometry
+from pipelines.xray.geometry import GeometryError
 
 __all__ = ["Thresholds", "findings_from_measurements", "CURVATURE_CLASSES"]
 
@@ -205,9 +209,35 @@ def findings_from_measurements(measurements: list[Measurement], thresholds: Thre
     return out
 
 
-def _curvature_finding(idx: dict[tuple[str, str, View | None], Measurement], t: Thresholds) -> Finding:
-    from pipelines.xray.geometry import classify_curvature
+def classify_curvature(cobb_deg: float, offsets_mm: Sequence[float] | None, thresholds: Thresholds | None = None) -> str:
+    """Curvature class from the C2-C7 Cobb angle and (optionally) the four Ishihara offsets.
 
+    ``S-shaped`` when offsets exceed ``s_shape_mm`` on both sides of the chord; else ``normal`` (Cobb >=
+    ``lordosis_normal_deg``), ``reversed-kyphotic`` (Cobb < ``kyphotic_class_deg``) or ``straightened``.
+    ``thresholds``: :class:`Thresholds` (default values when None).
+    """
+    thresholds = thresholds if thresholds is not None else Thresholds()
+    if not np.isfinite(cobb_deg):
+        raise GeometryError("Cobb angle is not finite")
+    if offsets_mm is not None:
+        o = np.asarray(offsets_mm, dtype=float)
+        if o.max() > thresholds.s_shape_mm and o.min() < -thresholds.s_shape_mm:
+            return "S-shaped"
+    if cobb_deg >= thresholds.lordosis_normal_deg:
+        return "normal"
+    if cobb_deg < thresholds.kyphotic_class_deg:
+        return "reversed-kyphotic"
+    return "straightened"
+
+
+def curvature_class(points: np.ndarray, spacing_mm: Sequence[float], thresholds: Thresholds | None = None) -> str:
+    """``normal`` / ``straightened`` / ``reversed-kyphotic`` / ``S-shaped`` (see :func:`classify_curvature`)."""
+    cobb = geometry.cobb_angle(points, spacing_mm)
+    offs = list(geometry.curvature_offsets(points, spacing_mm).values())
+    return classify_curvature(cobb, offs, thresholds)
+
+
+def _curvature_finding(idx: dict[tuple[str, str, View | None], Measurement], t: Thresholds) -> Finding:
     rule = (f"normal: Cobb >= {t.lordosis_normal_deg:g} deg; reversed-kyphotic: Cobb < {t.kyphotic_class_deg:g} deg;"
             f" straightened in between; S-shaped: C3-C6 posterior-inferior corners > {t.s_shape_mm:g} mm on both "
             "sides of the C2-C7 chord (project convention)")

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -75,8 +74,6 @@ __all__ = [
     "pavlov",
     "curvature_offsets",
     "curvature_index",
-    "curvature_class",
-    "classify_curvature",
     "measure_view",
     "measure_dynamic",
 ]
@@ -226,37 +223,6 @@ def curvature_offsets(points: np.ndarray, spacing_mm: Sequence[float]) -> dict[s
 def curvature_index(points: np.ndarray, spacing_mm: Sequence[float]) -> float:
     """Ishihara cervical curvature index (%): sum of the C3-C6 offsets / chord length x 100; lordosis positive."""
     return _single(points, spacing_mm, _SPEC_BY_KEY[("curvature_index", "C2-C7")])
-
-
-def classify_curvature(cobb_deg: float, offsets_mm: Sequence[float] | None, thresholds: Any = None) -> str:
-    """Curvature class from the C2-C7 Cobb angle and (optionally) the four Ishihara offsets.
-
-    ``S-shaped`` when offsets exceed ``s_shape_mm`` on both sides of the chord; else ``normal`` (Cobb >=
-    ``lordosis_normal_deg``), ``reversed-kyphotic`` (Cobb < ``kyphotic_class_deg``) or ``straightened``.
-    ``thresholds`` is a :class:`pipelines.xray.findings.Thresholds` (default values when None).
-    """
-    if thresholds is None:
-        from pipelines.xray.findings import Thresholds
-
-        thresholds = Thresholds()
-    if not np.isfinite(cobb_deg):
-        raise GeometryError("Cobb angle is not finite")
-    if offsets_mm is not None:
-        o = np.asarray(offsets_mm, dtype=float)
-        if o.max() > thresholds.s_shape_mm and o.min() < -thresholds.s_shape_mm:
-            return "S-shaped"
-    if cobb_deg >= thresholds.lordosis_normal_deg:
-        return "normal"
-    if cobb_deg < thresholds.kyphotic_class_deg:
-        return "reversed-kyphotic"
-    return "straightened"
-
-
-def curvature_class(points: np.ndarray, spacing_mm: Sequence[float], thresholds: Any = None) -> str:
-    """``normal`` / ``straightened`` / ``reversed-kyphotic`` / ``S-shaped`` (see :func:`classify_curvature`)."""
-    cobb = cobb_angle(points, spacing_mm)
-    offs = list(curvature_offsets(points, spacing_mm).values())
-    return classify_curvature(cobb, offs, thresholds)
 
 
 def _spec(key: str, site: str) -> _Spec:

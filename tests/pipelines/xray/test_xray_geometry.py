@@ -13,6 +13,7 @@ from pipelines.phantoms.xray import generate_study
 from pipelines.results import SEGMENTS, View
 from pipelines.xray import geometry as g
 from pipelines.xray import kernels as k
+from pipelines.xray.findings import curvature_class
 
 ROT_INVARIANT = ("cobb_c2_c7", "segmental_angle", "listhesis_distance", "listhesis_angle", "sdvb", "sdvc",
                  "pavlov_ratio", "curvature_index", "curvature_offset")
@@ -77,7 +78,7 @@ def test_hand_made_translation_and_canal():
     assert g.sva(p, (1, 1)) == pytest.approx(7.5 + 2.5)  # C4 and everything above slid 2.5 mm anteriorly
     assert g.sva(_straight_spine(), (1, 1)) == pytest.approx(7.5)
     assert g.sva(_straight_spine(facing=-1), (1, 1)) == pytest.approx(7.5)
-    assert g.curvature_class(p, (1, 1)) == "straightened"
+    assert curvature_class(p, (1, 1)) == "straightened"
 
 
 def _check_against_truth(study, tol=1e-6):
