@@ -87,9 +87,12 @@ def entry(name: str) -> ModelEntry:
     raise KeyError(f"unknown model {name!r}; known: {', '.join(e.name for e in REGISTRY)}")
 
 
-def build_models(config: Callable[[str], ModelConfig], *, batch_max_images: int = 1, batch_wait_ms: float = 20.0,
-                 on_batch: Callable[[int], None] | None = None) -> ModelSet:
+def build_models(config: Callable[[str], ModelConfig], *, store: Path | None = None, batch_max_images: int = 1,
+                 batch_wait_ms: float = 20.0, on_batch: Callable[[int], None] | None = None) -> ModelSet:
     """Load every enabled model with the weights and device of ``config(name)`` (``NodeSettings.model``).
+
+    Weights: the path the settings name, else the active version in the site's model ``store``
+    (``models.store.ModelStore``: checked for its card, metrics and checksum first), else the shipped file.
 
     A model whose weights are missing or unreadable is left out with a logged error (its findings are then
     reported as not configured), except that an explicitly configured weights path that fails raises: a site
@@ -101,11 +104,16 @@ def build_models(config: Callable[[str], ModelConfig], *, batch_max_images: int 
         if not ms.enabled:
             LOG.info("model %s disabled by settings", e.name)
             continue
+        weights = ms.weights
+        if weights is None and store is not None:
+            from models.store import ModelStore
+
+            weights = ModelStore(store).active_weights(e.name)  # a broken active version fails here, at start
         try:
-            loaded[e.name] = e.load(ms.weights, ms.device or "auto")
+            loaded[e.name] = e.load(weights, ms.device or "auto")
         except (FileNotFoundError, ValueError, RuntimeError, KeyError) as exc:
-            if ms.weights is not None:
-                raise ValueError(f"model {e.name}: cannot load {ms.weights}: {exc}") from exc
+            if weights is not None:
+                raise ValueError(f"model {e.name}: cannot load {weights}: {exc}") from exc
             LOG.error("model %s not loaded: %s", e.name, exc)
             continue
         a = loaded[e.name].algorithm

@@ -136,7 +136,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     summaries = []
     n_objects = 0
-    models = build_models(settings.model, batch_wait_ms=settings.batch_wait_ms)
+    models = build_models(settings.model, store=settings.model_store, batch_wait_ms=settings.batch_wait_ms)
     for study in Study.from_paths(dicom_files):
         analysis = analyze(study, models)
         study_dir = out / study.study_uid
@@ -161,19 +161,58 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    """The model table of the registry (what ``train``/``evaluate`` accept and what a worker loads)."""
+    """The model table (registry + settings + the site's store) and the store's versions: list, add, promote,
+    rollback."""
+    from models.registry import entry
+    from models.store import ModelStore, StoreError
+
     s = _settings(args)
+    action = args.action or "list"
+    if action != "list" and s.model_store is None:
+        print("error: no model store configured (CSPINE_MODEL_STORE or model_store in the settings file)",
+              file=sys.stderr)
+        return 2
+    store = ModelStore(s.model_store) if s.model_store is not None else None
+    try:
+        if action == "add":
+            name = entry(args.model).name
+            v = store.add(name, args.weights, args.card, args.metrics, data=args.data or "")
+            print(f"added {name} {v.version} (not active; `cspine-node models promote {name} {v.version}`)")
+        elif action == "promote":
+            name = entry(args.model).name
+            v = store.promote(name, args.version)
+            print(f"{name}: {v.version} is active (workers load it at their next start)")
+        elif action == "rollback":
+            name = entry(args.model).name
+            now = store.rollback(name)
+            print(f"{name}: {now or 'the shipped weights'} active (workers load it at their next start)")
+        else:
+            return _print_models(s, store, as_json=args.json)
+    except (StoreError, KeyError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _print_models(s: Any, store: Any, *, as_json: bool) -> int:
     rows = []
     for e in REGISTRY:
         ms = s.model(e.name)
+        versions = store.versions(e.name) if store is not None else []
+        active = next((v.version for v in versions if v.active), None)
+        weights = str(ms.weights) if ms.weights else (f"store:{active}" if active else "shipped")
         rows.append({"model": e.name, "cli": e.cli, "task": e.task, "enabled": ms.enabled, "device": ms.device,
-                     "weights": str(ms.weights) if ms.weights else "shipped", "card": str(e.card)})
-    if args.json:
+                     "weights": weights, "card": str(e.card),
+                     "versions": [{"version": v.version, "active": v.active, "data": v.manifest.get("data", "")}
+                                  for v in versions]})
+    if as_json:
         print(json.dumps(rows, indent=2))
-    else:
-        for r in rows:
-            state = "" if r["enabled"] else " (disabled)"
-            print(f"{r['model']:<17} {r['cli']:<17} {r['device']:<6} {r['weights']:<8} {r['task']}{state}")
+        return 0
+    for r in rows:
+        state = "" if r["enabled"] else " (disabled)"
+        print(f"{r['model']:<17} {r['cli']:<17} {r['device']:<6} {r['weights']:<8} {r['task']}{state}")
+        for v in r["versions"]:
+            print(f"{'':<17} {'*' if v['active'] else ' '} {v['version']}  {v['data']}")
     return 0
 
 
@@ -258,9 +297,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("models", help="list the models a worker loads (registry + settings), with their cards")
+    p = sub.add_parser("models", help="the models a worker loads, and the site's versions: list|add|promote|rollback")
     p.add_argument("--config", help="settings file (TOML/JSON/YAML); same as CSPINE_CONFIG")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="list as JSON")
+    act = p.add_subparsers(dest="action")
+    a = act.add_parser("list", help="the model table with the stored versions (* = active)")
+    a.add_argument("--json", action="store_true")
+    a = act.add_parser("add", help="add trained weights with their card and metrics as a new (inactive) version")
+    a.add_argument("model")
+    a.add_argument("weights", type=Path)
+    a.add_argument("--card", type=Path, required=True, help="the MODEL_CARD.md of these weights")
+    a.add_argument("--metrics", type=Path, required=True, help="a JSON file with their evaluation")
+    a.add_argument("--data", help="what they were trained on (one line)")
+    a = act.add_parser("promote", help="make a stored version the active one")
+    a.add_argument("model")
+    a.add_argument("version")
+    a = act.add_parser("rollback", help="return to the previously active version (or the shipped weights)")
+    a.add_argument("model")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("demo", help="start an embedded node, send it a phantom study, print the results")

@@ -51,6 +51,20 @@ class Destination(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
     """Extra HTTP headers for STOW-RS (e.g. Authorization). Secrets: never written to files by the node (see
     ``NodeSettings.to_json_file``)."""
+    username: str = ""
+    password: str = ""
+    """HTTP basic authentication for STOW-RS (secret, like ``headers``)."""
+    token: str = ""
+    """Bearer token for STOW-RS (``Authorization: Bearer <token>``; secret, like ``headers``)."""
+    tls: bool = False
+    """dimse: DICOM TLS to the destination (a stow destination uses TLS when its URL is ``https://``)."""
+    tls_ca_bundle: Path | None = None
+    """CA certificates (PEM) the destination's server certificate must chain to; None: the system's CAs."""
+    tls_certificate: Path | None = None
+    tls_private_key: Path | None = None
+    """Our client certificate and its key (PEM) for a destination that requires mutual TLS."""
+    tls_server_name: str = ""
+    """Name the server certificate must carry (dimse; default ``host``)."""
     timeout_s: float = 60.0
 
     @model_validator(mode="after")
@@ -61,6 +75,16 @@ class Destination(BaseModel):
             raise ValueError(f"destination {self.name!r}: stow needs url")
         if not self.name.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"destination name {self.name!r}: letters, digits, - and _ only")
+        if self.kind is DestinationKind.DIMSE and (self.username or self.password or self.token):
+            raise ValueError(f"destination {self.name!r}: username, password and token are for stow")
+        if self.kind is DestinationKind.STOW and self.tls:
+            raise ValueError(f"destination {self.name!r}: stow uses TLS when its url is https://; drop tls")
+        if self.password and not self.username:
+            raise ValueError(f"destination {self.name!r}: password without username")
+        if self.token and (self.username or self.password):
+            raise ValueError(f"destination {self.name!r}: token or username/password, not both")
+        if self.tls_private_key and not self.tls_certificate:
+            raise ValueError(f"destination {self.name!r}: tls_private_key without tls_certificate")
         return self
 
 
@@ -78,7 +102,7 @@ def redact_url(url: str | None) -> str | None:
 
 
 def _has_secret(d: Destination) -> bool:
-    return bool(d.headers) or redact_url(d.url) != d.url
+    return bool(d.headers or d.password or d.token) or redact_url(d.url) != d.url
 
 
 class _ConfigFileSource(PydanticBaseSettingsSource):
@@ -177,6 +201,19 @@ class NodeSettings(BaseSettings):
     """Idle association timeout, and the longest a read or write on an accepted connection may stall."""
     dimse_timeout_s: float = 60.0
 
+    # DICOM TLS of the SCP (node.tls)
+    tls_port: int | None = None
+    """A second SCP listener speaking DICOM TLS on this port, beside the plain ``port`` (DICOM's is 2762)."""
+    tls_only: bool = False
+    """The SCP speaks DICOM TLS on ``port`` and has no plain listener (``tls_port`` must then be unset)."""
+    tls_certificate: Path | None = None
+    tls_private_key: Path | None = None
+    """The SCP's certificate (chain) and key, PEM."""
+    tls_ca_bundle: Path | None = None
+    """CA certificates (PEM) that sign the certificates peers present."""
+    tls_require_peer_certificate: bool = True
+    """Mutual TLS: a peer without a certificate signed by a CA of ``tls_ca_bundle`` fails the handshake."""
+
     # Spool and assembly
     spool_dir: Path = Path("cspine-spool")
     stable_age_s: float = 5.0
@@ -215,6 +252,9 @@ class NodeSettings(BaseSettings):
     """Per model (``MODEL_NAMES``): weights path, device, enabled, e.g.
     ``CSPINE_MODELS='{"keypoints": {"weights": "/data/kp.pt", "device": "cuda:1"}}'``. Models not named here use
     the shipped weights on ``device``."""
+    model_store: Path | None = None
+    """A site's model versions (``models.store``: ``cspine-node models add|promote|rollback``); a model's active
+    version there serves unless ``models`` names weights; None or no active version: the shipped weights."""
     worker_status_interval_s: float = 10.0
     """How often a worker writes its status file (``<spool>/run/workers/<hostname>.json``: heartbeat, device,
     model versions, batch sizes), which ``health --role worker`` and the node's /metrics read."""
@@ -256,10 +296,10 @@ class NodeSettings(BaseSettings):
             raise ValueError(f"allowed_calling_aets: AE titles are 1..16 printable characters, no backslash: {bad}")
         return v
 
-    @field_validator("port")
+    @field_validator("port", "tls_port")
     @classmethod
-    def _port(cls, v: int) -> int:
-        if not 0 <= v < 65536:
+    def _port(cls, v: int | None) -> int | None:
+        if v is not None and not 0 <= v < 65536:
             raise ValueError("port must be 0..65535")
         return v
 
@@ -325,6 +365,21 @@ class NodeSettings(BaseSettings):
             raise ValueError("must be >= 0 s")
         return v
 
+    @property
+    def tls_enabled(self) -> bool:
+        """The SCP has a TLS listener (``tls_port`` or ``tls_only``)."""
+        return self.tls_only or self.tls_port is not None
+
+    @model_validator(mode="after")
+    def _tls(self) -> NodeSettings:
+        if self.tls_only and self.tls_port is not None:
+            raise ValueError("tls_only speaks TLS on port; leave tls_port unset")
+        if self.tls_enabled and not (self.tls_certificate and self.tls_private_key):
+            raise ValueError("a TLS listener (tls_port or tls_only) needs tls_certificate and tls_private_key")
+        if self.tls_enabled and self.tls_require_peer_certificate and not self.tls_ca_bundle:
+            raise ValueError("tls_require_peer_certificate needs tls_ca_bundle (or set it to false)")
+        return self
+
     @model_validator(mode="after")
     def _unique_destinations(self) -> NodeSettings:
         names = [d.name for d in self.destinations]
@@ -359,6 +414,7 @@ class NodeSettings(BaseSettings):
         data = self.model_dump(mode="json")
         for d in data["destinations"]:
             d["headers"] = {}
+            d["password"] = d["token"] = ""
             d["url"] = redact_url(d["url"])
         data["broker_url"] = redact_url(data["broker_url"])
         return data

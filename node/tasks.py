@@ -140,8 +140,8 @@ def configure_worker(settings: NodeSettings, *, queues: list[str], pool: str, co
     # Batching only helps where analyses run concurrently in this process (threads pool, concurrency > 1).
     batch = settings.batch_max_images if pool == "threads" and concurrency > 1 else 1
     with _MODELS_LOCK:
-        _state["models"] = build_models(settings.model, batch_max_images=batch, batch_wait_ms=settings.batch_wait_ms,
-                                        on_batch=status.record_batch)
+        _state["models"] = build_models(settings.model, store=settings.model_store, batch_max_images=batch,
+                                        batch_wait_ms=settings.batch_wait_ms, on_batch=status.record_batch)
     status.record_models([("loaded", a.name, a.version) for a in _state["models"].algorithms()], analysis=False)
     _state["status"] = status
     return status
@@ -193,7 +193,7 @@ def worker_models() -> ModelSet:
             from models.registry import build_models
 
             s = settings()
-            _state["models"] = build_models(s.model, batch_wait_ms=s.batch_wait_ms)
+            _state["models"] = build_models(s.model, store=s.model_store, batch_wait_ms=s.batch_wait_ms)
         return _state["models"]
 
 
