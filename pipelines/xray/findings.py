@@ -80,6 +80,11 @@ def _index(measurements: Iterable[Measurement]) -> dict[tuple[str, str, View | N
     return {(m.key, m.site, m.view): m for m in measurements}
 
 
+def _why(m: Measurement) -> str:
+    """Why ``m`` is not measurable, without the leading "not measurable: " the pipeline's reasons carry."""
+    return m.reason.removeprefix("not measurable: ")
+
+
 def _nm(key: str, name: str, site: str, why: str, threshold: str) -> Finding:
     return Finding(key=key, name=name, value=NOT_MEASURABLE, site=site, evidence=(why,), threshold=threshold)
 
@@ -105,7 +110,7 @@ def findings_from_measurements(measurements: list[Measurement], thresholds: Thre
         if sub is not None and sub.value is not None:  # paper 002: C6 may replace an unclear C7
             cobb, site_key = sub, ("cobb_c2_c6", "C2-C6")
     if cobb is None or cobb.value is None:
-        why = "no neutral C2-C7 Cobb angle" if cobb is None else f"Cobb angle not measurable: {cobb.reason}"
+        why = "no neutral C2-C7 Cobb angle" if cobb is None else f"Cobb angle not measurable: {_why(cobb)}"
         out.append(_nm("kyphosis", "Cervical kyphosis", "C2-C7", why, rule))
     else:
         present = cobb.value < t.kyphosis_cobb_deg
@@ -121,7 +126,7 @@ def findings_from_measurements(measurements: list[Measurement], thresholds: Thre
         rule += f" or < {t.sva_low_mm:g} mm (paper 002, Peking University Third Hospital)"
     sva = idx.get(("sva_c2_c7", "C2-C7", neutral))
     if sva is None or sva.value is None:
-        why = "no neutral C2-C7 SVA" if sva is None else f"SVA not measurable: {sva.reason}"
+        why = "no neutral C2-C7 SVA" if sva is None else f"SVA not measurable: {_why(sva)}"
         out.append(_nm("cervical_deformity", "Cervical sagittal deformity (SVA)", "C2-C7", why, rule))
     else:
         ev: list[str] = []
@@ -144,7 +149,7 @@ def findings_from_measurements(measurements: list[Measurement], thresholds: Thre
         a = idx.get(("listhesis_angle", seg, None))
         if (d is None or d.value is None) and (a is None or a.value is None):
             why = ("no flexion-extension pair" if d is None and a is None
-                   else f"not measurable: {(d or a).reason}")  # type: ignore[union-attr]
+                   else f"not measurable: {_why(d or a)}")  # type: ignore[arg-type]
             out.append(_nm("instability", "Segmental instability", seg, why, rule))
             continue
         ev = []
@@ -170,7 +175,7 @@ def findings_from_measurements(measurements: list[Measurement], thresholds: Thre
     measured = [m for m in pav if m.value is not None]
     if len(measured) < t.pavlov_consecutive_levels:
         why = f"fewer than {t.pavlov_consecutive_levels} measurable Pavlov ratios"
-        reasons = list(dict.fromkeys(m.reason for m in pav if m.value is None and m.reason))
+        reasons = list(dict.fromkeys(_why(m) for m in pav if m.value is None and m.reason))
         if reasons:
             why += f" ({'; '.join(reasons[:2])})"
         out.append(_nm("canal_stenosis", "Developmental canal stenosis", "C3-C7", why, rule))
@@ -243,7 +248,7 @@ def _curvature_finding(idx: dict[tuple[str, str, View | None], Measurement], t: 
             "sides of the C2-C7 chord (project convention)")
     cobb = idx.get(("cobb_c2_c7", "C2-C7", View.NEUTRAL))
     if cobb is None or cobb.value is None:
-        why = "C2-C7 Cobb angle not measurable" + (f": {cobb.reason}" if cobb is not None and cobb.reason else "")
+        why = "C2-C7 Cobb angle not measurable" + (f": {_why(cobb)}" if cobb is not None and cobb.reason else "")
         return _nm("curvature_class", "Cervical curvature class", "C2-C7", why, rule)
     offsets = [idx.get(("curvature_offset", f"C{k}", View.NEUTRAL)) for k in range(3, 7)]
     offs = [m.value for m in offsets if m is not None and m.value is not None]
