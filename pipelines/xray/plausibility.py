@@ -298,11 +298,11 @@ def check_view(points: np.ndarray, spacing_mm: Sequence[float] | None = None, *,
         h = 0.5 * (height[i] + height[i + 1])
         along = float((centre[i + 1] - centre[i]) @ u)
         ov = _overlap(outlines[i], outlines[i + 1])
+        if ov > lim.overlap or 0 < along < lim.step_min * h:
+            fails.append(f"{a} and {b} overlap ({ov:.0%} of the smaller body; two levels on one vertebra?)")
+            continue
         if along <= 0:
             fails.append(f"{a} and {b} out of order (swapped levels?)")
-            continue
-        if along < lim.step_min * h or ov > lim.overlap:
-            fails.append(f"{a} and {b} overlap ({ov:.0%} of the smaller body; two levels on one vertebra?)")
             continue
         gap_a = float((c[i + 1, _AS] - c[i, _AI]) @ u)
         gap_p = float((c[i + 1, _PS] - c[i, _PI]) @ u)
