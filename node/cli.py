@@ -25,6 +25,7 @@ import importlib
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     s = _settings(args, spool_dir=args.spool, port=args.port, ae_title=args.ae_title, host=args.host,
                   stable_age_s=args.stable_age, broker_url=args.broker_url, metrics_port=args.metrics_port)
     setup_logging(s.log_level, s.log_json)
-    node = Node(s, start_worker=True if args.with_worker else (False if args.no_worker else None)).start()
+    node = Node(s, start_worker=True if args.with_worker else (False if args.no_worker else None))
+    # pynetdicom writes received C-STORE data sets to temporary files: on the spool's file system they are renamed
+    # into place, not copied (``Spool.store``), and ``recover`` removes those of a crash.
+    tempfile.tempdir = str(node.spool.tmp_dir)
+    node.start()
     print(json.dumps({"event": "serving", "ae_title": s.ae_title, "port": node.port, "spool": str(node.spool.root),
                       "broker": "embedded" if s.embedded_broker else "redis", "pid": os.getpid()}), flush=True)
     node.wait()

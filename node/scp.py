@@ -14,6 +14,11 @@ Statuses returned (PS3.4 B.2.3):
   SQLite "database or disk is full" / "disk I/O error" / locked), or memory ran out. Senders retry these.
 * ``0xC211`` Unable to process: an unexpected error in the node (logged with its traceback).
 
+Bounded memory: a C-STORE data set is written to a file as it arrives (pynetdicom's
+``STORE_RECV_CHUNKED_DATASET``), checked without loading its long values, and moved into the spool; a PDU longer
+than ``max_pdu`` or a data set longer than ``max_instance_bytes`` aborts the association (``node.pdu_limits``) and
+the partial file is removed.
+
 Association control: calling AE titles outside the allow-list are rejected by pynetdicom itself
 (``AE.require_calling_aet``); peer addresses outside the allow-list (pynetdicom has no setting for them) are
 rejected in the ``EVT_REQUESTED`` handler, before negotiation. Both answer A-ASSOCIATE-RJ (rejected permanent,
@@ -30,16 +35,18 @@ transfer syntaxes (decoders: pylibjpeg, pylibjpeg-libjpeg/openjpeg/rle, pyjpegls
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sqlite3
 import threading
 import time
 import uuid
 from io import BytesIO
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import pydicom
-from pydicom.encaps import generate_fragments, parse_basic_offsets
 from pydicom.uid import (
     HTJ2K,
     JPEG2000,
@@ -59,7 +66,7 @@ from pydicom.uid import (
     JPEGLSNearLossless,
     RLELossless,
 )
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.sop_class import (
     ComputedRadiographyImageStorage,
     DigitalXRayImageStorageForPresentation,
@@ -78,6 +85,7 @@ from pynetdicom.sop_class import (
 from node import metrics
 from node.connections import UNLIMITED, AssociationSlots, GuardedAssociationServer, PendingConnections
 from node.logs import log
+from node.pdu_limits import WireLimits, limit_socket
 from node.settings import NodeSettings
 from node.spool import AssociationEnd, InstanceHeader, Spool, StoreOutcome, header_from_dataset
 
@@ -140,19 +148,74 @@ def _expected_native_bytes(ds: pydicom.Dataset) -> int:
     return (total_bits + 7) // 8
 
 
-def _fragment_sizes(value: bytes) -> list[int]:
-    """Sizes of the fragments of encapsulated Pixel Data, after the Basic Offset Table (an item that is always
-    there, empty or not, and is not a fragment)."""
-    buffer = BytesIO(value)
-    parse_basic_offsets(buffer)
-    return [len(f) for f in generate_fragments(buffer)]
+_ITEM = b"\xfe\xff\x00\xe0"  # (FFFE,E000) little endian
+_SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0"  # (FFFE,E0DD)
+DEFER_BYTES = 256 << 10
+"""Values longer than this are not read when a received file is checked (its Pixel Data is walked, not loaded)."""
 
 
-def validate_instance(data: bytes, sop_class_uid: str, sop_instance_uid: str) -> InstanceHeader:
-    """Parse a received Part 10 byte string and check it; returns the index header or raises
-    ``InvalidInstance`` with the status to send back."""
+def _fragments(buffer: BinaryIO) -> tuple[int, bool]:
+    """Number of fragments of encapsulated Pixel Data read from ``buffer`` at its first item, and whether any is
+    non-empty; after the Basic Offset Table (an item that is always there, empty or not, and is not a fragment).
+    Walks the item headers only (seeks over the data), up to the sequence delimiter or the end."""
+    n, nonempty, first = 0, False, True
+    while True:
+        head = buffer.read(8)
+        if len(head) < 8 or head[:4] == _SEQUENCE_DELIMITER:
+            if first:
+                raise ValueError("encapsulated Pixel Data without a Basic Offset Table item")
+            return n, nonempty
+        if head[:4] != _ITEM:
+            raise ValueError(f"encapsulated Pixel Data: item tag {head[:4].hex()} where an item was expected")
+        length = int.from_bytes(head[4:], "little")
+        if length == 0xFFFFFFFF:
+            raise ValueError("encapsulated Pixel Data: an item of undefined length")
+        if length:
+            buffer.seek(length - 1, 1)
+            if len(buffer.read(1)) != 1:
+                raise ValueError("encapsulated Pixel Data: an item runs past the end of the data")
+        if not first:
+            n += 1
+            nonempty = nonempty or length > 0
+        first = False
+
+
+def _pixel_problem(ds: pydicom.Dataset, source: bytes | Path) -> str:
+    """Why the Pixel Data of ``ds`` (read from ``source``) is not usable, or ``""``. A value not read (deferred, a
+    received file) is checked from its offset and length in the file, without loading it."""
+    elem = ds.get_item("PixelData", keep_deferred=True)
+    if elem is None:
+        return "image without (complete) Pixel Data"
+    value = elem.value
+    if ds.file_meta.TransferSyntaxUID.is_encapsulated:
+        if value is not None:
+            n, nonempty = _fragments(BytesIO(value))
+        else:
+            with open(source, "rb") as f:  # type: ignore[arg-type]  # deferred: only from a file
+                f.seek(int(elem.value_tell))
+                n, nonempty = _fragments(f)
+        if not nonempty:
+            return "encapsulated Pixel Data without fragments"
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        return f"encapsulated Pixel Data: {n} fragment(s) for {frames} frames" if n < frames else ""
+    if value is not None:
+        length = len(value)
+    else:  # deferred: as long as declared, if the file holds that much
+        available = Path(source).stat().st_size - int(elem.value_tell)  # type: ignore[arg-type]
+        length = min(int(elem.length), max(available, 0))
+    expected = _expected_native_bytes(ds)
+    return f"Pixel Data truncated ({length} < {expected} bytes)" if length < expected else ""
+
+
+def validate_instance(data: bytes | Path, sop_class_uid: str, sop_instance_uid: str) -> InstanceHeader:
+    """Parse a received Part 10 byte string or file and check it; returns the index header or raises
+    ``InvalidInstance`` with the status to send back. A file is read without its long values (``DEFER_BYTES``):
+    memory stays small whatever the instance's size."""
     try:
-        ds = pydicom.dcmread(BytesIO(data))
+        if isinstance(data, Path):
+            ds = pydicom.dcmread(data, defer_size=DEFER_BYTES)
+        else:
+            ds = pydicom.dcmread(BytesIO(data))
         header = header_from_dataset(ds)
     except (InvalidInstance, MemoryError):
         raise
@@ -165,21 +228,9 @@ def validate_instance(data: bytes, sop_class_uid: str, sop_instance_uid: str) ->
     if header.sop_instance_uid != str(sop_instance_uid):
         raise InvalidInstance(DOES_NOT_MATCH_SOP_CLASS, "SOPInstanceUID differs from the C-STORE request")
     try:
-        value = ds.get("PixelData")
-        if value is None:
-            raise InvalidInstance(CANNOT_UNDERSTAND, "image without (complete) Pixel Data")
-        if ds.file_meta.TransferSyntaxUID.is_encapsulated:
-            fragments = _fragment_sizes(value)
-            if not any(fragments):
-                raise InvalidInstance(CANNOT_UNDERSTAND, "encapsulated Pixel Data without fragments")
-            frames = int(ds.get("NumberOfFrames", 1) or 1)
-            if len(fragments) < frames:
-                raise InvalidInstance(CANNOT_UNDERSTAND, f"encapsulated Pixel Data: {len(fragments)} fragment(s) "
-                                                         f"for {frames} frames")
-        else:
-            expected = _expected_native_bytes(ds)
-            if len(value) < expected:
-                raise InvalidInstance(CANNOT_UNDERSTAND, f"Pixel Data truncated ({len(value)} < {expected} bytes)")
+        problem = _pixel_problem(ds, data)
+        if problem:
+            raise InvalidInstance(CANNOT_UNDERSTAND, problem)
     except (InvalidInstance, MemoryError):
         raise
     except Exception as e:  # noqa: BLE001
@@ -206,6 +257,10 @@ class StorageSCP:
         self.ae.add_supported_context(Verification)
         for sop_class in STORAGE_SOP_CLASSES:
             self.ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
+        # Bounded memory: C-STORE data sets are written to a file as they arrive (the handler gets its path), and
+        # every connection's PDUs and messages are held to ``limits`` (``node.pdu_limits``).
+        _config.STORE_RECV_CHUNKED_DATASET = True
+        self.limits = WireLimits(max_pdu=settings.max_pdu, max_instance_bytes=settings.max_instance_bytes)
         self._server: Any = None
         self._assoc_ids: dict[int, str] = {}
         self._lock = threading.Lock()
@@ -224,6 +279,7 @@ class StorageSCP:
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_CONN_CLOSE, self._on_close),
+            (evt.EVT_CONN_OPEN, self._on_open),
         ]
         server = self.ae.make_server(
             (self.settings.host, self.settings.port), evt_handlers=handlers, server_class=GuardedAssociationServer,
@@ -294,12 +350,24 @@ class StorageSCP:
     def _on_echo(self, event: evt.Event) -> int:
         return SUCCESS
 
+    def _on_open(self, event: evt.Event) -> None:
+        """Before the connection reads anything: hold it to the size limits."""
+        limit_socket(event.assoc, self.limits, self._over_limit)
+
+    @staticmethod
+    def _over_limit(peer: str, why: str) -> None:
+        metrics.INSTANCES_REJECTED.labels("over a size limit (aborted)").inc()
+
     def _on_store(self, event: evt.Event) -> int:
         t0 = time.perf_counter()
         req = event.request
         calling = str(event.assoc.requestor.ae_title).strip()
         try:
-            data = event.encoded_dataset()
+            try:
+                data: bytes | Path = Path(event.dataset_path)  # received to a file (STORE_RECV_CHUNKED_DATASET)
+            except AttributeError:
+                data = event.encoded_dataset()
+            size = data.stat().st_size if isinstance(data, Path) else len(data)
             header = validate_instance(data, req.AffectedSOPClassUID, req.AffectedSOPInstanceUID)
         except InvalidInstance as e:
             metrics.INSTANCES_REJECTED.labels(e.reason.split(" (")[0][:40]).inc()
@@ -323,13 +391,25 @@ class StorageSCP:
             return UNABLE_TO_PROCESS
         metrics.INSTANCES_RECEIVED.labels(outcome.value).inc()
         if outcome is not StoreOutcome.DUPLICATE:
-            metrics.BYTES_RECEIVED.inc(len(data))
+            metrics.BYTES_RECEIVED.inc(size)
         metrics.STORE_SECONDS.observe(time.perf_counter() - t0)
         LOG.debug("instance stored", extra={"study_uid": header.study_uid, "sop_instance_uid": header.sop_instance_uid,
-                                            "outcome": outcome.value, "bytes": len(data)})
+                                            "outcome": outcome.value, "bytes": size})
         return SUCCESS
 
+    @staticmethod
+    def _discard_partial(event: evt.Event) -> None:
+        """Remove the file of a C-STORE data set that was still arriving when the connection ended (aborted, over a
+        limit, peer gone): pynetdicom removes only the files of complete requests."""
+        message = getattr(getattr(event.assoc, "dimse", None), "message", None)
+        partial = getattr(message, "_data_set_file", None)
+        if partial is not None:
+            with contextlib.suppress(OSError):
+                partial.close()
+                os.unlink(partial.name)
+
     def _on_close(self, event: evt.Event) -> None:
+        self._discard_partial(event)
         self.slots.release(event.assoc)
         with self._lock:
             aid = self._assoc_ids.pop(id(event.assoc), None)

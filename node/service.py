@@ -105,7 +105,7 @@ class Node:
                     last_sweep = time.time()
                     self.assembler.sweep_outbox(self.assembler.stale_after_s())
                 if self.worker is not None and self.worker.poll() is not None and not self._stop.is_set():
-                    report = self.spool.recover(lost_attempts=True)
+                    report = self.spool.requeue_unfinished(lost_attempts=True)
                     log(LOG, "embedded worker died; restarting", logging.ERROR, returncode=self.worker.returncode,
                         analyses_lost=report["worker_deaths"])
                     self._start_worker()

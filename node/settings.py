@@ -188,7 +188,11 @@ class NodeSettings(BaseSettings):
     allowed_hosts: list[str] = Field(default_factory=list)
     """Peer IP addresses accepted; empty accepts any."""
     max_pdu: int = 131072
-    """Maximum PDU size we receive (bytes); 0 means unlimited."""
+    """Maximum PDU size we receive (bytes); 0 means unlimited. A longer P-DATA-TF PDU aborts the association
+    before its body is read (``node.pdu_limits``)."""
+    max_instance_bytes: int = 1 << 30
+    """Longest C-STORE data set we receive (bytes, default 1 GiB); 0 means unlimited. A longer one aborts the
+    association as soon as it passes the limit; nothing of it is kept. Data sets are written to disk as they arrive."""
     max_associations: int = 10
     """Concurrent associations, counted once their A-ASSOCIATE-RQ is complete (raw connections do not count)."""
     association_request_timeout_s: float = 5.0
@@ -349,6 +353,13 @@ class NodeSettings(BaseSettings):
     def _positive_s(cls, v: float) -> float:
         if v <= 0:
             raise ValueError("must be > 0 s")
+        return v
+
+    @field_validator("max_pdu", "max_instance_bytes")
+    @classmethod
+    def _size(cls, v: int) -> int:
+        if v != 0 and v < 4096:
+            raise ValueError("must be 0 (unlimited) or at least 4096 bytes")
         return v
 
     @field_validator("max_pending_per_host", "max_associations")

@@ -2,15 +2,21 @@
 
 A write is durable when it returns: the bytes go to a temp file under ``tmp_dir`` (same file system), which is
 fsync'd, renamed into place, and the directory fsync'd, so a crash leaves either nothing or the complete file.
+A file received to disk (a large C-STORE data set) is moved the same way (``move_atomic``), never read whole.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
+import shutil
 import uuid
 from pathlib import Path
+
+CHUNK = 1 << 20
+"""Bytes read at a time when hashing or copying a file."""
 
 _SAFE_UID = re.compile(r"^[0-9][0-9.]{0,63}$")
 
@@ -21,11 +27,15 @@ def safe_name(uid: str) -> str:
 
 
 def file_sha256(path: Path) -> str:
-    """SHA-256 (hex) of a file's bytes; ``""`` when it cannot be read."""
+    """SHA-256 (hex) of a file's bytes, read in chunks; ``""`` when it cannot be read."""
+    h = hashlib.sha256()
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
     except OSError:
         return ""
+    return h.hexdigest()
 
 
 def fsync_dir(path: Path) -> None:
@@ -64,4 +74,34 @@ def write_atomic(data: bytes, dst: Path, tmp_dir: Path) -> None:
         raise
     os.close(fd)
     os.replace(tmp, dst)
+    fsync_dir(dst.parent)
+
+
+def move_atomic(src: Path, dst: Path, tmp_dir: Path) -> None:
+    """Move the complete file ``src`` to ``dst`` atomically and durably: fsync it, rename it into place, fsync the
+    directory. A file on another file system is copied (in chunks) to a temp file under ``tmp_dir`` and renamed
+    from there; ``src`` then stays for its owner to remove."""
+    dst.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.replace(src, dst)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        tmp = tmp_dir / f"{uuid.uuid4().hex}.part"
+        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with open(src, "rb") as f, os.fdopen(out, "wb", closefd=False) as w:
+                shutil.copyfileobj(f, w, CHUNK)
+            os.fsync(out)
+        except BaseException:
+            os.close(out)
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(out)
+        os.replace(tmp, dst)
     fsync_dir(dst.parent)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from node.spool import schema
 from node.spool.attempts import AnalysisAbandoned, AnalysisDeferred, RetryPolicy, close_attempt, dead_letter
-from node.spool.durable import file_sha256, fsync_dir, private, safe_name, write_atomic
+from node.spool.durable import file_sha256, fsync_dir, move_atomic, private, safe_name, write_atomic
 from node.spool.headers import InstanceHeader, header_from_dataset
 from node.spool.queries import SpoolQueries
 from node.spool.rows import ResultRow
@@ -118,10 +118,11 @@ class Spool(SpoolQueries):
             )
 
     def store(
-        self, data: bytes, header: InstanceHeader, *, assoc_id: str = "", calling_aet: str = "",
+        self, data: bytes | Path, header: InstanceHeader, *, assoc_id: str = "", calling_aet: str = "",
         now: float | None = None,
     ) -> StoreOutcome:
-        """Persist one instance (Part 10 bytes) durably and index it. Returns what happened."""
+        """Persist one instance durably and index it. Returns what happened. ``data``: the Part 10 bytes, or a
+        Part 10 file received to disk, which is moved into the spool (``move_atomic``), never read whole."""
         now = now if now is not None else time.time()
         db = self._db()
         row = db.execute(
@@ -129,19 +130,24 @@ class Spool(SpoolQueries):
         ).fetchone()
         digest = ""  # hashed only when a duplicate needs comparing (saves ~20 ms per 10 MB instance)
         if row is not None and row["study_uid"] == header.study_uid:
-            digest = hashlib.sha256(data).hexdigest()
+            digest = file_sha256(data) if isinstance(data, Path) else hashlib.sha256(data).hexdigest()
             if (row["sha256"] or file_sha256(Path(row["path"]))) == digest:
                 with self._tx() as db:
                     self._link_association(db, header.study_uid, assoc_id)
                 return StoreOutcome.DUPLICATE
         path = self.instance_path(header.study_uid, header.sop_instance_uid)
         new_dir = not path.parent.exists()
-        write_atomic(data, path, self.tmp_dir)
+        if isinstance(data, Path):
+            size = data.stat().st_size
+            move_atomic(data, path, self.tmp_dir)
+        else:
+            size = len(data)
+            write_atomic(data, path, self.tmp_dir)
         try:
             if new_dir:
                 fsync_dir(self.instances_dir)
             with self._tx() as db:
-                outcome = self._index(db, header, path, len(data), digest, calling_aet, assoc_id, now)
+                outcome = self._index(db, header, path, size, digest, calling_aet, assoc_id, now)
         except BaseException:
             if row is None or row["path"] != str(path):  # a new file the index does not know: not stored
                 path.unlink(missing_ok=True)
@@ -188,15 +194,14 @@ class Spool(SpoolQueries):
     # -- Recovery ----------------------------------------------------------------------------------
 
     def recover(self, now: float | None = None, *, lost_attempts: bool = False) -> dict[str, int]:
-        """Start-up repair after a crash: drop partial files, close associations of the dead process,
-        index complete files that were written but not indexed, and re-queue unfinished studies.
-        ``lost_attempts``: every open analysis attempt died with its worker (the embedded node, whose worker is its
-        child): each counts as an attempt and its study waits its backoff, or becomes a dead letter."""
+        """Start-up repair after a crash: drop partial files (ours, and data sets pynetdicom was receiving, when the
+        node's temporary folder is ``tmp``), close associations of the dead process, index complete files that
+        were written but not indexed, and re-queue unfinished studies (``requeue_unfinished``)."""
         from pydicom import dcmread
 
         now = now if now is not None else time.time()
         removed = 0
-        for p in self.tmp_dir.glob("*.part"):
+        for p in [*self.tmp_dir.glob("*.part"), *self.tmp_dir.glob("tmp*.dcm")]:
             p.unlink(missing_ok=True)
             removed += 1
         with self._tx() as db:
@@ -217,6 +222,15 @@ class Spool(SpoolQueries):
             with self._tx() as db:
                 self._index(db, header, p, p.stat().st_size, "", "", "", now)
             orphans += 1
+        return {"partial_files_removed": removed, "associations_closed": closed, "orphans_indexed": orphans,
+                **self.requeue_unfinished(now, lost_attempts=lost_attempts)}
+
+    def requeue_unfinished(self, now: float | None = None, *, lost_attempts: bool = False) -> dict[str, int]:
+        """Make every study whose newest generation is queued or being analysed ready to dispatch again (its task
+        may be lost). ``lost_attempts``: every open analysis attempt died with its worker (the embedded node, whose
+        worker is its child): each counts as an attempt and its study waits its backoff, or becomes a dead letter.
+        Safe while the SCP receives (unlike ``recover``, it touches no file and no association)."""
+        now = now if now is not None else time.time()
         deaths = self._settle_lost_attempts(now) if lost_attempts else 0
         with self._tx() as db:
             requeued = db.execute(
@@ -225,8 +239,7 @@ class Spool(SpoolQueries):
                 (StudyState.RECEIVING.value, StudyState.QUEUED.value, StudyState.ANALYZING.value,
                  StudyState.RECEIVING.value),
             ).rowcount
-        return {"partial_files_removed": removed, "associations_closed": closed, "orphans_indexed": orphans,
-                "studies_requeued": requeued, "worker_deaths": deaths}
+        return {"studies_requeued": requeued, "worker_deaths": deaths}
 
     def _settle_lost_attempts(self, now: float) -> int:
         """Record the death of every open analysis attempt (``node.spool.attempts.close_attempt``)."""
