@@ -8,6 +8,7 @@ pydicom is imported only when a file is written.
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -198,11 +199,18 @@ def write_study(study: PhantomStudy, out_dir: Path, *, patient_id: str | None = 
 
 # ------------------------------------------------------------------------------------------------ MRI
 def write_series(phantom: MriPhantom, out_dir: Path, *, study_uid: str | None = None, patient_id: str | None = None,
-                 series_number: int | None = None, study_datetime: _dt.datetime | None = None) -> list[Path]:
+                 series_number: int | None = None, study_datetime: _dt.datetime | None = None,
+                 orientation: Sequence[float] | None = None, positions: np.ndarray | None = None,
+                 uid_key: str | None = None) -> list[Path]:
     """Write one MR Image Storage file per slice into ``out_dir``; return the paths (slice order).
 
     UIDs are derived from the seed (stable across runs) unless ``study_uid`` is given. The patient is
-    ``PHANTOM^<patient id>``; Patient ID defaults to ``phantom.patient.patient_id``.
+    ``PHANTOM^<patient id>``; Patient ID defaults to ``phantom.patient.patient_id``. Any object with the
+    attributes read here can be written (renderer A's ``MriPhantom``, renderer B's ``SeriesB``); weighting
+    ``T2``, ``T1`` or ``STIR``. The plane geometry defaults to renderer A's (sagittal ``[0, 1, 0, 0, 0, -1]``, the
+    field of view centred on the patient origin); an oblique or flipped series passes its own ``orientation``
+    (ImageOrientationPatient) and ``positions`` ((slices, 3) ImagePositionPatient in written order). ``uid_key``
+    (default ``cspine-mri-<seed>``) seeds the UIDs, so that two renderers with the same seed do not collide.
     """
     from pydicom.dataset import FileDataset
     from pydicom.uid import generate_uid
@@ -211,18 +219,18 @@ def write_series(phantom: MriPhantom, out_dir: Path, *, study_uid: str | None = 
     out_dir.mkdir(parents=True, exist_ok=True)
     p = phantom.patient
     pid = patient_id or p.patient_id
-    key = f"cspine-mri-{p.seed}"
+    key = uid_key or f"cspine-mri-{p.seed}"
     study_uid = study_uid or generate_uid(entropy_srcs=[key, "study"])
     wt = phantom.weighting
     series_uid = generate_uid(entropy_srcs=[key, study_uid, "series", wt])
     for_uid = generate_uid(entropy_srcs=[key, study_uid, "frame-of-reference"])
     when = study_datetime or _dt.datetime(2026, 1, 5, 9, 30) + _dt.timedelta(days=p.seed % 300)
-    series_number = series_number or (2 if wt == "T2" else 3)
+    series_number = series_number or {"T2": 2, "T1": 3, "STIR": 4}.get(wt, 5)
     rows, cols = phantom.volume.shape[1:]
     ps = phantom.pixel_spacing_mm
     fov_v = rows * ps[0]
     paths = []
-    tr, te = (3200.0, 105.0) if wt == "T2" else (550.0, 9.0)
+    tr, te = {"T2": (3200.0, 105.0), "STIR": (3500.0, 60.0)}.get(wt, (550.0, 9.0))
     for k in range(phantom.volume.shape[0]):
         sop_uid = generate_uid(entropy_srcs=[key, series_uid, str(k)])
         path = out_dir / f"{wt}_{k + 1:03d}.dcm"
@@ -243,14 +251,16 @@ def write_series(phantom: MriPhantom, out_dir: Path, *, study_uid: str | None = 
         ds.PatientBirthDate = f"{when.year - p.age}0101"
         ds.PatientSex = p.sex
         ds.PatientAge = f"{p.age:03d}Y"
-        ds.ScanningSequence = ["SE"]
+        ds.ScanningSequence = ["SE", "IR"] if wt == "STIR" else ["SE"]
         ds.SequenceVariant = ["SK"]
         ds.ScanOptions = ""
         ds.MRAcquisitionType = "2D"
         ds.SliceThickness = f"{phantom.slice_thickness_mm:.2f}"
         ds.RepetitionTime = f"{tr:.1f}"
         ds.EchoTime = f"{te:.1f}"
-        ds.EchoTrainLength = 16 if wt == "T2" else 3
+        ds.EchoTrainLength = 16 if wt in ("T2", "STIR") else 3
+        if wt == "STIR":
+            ds.InversionTime = "160.0"
         ds.MagneticFieldStrength = "1.5"
         ds.SpacingBetweenSlices = f"{phantom.spacing_between_slices_mm:.2f}"
         ds.PatientPosition = "HFS"
@@ -262,8 +272,12 @@ def write_series(phantom: MriPhantom, out_dir: Path, *, study_uid: str | None = 
         ds.AcquisitionNumber = 1
         x = phantom.slice_positions_mm[k]
         # centre the field of view on the patient origin: top-left pixel centre
-        ds.ImagePositionPatient = [f"{x:.4f}", f"{-cols * ps[1] / 2:.4f}", f"{fov_v / 2:.4f}"]
-        ds.ImageOrientationPatient = ["0", "1", "0", "0", "0", "-1"]
+        if positions is None:
+            ds.ImagePositionPatient = [f"{x:.4f}", f"{-cols * ps[1] / 2:.4f}", f"{fov_v / 2:.4f}"]
+        else:
+            ds.ImagePositionPatient = [f"{float(v):.4f}" for v in positions[k]]
+        ds.ImageOrientationPatient = (["0", "1", "0", "0", "0", "-1"] if orientation is None
+                                      else [f"{float(v):.6f}" for v in orientation])
         ds.FrameOfReferenceUID = for_uid
         ds.PositionReferenceIndicator = ""
         ds.SliceLocation = f"{x:.4f}"

@@ -11,33 +11,71 @@ from pipelines.phantoms.mri.truth import write_truth
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """``cspine-node phantom mri --out DIR --seed N --count K [--weighting T2 T1]``.
+    """``cspine-node phantom mri --out DIR --seed N --count K [--style a|b] [--shift NAME[:VALUE] ...]
+    [--weighting T2 T1 STIR]``.
 
     Writes ``DIR/mri_<seed>/`` per patient: one series per weighting (same study, same patient) and
-    ``truth.json``.
+    ``truth.json``. ``--style a`` (default) is renderer A (``pipelines.phantoms.mri``), ``--style b`` renderer B
+    (``pipelines.phantoms.mri_b``: its own anatomy and acquisition). ``--shift`` applies shifts of the suite
+    (``pipelines.phantoms.mri_shift.spec``; ``suite`` cycles through them one per study); with a shift or style b
+    the truth JSON holds the disc centres in patient coordinates and on the stored pixels.
     """
     ap = argparse.ArgumentParser(prog="cspine-node phantom mri", description=cli.__doc__)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--count", type=int, default=1)
-    ap.add_argument("--weighting", nargs="+", default=["T2"], choices=sorted(SIGNAL))
-    ap.add_argument("--rows", type=int, default=256)
-    ap.add_argument("--columns", type=int, default=256)
-    ap.add_argument("--slices", type=int, default=11)
+    ap.add_argument("--style", choices=("a", "b"), default="a")
+    ap.add_argument("--shift", nargs="+", default=[], metavar="NAME[:VALUE]")
+    ap.add_argument("--weighting", nargs="+", default=["T2"], choices=sorted({*SIGNAL, "STIR"}))
+    ap.add_argument("--rows", type=int, default=None)
+    ap.add_argument("--columns", type=int, default=None)
+    ap.add_argument("--slices", type=int, default=None)
     args = ap.parse_args(argv)
+    if args.weighting[0] != "T2" and (args.style == "b" or args.shift):
+        ap.error("with --style b or --shift the first weighting is T2 (the series the truth refers to)")
+    if args.style == "a" and not args.shift and "STIR" not in args.weighting:
+        return _renderer_a(args)
+    return _cases(args)
+
+
+def _renderer_a(args: argparse.Namespace) -> int:
     import pydicom
 
+    rows, cols, slices = args.rows or 256, args.columns or 256, args.slices or 11
     for seed in range(args.seed, args.seed + args.count):
         d = args.out / f"mri_{seed:06d}"
         study_uid = None
         for wt in args.weighting:
-            ph = generate_series(seed, weighting=wt, shape=(args.rows, args.columns), n_slices=args.slices)
+            ph = generate_series(seed, weighting=wt, shape=(rows, cols), n_slices=slices)
             files = write_series(ph, d, study_uid=study_uid)
             study_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
             if wt == args.weighting[0]:
                 write_truth(ph, d / "truth.json")
         pos = sum(t.disc_herniation for t in ph.levels)
-        print(f"{d}: {len(args.weighting)} series x {args.slices} slices, {pos} herniated disc(s)")
+        print(f"{d}: {len(args.weighting)} series x {slices} slices, {pos} herniated disc(s)")
+    return 0
+
+
+def _cases(args: argparse.Namespace) -> int:
+    from pipelines.phantoms.mri_shift import make_case, parse_shifts, suite_shift, write_case
+
+    base = [s for s in args.shift if s != "suite"]
+    base += [w.lower() for w in args.weighting[1:]]
+    if args.slices:
+        base.append(f"slices:{args.slices}")
+    if args.rows or args.columns:
+        base.append(f"matrix:{args.rows or args.columns}x{args.columns or args.rows}")
+    for i, seed in enumerate(range(args.seed, args.seed + args.count)):
+        items = list(base)
+        if "suite" in args.shift:
+            items.append(suite_shift(i, exclude=("oblique", "stir") if args.style == "a" else ()))
+        case = make_case(args.style, seed, parse_shifts(items))
+        d = args.out / f"mri_{args.style}_{seed:06d}"
+        write_case(case, d)
+        shifted = ", ".join(f"{k}:{v}" if v else k for k, v in case.shifts.items()) or "none"
+        pos = sum(t.disc_herniation for t in case.levels)
+        print(f"{d}: renderer {args.style.upper()}, {len(case.series)} series x {case.series[0].volume.shape[0]} "
+              f"slices, shifts {shifted}, {pos} herniated disc(s)")
     return 0
 
 
