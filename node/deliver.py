@@ -8,11 +8,17 @@ was lost (restart, crash). ``cspine-node status`` shows the last error per desti
 
 ``SENDERS`` maps every ``DestinationKind`` to its ``Sender``; ``sender_for(kind)`` looks one up. A new kind of
 destination is a new ``DestinationKind`` member and a sender registered here.
+
+Each object is recorded as sent as soon as the destination acknowledges it: after its C-STORE success (DIMSE), or
+from the response of its STOW-RS request (requests of at most ``STOW_BATCH`` objects). A delivery interrupted
+midway (worker killed, destination gone) re-sends only what was not acknowledged.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -22,6 +28,7 @@ import requests
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 
+from node.logs import log
 from node.settings import Destination, DestinationKind
 from node.spool import OutboxRow, Spool
 
@@ -29,6 +36,11 @@ LOG = logging.getLogger("node.deliver")
 
 # C-STORE statuses that mean "stored": success and the warning family (coercion, elements discarded).
 _STORED = {0x0000, 0x0001, 0x0107, 0x0116, 0xB000, 0xB006, 0xB007}
+STOW_BATCH = 8
+"""Objects per STOW-RS request: each response is recorded before the next request (and memory holds one batch)."""
+
+OnSent = Callable[[list[int]], None]
+"""``on_sent(ids)``: record outbox rows as sent, called as soon as the destination acknowledged them."""
 
 
 class DeliveryError(RuntimeError):
@@ -50,16 +62,30 @@ class Attempt:
 
 class Sender(Protocol):
     """Sends outbox rows to one kind of destination in one attempt; never raises for a delivery failure
-    (it returns the failed ids and the error, which ``send_rows`` records and Celery retries)."""
+    (it returns the failed ids and the error, which ``send_rows`` records and Celery retries). It calls ``on_sent``
+    with the rows the destination acknowledged as soon as it knows, so that they are recorded one by one."""
 
-    def send(self, dest: Destination, rows: list[OutboxRow], *, calling_aet: str) -> Attempt: ...
+    def send(self, dest: Destination, rows: list[OutboxRow], *, calling_aet: str,
+             on_sent: OnSent | None = None) -> Attempt: ...
 
 
 def send_rows(dest: Destination, rows: list[OutboxRow], spool: Spool, *, calling_aet: str = "CSPINE") -> None:
-    """Send the outbox ``rows`` to ``dest``; marks what was stored as sent, raises ``DeliveryError`` for the rest."""
-    attempt = sender_for(dest.kind).send(dest, rows, calling_aet=calling_aet)
-    if attempt.sent:
-        spool.mark_sent(attempt.sent)
+    """Send the outbox ``rows`` to ``dest``; each one the destination acknowledges is marked sent at once (so an
+    interrupted delivery re-sends only the rest); raises ``DeliveryError`` for the rows not delivered."""
+    recorded: set[int] = set()
+
+    def on_sent(ids: list[int]) -> None:
+        try:
+            spool.mark_sent(ids)
+        except (sqlite3.Error, OSError) as e:  # marked again below; at worst sent again later (at least once)
+            log(LOG, "sent object not recorded yet", logging.WARNING, destination=dest.name, error=str(e))
+            return
+        recorded.update(ids)
+
+    attempt = sender_for(dest.kind).send(dest, rows, calling_aet=calling_aet, on_sent=on_sent)
+    rest = [i for i in attempt.sent if i not in recorded]
+    if rest:
+        spool.mark_sent(rest)
     if attempt.failed:
         raise DeliveryError(f"{dest.name}: {attempt.error}", attempt.failed)
 
@@ -68,18 +94,25 @@ class DimseSender:
     """C-STORE over one association per attempt, one presentation context per SOP class (the files' own
     transfer syntax plus explicit/implicit VR little endian)."""
 
-    def send(self, dest: Destination, rows: list[OutboxRow], *, calling_aet: str) -> Attempt:
-        return _send_dimse(dest, rows, calling_aet)
+    def send(self, dest: Destination, rows: list[OutboxRow], *, calling_aet: str,
+             on_sent: OnSent | None = None) -> Attempt:
+        return _send_dimse(dest, rows, calling_aet, on_sent or _ignore)
 
 
 class StowSender:
-    """STOW-RS of all rows in one request (dicomweb-client); the response's FailedSOPSequence names refusals."""
+    """STOW-RS in requests of ``STOW_BATCH`` rows (dicomweb-client); each response says which objects were stored
+    (ReferencedSOPSequence) and which refused (FailedSOPSequence)."""
 
-    def send(self, dest: Destination, rows: list[OutboxRow], *, calling_aet: str) -> Attempt:
-        return _send_stow(dest, rows)
+    def send(self, dest: Destination, rows: list[OutboxRow], *, calling_aet: str,
+             on_sent: OnSent | None = None) -> Attempt:
+        return _send_stow(dest, rows, on_sent or _ignore)
 
 
-def _send_dimse(dest: Destination, rows: list[OutboxRow], calling_aet: str) -> Attempt:
+def _ignore(ids: list[int]) -> None:
+    """``on_sent`` of a caller that records the attempt's ``sent`` at the end."""
+
+
+def _send_dimse(dest: Destination, rows: list[OutboxRow], calling_aet: str, on_sent: OnSent) -> Attempt:
     ae = AE(ae_title=calling_aet)
     ae.acse_timeout = dest.timeout_s
     ae.dimse_timeout = dest.timeout_s
@@ -106,6 +139,7 @@ def _send_dimse(dest: Destination, rows: list[OutboxRow], calling_aet: str) -> A
             code = int(status.Status) if status and "Status" in status else None
             if code in _STORED:
                 sent.append(r.id)
+                on_sent([r.id])
             else:
                 failed.append(r.id)
                 error = f"C-STORE status {'none (connection lost)' if code is None else f'0x{code:04X}'}"
@@ -119,7 +153,7 @@ def _send_dimse(dest: Destination, rows: list[OutboxRow], calling_aet: str) -> A
     return Attempt(sent, failed, error)
 
 
-def _send_stow(dest: Destination, rows: list[OutboxRow]) -> Attempt:
+def _send_stow(dest: Destination, rows: list[OutboxRow], on_sent: OnSent) -> Attempt:
     from dicomweb_client.api import DICOMwebClient
 
     session = requests.Session()
@@ -128,17 +162,36 @@ def _send_stow(dest: Destination, rows: list[OutboxRow]) -> Attempt:
     # No retries inside the client (its default session retries a refused connection for ~30 s, blocking the
     # worker): Celery retries the whole delivery with backoff instead.
     client.set_http_retry_params(retry=False)
-    datasets = [pydicom.dcmread(r.path) for r in rows]
-    try:
-        response = client.store_instances(datasets)
-    except Exception as e:  # noqa: BLE001 - HTTP errors, connection refused: retried
-        return Attempt(failed=[r.id for r in rows], error=f"STOW-RS {type(e).__name__}: {str(e)[:300]}")
-    failed_uids = set()
-    for item in getattr(response, "FailedSOPSequence", None) or []:
-        failed_uids.add(str(item.get("ReferencedSOPInstanceUID", "")))
-    sent = [r.id for r in rows if r.sop_instance_uid not in failed_uids]
-    failed = [r.id for r in rows if r.sop_instance_uid in failed_uids]
-    return Attempt(sent, failed, f"STOW-RS refused {len(failed)} object(s)" if failed else "")
+    attempt = Attempt()
+    for start in range(0, len(rows), STOW_BATCH):
+        batch = rows[start:start + STOW_BATCH]
+        try:
+            response = client.store_instances([pydicom.dcmread(r.path) for r in batch])
+        except Exception as e:  # noqa: BLE001 - HTTP errors, connection refused: this batch and the rest retried
+            attempt.failed += [r.id for r in rows[start:]]
+            attempt.error = f"STOW-RS {type(e).__name__}: {str(e)[:300]}"
+            break
+        stored, refused = stow_outcome(response, batch)
+        if stored:
+            on_sent(stored)
+        attempt.sent += stored
+        attempt.failed += refused
+        if refused:
+            attempt.error = f"STOW-RS refused {len(attempt.failed)} object(s)"
+    return attempt
+
+
+def stow_outcome(response: pydicom.Dataset, rows: list[OutboxRow]) -> tuple[list[int], list[int]]:
+    """(stored, not stored) row ids of one STOW-RS request from its response (PS3.18 10.5.3): objects in its
+    FailedSOPSequence are not stored; when it has a ReferencedSOPSequence, only the objects it lists are stored
+    (one it leaves out is sent again); without one (an empty 200 OK), every object not failed is stored."""
+    def uids(seq: str) -> set[str]:
+        return {str(i.get("ReferencedSOPInstanceUID", "")) for i in (getattr(response, seq, None) or [])}
+
+    referenced, failed = uids("ReferencedSOPSequence"), uids("FailedSOPSequence")
+    stored = [r.id for r in rows if r.sop_instance_uid not in failed
+              and (r.sop_instance_uid in referenced or not referenced)]
+    return stored, [r.id for r in rows if r.id not in stored]
 
 
 def _with_timeout(request, timeout: float):  # noqa: ANN001, ANN202 - wraps requests.Session.request

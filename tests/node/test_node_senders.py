@@ -38,17 +38,18 @@ def test_send_rows_uses_the_registered_sender(monkeypatch: pytest.MonkeyPatch) -
     calls = []
 
     class Fake:
-        def send(self, dest: Destination, rows: list, *, calling_aet: str) -> Attempt:
+        def send(self, dest: Destination, rows: list, *, calling_aet: str, on_sent=None) -> Attempt:  # noqa: ANN001
             calls.append((dest.name, rows, calling_aet))
+            on_sent([1])  # acknowledged: recorded at once
             return Attempt(sent=[1, 2])
 
     class FakeSpool:
-        sent: list[int] = []
+        sent: list[list[int]] = []
 
         def mark_sent(self, ids: list[int]) -> None:
-            self.sent = ids
+            self.sent = [*self.sent, ids]
 
     monkeypatch.setitem(SENDERS, DestinationKind.STOW, Fake())
     spool = FakeSpool()
     send_rows(Destination(name="a", kind="stow", url="http://a"), ["r1", "r2"], spool, calling_aet="ME")
-    assert calls == [("a", ["r1", "r2"], "ME")] and spool.sent == [1, 2]
+    assert calls == [("a", ["r1", "r2"], "ME")] and spool.sent == [[1], [2]]  # the rest recorded at the end
