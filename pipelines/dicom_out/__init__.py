@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import matplotlib.pyplot as plt
 from pydicom.dataset import Dataset
 
 from pipelines.dicom_out._sources import load_sources, previous_results
@@ -58,10 +57,7 @@ def encode(study: Study, result: StudyResult, *, now: datetime | None = None) ->
     objects += build_segs(result, sources, prov, **series("seg"))
     objects += build_gsps(result, sources, prov, **series("pr"))
     objects += build_heatmap_segs(result, sources, prov, **series("map"))
-    fig = render(result, sources)
-    try:
-        objects.append(build_sc(result, sources, prov, fig, **series("report")))
-        objects.append(build_pdf(result, sources, prov, fig, **series("pdf")))
-    finally:
-        plt.close(fig)
+    page = render(result, sources)
+    objects.append(build_sc(result, sources, prov, page, **series("report")))
+    objects.append(build_pdf(result, sources, prov, page, **series("pdf")))
     return objects

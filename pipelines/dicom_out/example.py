@@ -105,7 +105,7 @@ def phantom_example(seed: int, out_dir: Path, *, shape: tuple[int, int] | None =
 def main(argv: list[str] | None = None) -> int:
     from pipelines.dicom_out import encode
     from pipelines.dicom_out._sources import load_sources
-    from pipelines.dicom_out.report import figure_rgb, render
+    from pipelines.dicom_out.report import render
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out_dir", type=Path)
@@ -118,12 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     for i, ds in enumerate(encode(study, result)):
         ds.save_as(res_dir / f"{i:02d}_{ds.Modality}.dcm", enforce_file_format=True)
     if args.png:
-        import matplotlib.pyplot as plt
         from PIL import Image
 
-        fig = render(result, load_sources(study, result))
-        Image.fromarray(figure_rgb(fig)).save(args.png)
-        plt.close(fig)
+        Image.fromarray(render(result, load_sources(study, result))).save(args.png)
     print(result.summary())
     return 0
 

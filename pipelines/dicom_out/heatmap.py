@@ -37,6 +37,18 @@ def combined_map(image: ImageResult) -> np.ndarray:
     return out
 
 
+def _stacked(maps: list[HeatMap], rows: int, columns: int) -> np.ndarray:
+    """(1, rows, columns, maps) float32: ``weighted`` of each map, written patch by patch (no full-size copies)."""
+    arr = np.zeros((1, rows, columns, len(maps)), dtype=np.float32)
+    for i, h in enumerate(maps):
+        w = 1.0 if h.probability is None else float(h.probability)
+        r0, c0 = h.origin
+        r1, c1 = min(r0 + h.array.shape[0], rows), min(c0 + h.array.shape[1], columns)
+        if r1 > r0 and c1 > c0:
+            arr[0, r0:r1, c0:c1, i] = np.clip(np.asarray(h.array[: r1 - r0, : c1 - c0], np.float32) * w, 0.0, 1.0)
+    return arr
+
+
 def build_heatmap_segs(result: StudyResult, sources: Sources, prov: Provenance, *, series_uid: str,
                        series_number: int) -> list[hd.seg.Segmentation]:
     """One FRACTIONAL SEG per source image with heat maps; empty when there are none."""
@@ -49,7 +61,7 @@ def build_heatmap_segs(result: StudyResult, sources: Sources, prov: Provenance, 
         maps = [h for h in image.heatmaps if np.asarray(h.array).size]
         if not maps:
             continue
-        arr = np.stack([weighted(h, rows, cols) for h in maps], axis=-1)[None]  # (1, rows, cols, segments)
+        arr = _stacked(maps, rows, cols)
         descriptions = [
             hd.seg.SegmentDescription(
                 segment_number=i + 1,

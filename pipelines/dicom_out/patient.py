@@ -35,18 +35,15 @@ import textwrap
 from datetime import UTC, datetime
 
 import highdicom as hd
-import matplotlib
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes as dcm_codes
+from pydicom.sr.coding import Code
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from pydicom.dataset import Dataset  # noqa: E402
-from pydicom.sr.codedict import codes as dcm_codes  # noqa: E402
-from pydicom.sr.coding import Code  # noqa: E402
-
-from pipelines.dicom_out import codes  # noqa: E402
-from pipelines.dicom_out._sources import Sources  # noqa: E402
-from pipelines.dicom_out.graphics import sites_graphic  # noqa: E402
-from pipelines.dicom_out.identity import (  # noqa: E402
+from pipelines.dicom_out import codes
+from pipelines.dicom_out._sources import Sources
+from pipelines.dicom_out.graphics import sites_graphic
+from pipelines.dicom_out.identity import (
     RESEARCH_STATEMENT,
     Provenance,
     new_uid,
@@ -54,9 +51,11 @@ from pipelines.dicom_out.identity import (  # noqa: E402
     run_number,
     series_number,
 )
-from pipelines.dicom_out.report import DPI, PAGE_INCHES, build_pdf  # noqa: E402
-from pipelines.patient.report import FACTORS, RULES, PatientReport, sites_overlap, vertebrae_of  # noqa: E402
-from pipelines.results import SEGMENTS, AlgorithmInfo, Finding, StudyResult  # noqa: E402
+from pipelines.dicom_out.page import Page
+from pipelines.dicom_out.report import build_pdf
+from pipelines.dicom_out.sr_content import Group, ImageRef, Num, Region, measurement_report
+from pipelines.patient.report import FACTORS, RULES, PatientReport, sites_overlap, vertebrae_of
+from pipelines.results import SEGMENTS, AlgorithmInfo, Finding, StudyResult
 
 PIPELINE = "patient"
 """Pseudo pipeline name of the patient-level report (result series, Contributing Equipment)."""
@@ -96,21 +95,17 @@ RULE_CODES: dict[str, Code] = {
 }
 """Coded name of each corroboration rule (``pipelines.patient.report.RULES``)."""
 
-_Planar = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
-_Plain = hd.sr.MeasurementsAndQualitativeEvaluations
-
-
 def split_sites(site: str) -> list[str]:
     """``"C3-C4, C5-C6"`` -> ["C3-C4", "C5-C6"]; ``"C3-C4..C6-C7"`` -> ["C3-C4", "C6-C7"]; "" -> []."""
     return [s.strip() for part in site.split(",") for s in part.split("..") if s.strip()]
 
 
-def _site_items(site: str) -> list[hd.sr.FindingSite]:
+def _site_codes(site: str) -> tuple[Code, ...]:
     seen: dict[tuple[str, str], Code] = {}
     for s in split_sites(site):
         for c in codes.site_codes(s):
             seen.setdefault((c.value, c.scheme_designator), c)
-    return [hd.sr.FindingSite(c) for c in seen.values()]
+    return tuple(seen.values())
 
 
 def _region_sites(site: str) -> list[str]:
@@ -124,32 +119,29 @@ def _region_sites(site: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _region(f: Finding, order: list[StudyResult], sources: Sources) -> hd.sr.ImageRegion | None:
+def _region(f: Finding, order: list[StudyResult], sources: Sources) -> Region | None:
     sites = _region_sites(f.site)
     for result in order:
         for image in result.images:
             g = sites_graphic(sites, image)
             if g is not None and g.image_uid in sources.datasets:
                 src = sources[g.image_uid]
-                return hd.sr.ImageRegion(
-                    graphic_type=g.kind, graphic_data=g.dicom_points(int(src.Rows), int(src.Columns)),
-                    source_image=hd.sr.SourceImageForRegion(src.SOPClassUID, src.SOPInstanceUID,
-                                                            sources.frames(g.image_uid, g.frame)))
+                frames = sources.frames(g.image_uid, g.frame)
+                return Region(g.kind, tuple(g.dicom_points(int(src.Rows), int(src.Columns)).ravel().tolist()),
+                              ImageRef(str(src.SOPClassUID), str(src.SOPInstanceUID),
+                                       tuple(frames) if frames else None))
     return None
 
 
-def _group(f: Finding, finding_type: Code, evaluation: hd.sr.QualitativeEvaluation, order: list[StudyResult],
-           sources: Sources, prov: Provenance) -> _Planar | _Plain:
-    tracking = hd.sr.TrackingIdentifier(uid=new_uid(), identifier=f"{f.name} {f.site}: {f.value}"[:64])
-    extra = [hd.sr.Measurement(name=codes.PROBABILITY, value=float(f.probability), unit=codes.unit_code("1"))] \
-        if f.probability is not None else None
-    kw = dict(tracking_identifier=tracking, finding_type=finding_type, finding_sites=_site_items(f.site) or None,
-              algorithm_id=hd.sr.AlgorithmIdentification(prov.model_name, prov.software_version),
-              measurements=extra, qualitative_evaluations=[evaluation])
-    region = _region(f, order, sources)
-    if region is not None:
-        return _Planar(referenced_region=region, **kw)
-    return _Plain(**kw)
+def _group(f: Finding, finding_type: Code, evaluation: tuple[Code, Code], order: list[StudyResult],
+           sources: Sources, prov: Provenance) -> Group:
+    """A TID 1410 group (outlined on an image of ``order``) or, without a figure, a TID 1501 group."""
+    probability = () if f.probability is None else (
+        Num(name=codes.PROBABILITY, value=float(f.probability), unit=codes.unit_code("1")),)
+    return Group(identifier=f"{f.name} {f.site}: {f.value}"[:64], uid=new_uid(),
+                 algorithm=(prov.model_name, prov.software_version), region=_region(f, order, sources),
+                 finding_type=finding_type, finding_sites=_site_codes(f.site), measurements=probability,
+                 evaluations=(evaluation,))
 
 
 def _texts(report: PatientReport, results: dict[str, StudyResult]) -> list[str]:
@@ -167,24 +159,22 @@ def _texts(report: PatientReport, results: dict[str, StudyResult]) -> list[str]:
 
 
 def build_patient_sr(report: PatientReport, results: dict[str, StudyResult], sources: Sources, current: str,
-                     prov: Provenance, *, series_uid: str, series_number: int) -> hd.sr.Comprehensive3DSR:
+                     prov: Provenance, *, series_uid: str, series_number: int) -> Dataset:
     """The TID 1500 SR of a patient report (see the module docstring)."""
     order = [results[current], results["mri" if current == "xray" else "xray"]]
-    groups: list[_Planar | _Plain] = []
+    groups: list[Group] = []
     for f in report.factors:
         code = FACTOR_CODES.get(f.key) or codes.finding_code(f.key, f.name)
-        groups.append(_group(f, code, hd.sr.QualitativeEvaluation(code, codes.value_code(f.value)), order, sources, prov))
+        groups.append(_group(f, code, (code, codes.value_code(f.value)), order, sources, prov))
     if report.overall is not None:
         ov = report.overall
-        groups.append(_group(ov, SPONDYLOSIS, hd.sr.QualitativeEvaluation(SPONDYLOSIS, codes.value_code(ov.value)),
-                             order, sources, prov))
+        groups.append(_group(ov, SPONDYLOSIS, (SPONDYLOSIS, codes.value_code(ov.value)), order, sources, prov))
     for c in report.corroborations:
         rule = RULE_CODES.get(c.threshold) or Code("R-" + c.threshold.upper()[:14], codes.PRIVATE_SCHEME, c.name[:64])
-        groups.append(_group(c, CORROBORATION, hd.sr.QualitativeEvaluation(rule, codes.value_code(c.value)),
-                             order, sources, prov))
+        groups.append(_group(c, CORROBORATION, (rule, codes.value_code(c.value)), order, sources, prov))
     for f in report.predictions:  # model outputs (probability as NUM, value likely/unlikely)
         code = PREDICTION_CODES.get(f.key) or codes.finding_code(f.key, f.name)
-        groups.append(_group(f, code, hd.sr.QualitativeEvaluation(code, codes.value_code(f.value)), order, sources, prov))
+        groups.append(_group(f, code, (code, codes.value_code(f.value)), order, sources, prov))
     evidence = [sources[i.image_uid] for r in order for i in r.images if i.image_uid in sources.datasets]
     if not evidence:
         raise ValueError("no source image of the current study to attach the patient report to")
@@ -194,19 +184,10 @@ def build_patient_sr(report: PatientReport, results: dict[str, StudyResult], sou
             uid=prov.device_uid(), name=prov.model_name, manufacturer_name=ALGORITHM.manufacturer[:64],
             model_name=prov.model_name),
     )
-    content = hd.sr.MeasurementReport(
-        observation_context=hd.sr.ObservationContext(observer_device_context=observer),
-        procedure_reported=[codes.PROCEDURE_XRAY, codes.PROCEDURE_MRI],
-        imaging_measurements=groups,
-        referenced_images=evidence,
-    )
-    box = hd.sr.ContainerContentItem(name=codes.QUALITATIVE_EVALUATIONS, relationship_type="CONTAINS")
-    box.ContentSequence = hd.sr.ContentSequence(
-        [hd.sr.TextContentItem(name=codes.COMMENT, value=t[:1024], relationship_type="CONTAINS")
-         for t in _texts(report, results)])
-    content[0].ContentSequence.append(box)
-    sr = hd.sr.Comprehensive3DSR(
-        evidence=evidence, content=content[0], series_instance_uid=series_uid, series_number=series_number,
+    sr = measurement_report(
+        evidence=evidence, library=evidence, observer=observer, procedures=[codes.PROCEDURE_XRAY, codes.PROCEDURE_MRI],
+        groups=groups, remarks=_texts(report, results),
+        series_instance_uid=series_uid, series_number=series_number,
         sop_instance_uid=new_uid(), instance_number=prov.instance_base, manufacturer=ALGORITHM.manufacturer[:64],
         is_complete=True, is_final=False, is_verified=False, contributing_equipment=prov.contributing_equipment(),
         series_description="AI patient-level report X-ray + MRI (SR) - RESEARCH USE",
@@ -267,50 +248,42 @@ def table_rows(report: PatientReport) -> list[list[str]]:
     return rows
 
 
-def _style(t, rows: list[list[str]], fontsize: float, col: int) -> None:  # noqa: ANN001 - matplotlib Table
-    t.auto_set_font_size(False)
-    t.set_fontsize(fontsize)
-    for (r, c), cell in t.get_celld().items():
-        cell.set_linewidth(0.3)
-        text = "" if r == 0 else rows[r - 1][col if col >= 0 else c]
-        if r == 0:
-            cell.set_facecolor("#dde6f0")
-        elif text.startswith("present") or text == "+" or (col < 0 and c == len(rows[0]) - 1 and text):
-            cell.set_facecolor("#fde2e2")
+def _shaded(rows: list[list[str]], col: int) -> set[tuple[int, int]]:
+    """Cells to shade: a positive grid cell ``+`` or a corroborated level (``col`` < 0: the level grid), or the
+    result column ``col`` of a factor that is present."""
+    out = set()
+    for r, row in enumerate(rows):
+        for c, text in enumerate(row):
+            if (col < 0 and (text == "+" or (c == len(row) - 1 and text))) or (c == col and text.startswith("present")):
+                out.add((r, c))
+    return out
 
 
-def render_patient(report: PatientReport, results: dict[str, StudyResult]) -> plt.Figure:
-    """The one-page patient report (A4) as a matplotlib figure: factors by level (Fig. 7), then every
-    factor and corroboration (Fig. 8) with its evidence."""
-    fig = plt.figure(figsize=PAGE_INCHES, dpi=DPI)
-    fig.text(0.5, 0.985, "Cervical spondylosis - patient-level report (X-ray + MRI)", ha="center", va="top",
-             fontsize=12, weight="bold")
-    fig.text(0.5, 0.962, "Degenerative factors of paper 002 Fig. 7 by level; corroborations as in Fig. 8",
-             ha="center", va="top", fontsize=7)
+def render_patient(report: PatientReport, results: dict[str, StudyResult]) -> np.ndarray:
+    """The one-page patient report (A4) as RGB pixels: factors by level (Fig. 7), then every factor and
+    corroboration (Fig. 8) with its evidence."""
+    page = Page()
+    page.text(0.5, 0.985, "Cervical spondylosis - patient-level report (X-ray + MRI)", 12, ha="center", va="top",
+              bold=True)
+    page.text(0.5, 0.962, "Degenerative factors of paper 002 Fig. 7 by level; corroborations as in Fig. 8", 7,
+              ha="center", va="top")
     for i, modality in enumerate(("xray", "mri")):
         r = results[modality]
-        fig.text(0.04, 0.94 - 0.014 * i, f"{MODALITY_NAMES[modality]} study {r.study_uid} "
-                 f"({r.algorithm.name} {r.algorithm.version})", fontsize=6)
+        page.text(0.04, 0.94 - 0.014 * i, f"{MODALITY_NAMES[modality]} study {r.study_uid} "
+                  f"({r.algorithm.name} {r.algorithm.version})", 6)
     header, grid = level_grid(report)
-    ax = fig.add_axes((0.03, 0.7, 0.94, 0.19))
-    ax.set_axis_off()
-    ax.set_title("Factors by level (+ positive, - negative, n/a not assessed)", fontsize=8, loc="left")
-    t = ax.table(cellText=grid, colLabels=header, cellLoc="center", bbox=(0, 0, 1, 1),
-                 colWidths=[0.07] + [0.095] * len(FACTORS) + [0.17])
-    _style(t, grid, 6, -1)
+    page.table((0.03, 0.7, 0.94, 0.19), header, grid, [0.07] + [0.095] * len(FACTORS) + [0.17],
+               "Factors by level (+ positive, - negative, n/a not assessed)", shaded=_shaded(grid, -1), max_size=6,
+               align="center")
     rows = table_rows(report)
-    ax = fig.add_axes((0.03, 0.07, 0.94, 0.58))
-    ax.set_axis_off()
-    ax.set_title("Factors and corroborations", fontsize=8, loc="left")
-    height = min(1.0, 0.055 * (len(rows) + 1))
-    t = ax.table(cellText=rows, colLabels=["Factor / corroboration", "Site", "Result", "Evidence"],
-                 colWidths=[0.24, 0.1, 0.1, 0.56], cellLoc="left", bbox=(0, 1 - height, 1, height))
-    _style(t, rows, 5, 2)
+    height = min(0.58, 0.58 * 0.055 * (len(rows) + 1))
+    page.table((0.03, 0.65 - height, 0.94, height), ["Factor / corroboration", "Site", "Result", "Evidence"], rows,
+               [0.24, 0.1, 0.1, 0.56], "Factors and corroborations", shaded=_shaded(rows, 2), max_size=5)
     for i, w in enumerate(report.warnings[:3]):
-        fig.text(0.04, 0.055 + 0.012 * (len(report.warnings[:3]) - 1 - i), _wrap(f"Warning: {w}", 160, 1),
-                 fontsize=5, color="#805000")
-    fig.text(0.5, 0.035, RESEARCH_STATEMENT, ha="center", fontsize=7, weight="bold", color="#b00000", wrap=True)
-    return fig
+        page.text(0.04, 0.055 + 0.012 * (len(report.warnings[:3]) - 1 - i), _wrap(f"Warning: {w}", 160, 1), 5,
+                  color="#805000")
+    page.text(0.5, 0.035, RESEARCH_STATEMENT, 7, ha="center", bold=True, color="#b00000", wrap=0.9)
+    return page.pixels()
 
 
 def encode_patient(report: PatientReport, results: dict[str, StudyResult], sources: Sources, *, current: str,
@@ -331,11 +304,7 @@ def encode_patient(report: PatientReport, results: dict[str, StudyResult], sourc
         return {"series_uid": result_series_uid(study_uid, PIPELINE, kind), "series_number": series_number(PIPELINE, kind)}
 
     sr = build_patient_sr(report, results, sources, current, prov, **series("sr"))
-    fig = render_patient(report, results)
-    try:
-        pdf = build_pdf(results[current], sources, prov, fig, **series("pdf"))
-    finally:
-        plt.close(fig)
+    pdf = build_pdf(results[current], sources, prov, render_patient(report, results), **series("pdf"))
     pdf.DocumentTitle = "Cervical spondylosis patient-level AI report - research use only"
     pdf.SeriesDescription = "AI patient-level report X-ray + MRI (PDF) - RESEARCH USE ONLY"
     return [sr, pdf]

@@ -1,16 +1,16 @@
 """The one-page report (after paper 002 fig. 8): annotated views on top, tables of values and findings.
 
-Rendered once with matplotlib (Agg), delivered twice:
+Rendered once as pixels (``pipelines.dicom_out.page``: matplotlib draws the annotated views, Pillow the text and
+tables), delivered twice:
 
 * a Secondary Capture image (RGB) - every PACS viewer shows an image;
-* an Encapsulated PDF - for printing and for viewers with a PDF viewer (OHIF has one).
+* an Encapsulated PDF of the same pixels - for printing and for viewers with a PDF viewer (OHIF has one).
 
 The page carries no patient identifiers (BurnedInAnnotation NO): the DICOM header identifies the patient.
 """
 
 from __future__ import annotations
 
-import io
 from datetime import datetime
 
 import highdicom as hd
@@ -19,32 +19,31 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian  # noqa: E402
 
 from pipelines.dicom_out._sources import Sources  # noqa: E402
 from pipelines.dicom_out.graphics import figure_graphics, headline, vertebra_labels  # noqa: E402
 from pipelines.dicom_out.identity import RESEARCH_STATEMENT, SERIES_DESCRIPTIONS, Provenance, new_uid  # noqa: E402
+from pipelines.dicom_out.page import Page, pdf_bytes  # noqa: E402
 from pipelines.dicom_out.sr import view_label  # noqa: E402
 from pipelines.results import ImageResult, StudyResult  # noqa: E402
 
 ENCAPSULATED_PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"
-PAGE_INCHES = (8.27, 11.69)  # A4 portrait
-DPI = 110
 
 
 def display_pixels(src: Dataset, max_size: int = 700) -> tuple[np.ndarray, int]:
     """Source pixels as float 0..1 for display, decimated to at most ``max_size`` px a side (returns the
     decimation step): rescaled, windowed at the 1-99 % range, MONOCHROME1 inverted."""
-    px = src.pixel_array.astype(float)
+    px = src.pixel_array
     if px.ndim == 3 and int(src.get("SamplesPerPixel", 1)) == 1:
         px = px[0]
-    px = px * float(src.get("RescaleSlope", 1)) + float(src.get("RescaleIntercept", 0))
+    slope, intercept = float(src.get("RescaleSlope", 1)), float(src.get("RescaleIntercept", 0))
     if px.ndim == 3:
+        px = px.astype(np.float32) * slope + intercept
         return np.clip(px / max(px.max(), 1.0), 0, 1), 1
     step = max(1, int(np.ceil(max(px.shape) / max_size)))
-    px = px[::step, ::step]
+    px = px[::step, ::step].astype(np.float32) * slope + intercept  # decimate first: a picture needs no more
     lo, hi = np.percentile(px, [1, 99])
     out = np.clip((px - lo) / max(hi - lo, 1e-6), 0, 1)
     return (1.0 - out if src.get("PhotometricInterpretation", "") == "MONOCHROME1" else out), step
@@ -52,7 +51,7 @@ def display_pixels(src: Dataset, max_size: int = 700) -> tuple[np.ndarray, int]:
 
 def draw_image(ax: plt.Axes, image: ImageResult, result: StudyResult, src: Dataset, title: str) -> None:
     """One annotated view: outlines, spinolaminar points, Cobb lines, SVA plumb line, labels."""
-    px, _ = display_pixels(src)
+    px, step = display_pixels(src)
     # the decimated picture spans the full image extent, so keypoints stay in original pixel coordinates
     ax.imshow(px, cmap="gray", interpolation="antialiased", extent=(-0.5, image.columns - 0.5, image.rows - 0.5, -0.5))
     colours = {"keypoints": "#ffd400", "lines": "#00e5ff"}
@@ -61,11 +60,15 @@ def draw_image(ax: plt.Axes, image: ImageResult, result: StudyResult, src: Datas
         ax.plot(pts[:, 0], pts[:, 1], "-", lw=0.8, color=colours.get(layer, "w"))
         if g.kind == "POINT" or layer == "keypoints":
             ax.plot(g.points[:, 0], g.points[:, 1], "o", ms=1.6, color="#ff5ad2")
-    for mask in image.masks:  # outlines of the pipeline's own masks (MRI discs, canal)
+    for mask in image.masks:  # outlines of the pipeline's own masks (MRI discs, canal), at the picture's resolution
         arr = np.asarray(mask.array)
         arr = arr if arr.ndim == 2 else arr[0]
-        if arr.any():
-            ax.contour(arr.astype(float), levels=[0.5], colors="#7CFC00", linewidths=0.6)
+        small = arr[::step, ::step]
+        if small.any():
+            rows, cols = np.nonzero(small)
+            r0, r1, c0, c1 = max(rows.min() - 1, 0), rows.max() + 2, max(cols.min() - 1, 0), cols.max() + 2
+            ax.contour(np.arange(c0, min(c1, small.shape[1])) * step, np.arange(r0, min(r1, small.shape[0])) * step,
+                       small[r0:r1, c0:c1].astype(np.float32), levels=[0.5], colors="#7CFC00", linewidths=0.6)
     if image.heatmaps:
         draw_heatmaps(ax, image, result, px.shape)
     for v, anchor in vertebra_labels(image):
@@ -74,7 +77,7 @@ def draw_image(ax: plt.Axes, image: ImageResult, result: StudyResult, src: Datas
     if lines:
         ax.text(0.03, 0.97, "\n".join(lines), transform=ax.transAxes, color="#00e5ff", fontsize=6, va="top",
                 ha="left", bbox={"facecolor": "black", "alpha": 0.6, "pad": 1.5, "linewidth": 0})
-    ax.set_title(title, fontsize=8)
+    ax.set_title(title, fontsize=8, y=1.0)  # a fixed position: no tick layout to place it
     ax.set_axis_off()
 
 
@@ -127,63 +130,42 @@ def finding_rows(result: StudyResult) -> list[list[str]]:
     return out
 
 
-def _table(ax: plt.Axes, header: list[str], rows: list[list[str]], widths: list[float], title: str) -> None:
-    ax.set_axis_off()
-    ax.set_title(title, fontsize=8, loc="left")
-    if not rows:
-        ax.text(0, 0.9, "none", fontsize=7, transform=ax.transAxes)
-        return
-    # the table fills (the top of) its axes (bbox), so a long list shrinks its rows instead of overflowing
-    height = 1.0
-    t = ax.table(cellText=rows, colLabels=header, colWidths=widths, cellLoc="left", bbox=(0, 1 - height, 1, height))
-    t.auto_set_font_size(False)
-    t.set_fontsize(5.5 if len(rows) < 28 else 5)
-    for (r, _c), cell in t.get_celld().items():
-        cell.set_linewidth(0.3)
-        if r == 0:
-            cell.set_facecolor("#dde6f0")
-        elif any(w in str(rows[r - 1][2]).lower() for w in ("present", "unstable")) and header[0] == "Finding":
-            cell.set_facecolor("#fde2e2")
-
-
-def render(result: StudyResult, sources: Sources) -> Figure:
-    """The report page as a matplotlib figure."""
-    fig = plt.figure(figsize=PAGE_INCHES, dpi=DPI)
-    fig.text(0.5, 0.985, "Cervical spine AI analysis - lateral radiographs" if result.pipeline == "xray" else "Cervical spine AI analysis - MRI",
-             ha="center", va="top", fontsize=12, weight="bold")
-    fig.text(0.5, 0.965, f"{result.algorithm.name} {result.algorithm.version}", ha="center", va="top", fontsize=7)
+def render(result: StudyResult, sources: Sources) -> np.ndarray:
+    """The report page as (rows, columns, 3) uint8 RGB (``pipelines.dicom_out.page``: A4 at ``DPI``)."""
+    page = Page()
+    title = "Cervical spine AI analysis - lateral radiographs" if result.pipeline == "xray" else "Cervical spine AI analysis - MRI"
+    page.text(0.5, 0.985, title, 12, ha="center", va="top", bold=True)
+    page.text(0.5, 0.965, f"{result.algorithm.name} {result.algorithm.version}", 7, ha="center", va="top")
     images = [i for i in result.images][:3]
     n = max(len(images), 1)
     for i, image in enumerate(images):
-        ax = fig.add_axes((0.02 + i * 0.96 / n, 0.6, 0.96 / n - 0.01, 0.34))
+        ax = page.fig.add_axes((0.02 + i * 0.96 / n, 0.6, 0.96 / n - 0.01, 0.34))
         draw_image(ax, image, result, sources.full(image.image_uid), view_label(image, i))
     mrows = measurement_rows(result)
     frows = finding_rows(result)
-    # the two tables share 0.06..0.57 of the page in proportion to their rows
-    n_m, n_f = len(mrows) + 3, len(frows) + 3
-    h_m = 0.48 * n_m / (n_m + n_f)
-    ax_m = fig.add_axes((0.04, 0.57 - h_m, 0.92, h_m - 0.02))
-    _table(ax_m, ["Measurement", "View", "Values"], mrows, [0.27, 0.07, 0.66], "Measurements")
-    ax_f = fig.add_axes((0.04, 0.06, 0.92, 0.48 - h_m - 0.01))
-    _table(ax_f, ["Finding", "Site", "Result", "Evidence"], frows, [0.25, 0.08, 0.14, 0.53], "Findings")
+    # the two tables share 0.06..0.575 of the page in proportion to their rows (0.03 for the second title)
+    n_m, n_f = len(mrows) + 2, len(frows) + 2
+    h_m = 0.485 * n_m / (n_m + n_f)
+    page.table((0.04, 0.575 - h_m, 0.92, h_m), ["Measurement", "View", "Values"], mrows,
+               [0.27, 0.07, 0.66], "Measurements")
+    page.table((0.04, 0.06, 0.92, 0.485 - h_m), ["Finding", "Site", "Result", "Evidence"], frows,
+               [0.25, 0.08, 0.14, 0.53], "Findings",
+               highlight=[any(w in r[2].lower() for w in ("present", "unstable")) for r in frows])
     notes = "; ".join(result.warnings)
-    fig.text(0.5, 0.035, RESEARCH_STATEMENT, ha="center", fontsize=7, weight="bold", color="#b00000", wrap=True)
+    page.text(0.5, 0.035, RESEARCH_STATEMENT, 7, ha="center", bold=True, color="#b00000", wrap=0.9)
     if notes:
-        fig.text(0.5, 0.015, f"Warnings: {notes}"[:200], ha="center", fontsize=6)
-    return fig
+        page.text(0.5, 0.012, f"Warnings: {notes}"[:200], 6, ha="center")
+    return page.pixels()
 
 
-def figure_rgb(fig: Figure) -> np.ndarray:
-    fig.canvas.draw()
-    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-
-
-def build_sc(result: StudyResult, sources: Sources, prov: Provenance, fig: Figure, *, series_uid: str, series_number: int) -> hd.sc.SCImage:
-    """The report page as a Secondary Capture image (RGB, 8 bit) in the study of the source images."""
+def build_sc(result: StudyResult, sources: Sources, prov: Provenance, page: np.ndarray, *, series_uid: str,
+             series_number: int) -> hd.sc.SCImage:
+    """The report ``page`` (RGB pixels of ``render``) as a Secondary Capture image (RGB, 8 bit) in the study of the
+    source images."""
     ref = sources[result.images[0].image_uid]
     sc = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=ref,
-        pixel_array=figure_rgb(fig),
+        pixel_array=page,
         photometric_interpretation="RGB",
         bits_allocated=8,
         coordinate_system="PATIENT",
@@ -211,12 +193,11 @@ _PATIENT_STUDY = (
 )
 
 
-def build_pdf(result: StudyResult, sources: Sources, prov: Provenance, fig: Figure, *, series_uid: str, series_number: int) -> Dataset:
-    """The report page as an Encapsulated PDF (modality DOC)."""
+def build_pdf(result: StudyResult, sources: Sources, prov: Provenance, page: np.ndarray, *, series_uid: str,
+              series_number: int) -> Dataset:
+    """The report ``page`` (RGB pixels) as an Encapsulated PDF (modality DOC): one A4 page holding those pixels."""
     ref = sources[result.images[0].image_uid]
-    buf = io.BytesIO()
-    fig.savefig(buf, format="pdf")
-    pdf = buf.getvalue()
+    pdf = pdf_bytes(page)
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian

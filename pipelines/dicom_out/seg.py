@@ -49,15 +49,16 @@ def canal_polygon(image: ImageResult) -> np.ndarray | None:
     return np.asarray(pts, dtype=float)
 
 
-def keypoint_masks(image: ImageResult) -> list[Mask]:
-    """Masks derived from X-ray corner keypoints (vertebral bodies C2-C7 and the canal)."""
+def keypoint_masks(image: ImageResult, skip: frozenset[str] | set[str] = frozenset()) -> list[Mask]:
+    """Masks derived from X-ray corner keypoints (vertebral bodies C2-C7 and the canal), except the labels in
+    ``skip`` (structures the pipeline outlined itself)."""
     kp = keypoints_by_name(image)
     masks = []
     for v in VERTEBRAE:
-        poly = vertebra_polygon(kp, v)
+        poly = vertebra_polygon(kp, v) if f"{v} vertebral body" not in skip else None
         if poly is not None:
             masks.append(Mask(f"{v} vertebral body", image.image_uid, rasterize(poly, image.rows, image.columns)))
-    canal = canal_polygon(image)
+    canal = canal_polygon(image) if "spinal canal" not in skip else None
     if canal is not None:
         masks.append(Mask("spinal canal", image.image_uid, rasterize(canal, image.rows, image.columns)))
     return [m for m in masks if m.array.any()]
@@ -81,7 +82,7 @@ def _series_groups(result: StudyResult, sources: Sources) -> dict[str, list[Mask
         masks = list(image.masks)
         if result.pipeline == "xray":  # outline what the keypoints give and the pipeline did not
             have = {m.label for m in masks}
-            masks += [m for m in keypoint_masks(image) if m.label not in have]
+            masks += keypoint_masks(image, skip=have)
         for m in masks:
             if not np.asarray(m.array).any():
                 continue
@@ -103,16 +104,13 @@ def build_segs(result: StudyResult, sources: Sources, prov: Provenance, *, serie
         first = src[0]
         rows, cols = int(first.Rows), int(first.Columns)
         if len(src) == 1 and sources.is_multiframe(src_uids[0]):
-            frames = int(first.NumberOfFrames)
-            arr = np.zeros((frames, rows, cols, len(labels)), dtype=bool)
-            for m in masks:
-                a = m.array if m.array.ndim == 3 else m.array[None]
-                arr[: a.shape[0], :, :, labels.index(m.label)] |= a.astype(bool)
+            placed = [(slice(0, None), m.array if m.array.ndim == 3 else m.array[None], m.label) for m in masks]
+            shape = (int(first.NumberOfFrames), rows, cols)
         else:
-            arr = np.zeros((len(src), rows, cols, len(labels)), dtype=bool)
-            for m in masks:
-                a = m.array if m.array.ndim == 2 else m.array[0]
-                arr[src_uids.index(m.image_uid), :, :, labels.index(m.label)] |= a.astype(bool)
+            placed = [(src_uids.index(m.image_uid), m.array if m.array.ndim == 2 else m.array[0], m.label)
+                      for m in masks]
+            shape = (len(src), rows, cols)
+        arr = _pixel_array(shape, placed, labels)
         descriptions = [
             hd.seg.SegmentDescription(
                 segment_number=i + 1,
@@ -138,6 +136,32 @@ def build_segs(result: StudyResult, sources: Sources, prov: Provenance, *, serie
         _copy_if_no_plane(seg, first)
         out.append(seg)
     return out
+
+
+def _pixel_array(shape: tuple[int, int, int], placed: list[tuple[int | slice, np.ndarray, str]],
+                 labels: list[str]) -> np.ndarray:
+    """The SEG's pixel array: a label map (frames, rows, cols) of segment numbers when no two masks overlap (most
+    often: highdicom splits it into the same BINARY frames, several times faster than from a stack), else the
+    (frames, rows, cols, segments) bool stack. ``placed``: (frame index or slice, bool mask, label) per mask."""
+    label_map = np.zeros(shape, dtype=np.uint8 if len(labels) < 256 else np.uint16)
+    for where, mask, label in placed:
+        target = label_map[where] if isinstance(where, int) else label_map[: mask.shape[0]]
+        mask = mask.astype(bool, copy=False)
+        number = labels.index(label) + 1
+        taken = target[mask]
+        if np.any((taken != 0) & (taken != number)):
+            break
+        target[mask] = number
+    else:
+        return label_map
+    stack = np.zeros((*shape, len(labels)), dtype=bool)
+    for where, mask, label in placed:
+        k = labels.index(label)
+        if isinstance(where, int):
+            stack[where, :, :, k] |= mask.astype(bool)
+        else:
+            stack[: mask.shape[0], :, :, k] |= mask.astype(bool)
+    return stack
 
 
 def _copy_if_no_plane(seg: Dataset, source: Dataset) -> None:

@@ -25,16 +25,14 @@ from __future__ import annotations
 import highdicom as hd
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes as dcm_codes
+from pydicom.sr.coding import Code
 
 from pipelines.dicom_out import codes
 from pipelines.dicom_out._sources import Sources
 from pipelines.dicom_out.graphics import Graphic, keypoint_graphics, measurement_graphic, sites_graphic
 from pipelines.dicom_out.identity import RESEARCH_STATEMENT, SERIES_DESCRIPTIONS, Provenance, new_uid
+from pipelines.dicom_out.sr_content import Group, ImageRef, Num, Region, measurement_report
 from pipelines.results import Finding, ImageResult, Measurement, StudyResult
-
-_Group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
-_UNCERTAINTY_CODES = ("371886008", "371885007")  # SCT +, range of upper / -, range of lower uncertainty
-
 
 _PROJECTION_MODALITIES = {"CR", "DX", "IO", "MG", "PX", "RF", "RG", "XA"}  # highdicom's TID 1603 modalities
 
@@ -58,21 +56,20 @@ def view_label(image: ImageResult, index: int) -> str:
     return image.view.value if image.view is not None else f"image {index + 1}"
 
 
-def _region(g: Graphic, sources: Sources) -> hd.sr.ImageRegion:
+def _image(sources: Sources, uid: str, frame: int | None = None) -> ImageRef:
+    src = sources[uid]
+    frames = sources.frames(uid, frame) if frame is not None else None
+    return ImageRef(str(src.SOPClassUID), str(src.SOPInstanceUID), tuple(frames) if frames else None)
+
+
+def _region(g: Graphic, sources: Sources) -> Region:
     src = sources[g.image_uid]
-    return hd.sr.ImageRegion(
-        graphic_type=g.kind,
-        graphic_data=g.dicom_points(int(src.Rows), int(src.Columns)),
-        source_image=hd.sr.SourceImageForRegion(src.SOPClassUID, src.SOPInstanceUID, sources.frames(g.image_uid, g.frame)),
-    )
+    data = g.dicom_points(int(src.Rows), int(src.Columns))
+    return Region(g.kind, tuple(data.ravel().tolist()), _image(sources, g.image_uid, g.frame))
 
 
-def _sites(site: str) -> list[hd.sr.FindingSite]:
-    return [hd.sr.FindingSite(c) for c in codes.site_codes(site)]
-
-
-def _tracking(text: str) -> hd.sr.TrackingIdentifier:
-    return hd.sr.TrackingIdentifier(uid=new_uid(), identifier=text[:64])
+def _sites(site: str) -> tuple[Code, ...]:
+    return tuple(codes.site_codes(site))
 
 
 def _images_for(uids: tuple[str, ...], view: object, result: StudyResult) -> list[ImageResult]:
@@ -88,45 +85,36 @@ def _label(m: Measurement, result: StudyResult) -> str:
     return f"{m.name}{site}{view}"
 
 
-def _measurement_item(m: Measurement, prov: Provenance, sources: Sources) -> hd.sr.Measurement:
+def _measurement_num(m: Measurement, sources: Sources) -> Num:
+    """TID 300 of one value: the 95 % interval as +/- uncertainty in the measurement's own unit."""
     assert m.value is not None
-    props = None
+    upper = lower = None
     if m.interval is not None:
         lo, hi = m.interval
-        props = hd.sr.MeasurementProperties(
-            upper_measurement_uncertainty=float(max(hi - m.value, 0.0)),
-            lower_measurement_uncertainty=float(max(m.value - lo, 0.0)),
-        )
-    refs = [hd.sr.SourceImageForMeasurement(sources[u].SOPClassUID, u) for u in dict.fromkeys(m.image_uids)]
-    item = hd.sr.Measurement(
+        upper, lower = float(max(hi - m.value, 0.0)), float(max(m.value - lo, 0.0))
+    unit = codes.unit_code(m.unit)
+    return Num(
         name=codes.measurement_code(m.key, m.name),
         value=float(m.value),
-        unit=codes.unit_code(m.unit),
-        derivation=codes.DERIVED_ACROSS_VIEWS if m.view is None and len(set(m.image_uids)) > 1 else None,
+        unit=unit,
         method=codes.METHOD_CODES.get(m.key),
+        derivation=codes.DERIVED_ACROSS_VIEWS if m.view is None and len(set(m.image_uids)) > 1 else None,
         finding_sites=_sites(m.site),
-        properties=props,
-        referenced_images=refs or None,
+        upper_uncertainty=upper,
+        lower_uncertainty=lower,
+        uncertainty_unit=unit,
+        images=tuple(_image(sources, u) for u in dict.fromkeys(m.image_uids)),
     )
-    # highdicom writes the +/- uncertainty with unit "1"; it is in the measurement's own unit
-    for child in item[0].ContentSequence:
-        if child.ValueType == "NUM" and child.ConceptNameCodeSequence[0].CodeValue in _UNCERTAINTY_CODES:
-            child.MeasuredValueSequence[0].MeasurementUnitsCodeSequence = [hd.sr.CodedConcept.from_code(codes.unit_code(m.unit))]
-    return item
 
 
-def _measurement_group(m: Measurement, result: StudyResult, prov: Provenance, sources: Sources) -> _Group | None:
+def _measurement_group(m: Measurement, result: StudyResult, prov: Provenance, sources: Sources) -> Group | None:
     candidates = _images_for(m.image_uids, m.view, result)
     graphics = (measurement_graphic(m, image) for image in candidates)
     fallback = (sites_graphic([m.site], image) for image in candidates)  # e.g. a flexion-extension difference
     for g in (*graphics, *fallback):
         if g is not None:
-            return _Group(
-                tracking_identifier=_tracking(_label(m, result)),
-                referenced_region=_region(g, sources),
-                algorithm_id=hd.sr.AlgorithmIdentification(prov.model_name, prov.software_version),
-                measurements=[_measurement_item(m, prov, sources)],
-            )
+            return Group(identifier=_label(m, result)[:64], uid=new_uid(), algorithm=_algorithm(prov),
+                         region=_region(g, sources), measurements=(_measurement_num(m, sources),))
     return None
 
 
@@ -145,61 +133,39 @@ def _finding_graphic(f: Finding, result: StudyResult) -> Graphic | None:
     return None
 
 
-def _finding_group(f: Finding, result: StudyResult, prov: Provenance, sources: Sources) -> _Group | None:
+def _finding_group(f: Finding, result: StudyResult, prov: Provenance, sources: Sources) -> Group | None:
     g = _finding_graphic(f, result)
     if g is None:
         return None
-    extra: list[hd.sr.Measurement] = []
-    if f.probability is not None:
-        extra.append(
-            hd.sr.Measurement(name=codes.PROBABILITY, value=float(f.probability), unit=codes.unit_code("1"))
-        )
-    return _Group(
-        tracking_identifier=_tracking(f"{f.name} {f.site}: {f.value}"),
-        referenced_region=_region(g, sources),
-        finding_type=codes.finding_code(f.key, f.name),
-        finding_sites=_sites(f.site),
-        algorithm_id=hd.sr.AlgorithmIdentification(prov.model_name, prov.software_version),
-        measurements=extra or None,
-        qualitative_evaluations=[hd.sr.QualitativeEvaluation(codes.finding_code(f.key, f.name), codes.value_code(f.value))],
-    )
+    finding = codes.finding_code(f.key, f.name)
+    probability = () if f.probability is None else (
+        Num(name=codes.PROBABILITY, value=float(f.probability), unit=codes.unit_code("1")),)
+    return Group(identifier=f"{f.name} {f.site}: {f.value}"[:64], uid=new_uid(), algorithm=_algorithm(prov),
+                 region=_region(g, sources), finding_type=finding, finding_sites=_sites(f.site),
+                 measurements=probability, evaluations=((finding, codes.value_code(f.value)),))
 
 
-def _remarks(result: StudyResult, texts: list[str]) -> hd.sr.ContainerContentItem:
-    """TID 1500 row 12 container holding free-text remarks (TEXT, CONTAINS)."""
-    box = hd.sr.ContainerContentItem(name=codes.QUALITATIVE_EVALUATIONS, relationship_type="CONTAINS")
+def _algorithm(prov: Provenance) -> tuple[str, str]:
+    return prov.model_name, prov.software_version
+
+
+def _remarks(result: StudyResult, texts: list[str]) -> list[str]:
+    """The free-text remarks of TID 1500 row 12: research statement, algorithm, model card, then ``texts``."""
     items = [RESEARCH_STATEMENT, f"Algorithm: {result.algorithm.name} {result.algorithm.version}"]
     if result.algorithm.model_card:
         items.append(f"Model card: {result.algorithm.model_card}")
-    items += texts
-    box.ContentSequence = hd.sr.ContentSequence(
-        [hd.sr.TextContentItem(name=codes.COMMENT, value=t[:1024], relationship_type="CONTAINS") for t in items]
-    )
-    return box
+    return items + texts
 
 
-def build_sr(
-    result: StudyResult,
-    sources: Sources,
-    prov: Provenance,
-    *,
-    series_uid: str,
-    series_number: int,
-    previous: list[Dataset] | None = None,
-) -> hd.sr.Comprehensive3DSR:
-    """The TID 1500 SR of ``result`` (see module docstring for the tree)."""
-    groups: list[_Group] = []
+def sr_groups(result: StudyResult, sources: Sources, prov: Provenance) -> tuple[list[Group], list[str]]:
+    """The measurement groups of ``result`` (keypoints, measurements, findings; see the module docstring) and the
+    remarks for what has no figure (values not measurable, finding evidence, warnings)."""
+    groups: list[Group] = []
     texts: list[str] = []
     for i, image in enumerate(result.images):
         for label, site, g in keypoint_graphics(image):
-            groups.append(
-                _Group(
-                    tracking_identifier=_tracking(f"{label} [{view_label(image, i)}]"),
-                    referenced_region=_region(g, sources),
-                    finding_sites=_sites(site),
-                    algorithm_id=hd.sr.AlgorithmIdentification(prov.model_name, prov.software_version),
-                )
-            )
+            groups.append(Group(identifier=f"{label} [{view_label(image, i)}]"[:64], uid=new_uid(),
+                                algorithm=_algorithm(prov), region=_region(g, sources), finding_sites=_sites(site)))
     for m in result.measurements:
         if m.value is None:
             texts.append(f"{_label(m, result)}: not measurable ({m.reason or 'no reason given'})")
@@ -219,9 +185,23 @@ def build_sr(
         prob = f" p={f.probability:.2f}" if f.probability is not None else ""
         texts.append(f"{f.name} {f.site}: {f.value}{prob}" + (f" - {detail}" if detail else "") + rule)
     texts += [f"Warning: {w}" for w in result.warnings]
+    return groups, _remarks(result, texts)
+
+
+def build_sr(
+    result: StudyResult,
+    sources: Sources,
+    prov: Provenance,
+    *,
+    series_uid: str,
+    series_number: int,
+    previous: list[Dataset] | None = None,
+) -> Dataset:
+    """The TID 1500 SR of ``result`` (see module docstring for the tree). The measurement groups are encoded by
+    ``sr_content`` (read the returned dataset's Content Sequence, or the written file with ``hd.sr.srread``)."""
+    groups, remarks = sr_groups(result, sources, prov)
     if not groups:
         raise ValueError("nothing to report: the result has no keypoint, measurement or finding with geometry")
-
     observer = hd.sr.ObserverContext(
         observer_type=dcm_codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
@@ -232,16 +212,13 @@ def build_sr(
         ),
     )
     evidence = [sources[i.image_uid] for i in result.images]
-    report = hd.sr.MeasurementReport(
-        observation_context=hd.sr.ObservationContext(observer_device_context=observer),
-        procedure_reported=codes.PROCEDURE_BY_PIPELINE.get(result.pipeline, codes.PROCEDURE_XRAY),
-        imaging_measurements=groups,
-        referenced_images=library_images(evidence) or None,
-    )
-    report[0].ContentSequence.append(_remarks(result, texts))
-    sr = hd.sr.Comprehensive3DSR(
+    sr = measurement_report(
         evidence=evidence,
-        content=report[0],
+        library=library_images(evidence),
+        observer=observer,
+        procedures=[codes.PROCEDURE_BY_PIPELINE.get(result.pipeline, codes.PROCEDURE_XRAY)],
+        groups=groups,
+        remarks=remarks,
         series_instance_uid=series_uid,
         series_number=series_number,
         sop_instance_uid=new_uid(),
