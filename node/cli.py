@@ -85,7 +85,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     setup_logging(s.log_level, s.log_json)
     app = tasks.configure(s)
     queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else s.consumed_queues
-    tasks.configure_worker(s, queues=queues, pool=args.pool, concurrency=args.concurrency)
+    from node.health import worker_nodename
+
+    tasks.configure_worker(s, queues=queues, pool=args.pool, concurrency=args.concurrency,
+                           hostname=worker_nodename(args.hostname))
     # The banner is plain text on stdout: not in JSON logs, nor under the demo (WARNING).
     quiet = s.log_json or logging.getLevelName(s.log_level.upper()) >= logging.WARNING
     argv = [*(["--quiet"] if quiet else []), "worker", "--pool", args.pool, "--concurrency", str(args.concurrency),

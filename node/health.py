@@ -6,9 +6,10 @@ Each check returns ``(ok, reason)``; the command prints ``ok: ...`` or ``unhealt
 * node: the DICOM SCP answers a C-ECHO on 127.0.0.1 (calling AE: the first allowed one, so an allow-list does not
   refuse it), the spool is writable (a file written, fsync'd and removed), and the broker is reachable (Redis: a
   connection; embedded: its queue folder is writable).
-* worker: with Redis, the worker answers a Celery ``ping`` addressed to its own node name (``--hostname``, default
-  ``celery@<host name>``, Celery's default); with the embedded broker (no remote control) its status file
-  (``node.worker_status``) has a fresh heartbeat.
+* worker: ready, i.e. its models loaded and warmed (the ``ready`` flag of its status file, ``node.worker_status``;
+  a worker still loading is unhealthy, "warming up"), and alive: with Redis, the worker answers a Celery ``ping``
+  addressed to its own node name (``--hostname``, default ``celery@<host name>``, Celery's default); with the
+  embedded broker (no remote control) its status file has a fresh heartbeat.
 """
 
 from __future__ import annotations
@@ -94,15 +95,18 @@ def check_worker(settings: NodeSettings, hostname: str | None = None, timeout_s:
     from node.worker_status import alive, read_statuses
 
     name = worker_nodename(hostname)
+    statuses = [s for s in read_statuses(settings.spool_dir) if s.get("hostname") == name]
+    if statuses and not statuses[0].get("ready", True):  # files of older workers have no flag
+        started = float(statuses[0].get("started", time.time()))
+        return False, f"worker {name} warming up (loading models, {time.time() - started:.0f} s)"
     if settings.embedded_broker:
-        statuses = [s for s in read_statuses(settings.spool_dir) if s.get("hostname") == name]
         if not statuses:
             return False, f"no status file of worker {name} under {settings.spool_dir}"
         st = statuses[0]
         age = time.time() - float(st.get("heartbeat", 0))
         if not alive(st, settings.worker_status_interval_s):
             return False, f"worker {name} {'stopped' if st.get('stopped') else 'heartbeat stale'} ({age:.0f} s old)"
-        return True, f"worker {name} heartbeat {age:.0f} s old"
+        return True, f"worker {name} ready, heartbeat {age:.0f} s old"
     from node import tasks
 
     ok, why = broker_reachable(settings, timeout_s)
@@ -114,7 +118,7 @@ def check_worker(settings: NodeSettings, hostname: str | None = None, timeout_s:
     except Exception as e:  # noqa: BLE001 - broker errors
         return False, f"Celery ping failed: {type(e).__name__}: {e}"
     if any(name in r for r in replies):
-        return True, f"worker {name} answered the Celery ping"
+        return True, f"worker {name} ready, answered the Celery ping"
     return False, f"worker {name} did not answer the Celery ping within {timeout_s:g} s"
 
 

@@ -82,6 +82,7 @@ def _workers(settings: NodeSettings) -> list[dict[str, Any]]:
         out.append({"hostname": st.get("hostname", "?"), "alive": alive(st, settings.worker_status_interval_s, now),
                     "heartbeat_age_s": round(now - float(st.get("heartbeat", 0)), 1), "device": st.get("device", ""),
                     "pool": st.get("pool", ""), "queues": st.get("queues", []), "analyses": st.get("analyses", 0),
+                    "ready": bool(st.get("ready", True)), "warmup_s": st.get("warmup_s", {}),
                     "models": st.get("models", []), "batch_sizes": st.get("batch_sizes", {})})
     return out
 
@@ -125,6 +126,7 @@ def render(info: dict[str, Any]) -> str:
     lines.append("workers:" if workers else "workers: none has reported (status files under <spool>/run/workers)")
     for w in workers:
         state = "alive" if w["alive"] else f"silent for {w['heartbeat_age_s']:g} s"
+        state += "" if w.get("ready", True) else ", warming up (not taking work yet)"
         batches = w["batch_sizes"]
         n_fw = sum(batches.values())
         n_img = sum(int(k) * v for k, v in batches.items())

@@ -130,21 +130,46 @@ def _forget_publishing_state() -> None:
             amqp.__dict__.pop(cached, None)
 
 
-def configure_worker(settings: NodeSettings, *, queues: list[str], pool: str, concurrency: int = 1) -> WorkerStatus:
-    """Worker side: build the models from the settings (device, weights, batching: ``models.registry``) before the
-    worker consumes, and report this process's status (``node.worker_status``) until it stops."""
+def configure_worker(settings: NodeSettings, *, queues: list[str], pool: str, concurrency: int = 1,
+                     hostname: str = "") -> WorkerStatus:
+    """Worker side, before the worker consumes: build the models from the settings (device, weights, batching:
+    ``models.registry``), warm each with one forward on a synthetic input (``models.warmup``) and the pipeline and
+    encoding modules with an import, then mark the worker ready; report this process's status
+    (``node.worker_status``) until it stops. With its Celery node name (``hostname``) the status file is written
+    at once (not ready), so ``status`` and ``health --role worker`` show a worker that is still loading."""
     from models.registry import build_models
+    from models.warmup import warm_up
 
+    t0 = time.perf_counter()
     status = WorkerStatus(settings.spool_dir, device=settings.device, queues=queues, pool=pool,
                           interval_s=settings.worker_status_interval_s)
+    if hostname:
+        status.hostname = hostname
+        _write_status(status)
     # Batching only helps where analyses run concurrently in this process (threads pool, concurrency > 1).
     batch = settings.batch_max_images if pool == "threads" and concurrency > 1 else 1
     with _MODELS_LOCK:
         _state["models"] = build_models(settings.model, store=settings.model_store, batch_max_images=batch,
                                         batch_wait_ms=settings.batch_wait_ms, on_batch=status.record_batch)
     status.record_models([("loaded", a.name, a.version) for a in _state["models"].algorithms()], analysis=False)
+    import pipelines.dicom_out  # noqa: F401 - imported now, not by the first study
+    import pipelines.mri.pipeline  # noqa: F401
+    import pipelines.patient  # noqa: F401
+    import pipelines.xray.pipeline  # noqa: F401
+
+    status.record_ready(warm_up(_state["models"]))
+    if hostname:
+        _write_status(status)
+    log(LOG, "worker ready", seconds=round(time.perf_counter() - t0, 3), warmup_s=status.warmup_s)
     _state["status"] = status
     return status
+
+
+def _write_status(status: WorkerStatus) -> None:
+    try:
+        status.write()
+    except OSError as exc:  # the heartbeat thread writes it again once the worker consumes
+        log(LOG, "worker status not written", logging.WARNING, error=str(exc))
 
 
 @worker_ready.connect

@@ -2,8 +2,10 @@
 
 Each ``cspine-node worker`` (solo or threads pool) writes ``<spool>/run/workers/<hostname>.json`` every
 ``worker_status_interval_s`` seconds from the moment it consumes its queues: its Celery hostname, queues, pool,
-torch device, heartbeat time, the model versions it has used (pipeline, model, version), and how many
-radiographs each batched forward held (cumulative counts). The node's ``/metrics`` (``node.metrics``), ``cspine-node
+torch device, heartbeat time, whether it is ready (``ready``: its models loaded and each warmed by one forward;
+``warmup_s``: seconds per model), the model versions it has used (pipeline, model, version), and how many
+radiographs each batched forward held (cumulative counts). A worker that knows its node name writes the file
+once already while it loads (``ready`` false), so ``status`` and the health check can say it is warming up. The node's ``/metrics`` (``node.metrics``), ``cspine-node
 status`` and ``cspine-node health --role worker`` (embedded broker) read these files, so one endpoint reports the
 workers too, wherever they run, without each worker serving its own port.
 """
@@ -48,6 +50,8 @@ class WorkerStatus:
         self._batches: Counter[int] = Counter()
         self._models: dict[tuple[str, str], str] = {}
         self._tasks = 0
+        self.ready = False
+        self.warmup_s: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.stopped = False
@@ -67,6 +71,12 @@ class WorkerStatus:
                 self._models[(pipeline, model)] = version
             self._tasks += int(analysis)
 
+    def record_ready(self, warmup_s: dict[str, float]) -> None:
+        """Models loaded and warmed (seconds per model): the worker may take work."""
+        with self._lock:
+            self.warmup_s = dict(warmup_s)
+            self.ready = True
+
     # -- the file ---------------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
@@ -74,7 +84,7 @@ class WorkerStatus:
             return {
                 "hostname": self.hostname, "pid": os.getpid(), "host": socket.gethostname(), "pool": self.pool,
                 "queues": self.queues, "device": self.device, "started": self.started, "heartbeat": time.time(),
-                "analyses": self._tasks, "stopped": self.stopped,
+                "analyses": self._tasks, "stopped": self.stopped, "ready": self.ready, "warmup_s": self.warmup_s,
                 "models": [{"pipeline": p, "model": m, "version": v} for (p, m), v in sorted(self._models.items())],
                 "batch_sizes": {str(k): v for k, v in sorted(self._batches.items())},
             }

@@ -1,0 +1,59 @@
+"""A worker is ready only after its models are loaded and warmed: its status file says so, and
+``health --role worker`` is unhealthy ("warming up") until then."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from node import tasks
+from node.health import check_worker, worker_nodename
+from node.settings import NodeSettings
+from node.worker_status import read_statuses
+from pipelines.interfaces import KeypointPrediction, ModelSet
+from pipelines.results import AlgorithmInfo
+
+
+class _SlowKeypoints:
+    """A keypoint model whose first forward waits until the test lets it go."""
+
+    algorithm = AlgorithmInfo("fake-keypoints", "1")
+
+    def __init__(self) -> None:
+        self.called = threading.Event()
+        self.release = threading.Event()
+
+    def predict(self, image: np.ndarray) -> KeypointPrediction:
+        self.called.set()
+        assert self.release.wait(30)
+        return KeypointPrediction(np.zeros((30, 2)), np.ones(30))
+
+
+def test_health_says_ready_only_after_the_warm_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import models.registry
+
+    model = _SlowKeypoints()
+    monkeypatch.setattr(models.registry, "build_models", lambda *a, **k: ModelSet(keypoints=model))
+    monkeypatch.setattr(tasks, "_state", {**tasks._state})  # this process's worker state, restored after the test
+    settings = NodeSettings(spool_dir=tmp_path / "spool", device="cpu", metrics_port=None)
+    name = worker_nodename("w1@host")
+    worker = threading.Thread(target=tasks.configure_worker, args=(settings,),
+                              kwargs={"queues": ["cspine"], "pool": "solo", "hostname": name})
+    worker.start()
+    try:
+        assert model.called.wait(30)
+        ok, why = check_worker(settings, hostname="w1@host")
+        assert not ok and "warming up" in why, why
+        (st,) = read_statuses(settings.spool_dir)
+        assert st["hostname"] == name and st["ready"] is False
+    finally:
+        model.release.set()
+        worker.join(30)
+    (st,) = read_statuses(settings.spool_dir)
+    assert st["ready"] is True and set(st["warmup_s"]) == {"keypoints"}
+    ok, why = check_worker(settings, hostname="w1@host")
+    assert ok and "ready" in why, why
+    assert tasks.worker_models().keypoints is model
