@@ -5,7 +5,8 @@ ground truth, and the accuracy of the clinical classifications (paper 002 thresh
 SVA > 40 mm, instability > 3.5 mm / 11 deg, Pavlov < 0.75). ``--out DIR`` writes PNG plots like paper 002's
 figures 1-3 (corner error box plots per view, Bland-Altman plots, error histograms) and ``metrics.json``.
 ``--calibrate`` fits the spread scale (so that the calibrated spread matches the RMS keypoint error) and,
-with ``--update-weights``, stores it and the metrics in the weights file.
+with ``--update-weights``, stores it and the metrics in the weights file. ``--style a|b [--shift S|suite]`` runs the
+trust evaluation instead (``models.xray_keypoints.trust``: the node's pipeline with its gates on renderer A or B).
 """
 
 from __future__ import annotations
@@ -260,6 +261,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--iterations", type=int, help="cascade weights: override the stored stage-2 iterations")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--style", choices=("a", "b"),
+                   help="trust evaluation (models/xray_keypoints/trust.py): the node's pipeline with its gates on "
+                        "renderer A or B studies; prints level assignment, gated fraction, interval coverage")
+    p.add_argument("--shift", default="", help="with --style: shifts NAME[:VALUE],... on every study, or 'suite'")
+    p.add_argument("--max-size", type=int, help="with --style: largest image side (default: realistic sizes)")
     return p.parse_args(argv)
 
 
@@ -294,6 +300,8 @@ def cli(argv: list[str] | None = None) -> int:
     predictor = KeypointPredictor.load(args.weights, args.device)
     if args.iterations and predictor.cascade:
         predictor.crop["iterations"] = args.iterations
+    if args.style or args.shift:
+        return _trust(predictor, args)
     if args.data == "phantom":
         shape = None if args.shape == "native" else tuple(int(v) for v in args.shape.lower().split("x"))
         images, dynamics = evaluate_phantoms(predictor, seed=args.seed, count=args.count, shape=shape,
@@ -318,6 +326,22 @@ def cli(argv: list[str] | None = None) -> int:
                                                     "gate")}}
         path = save_checkpoint(ck.path, ck.model, ck.version, ck.parts, meta, dtype=None)
         print(f"stored sigma_scale {metrics['sigma_scale_fit']:.3f} and metrics in {path}")
+    return 0
+
+
+def _trust(predictor, args: argparse.Namespace) -> int:  # noqa: ANN001
+    from models.xray_keypoints import trust
+
+    style = args.style or "a"
+    views = trust.evaluate(predictor, style=style, seed=args.seed, count=args.count, shift=args.shift,
+                           max_size=args.max_size, progress=not args.no_progress)
+    m = trust.summarize(views)
+    m["data"] = {"style": style, "shift": args.shift or "none", "seed": args.seed, "count": args.count,
+                 "max_size": args.max_size, "weights_version": predictor.version}
+    trust.print_summary(m, f"renderer {style.upper()}" + (f", shift {args.shift}" if args.shift else ""))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "trust.json").write_text(json.dumps(m, indent=2))
     return 0
 
 
