@@ -35,6 +35,7 @@ STORE_SECONDS = Histogram(
 DISPATCHED = Counter("cspine_studies_dispatched", "Analysis tasks sent to the queue")
 
 LATENCY_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+STAGE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
 def _histogram(values: list[float], buckets: tuple[float, ...]) -> tuple[list[tuple[str, float]], float]:
@@ -109,6 +110,12 @@ class SpoolCollector(Collector):
             yield HistogramMetricFamily("cspine_delivery_latency_seconds",
                                         "From analysis recorded to all its objects delivered, per destination (s)",
                                         buckets=buckets, sum_value=total)
+            h = HistogramMetricFamily("cspine_stage_seconds", "Seconds of each stage of a study (node.spool.stages)",
+                                      labels=["stage"])
+            for stage, values in spool.stage_times().items():
+                buckets, total = _histogram(values, STAGE_BUCKETS)
+                h.add_metric([stage], buckets, total)
+            yield h
         finally:
             spool.close()
         ql = GaugeMetricFamily("cspine_celery_queue_length", "Tasks waiting in each Celery queue (broker)",

@@ -50,6 +50,7 @@ def collect(settings: NodeSettings, metrics_url: str | None = None) -> dict[str,
             "recent_studies": recent,
             "latency_s": {"analysis": _quantiles(spool.analysis_latencies()),
                           "delivery": _quantiles(spool.delivery_latencies())},
+            "stages_s": {stage: _quantiles(v) for stage, v in spool.stage_times().items()},
         }
     finally:
         spool.close()
@@ -122,6 +123,10 @@ def render(info: dict[str, Any]) -> str:
         lines.append(f"{kind} latency ({label}): " + (
             f"{q['count']} done, median {q['p50']:g} s, p95 {q['p95']:g} s, max {q['max']:g} s" if q.get("count")
             else "none yet"))
+    stages = info.get("stages_s", {})
+    lines.append("stage times (median / p95 / max, s; node.spool.stages):" if stages else "stage times: none yet")
+    for stage, q in stages.items():
+        lines.append(f"  {stage:24s} {q['p50']:8.3f} {q['p95']:8.3f} {q['max']:8.3f}   ({q['count']} studies)")
     workers = info.get("workers", [])
     lines.append("workers:" if workers else "workers: none has reported (status files under <spool>/run/workers)")
     for w in workers:

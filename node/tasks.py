@@ -41,6 +41,7 @@ from node.patients import SpoolHistory, patient_salt, save_results, study_identi
 from node.settings import NodeSettings
 from node.spool import Spool, write_atomic
 from node.spool.attempts import AnalysisAbandoned, AnalysisDeferred, RetryPolicy, backoff
+from node.spool.stages import STORE, deliver_stage
 from node.worker_status import WorkerStatus
 from pipelines.interfaces import ModelSet
 from pipelines.study import Study
@@ -261,6 +262,7 @@ def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: An
     t0 = time.perf_counter()
     history = SpoolHistory(sp, patient_window_days) if patient_window_days > 0 else None
     analysis = analyze(study, history)
+    t_store = time.perf_counter()
     written = _write_objects(sp, study_uid, generation, [*analysis.objects, *analysis.patient_objects])
     result_rows = save_results(sp, study_uid, generation, analysis.results,
                                study_identity(study, patient_salt(sp))) if analysis.results else []
@@ -272,6 +274,8 @@ def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: An
     queued = sp.finish_analysis(study_uid, generation, written, destinations if written else [],
                                 skipped_reason=skipped if not analysis.results else "", summary=summary,
                                 results=result_rows)
+    stages = {**getattr(analysis, "timings", {}), STORE: time.perf_counter() - t_store}
+    sp.record_stages(study_uid, generation, stages)
     if analysis.skipped:
         log(LOG, "study not analysed" if not analysis.results else "part of study not analysed",
             study_uid=study_uid, generation=generation, reason=skipped)
@@ -282,7 +286,8 @@ def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: An
             objects=len(analysis.patient_objects))
     log(LOG, "analysis finished" if queued else "analysis superseded", study_uid=study_uid, generation=generation,
         objects=len(written), pipelines=[str(r.pipeline) for r in analysis.results],
-        seconds=round(time.perf_counter() - t0, 3))
+        seconds=round(time.perf_counter() - t0, 3),
+        stages={k: round(v, 3) for k, v in sp.study_stages(study_uid, generation).items()})
     models = [[str(r.pipeline), a.name, a.version] for r in analysis.results for a in (r.algorithm, *r.contributors)]
     return {"study_uid": study_uid, "generation": generation, "objects": len(written),
             "skipped": list(analysis.skipped), "queued": queued and bool(written), "models": models}
@@ -364,5 +369,16 @@ def deliver(self: Task, study_uid: str, destination: str) -> int:
             return 0
         raise self.retry(exc=exc, countdown=backoff(self.request.retries, s.deliver_backoff_max_s),
                          max_retries=s.deliver_max_retries) from exc
-    log(LOG, "delivered", study_uid=study_uid, destination=destination, objects=len(rows))
+    _record_delivery(sp, study_uid, destination, rows)
     return len(rows)
+
+
+def _record_delivery(sp: Spool, study_uid: str, destination: str, rows: list[Any]) -> None:
+    """Every pending object of the study reached ``destination``: record and log the ``deliver:<destination>``
+    stage (the analysis recorded -> the last object stored there) of the newest generation delivered."""
+    generation = max(r.generation for r in rows)
+    seconds = time.time() - min(r.created_at for r in rows if r.generation == generation)
+    stage = deliver_stage(destination)
+    sp.record_stages(study_uid, generation, {stage: seconds})
+    log(LOG, "delivered", study_uid=study_uid, destination=destination, objects=len(rows), generation=generation,
+        stages={stage: round(seconds, 3)})

@@ -9,6 +9,7 @@ this study or from ``history``). The node only stores what it returns.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -52,6 +53,9 @@ class Analysis:
     skipped: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     """Problems that did not stop the analysis (e.g. the patient-level report could not be built)."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per step: ``pipeline:<name>`` (each pipeline's run), ``encode`` (its DICOM objects, all pipelines)
+    and ``patient`` (the patient-level report)."""
 
 
 def pipeline_for(name: PipelineName | str, models: ModelSet) -> Pipeline:
@@ -83,10 +87,18 @@ def analyze(study: Study, models: ModelSet, history: PatientHistory | None = Non
         except ValueError as exc:
             analysis.skipped.append(f"{r.pipeline}: {exc}")
             continue
+        t = time.perf_counter()
         result = pipeline.run(study, r.instances)
+        t1 = time.perf_counter()
         analysis.results.append(result)
         analysis.objects.extend(encode(study, result, now=now))
+        key = f"pipeline:{pipeline.name}"
+        analysis.timings[key] = analysis.timings.get(key, 0.0) + t1 - t
+        analysis.timings["encode"] = analysis.timings.get("encode", 0.0) + time.perf_counter() - t1
+    t = time.perf_counter()
     add_patient_level(analysis, study, models.neck_pain, history, now=now)
+    if analysis.patient_objects:
+        analysis.timings["patient"] = time.perf_counter() - t
     return analysis
 
 

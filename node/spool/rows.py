@@ -34,6 +34,8 @@ class StudyRow:
     """The attempt now open (its task id); ``""`` when none is."""
     retry_at: float | None = None
     last_error: str = ""
+    batch_started_at: float | None = None
+    """When the first instance not yet dispatched arrived (the ``receive`` stage starts, ``node.spool.stages``)."""
 
     @classmethod
     def from_row(cls, r: sqlite3.Row) -> StudyRow:

@@ -3,7 +3,8 @@
 Tables: ``instances`` (one row per stored SOP instance), ``studies`` (state machine, generations and analysis
 attempts, ``node.spool.attempts``), ``associations`` and ``study_associations`` (release markers for assembly),
 ``outbox`` (one row per result object and destination), ``results`` (typed result files per analysed generation,
-keyed by patient), ``dead_letters`` (analyses and deliveries that gave up). The TEXT state columns hold the values of the enums in
+keyed by patient), ``dead_letters`` (analyses and deliveries that gave up), ``stage_times`` (seconds per study
+generation and stage, ``node.spool.stages``). The TEXT state columns hold the values of the enums in
 ``node.spool.states``.
 
 Durability: WAL journal with ``synchronous=FULL``, so a committed transaction survives a crash.
@@ -54,7 +55,8 @@ CREATE TABLE IF NOT EXISTS studies (
     worker_deaths INTEGER NOT NULL DEFAULT 0,
     attempt_id TEXT NOT NULL DEFAULT '',
     retry_at REAL,
-    last_error TEXT NOT NULL DEFAULT ''
+    last_error TEXT NOT NULL DEFAULT '',
+    batch_started_at REAL
 );
 CREATE TABLE IF NOT EXISTS associations (
     id TEXT PRIMARY KEY,
@@ -96,6 +98,15 @@ CREATE TABLE IF NOT EXISTS results (
     PRIMARY KEY (study_uid, generation, pipeline)
 );
 CREATE INDEX IF NOT EXISTS results_patient ON results(patient_key, pipeline);
+CREATE TABLE IF NOT EXISTS stage_times (
+    study_uid TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    stage TEXT NOT NULL,
+    seconds REAL NOT NULL,
+    recorded_at REAL NOT NULL,
+    PRIMARY KEY (study_uid, generation, stage)
+);
+CREATE INDEX IF NOT EXISTS stage_times_recorded ON stage_times(recorded_at);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
@@ -123,7 +134,7 @@ def connect(path: Path) -> sqlite3.Connection:
 ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "studies": (("attempts", "INTEGER NOT NULL DEFAULT 0"), ("worker_deaths", "INTEGER NOT NULL DEFAULT 0"),
                 ("attempt_id", "TEXT NOT NULL DEFAULT ''"), ("retry_at", "REAL"),
-                ("last_error", "TEXT NOT NULL DEFAULT ''")),
+                ("last_error", "TEXT NOT NULL DEFAULT ''"), ("batch_started_at", "REAL")),
 }
 """Columns added after the first release: ``create`` adds them to an index that predates them."""
 

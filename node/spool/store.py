@@ -4,7 +4,8 @@ Receiving: ``store`` writes the instance durably (``node.spool.durable``) and co
 returns; only then does the SCP answer Success. Assembly: ``ready_studies`` / ``mark_dispatched``. Analysis:
 ``begin_analysis`` / ``finish_analysis`` / ``fail_attempt`` / ``fail_study`` (attempts, backoff and dead letters:
 ``node.spool.attempts``). Delivery: ``mark_sent`` / ``mark_attempt_failed`` /
-``touch_outbox``. Start-up: ``recover``. Read-only queries come from ``node.spool.queries``.
+``touch_outbox``. Start-up: ``recover``. Read-only queries come from ``node.spool.queries``, stage times
+(``record_stages``, ``stage_times``) from ``node.spool.stages``.
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ from node.spool.durable import file_sha256, fsync_dir, move_atomic, private, saf
 from node.spool.headers import InstanceHeader, header_from_dataset
 from node.spool.queries import SpoolQueries
 from node.spool.rows import ResultRow
+from node.spool.stages import StageTimes, record_dispatch_stages
 from node.spool.states import AssociationEnd, DeadLetterKind, OutboxState, StoreOutcome, StudyState
 from pipelines.study import Instance, Study
 
 
-class Spool(SpoolQueries):
+class Spool(SpoolQueries, StageTimes):
     """Files + SQLite index. Thread-safe: one SQLite connection per thread. ``retry``: how often and how fast an
     analysis is tried again (``node.spool.attempts``)."""
 
@@ -182,13 +184,15 @@ class Spool(SpoolQueries):
     @staticmethod
     def _bump(db: sqlite3.Connection, study_uid: str, now: float, delta_instances: int) -> None:
         db.execute(
-            "INSERT INTO studies(study_uid, state, generation, n_instances, first_received_at, last_received_at)"
-            " VALUES (?, ?, 1, ?, ?, ?)"
+            "INSERT INTO studies(study_uid, state, generation, n_instances, first_received_at, last_received_at,"
+            " batch_started_at) VALUES (?, ?, 1, ?, ?, ?, ?)"
             " ON CONFLICT(study_uid) DO UPDATE SET generation=generation+1, n_instances=n_instances+?,"
             " last_received_at=?, state=?, ready_at=NULL,"
+            " batch_started_at=CASE WHEN generation <= dispatched_generation OR batch_started_at IS NULL THEN ?"
+            " ELSE batch_started_at END,"
             " attempts=0, worker_deaths=0, attempt_id='', retry_at=NULL, last_error=''",
-            (study_uid, StudyState.RECEIVING.value, max(delta_instances, 0), now, now, delta_instances, now,
-             StudyState.RECEIVING.value),
+            (study_uid, StudyState.RECEIVING.value, max(delta_instances, 0), now, now, now, delta_instances, now,
+             StudyState.RECEIVING.value, now),
         )
 
     # -- Recovery ----------------------------------------------------------------------------------
@@ -302,6 +306,7 @@ class Spool(SpoolQueries):
                 return None
             stop = self._attempt_blocked(db, s, attempt_id, now)
             if stop is None:
+                record_dispatch_stages(db, s, now)
                 db.execute(
                     "UPDATE studies SET state=?, analysis_started_at=?, attempts=attempts+1, attempt_id=?,"
                     " retry_at=NULL WHERE study_uid=?",
