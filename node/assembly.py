@@ -2,9 +2,12 @@
 
 A study is *ready* when it has instances newer than its last dispatch (``generation >
 dispatched_generation``), every association that brought them has ended (the release/abort markers the
-SCP writes into the spool index), and no instance arrived for ``stable_age_s`` (default 5 s, like
-MONAI Deploy's gateway; Orthanc uses 60 s). A sender that keeps its association open is not waited for
-forever: after ``open_association_age_s`` without new instances the study is dispatched anyway.
+SCP writes into the spool index) and ``release_grace_s`` (default 0.5 s) has passed since that release, room for
+a sender that sends one study over two associations (plus ``stable_age_s`` after the last instance, default 0;
+MONAI Deploy's gateway waits a fixed 5 s, Orthanc 60 s). A sender that keeps its association open is not waited
+for forever: after ``open_association_age_s`` without new instances the study is dispatched anyway. The rule is
+``node.spool.ready``; ``wait_s`` tells the ``serve`` loop when the next waiting study is due, so a released study
+is dispatched at its due time, not at the next fixed tick.
 
 A late instance bumps the study's generation, so the study becomes ready again and a new analysis is
 queued; when it finishes, results of the older analysis that were not yet delivered are superseded (see
@@ -45,7 +48,7 @@ class Assembler:
         now = self.clock()
         dispatched = []
         for study_uid, generation in self.spool.ready_studies(
-                now, self.settings.stable_age_s, self.settings.open_association_age_s):
+                now, self.settings.stable_age_s, self.settings.open_association_age_s, self.settings.release_grace_s):
             try:
                 task_id = self.dispatcher.analyze(study_uid, generation)
             except Exception as e:  # noqa: BLE001 - broker down: try again next tick
@@ -56,6 +59,15 @@ class Assembler:
             log(LOG, "study dispatched", study_uid=study_uid, generation=generation, task_id=task_id)
             dispatched.append(study_uid)
         return dispatched
+
+    def wait_s(self, longest_s: float) -> float:
+        """How long the loop may sleep before the next tick: until the next waiting study is due, at most
+        ``longest_s`` (a release the SCP records meanwhile is seen at the next tick). A study already due was
+        tried by the tick just done (the broker may be down): ``longest_s`` then, not a busy loop."""
+        due = self.spool.next_ready_at(self.settings.stable_age_s, self.settings.open_association_age_s,
+                                       self.settings.release_grace_s)
+        now = self.clock()
+        return longest_s if due is None or due <= now else min(longest_s, max(0.01, due - now))
 
     def sweep_outbox(self, older_than_s: float) -> list[tuple[str, str]]:
         """Queue delivery again for pending results untouched for ``older_than_s``."""

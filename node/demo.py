@@ -107,7 +107,7 @@ def run_demo(spool: Path | None = None, seed: int = 0, timeout_s: float = 600.0,
 
     work = Path(tempfile.mkdtemp(prefix="cspine-demo-"))
     spool = Path(spool) if spool else work / "spool"
-    settings = NodeSettings(spool_dir=spool, host="127.0.0.1", port=port, stable_age_s=2.0, metrics_port=None,
+    settings = NodeSettings(spool_dir=spool, host="127.0.0.1", port=port, metrics_port=None,
                             destinations=[], log_json=False, log_level="WARNING")
     setup_logging(settings.log_level, settings.log_json)
     node = Node(settings).start()

@@ -112,7 +112,11 @@ class Node:
                     self.assembler.sweep_outbox(0.0)
             except Exception:  # noqa: BLE001 - keep the node alive; logged
                 LOG.exception("assembler loop error")
-            self._stop.wait(self.settings.assembly_interval_s)
+            try:
+                wait = self.assembler.wait_s(self.settings.assembly_interval_s)  # wake when a study is due
+            except Exception:  # noqa: BLE001 - an index error: the plain interval
+                wait = self.settings.assembly_interval_s
+            self._stop.wait(wait)
 
     def stop(self) -> None:
         self._stop.set()

@@ -220,8 +220,11 @@ class NodeSettings(BaseSettings):
 
     # Spool and assembly
     spool_dir: Path = Path("cspine-spool")
-    stable_age_s: float = 5.0
-    """A study is dispatched when its associations are released and no instance arrived for this long."""
+    release_grace_s: float = 0.5
+    """A study is dispatched this long after the sender released the last association that brought its instances
+    (room for a second association of the same study; a later instance still re-triggers the analysis)."""
+    stable_age_s: float = 0.0
+    """... and at least this long after its last instance (0: the release and its grace decide)."""
     open_association_age_s: float = 60.0
     """Dispatch anyway after this long without new instances, even if a sender keeps its association open."""
     assembly_interval_s: float = 0.5
@@ -369,7 +372,7 @@ class NodeSettings(BaseSettings):
             raise ValueError("must be >= 1")
         return v
 
-    @field_validator("stable_age_s", "open_association_age_s")
+    @field_validator("stable_age_s", "open_association_age_s", "release_grace_s")
     @classmethod
     def _nonneg(cls, v: float) -> float:
         if v < 0:

@@ -1,7 +1,8 @@
 """``Spool``: the state machine of received instances, studies and result objects over files + the index.
 
 Receiving: ``store`` writes the instance durably (``node.spool.durable``) and commits its index row before it
-returns; only then does the SCP answer Success. Assembly: ``ready_studies`` / ``mark_dispatched``. Analysis:
+returns; only then does the SCP answer Success. Assembly: ``ready_studies`` (``node.spool.ready``) /
+``mark_dispatched``. Analysis:
 ``begin_analysis`` / ``finish_analysis`` / ``fail_attempt`` / ``fail_study`` (attempts, backoff and dead letters:
 ``node.spool.attempts``). Delivery: ``mark_sent`` / ``mark_attempt_failed`` /
 ``touch_outbox``. Start-up: ``recover``. Read-only queries come from ``node.spool.queries``, stage times
@@ -27,13 +28,14 @@ from node.spool.attempts import AnalysisAbandoned, AnalysisDeferred, RetryPolicy
 from node.spool.durable import file_sha256, fsync_dir, move_atomic, private, safe_name, write_atomic
 from node.spool.headers import InstanceHeader, header_from_dataset
 from node.spool.queries import SpoolQueries
+from node.spool.ready import StudyReadiness
 from node.spool.rows import ResultRow
 from node.spool.stages import StageTimes, record_dispatch_stages
 from node.spool.states import AssociationEnd, DeadLetterKind, OutboxState, StoreOutcome, StudyState
 from pipelines.study import Instance, Study
 
 
-class Spool(SpoolQueries, StageTimes):
+class Spool(SpoolQueries, StudyReadiness, StageTimes):
     """Files + SQLite index. Thread-safe: one SQLite connection per thread. ``retry``: how often and how fast an
     analysis is tried again (``node.spool.attempts``)."""
 
@@ -255,24 +257,6 @@ class Spool(SpoolQueries, StageTimes):
         return len(lost)
 
     # -- Assembly ----------------------------------------------------------------------------------
-
-    def ready_studies(self, now: float, stable_age_s: float, open_association_age_s: float) -> list[tuple[str, int]]:
-        """Studies to dispatch now: new instances since the last dispatch, quiet for ``stable_age_s`` with
-        every association that brought them closed, or quiet for ``open_association_age_s`` regardless; a study
-        backing off after a failed attempt waits until its ``retry_at``."""
-        rows = self._db().execute(
-            "SELECT s.study_uid, s.generation, s.last_received_at, EXISTS("
-            "  SELECT 1 FROM study_associations sa JOIN associations a ON a.id = sa.assoc_id"
-            "  WHERE sa.study_uid = s.study_uid AND a.closed_at IS NULL) AS open_assoc"
-            " FROM studies s WHERE s.generation > s.dispatched_generation AND s.last_received_at <= ?"
-            " AND (s.retry_at IS NULL OR s.retry_at <= ?) ORDER BY s.last_received_at",
-            (now - stable_age_s, now),
-        ).fetchall()
-        out = []
-        for r in rows:
-            if not r["open_assoc"] or r["last_received_at"] <= now - open_association_age_s:
-                out.append((r["study_uid"], int(r["generation"])))
-        return out
 
     def mark_dispatched(self, study_uid: str, generation: int, task_id: str, now: float | None = None) -> None:
         now = now if now is not None else time.time()

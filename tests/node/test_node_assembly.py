@@ -68,11 +68,62 @@ def test_waits_for_release_then_stable_age(env) -> None:
     clock.t += 20
     assert asm.tick() == [], "association still open: not complete"
     spool.close_association("a1", "released", now=clock.t)
+    assert asm.tick() == [], "the release grace (0.5 s) first"
+    assert asm.wait_s(0.5) == pytest.approx(0.5)
+    clock.t += 0.5
     assert asm.tick() == [study]
     assert disp.analyses == [(study, 2)]
     assert spool.study(study).state == StudyState.QUEUED
     clock.t += 100
     assert asm.tick() == [], "dispatched once"
+
+
+@pytest.fixture
+def defaults(tmp_path: Path):
+    """The default assembly settings: dispatch 0.5 s after the release, no stable age."""
+    spool = Spool(tmp_path / "spool")
+    clock = Clock()
+    disp = RecordingDispatcher()
+    settings = NodeSettings(spool_dir=tmp_path / "spool", metrics_port=None)
+    assert (settings.release_grace_s, settings.stable_age_s, settings.open_association_age_s) == (0.5, 0.0, 60.0)
+    return spool, clock, Assembler(spool, settings, disp, clock=clock), disp
+
+
+def test_released_study_is_dispatched_after_the_grace_not_a_fixed_quiet_period(defaults) -> None:
+    spool, clock, asm, disp = defaults
+    study = pydicom.uid.generate_uid()
+    spool.open_association("a1", "PACS", "127.0.0.1", now=clock.t)
+    for i in range(3):
+        _store(spool, make_image(study, seed=i), clock.t + 0.1 * i, "a1")
+    assert asm.wait_s(0.5) == 0.5, "an open association: nothing due before the next regular tick"
+    spool.close_association("a1", "released", now=clock.t + 0.3)
+    clock.t += 0.7
+    assert asm.tick() == [] and asm.wait_s(0.5) == pytest.approx(0.1)
+    clock.t += 0.1
+    assert asm.tick() == [study] and disp.analyses == [(study, 3)]
+
+
+def test_a_second_association_within_the_grace_joins_the_same_dispatch(defaults) -> None:
+    spool, clock, asm, disp = defaults
+    study = pydicom.uid.generate_uid()
+    spool.open_association("a1", "PACS", "127.0.0.1", now=clock.t)
+    _store(spool, make_image(study, seed=1), clock.t, "a1")
+    spool.close_association("a1", "released", now=clock.t + 0.1)
+    spool.open_association("a2", "PACS", "127.0.0.1", now=clock.t + 0.3)
+    _store(spool, make_image(study, seed=2), clock.t + 0.4, "a2")
+    clock.t += 1.0
+    assert asm.tick() == [], "the second association is still open"
+    spool.close_association("a2", "released", now=clock.t)
+    clock.t += 0.5
+    assert asm.tick() == [study] and disp.analyses == [(study, 2)]
+    # an instance after the dispatch still re-triggers, 0.5 s after its own association's release
+    spool.open_association("a3", "PACS", "127.0.0.1", now=clock.t + 5)
+    _store(spool, make_image(study, seed=3), clock.t + 5, "a3")
+    spool.close_association("a3", "released", now=clock.t + 5.1)
+    clock.t += 5.5
+    assert asm.tick() == []
+    clock.t += 0.1
+    assert asm.tick() == [study] and disp.analyses == [(study, 2), (study, 3)]
 
 
 def test_stable_age_counts_from_last_instance(env) -> None:
@@ -194,8 +245,7 @@ def test_real_scp_release_markers_and_late_instance(tmp_path: Path) -> None:
     from tests.services import free_port
 
     metrics_port = free_port()
-    settings = NodeSettings(spool_dir=tmp_path / "spool", host="127.0.0.1", port=0, stable_age_s=0.5,
-                            assembly_interval_s=0.1, metrics_port=metrics_port)
+    settings = NodeSettings(spool_dir=tmp_path / "spool", host="127.0.0.1", port=0, metrics_port=metrics_port)
     disp = RecordingDispatcher()
     from prometheus_client import REGISTRY
 
