@@ -36,12 +36,13 @@ from typing import TYPE_CHECKING, Any
 from celery import Celery, Task
 from celery.signals import worker_ready, worker_shutdown
 
+from node import fanout
 from node.logs import log
 from node.patients import SpoolHistory, patient_salt, save_results, study_identity
 from node.settings import NodeSettings
 from node.spool import Spool, write_atomic
 from node.spool.attempts import AnalysisAbandoned, AnalysisDeferred, RetryPolicy, backoff
-from node.spool.stages import STORE, deliver_stage
+from node.spool.stages import STORE
 from node.worker_status import WorkerStatus
 from pipelines.interfaces import ModelSet
 from pipelines.study import Study
@@ -338,29 +339,38 @@ def analyze_study(self: Task, study_uid: str, generation: int = 0) -> dict[str, 
     if _state.get("status") is not None:
         _state["status"].record_models([tuple(m) for m in report["models"]])
     if report["queued"]:
-        for d in s.destinations:
-            deliver.apply_async((study_uid, d.name))
+        _deliver_results(s, study_uid, [d.name for d in s.destinations])
     return report
+
+
+def _deliver_results(s: NodeSettings, study_uid: str, names: list[str]) -> None:
+    """A worker that also takes deliveries makes the first attempt to every destination at once, here
+    (``node.fanout``); a destination that fails (or every destination, on a worker that does not deliver, e.g. a GPU
+    worker) gets its own delivery task with its own retries."""
+    status = _state.get("status")
+    consumed = status.queues if status is not None and status.queues else s.consumed_queues
+    failed: dict[str, Exception] = dict.fromkeys(names, None) if s.deliver_queue not in consumed else \
+        fanout.attempt_all(spool(), s, study_uid, names)
+    for name, error in failed.items():
+        countdown = None
+        if error is not None:
+            ids = getattr(error, "failed_ids", None)
+            if ids:
+                spool().mark_attempt_failed(ids, str(error))
+            log(LOG, "delivery attempt failed", logging.WARNING, study_uid=study_uid, destination=name, attempt=1,
+                error=str(error)[:500], final=False)
+            countdown = backoff(0, s.deliver_backoff_max_s)
+        deliver.apply_async((study_uid, name), countdown=countdown)
 
 
 @app.task(bind=True, name=DELIVER_TASK, base=_DeadLetterTask, acks_late=True)
 def deliver(self: Task, study_uid: str, destination: str) -> int:
-    """Celery task: send the pending result objects of a study to one destination (retries until back)."""
-    from node.deliver import DeliveryError, send_rows
-
+    """Celery task: send the pending result objects of a study to one destination (retries until back); each
+    destination has its own task and its own retries (``node.fanout``)."""
     s = settings()
     sp = spool()
-    rows = sp.pending_outbox(study_uid, destination)
-    if not rows:
-        return 0
-    try:
-        dest = s.destination(destination)
-    except KeyError as exc:
-        sp.mark_attempt_failed([r.id for r in rows], str(exc), final=True)
-        return 0
-    try:
-        send_rows(dest, rows, sp, calling_aet=s.ae_title)
-    except DeliveryError as exc:
+    n, exc = fanout.attempt(sp, s, study_uid, destination)
+    if exc is not None:
         final = self.request.retries >= s.deliver_max_retries
         sp.mark_attempt_failed(exc.failed_ids, str(exc), final=final)
         log(LOG, "delivery attempt failed", logging.WARNING, study_uid=study_uid, destination=destination,
@@ -369,16 +379,4 @@ def deliver(self: Task, study_uid: str, destination: str) -> int:
             return 0
         raise self.retry(exc=exc, countdown=backoff(self.request.retries, s.deliver_backoff_max_s),
                          max_retries=s.deliver_max_retries) from exc
-    _record_delivery(sp, study_uid, destination, rows)
-    return len(rows)
-
-
-def _record_delivery(sp: Spool, study_uid: str, destination: str, rows: list[Any]) -> None:
-    """Every pending object of the study reached ``destination``: record and log the ``deliver:<destination>``
-    stage (the analysis recorded -> the last object stored there) of the newest generation delivered."""
-    generation = max(r.generation for r in rows)
-    seconds = time.time() - min(r.created_at for r in rows if r.generation == generation)
-    stage = deliver_stage(destination)
-    sp.record_stages(study_uid, generation, {stage: seconds})
-    log(LOG, "delivered", study_uid=study_uid, destination=destination, objects=len(rows), generation=generation,
-        stages={stage: round(seconds, 3)})
+    return n

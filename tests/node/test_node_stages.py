@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pydicom
 
-from node import tasks
+from node import fanout, tasks
 from node.metrics import SpoolCollector
 from node.settings import NodeSettings
 from node.spool import Spool, header_from_dataset
@@ -59,6 +59,7 @@ def test_worker_and_delivery_stages_in_log_status_and_metrics(tmp_path: Path, mo
 
     logged = []
     monkeypatch.setattr(tasks, "log", lambda logger, event, *a, **kw: logged.append((event, kw)))
+    monkeypatch.setattr(fanout, "log", lambda logger, event, *a, **kw: logged.append((event, kw)))
     tasks.run_analysis(sp, ["pacs"], uid, analyze, patient_window_days=0)
     stages = sp.study_stages(uid, 1)
     assert {"receive", "stability", "queue", "pipeline:xray", "encode", "store"} <= set(stages)
@@ -67,7 +68,7 @@ def test_worker_and_delivery_stages_in_log_status_and_metrics(tmp_path: Path, mo
     assert finished["stages"]["encode"] == 0.6 and "queue" in finished["stages"]
 
     rows = [SimpleNamespace(generation=1, created_at=time.time() - 2.0)]
-    tasks._record_delivery(sp, uid, "pacs", rows)
+    fanout.record_delivery(sp, uid, "pacs", rows)
     assert 1.9 < sp.study_stages(uid, 1)["deliver:pacs"] < 10
     assert next(kw for event, kw in logged if event == "delivered")["stages"]["deliver:pacs"] > 1.9
 
