@@ -97,6 +97,11 @@ class VolumeAnalysis:
     mid: int
     left: int
     right: int
+    second_peak: np.ndarray | None = None
+    """(5,) the largest mass of each level's heatmap near a place other than its chosen one (more than about 8 mm
+    away): near ``peak`` when the level could as well be elsewhere; None when the model does not say."""
+    view_top_px: float = 0.0
+    """First image row (canonical) the localiser saw; 0 when it saw the whole image height."""
 
 
 class MriModel(Model, Protocol):

@@ -33,6 +33,8 @@ ALGORITHM_NAME = "cspine-node MRI degeneration (paper 002 tasks)"
 
 DISC_GAP_MM = (9.0, 35.0)
 """Allowed distance between neighbouring disc centres (mm) when decoding the heatmaps jointly."""
+SECOND_PEAK_MM = 8.0
+"""A level's heatmap mass farther than this from its chosen centre counts as a second peak (``second_peaks``)."""
 
 
 def spatial_softmax(logits: np.ndarray) -> np.ndarray:
@@ -118,6 +120,17 @@ def decode_levels(prob: np.ndarray, gap_px: tuple[float, float], k: int = 12, wi
     return pts, spread, mass[np.arange(n), ys[idx], xs[idx]]
 
 
+def second_peaks(prob: np.ndarray, pts: np.ndarray, radius: float, window: int = 3) -> np.ndarray:
+    """(n,) the largest window mass of each map once the disk of ``radius`` (pixels) about its point ``pts[i]``
+    ((x, y)) is removed: how much of a level's heatmap says it could be somewhere else."""
+    h, w = prob.shape[1:]
+    yy, xx = np.mgrid[:h, :w]
+    rest = prob.copy()
+    for i, (x, y) in enumerate(pts):
+        rest[i][(xx - x) ** 2 + (yy - y) ** 2 <= radius**2] = 0.0
+    return _window_mass(rest, window).reshape(len(prob), -1).max(1)
+
+
 class MriPredictor(Predictor):
     """Both networks (an ``mri`` checkpoint, parts ``localiser`` and ``classifier``) on one device; ``analyse``
     runs localisation then per-level classification."""
@@ -159,6 +172,7 @@ class MriPredictor(Predictor):
         out = self.localiser(x)[0].cpu().numpy()
         pts, spread, peak = decode_levels(spatial_softmax(out[: len(LEVELS)]),
                                           (DISC_GAP_MM[0] / LOCALISER_MM_PER_PX, DISC_GAP_MM[1] / LOCALISER_MM_PER_PX))
+        second = second_peaks(spatial_softmax(out[: len(LEVELS)]), pts, SECOND_PEAK_MM / LOCALISER_MM_PER_PX)
         centres = np.array([grid.from_localiser(px, py) for px, py in pts])
         # masks back to the original grid (bilinear on the logits)
         c0 = (LOCALISER_SIZE - 1) / 2
@@ -173,4 +187,6 @@ class MriPredictor(Predictor):
         side = side.cpu().numpy()
         n = len(LEVELS)
         probs = {TASKS[0]: pm[:, 0], TASKS[1]: pm[:, 1], TASKS[2]: side[:n], TASKS[3]: side[n:]}
-        return VolumeAnalysis(centres, spread * grid.fx, peak, masks[0] & inside, masks[1] & inside, probs, mid, left, right)
+        top = max(0.0, grid.from_localiser(0.0, -0.5)[1])
+        return VolumeAnalysis(centres, spread * grid.fx, peak, masks[0] & inside, masks[1] & inside, probs, mid, left, right,
+                              second_peak=second, view_top_px=top)

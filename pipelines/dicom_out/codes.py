@@ -177,6 +177,7 @@ VALUE_CODES: dict[str, Code] = {
     "present": Code("52101004", "SCT", "Present"),
     "absent": Code("272519000", "SCT", "Absent"),
     "not measurable": Code("82334004", "SCT", "Indeterminate"),
+    "not assessable": Code("82334004", "SCT", "Indeterminate"),  # an MRI level that failed the plausibility gate
     "indeterminate": Code("82334004", "SCT", "Indeterminate"),
     "normal": Code("17621005", "SCT", "Normal"),
     "abnormal": Code("263654008", "SCT", "Abnormal"),

@@ -22,8 +22,8 @@ THRESHOLDS: dict[str, float] = {
 """Probability at or above which a level is reported positive."""
 UNCERTAIN_BAND = 0.15
 """Probabilities within this distance of the threshold get an 'uncertain' remark in the evidence."""
-LOCALISATION_MIN_PEAK = 0.3
-"""A disc heatmap peak below this is reported as an uncertain level localisation."""
+NOT_ASSESSABLE = "not assessable"
+"""The value of a finding at a level the plausibility gate (``pipelines.mri.plausibility``) did not pass."""
 
 
 def _rule(task: str) -> str:
@@ -31,12 +31,17 @@ def _rule(task: str) -> str:
     return f"model probability >= {THRESHOLDS[task]:.2f}; positive class: {base}"
 
 
-def level_findings(level: str, probabilities: Mapping[str, float]) -> list[Finding]:
-    """The four findings of one disc level from its task probabilities."""
+def level_findings(level: str, probabilities: Mapping[str, float], not_assessable: str = "") -> list[Finding]:
+    """The four findings of one disc level from its task probabilities; with ``not_assessable`` (the reason) the
+    four are "not assessable" instead, without a probability (the model's number is not a result there)."""
     if level not in LEVELS:
         raise ValueError(f"unknown level {level!r}; expected one of {LEVELS}")
     out = []
     for task in TASKS:
+        if not_assessable:
+            out.append(Finding(key=task, name=FINDING_NAMES[task], value=NOT_ASSESSABLE, site=level,
+                               evidence=(f"level not assessable: {not_assessable}",), threshold=_rule(task)))
+            continue
         p = float(probabilities[task])
         thr = THRESHOLDS[task]
         ev = [f"p={p:.2f} {'>=' if p >= thr else '<'} {thr:.2f}"]
@@ -47,9 +52,12 @@ def level_findings(level: str, probabilities: Mapping[str, float]) -> list[Findi
     return out
 
 
-def study_findings(probabilities: Mapping[str, object]) -> list[Finding]:
-    """Findings for all levels; ``probabilities[task]`` is a sequence over ``LEVELS``."""
+def study_findings(probabilities: Mapping[str, object], not_assessable: Mapping[str, str] | None = None) -> list[Finding]:
+    """Findings for all levels; ``probabilities[task]`` is a sequence over ``LEVELS``; ``not_assessable`` maps a
+    level to the reason it is not graded."""
     out = []
+    skip = not_assessable or {}
     for j, level in enumerate(LEVELS):
-        out.extend(level_findings(level, {t: float(probabilities[t][j]) for t in TASKS}))  # type: ignore[index]
+        out.extend(level_findings(level, {t: float(probabilities[t][j]) for t in TASKS},  # type: ignore[index]
+                                  skip.get(level, "")))
     return out

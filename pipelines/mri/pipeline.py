@@ -3,7 +3,9 @@
 Steps: choose the series (T2 preferred), read it into a canonical volume (anterior left, head up),
 localise the five disc centres C2-C3..C6-C7 on the mid-sagittal slice (heatmaps) with disc and canal
 masks, classify spine-aligned crops per level (mid-sagittal slices for disc and canal, the slices about
-14 mm to each side for the foramina), and turn probabilities into findings (``grading``).
+14 mm to each side for the foramina), check that the level chain is anatomically plausible (``plausibility``:
+confidence, order, spacing, canal continuity, C2 in view; a level that fails is "not assessable" with the
+reason, not graded), and turn probabilities into findings (``grading``).
 
 Every keypoint and mask is returned in the stored pixel grid of the slice it belongs to (x right,
 y down). The disc-centre keypoints are also placed on the two foraminal slices, at the same in-plane
@@ -16,7 +18,8 @@ import numpy as np
 from scipy import ndimage
 
 from pipelines.interfaces import ModelSet, MriModel, VolumeAnalysis
-from pipelines.mri.grading import LOCALISATION_MIN_PEAK, study_findings
+from pipelines.mri.grading import study_findings
+from pipelines.mri.plausibility import check_chain
 from pipelines.mri.preprocessing import SeriesVolume, choose_series, load_series
 from pipelines.results import ImageResult, Keypoint, Mask, StudyResult
 from pipelines.study import Instance, Study
@@ -55,12 +58,12 @@ class MriPipeline:
             algorithm=self.model.algorithm,
             warnings=warnings,
         )
-        ys = va.centres_px[:, 1]
-        if np.any(np.diff(ys) <= 0):
-            result.warnings.append("disc levels were not found in cranio-caudal order: level labels may be wrong")
-        for j, level in enumerate(LEVELS):
-            if va.peak[j] < LOCALISATION_MIN_PEAK:
-                result.warnings.append(f"{level} disc localisation uncertain (heatmap peak {va.peak[j]:.2f})")
+        check = check_chain(va.centres_px, sv.pixel_spacing_mm, va.peak, va.sigma_px, va.canal_mask,
+                            second_peak=va.second_peak, view_top_px=va.view_top_px)
+        skip = {level: check.reason(level) for level in check.failed}
+        if skip:
+            result.warnings.append(f"{', '.join(skip)} not assessable (level localisation failed the plausibility "
+                                   f"check): " + "; ".join(f"{lv}: {r}" for lv, r in skip.items()))
         for k, role in ((mid, "mid"), (left, "left"), (right, "right")):
             if role != "mid" and k == mid:
                 continue
@@ -70,7 +73,7 @@ class MriPipeline:
             if role == "mid":
                 img.masks = self._masks(sv, k, va)
             result.images.append(img)
-        result.findings = study_findings(va.probabilities)
+        result.findings = study_findings(va.probabilities, skip)
         return result
 
     @staticmethod
