@@ -19,6 +19,11 @@ What the node does instead:
   after acceptance is aborted instead of holding its association for ever.
 * Association slots are counted by ``node.scp`` among associations whose request is complete (``AssociationSlots``),
   not among raw connections; pynetdicom's own count is switched off (``UNLIMITED``).
+* DICOM TLS: pynetdicom wraps an accepted socket in the accepting thread with the handshake on connect, so one
+  client that never finishes its handshake would stall every new connection. ``GuardedAssociationServer`` wraps it
+  without the handshake and runs the handshake in the connection's own thread, as a pending connection: under the
+  deadline and the per-address cap. A failed handshake (no certificate, one from another CA, plain TCP) closes the
+  connection and is reported to ``on_handshake_failed``.
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pynetdicom.transport import ThreadedAssociationServer
@@ -79,11 +86,13 @@ class PendingConnections:
             self._closed(host, "pending_cap", pending=n)
         return not refused
 
-    def settle(self, sock: socket.socket | None) -> None:
-        """The connection's A-ASSOCIATE-RQ is complete (or it is being answered): no longer pending."""
-        if sock is not None:
-            with self._lock:
-                self._pending.pop(sock, None)
+    def settle(self, sock: socket.socket | None) -> bool:
+        """The connection's A-ASSOCIATE-RQ is complete (or it is being answered): no longer pending. False when it
+        was not pending (the watchdog closed it already)."""
+        if sock is None:
+            return False
+        with self._lock:
+            return self._pending.pop(sock, None) is not None
 
     def count(self, host: str | None = None) -> int:
         with self._lock:
@@ -102,8 +111,8 @@ class PendingConnections:
                     del self._pending[sock]
                     expired.append((sock, host))
         for sock, host in expired:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)  # wakes a reader blocked in recv(); pynetdicom closes the fd
+            with contextlib.suppress(OSError):  # the plain socket's shutdown, also under TLS (keeps its state)
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # wakes a blocked recv(); pynetdicom closes the fd
             self._closed(host, "deadline")
         return len(expired)
 
@@ -151,14 +160,41 @@ class PendingConnections:
 
 class GuardedAssociationServer(ThreadedAssociationServer):
     """pynetdicom's threaded server with the per-host cap checked before a thread starts, a socket timeout on
-    accepted connections, and a larger listen backlog. Built through ``AE.make_server(server_class=...)``."""
+    accepted connections, a larger listen backlog, and the TLS handshake (``ssl_context``) in the connection's own
+    thread. Built through ``AE.make_server(server_class=..., ssl_context=...)``."""
 
     request_queue_size = LISTEN_BACKLOG
 
-    def __init__(self, *args: Any, pending: PendingConnections, socket_timeout_s: float | None, **kwargs: Any):
+    def __init__(self, *args: Any, pending: PendingConnections, socket_timeout_s: float | None,
+                 on_handshake_failed: Callable[[str, str], None] | None = None, **kwargs: Any):
         self.pending = pending
         self.socket_timeout_s = socket_timeout_s
+        self.on_handshake_failed = on_handshake_failed
         super().__init__(*args, **kwargs)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """Accept; under TLS wrap the socket *without* its handshake (``process_request_thread`` does it)."""
+        client, address = self.socket.accept()
+        if self.ssl_context:
+            try:
+                client = self.ssl_context.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
+            except (OSError, ValueError):
+                client.close()
+                raise
+        return client, address
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """Under TLS the handshake first (a pending connection: the watchdog's deadline closes one that stalls)."""
+        if isinstance(request, ssl.SSLSocket):
+            try:
+                request.do_handshake()
+            except (OSError, ValueError) as e:  # ssl.SSLError is an OSError; ValueError: closed meanwhile
+                if self.pending.settle(request) and self.on_handshake_failed is not None:
+                    reason = getattr(e, "reason", None) or f"{type(e).__name__}: {e}"
+                    self.on_handshake_failed(str(client_address[0]), f"TLS handshake failed: {reason}")
+                self.shutdown_request(request)
+                return
+        super().process_request_thread(request, client_address)
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
         """Admit the connection unless its host is at its pending cap (socketserver then closes it at once)."""

@@ -12,6 +12,12 @@ destination is a new ``DestinationKind`` member and a sender registered here.
 Each object is recorded as sent as soon as the destination acknowledges it: after its C-STORE success (DIMSE), or
 from the response of its STOW-RS request (requests of at most ``STOW_BATCH`` objects). A delivery interrupted
 midway (worker killed, destination gone) re-sends only what was not acknowledged.
+
+TLS: a ``dimse`` destination with ``tls`` is reached over DICOM TLS (``node.tls.client_context``: the server
+certificate checked against ``tls_ca_bundle`` and the host name, our client certificate for mutual TLS); a failed
+handshake is named in the error ("server certificate not accepted: ...") and the rows stay pending. A ``stow``
+destination with an ``https://`` URL checks the server against ``tls_ca_bundle`` (else the system's CAs) and
+authenticates with ``username``/``password`` (basic) or ``token`` (bearer), on dicomweb-client's session.
 """
 
 from __future__ import annotations
@@ -24,10 +30,10 @@ from pathlib import Path
 from typing import Protocol
 
 import pydicom
-import requests
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 
+from node import tls
 from node.logs import log
 from node.settings import Destination, DestinationKind
 from node.spool import OutboxRow, Spool
@@ -123,10 +129,21 @@ def _send_dimse(dest: Destination, rows: list[OutboxRow], calling_aet: str, on_s
         syntaxes.setdefault(r.sop_class_uid, set()).update({ts, ExplicitVRLittleEndian, ImplicitVRLittleEndian})
     for sop_class, ts in syntaxes.items():
         ae.add_requested_context(sop_class, sorted(ts))
-    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
+    tls_args = None
+    if dest.tls:
+        try:
+            ctx = tls.client_context(dest.tls_ca_bundle, dest.tls_certificate, dest.tls_private_key)
+        except tls.TlsConfigError as e:
+            return Attempt(failed=[r.id for r in rows], error=str(e))
+        tls_args = (ctx, dest.tls_server_name or dest.host)
+    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, tls_args=tls_args)
     if not assoc.is_established:
         why = "association rejected" if assoc.is_rejected else "destination unreachable or association aborted"
-        return Attempt(failed=[r.id for r in rows], error=f"{why} ({dest.ae_title}@{dest.host}:{dest.port})")
+        if tls_args is not None and not assoc.is_rejected:
+            why = tls.handshake_failure(dest.host, dest.port, tls_args[0], server_hostname=tls_args[1],
+                                        timeout_s=dest.timeout_s) or why
+        return Attempt(failed=[r.id for r in rows],
+                       error=f"{why} ({dest.ae_title}@{dest.host}:{dest.port}{' TLS' if dest.tls else ''})")
     sent, failed, error = [], [], ""
     try:
         for r in rows:
@@ -155,9 +172,18 @@ def _send_dimse(dest: Destination, rows: list[OutboxRow], calling_aet: str, on_s
 
 def _send_stow(dest: Destination, rows: list[OutboxRow], on_sent: OnSent) -> Attempt:
     from dicomweb_client.api import DICOMwebClient
+    from dicomweb_client.session_utils import create_session, create_session_from_user_pass
 
-    session = requests.Session()
-    session.request = _with_timeout(session.request, dest.timeout_s)  # type: ignore[method-assign]
+    session = create_session_from_user_pass(dest.username, dest.password) if dest.username else create_session()
+    if dest.token:
+        session.headers["Authorization"] = f"Bearer {dest.token}"
+    defaults: dict[str, object] = {"timeout": dest.timeout_s}
+    if dest.tls_ca_bundle is not None:  # per request: requests lets REQUESTS_CA_BUNDLE override session.verify
+        defaults["verify"] = str(dest.tls_ca_bundle)
+    if dest.tls_certificate is not None:
+        session.cert = (str(dest.tls_certificate), str(dest.tls_private_key)) if dest.tls_private_key \
+            else str(dest.tls_certificate)
+    session.request = _with_defaults(session.request, defaults)  # type: ignore[method-assign]
     client = DICOMwebClient(dest.url, headers=dest.headers or None, session=session)
     # No retries inside the client (its default session retries a refused connection for ~30 s, blocking the
     # worker): Celery retries the whole delivery with backoff instead.
@@ -194,9 +220,10 @@ def stow_outcome(response: pydicom.Dataset, rows: list[OutboxRow]) -> tuple[list
     return stored, [r.id for r in rows if r.id not in stored]
 
 
-def _with_timeout(request, timeout: float):  # noqa: ANN001, ANN202 - wraps requests.Session.request
+def _with_defaults(request, defaults: dict[str, object]):  # noqa: ANN001, ANN202 - wraps requests.Session.request
     def wrapped(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        kwargs.setdefault("timeout", timeout)
+        for k, v in defaults.items():
+            kwargs.setdefault(k, v)
         return request(*args, **kwargs)
 
     return wrapped

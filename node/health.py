@@ -4,7 +4,7 @@ Each check returns ``(ok, reason)``; the command prints ``ok: ...`` or ``unhealt
 0 or 1.
 
 * node: the DICOM SCP answers a C-ECHO on 127.0.0.1 (calling AE: the first allowed one, so an allow-list does not
-  refuse it), the spool is writable (a file written, fsync'd and removed), and the broker is reachable (Redis: a
+  refuse it; with ``tls_only`` over TLS, presenting the node's own certificate), the spool is writable (a file written, fsync'd and removed), and the broker is reachable (Redis: a
   connection; embedded: its queue folder is writable).
 * worker: ready, i.e. its models loaded and warmed (the ``ready`` flag of its status file, ``node.worker_status``;
   a worker still loading is unhealthy, "warming up"), and alive: with Redis, the worker answers a Celery ``ping``
@@ -69,8 +69,14 @@ def check_node(settings: NodeSettings, timeout_s: float = 10.0) -> tuple[bool, s
 
     calling = (settings.allowed_calling_aets or ["HEALTHCHECK"])[0]
     try:
+        tls_args = None
+        if settings.tls_only:  # no plain listener: C-ECHO over TLS with the node's own certificate
+            from node.tls import loopback_client_context
+
+            assert settings.tls_certificate is not None and settings.tls_private_key is not None
+            tls_args = (loopback_client_context(settings.tls_certificate, settings.tls_private_key), "127.0.0.1")
         status = echo("127.0.0.1", settings.port, called_aet=settings.ae_title, calling_aet=calling,
-                      timeout_s=timeout_s)
+                      timeout_s=timeout_s, tls_args=tls_args)
     except Exception as e:  # noqa: BLE001 - refused, no listener, timeout
         return False, f"C-ECHO to {settings.ae_title}@127.0.0.1:{settings.port}: {type(e).__name__}: {e}"
     if status != 0:

@@ -28,6 +28,11 @@ are counted in ``EVT_REQUESTED`` among complete requests only, and a request bey
 (rejected transient, service provider, local limit exceeded). Every rejection is logged and counted in
 ``EVT_REJECTED`` / ``_rejected``, every acceptance in ``EVT_ACCEPTED``.
 
+DICOM TLS (``node.tls``): a listener on ``tls_port`` beside the plain ``port``, or on ``port`` alone
+(``tls_only``), with the node's certificate and, for mutual TLS, the CA bundle that signs the peers' certificates.
+The handshake runs in the connection's own thread under the A-ASSOCIATE-RQ deadline (``node.connections``); a
+failed handshake closes the connection before any DICOM byte is read and is logged as a rejection.
+
 Accepted: CR, DX (for presentation/processing), MR, Enhanced MR and the Secondary Capture family, in
 the uncompressed, deflated, JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000, HTJ2K and RLE
 transfer syntaxes (decoders: pylibjpeg, pylibjpeg-libjpeg/openjpeg/rle, pyjpegls from PyPI).
@@ -82,7 +87,7 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
-from node import metrics
+from node import metrics, tls
 from node.connections import UNLIMITED, AssociationSlots, GuardedAssociationServer, PendingConnections
 from node.logs import log
 from node.pdu_limits import WireLimits, limit_socket
@@ -261,15 +266,34 @@ class StorageSCP:
         # every connection's PDUs and messages are held to ``limits`` (``node.pdu_limits``).
         _config.STORE_RECV_CHUNKED_DATASET = True
         self.limits = WireLimits(max_pdu=settings.max_pdu, max_instance_bytes=settings.max_instance_bytes)
-        self._server: Any = None
+        self._servers: list[Any] = []
         self._assoc_ids: dict[int, str] = {}
         self._lock = threading.Lock()
 
     @property
     def port(self) -> int:
-        if self._server is None:
+        """The bound port of ``settings.port`` (plain TCP, or TLS with ``tls_only``)."""
+        if not self._servers:
             raise RuntimeError("SCP not started")
-        return int(self._server.server_address[1])
+        return int(self._servers[0].server_address[1])
+
+    @property
+    def tls_port(self) -> int | None:
+        """The bound port of the TLS listener (None: no TLS)."""
+        found = [s for s in self._servers if s.ssl_context is not None]
+        return int(found[0].server_address[1]) if found else None
+
+    def _listeners(self) -> list[tuple[int, Any]]:
+        """``(port, ssl context or None)`` of each listener: plain ``port`` unless ``tls_only``; TLS on ``tls_port``
+        (or on ``port`` with ``tls_only``)."""
+        s = self.settings
+        out: list[tuple[int, Any]] = [] if s.tls_only else [(s.port, None)]
+        if s.tls_enabled:
+            assert s.tls_certificate is not None and s.tls_private_key is not None  # the settings checked it
+            ctx = tls.server_context(s.tls_certificate, s.tls_private_key, s.tls_ca_bundle,
+                                     require_peer_certificate=s.tls_require_peer_certificate)
+            out.append((s.port if s.tls_only else int(s.tls_port or 0), ctx))
+        return out
 
     def start(self) -> None:
         handlers = [
@@ -281,19 +305,24 @@ class StorageSCP:
             (evt.EVT_CONN_CLOSE, self._on_close),
             (evt.EVT_CONN_OPEN, self._on_open),
         ]
-        server = self.ae.make_server(
-            (self.settings.host, self.settings.port), evt_handlers=handlers, server_class=GuardedAssociationServer,
-            pending=self.pending, socket_timeout_s=self.settings.network_timeout_s)
-        self.ae._servers.append(server)  # what AE.start_server does; AssociationServer.shutdown removes it
-        threading.Thread(target=server.serve_forever, name="scp-accept", daemon=True).start()
-        self._server = server
+        for port, ctx in self._listeners():
+            server = self.ae.make_server(
+                (self.settings.host, port), evt_handlers=handlers, server_class=GuardedAssociationServer,
+                ssl_context=ctx, pending=self.pending, socket_timeout_s=self.settings.network_timeout_s,
+                on_handshake_failed=self._handshake_failed)
+            self.ae._servers.append(server)  # what AE.start_server does; AssociationServer.shutdown removes it
+            threading.Thread(target=server.serve_forever, name="scp-accept" + ("-tls" if ctx else ""),
+                             daemon=True).start()
+            self._servers.append(server)
         self.pending.start()
-        log(LOG, "scp listening", ae_title=self.settings.ae_title, host=self.settings.host, port=self.port)
+        log(LOG, "scp listening", ae_title=self.settings.ae_title, host=self.settings.host,
+            port=None if self.settings.tls_only else self.port, tls_port=self.tls_port,
+            mutual_tls=self.settings.tls_require_peer_certificate if self.settings.tls_enabled else None)
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+        for server in self._servers:
+            server.shutdown()
+        self._servers = []
         self.pending.stop()
 
     # -- handlers ----------------------------------------------------------------------------------
@@ -329,6 +358,10 @@ class StorageSCP:
             why = rj.reason_str
         rq = event.assoc.requestor
         self._rejected(str(rq.ae_title).strip(), str(rq.address), why)
+
+    def _handshake_failed(self, peer: str, why: str) -> None:
+        """A TLS handshake failed (no certificate, one from another CA, plain TCP): the connection is closed."""
+        self._rejected("", peer, why)
 
     @staticmethod
     def _rejected(calling: str, peer: str, why: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -17,9 +18,10 @@ class AssociationFailed(ConnectionError):
 
 def store_files(
     paths: Iterable[Path], host: str, port: int, *, called_aet: str = "CSPINE", calling_aet: str = "CSPINE-SCU",
-    max_pdu: int = 131072, timeout_s: float = 60.0,
+    max_pdu: int = 131072, timeout_s: float = 60.0, tls_args: tuple[ssl.SSLContext, str] | None = None,
 ) -> list[int]:
-    """Send files in one association; returns the C-STORE status of each (``-1`` when none came back)."""
+    """Send files in one association; returns the C-STORE status of each (``-1`` when none came back).
+    ``tls_args``: ``(client context, server host name)`` for DICOM TLS."""
     paths = [Path(p) for p in paths]
     ae = AE(ae_title=calling_aet)
     ae.maximum_pdu_size = max_pdu
@@ -32,7 +34,7 @@ def store_files(
     for sop_class, syntaxes in contexts.items():
         for ts in sorted(syntaxes):  # one context per syntax, so the file's own syntax is always accepted
             ae.add_requested_context(sop_class, ts)
-    assoc = ae.associate(host, port, ae_title=called_aet)
+    assoc = ae.associate(host, port, ae_title=called_aet, tls_args=tls_args)
     if not assoc.is_established:
         raise AssociationFailed(f"association with {called_aet}@{host}:{port} "
                                 f"{'rejected' if assoc.is_rejected else 'failed'}")
@@ -48,12 +50,13 @@ def store_files(
 
 
 def echo(host: str, port: int, *, called_aet: str = "CSPINE", calling_aet: str = "CSPINE-SCU",
-         timeout_s: float = 30.0) -> int:
-    """C-ECHO; returns the status (0 = success). Raises ``AssociationFailed`` when refused."""
+         timeout_s: float = 30.0, tls_args: tuple[ssl.SSLContext, str] | None = None) -> int:
+    """C-ECHO (over DICOM TLS with ``tls_args``); returns the status (0 = success). Raises ``AssociationFailed``
+    when refused."""
     ae = AE(ae_title=calling_aet)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
     ae.add_requested_context(Verification)
-    assoc = ae.associate(host, port, ae_title=called_aet)
+    assoc = ae.associate(host, port, ae_title=called_aet, tls_args=tls_args)
     if not assoc.is_established:
         raise AssociationFailed(f"association with {called_aet}@{host}:{port} "
                                 f"{'rejected' if assoc.is_rejected else 'failed'}")

@@ -89,6 +89,8 @@ class Orthanc:
     process: subprocess.Popen
     log_path: Path
     modalities: dict[str, tuple[str, str, int]] = field(default_factory=dict)
+    auth: tuple[str, str] | None = None
+    """Basic authentication (the first of ``RegisteredUsers``)."""
 
     @property
     def http_url(self) -> str:
@@ -103,6 +105,7 @@ class Orthanc:
         return "127.0.0.1"
 
     def get(self, path: str, **kwargs) -> requests.Response:
+        kwargs.setdefault("auth", self.auth)
         r = requests.get(self.http_url + path, timeout=kwargs.pop("timeout", 30), **kwargs)
         r.raise_for_status()
         return r
@@ -121,7 +124,7 @@ class Orthanc:
 
     def upload(self, path: Path) -> dict:
         """Store one DICOM file through the REST API (POST /instances)."""
-        r = requests.post(self.http_url + "/instances", data=Path(path).read_bytes(), timeout=60)
+        r = requests.post(self.http_url + "/instances", data=Path(path).read_bytes(), timeout=60, auth=self.auth)
         r.raise_for_status()
         return r.json()
 
@@ -147,6 +150,11 @@ def start_orthanc(
     ``modalities`` maps a symbolic name to ``(AE title, host, port)`` of peers Orthanc may C-STORE to
     (and accept from). Waits until ``/system`` answers. ``extra_config`` entries override the defaults.
     ``http_port``/``dicom_port`` pin the ports (e.g. to bring back a destination that was down).
+    ``extra_config`` with ``AuthenticationEnabled`` and ``RegisteredUsers``: basic authentication (the returned
+    ``Orthanc`` uses the first user); with ``DicomTlsEnabled``, ``DicomTlsCertificate``, ``DicomTlsPrivateKey``,
+    ``DicomTlsTrustedCertificates``, ``DicomTlsRemoteCertificateRequired``: DICOM TLS on ``DicomPort``. For HTTPS
+    put ``start_https_proxy`` in front (Orthanc 1.10's own HTTPS, ``SslEnabled``, crashes its civetweb worker on
+    the first request with this machine's OpenSSL 3).
     """
     fixed_ports = http_port is not None or dicom_port is not None
     binary = _which(ORTHANC_BIN)
@@ -189,6 +197,8 @@ def start_orthanc(
             "OverwriteInstances": True,
         }
         config.update(extra_config or {})
+        users = config.get("RegisteredUsers") if config.get("AuthenticationEnabled") else None
+        auth = next(iter(users.items())) if users else None
         config_path = workdir / "orthanc.json"
         config_path.write_text(json.dumps(config, indent=2))
         log_path = workdir / "orthanc.log"
@@ -203,15 +213,65 @@ def start_orthanc(
             if proc.poll() is not None:
                 break
             try:
-                r = requests.get(f"http://127.0.0.1:{http_port}/system", timeout=2)
+                r = requests.get(f"http://127.0.0.1:{http_port}/system", timeout=2, auth=auth)
                 if r.ok and _port_open(dicom_port):
-                    return Orthanc(workdir, http_port, dicom_port, aet, proc, log_path, modalities)
+                    return Orthanc(workdir, http_port, dicom_port, aet, proc, log_path, modalities, auth)
             except requests.RequestException:
                 pass
             time.sleep(0.2)
         _stop_process(proc)
         last_error = _tail(log_path)
     raise ServiceError(f"Orthanc did not start within {timeout} s; log tail:\n{last_error}")
+
+
+@dataclass
+class HttpsProxy:
+    """nginx terminating HTTPS on loopback in front of an HTTP service (``url``: ``https://127.0.0.1:port``)."""
+
+    workdir: Path
+    port: int
+    process: subprocess.Popen
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        _stop_process(self.process)
+
+
+def start_https_proxy(workdir: Path, upstream: str, certificate: Path, private_key: Path, *,
+                      timeout: float = 20.0) -> HttpsProxy:
+    """Start nginx on a free loopback port serving HTTPS with ``certificate``/``private_key`` and passing every
+    request to ``upstream`` (``http://127.0.0.1:8042``), request bodies unbuffered and unlimited."""
+    binary = _which("nginx")
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    temps = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    for d in temps:
+        (workdir / d).mkdir(exist_ok=True)
+    port = free_port()
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    (workdir / "nginx.conf").write_text(
+        f"{user}daemon off;\nworker_processes 1;\npid {workdir}/nginx.pid;\nerror_log {workdir}/error.log;\n"
+        "events { worker_connections 64; }\nhttp {\n"
+        f"  access_log {workdir}/access.log;\n"
+        + "".join(f"  {d}_temp_path {workdir}/{d};\n" for d in temps)
+        + f"  server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {certificate};\n"
+        f"    ssl_certificate_key {private_key};\n    client_max_body_size 0;\n"
+        f"    location / {{\n      proxy_pass {upstream};\n      proxy_request_buffering off;\n"
+        "      proxy_set_header Host $host;\n    }\n  }\n}\n")
+    proc = subprocess.Popen([binary, "-p", str(workdir), "-c", str(workdir / "nginx.conf")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        if _port_open(port):
+            return HttpsProxy(workdir, port, proc)
+        time.sleep(0.1)
+    _stop_process(proc)
+    raise ServiceError(f"nginx did not start within {timeout} s; error log:\n{_tail(workdir / 'error.log')}")
 
 
 @dataclass

@@ -171,3 +171,20 @@ def test_embedded_node_delivers_with_its_secret_header_and_writes_it_nowhere(tmp
         assert _mode(node.spool.root) == 0o700
     finally:
         node.stop()
+
+
+def test_stow_token_and_basic_password_are_secrets_and_the_token_is_sent(tmp_path: Path, stow_server) -> None:
+    from node.deliver import send_rows
+    from tests.node.test_node_deliver import _results
+
+    s = NodeSettings(spool_dir=tmp_path / "spool", metrics_port=None, destinations=[
+        {"name": "tok", "kind": "stow", "url": stow_server.url, "token": TOKEN.removeprefix("Bearer ")},
+        {"name": "basic", "kind": "stow", "url": "https://a.example/dicom-web", "username": "u",
+         "password": "basic-pw-16180"}])
+    text = s.to_json_file(tmp_path / "run" / "settings.json").read_text()
+    assert "cspine-test-token" not in text and "basic-pw-16180" not in text
+    assert json.loads(s.secret_env()["CSPINE_DESTINATIONS"])[1]["password"] == "basic-pw-16180"
+    spool = Spool(s.spool_dir)
+    study, uids = _results(spool, ["tok"])
+    send_rows(s.destination("tok"), spool.pending_outbox(study, "tok"), spool)
+    assert spool.pending_outbox(study, "tok") == [] and len(stow_server.authorised) == 1
