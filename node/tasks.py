@@ -135,8 +135,8 @@ def _forget_publishing_state() -> None:
 def configure_worker(settings: NodeSettings, *, queues: list[str], pool: str, concurrency: int = 1,
                      hostname: str = "") -> WorkerStatus:
     """Worker side, before the worker consumes: build the models from the settings (device, weights, batching:
-    ``models.registry``), warm each with one forward on a synthetic input (``models.warmup``) and the pipeline and
-    encoding modules with an import, then mark the worker ready; report this process's status
+    ``models.registry``), warm each with one forward on a synthetic input (``models.warmup``), import the pipelines
+    and encode a synthetic result once (``pipelines.dicom_out.warmup``), then mark the worker ready; report this process's status
     (``node.worker_status``) until it stops. With its Celery node name (``hostname``) the status file is written
     at once (not ready), so ``status`` and ``health --role worker`` show a worker that is still loading."""
     from models.registry import build_models
@@ -154,12 +154,17 @@ def configure_worker(settings: NodeSettings, *, queues: list[str], pool: str, co
         _state["models"] = build_models(settings.model, store=settings.model_store, batch_max_images=batch,
                                         batch_wait_ms=settings.batch_wait_ms, on_batch=status.record_batch)
     status.record_models([("loaded", a.name, a.version) for a in _state["models"].algorithms()], analysis=False)
-    import pipelines.dicom_out  # noqa: F401 - imported now, not by the first study
-    import pipelines.mri.pipeline  # noqa: F401
+    import pipelines.mri.pipeline  # noqa: F401 - imported now, not by the first study
     import pipelines.patient  # noqa: F401
     import pipelines.xray.pipeline  # noqa: F401
+    from pipelines.dicom_out.warmup import warm_up as warm_up_encoding
 
-    status.record_ready(warm_up(_state["models"]))
+    warmed = warm_up(_state["models"])
+    try:  # the encoder's first use (highdicom, matplotlib, Pillow), on a synthetic 64 x 64 result
+        warmed["encode"] = round(warm_up_encoding(), 3)
+    except Exception as exc:  # noqa: BLE001 - a warm-up never stops a worker
+        log(LOG, "encoding warm-up failed", logging.WARNING, error=f"{type(exc).__name__}: {str(exc)[:300]}")
+    status.record_ready(warmed)
     if hostname:
         _write_status(status)
     log(LOG, "worker ready", seconds=round(time.perf_counter() - t0, 3), warmup_s=status.warmup_s)

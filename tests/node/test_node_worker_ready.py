@@ -53,7 +53,7 @@ def test_health_says_ready_only_after_the_warm_up(tmp_path: Path, monkeypatch: p
         model.release.set()
         worker.join(30)
     (st,) = read_statuses(settings.spool_dir)
-    assert st["ready"] is True and set(st["warmup_s"]) == {"keypoints"}
+    assert st["ready"] is True and set(st["warmup_s"]) == {"keypoints", "encode"}
     ok, why = check_worker(settings, hostname="w1@host")
     assert ok and "ready" in why, why
     assert tasks.worker_models().keypoints is model
