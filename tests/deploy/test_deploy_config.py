@@ -409,7 +409,7 @@ def test_deploy_k8s_structure(overlay: str, rendered: dict[str, list[dict[str, A
     assert not unknown, unknown
     s = _settings_from_env(env, monkeypatch)
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports == {"dicom": s.port, "metrics": s.metrics_port}
+    assert ports == {"dicom": s.port, "dicom-tls": s.tls_port, "metrics": s.metrics_port}
     svc_ports = {p["name"]: p["port"] for p in _find(res, "Service", "cspine-node")["spec"]["ports"]}
     assert svc_ports == ports
     assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(c)
@@ -435,6 +435,51 @@ def test_deploy_k8s_structure(overlay: str, rendered: dict[str, list[dict[str, A
         assert container_env(gpu, res)["CSPINE_DEVICE"] == "cuda"
     else:
         assert not any("nvidia.com/gpu" in str(r) for r in res)
+
+
+def _secret_files(pod: dict[str, Any], container: dict[str, Any], res: list[dict[str, Any]]) -> dict[str, str]:
+    """Path in the container -> the Secret (``name/key``) that a mounted secret volume puts there."""
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    out: dict[str, str] = {}
+    for m in container.get("volumeMounts", []):
+        secret = volumes[m["name"]].get("secret")
+        if secret is None:
+            continue
+        assert not secret.get("optional"), f"{m['name']}: a mounted secret the settings read must not be optional"
+        mode = secret.get("defaultMode", 0o644)
+        assert mode & 0o040 and not mode & 0o007, f"{m['name']}: mode {mode:o} (group read for fsGroup, no world)"
+        for key in _find(res, "Secret", secret["secretName"]).get("stringData", {}):
+            out[f"{m['mountPath'].rstrip('/')}/{key}"] = f"{secret['secretName']}/{key}"
+    return out
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_deploy_k8s_tls_secret_is_read(overlay: str, rendered: dict[str, list[dict[str, Any]]],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cspine-tls Secret is mounted and the settings read it: the node's DICOM TLS certificate, key and CA
+    bundle, and the TLS files of every destination, in every container that delivers."""
+    res = rendered[overlay]
+    node = _find(res, "Deployment", "cspine-node")["spec"]["template"]["spec"]
+    c = node["containers"][0]
+    s = _settings_from_env(container_env(c, res), monkeypatch)
+    files = _secret_files(node, c, res)
+    assert s.tls_enabled and s.tls_require_peer_certificate
+    assert {files.get(str(p)) for p in (s.tls_certificate, s.tls_private_key, s.tls_ca_bundle)} == {
+        "cspine-tls/tls.crt", "cspine-tls/tls.key", "cspine-tls/ca.crt"}
+    assert s.tls_port in {p["containerPort"] for p in c["ports"]}
+    for dep in [r for r in res if r["kind"] == "Deployment" and r["metadata"]["name"].startswith("cspine-worker")]:
+        pod = dep["spec"]["template"]["spec"]
+        w = pod["containers"][0]
+        ws = _settings_from_env(container_env(w, res), monkeypatch)
+        queues = (option(w.get("args", []), "--queues") or ",".join(ws.consumed_queues)).split(",")
+        if ws.deliver_queue not in queues:
+            continue  # a worker that never delivers
+        wfiles = _secret_files(pod, w, res)
+        tls_dests = [d for d in ws.destinations if d.tls or d.tls_ca_bundle]
+        assert tls_dests, "the destinations template shows TLS"
+        for d in tls_dests:
+            for f in (d.tls_ca_bundle, d.tls_certificate, d.tls_private_key):
+                assert f is None or str(f) in wfiles, (dep["metadata"]["name"], d.name, f)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
