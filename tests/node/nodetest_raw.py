@@ -27,17 +27,18 @@ APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
 A_RELEASE_RQ = b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00"
 
 
-def associate_rq(sop_classes: list[str], *, transfer_syntax: str = ExplicitVRLittleEndian, calling: str = "RAW",
-                 called: str = "CSPINE", max_pdu: int = 16384) -> bytes:
+def associate_rq(sop_classes: list[str | tuple[str, str]], *, transfer_syntax: str = ExplicitVRLittleEndian,
+                 calling: str = "RAW", called: str = "CSPINE", max_pdu: int = 16384) -> bytes:
     """An encoded A-ASSOCIATE-RQ proposing Verification (context 1) and ``sop_classes`` (contexts 3, 5, ...) in
-    ``transfer_syntax``."""
+    ``transfer_syntax``, or each in its own syntax when given as ``(sop class, transfer syntax)``."""
     prim = A_ASSOCIATE()
     prim.application_context_name = APPLICATION_CONTEXT
     prim.calling_ae_title = calling
     prim.called_ae_title = called
     contexts = []
-    for i, uid in enumerate([str(Verification), *sop_classes]):
-        cx = build_context(uid, [transfer_syntax if i else ImplicitVRLittleEndian])
+    for i, item in enumerate([(str(Verification), ImplicitVRLittleEndian), *sop_classes]):
+        uid, ts = item if isinstance(item, tuple) else (item, transfer_syntax)
+        cx = build_context(uid, [ts])
         cx.context_id = 2 * i + 1
         contexts.append(cx)
     prim.presentation_context_definition_list = contexts
