@@ -191,6 +191,8 @@ class GuardedAssociationServer(ThreadedAssociationServer):
             except (OSError, ValueError) as e:  # ssl.SSLError is an OSError; ValueError: closed meanwhile
                 if self.pending.settle(request) and self.on_handshake_failed is not None:
                     reason = getattr(e, "reason", None) or f"{type(e).__name__}: {e}"
+                    if getattr(e, "verify_message", None):  # ssl.SSLCertVerificationError: which check failed
+                        reason = f"{reason} ({e.verify_message})"
                     self.on_handshake_failed(str(client_address[0]), f"TLS handshake failed: {reason}")
                 self.shutdown_request(request)
                 return

@@ -33,7 +33,7 @@ import pydicom
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 
-from node import tls
+from node import audit, tls
 from node.logs import log
 from node.settings import Destination, DestinationKind
 from node.spool import OutboxRow, Spool
@@ -89,6 +89,7 @@ def send_rows(dest: Destination, rows: list[OutboxRow], spool: Spool, *, calling
         recorded.update(ids)
 
     attempt = sender_for(dest.kind).send(dest, rows, calling_aet=calling_aet, on_sent=on_sent)
+    audit.delivery(spool.root, dest, rows, attempt.sent, attempt.failed, attempt.error)
     rest = [i for i in attempt.sent if i not in recorded]
     if rest:
         spool.mark_sent(rest)

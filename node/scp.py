@@ -87,7 +87,7 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
-from node import metrics, tls
+from node import audit, metrics, tls
 from node.connections import UNLIMITED, AssociationSlots, GuardedAssociationServer, PendingConnections
 from node.logs import log
 from node.pdu_limits import WireLimits, limit_socket
@@ -249,6 +249,7 @@ class StorageSCP:
     def __init__(self, settings: NodeSettings, spool: Spool):
         self.settings = settings
         self.spool = spool
+        self.audit = audit.trail(spool.root, settings.ae_title)
         self.ae = AE(ae_title=settings.ae_title)
         self.ae.maximum_pdu_size = settings.max_pdu
         self.ae.maximum_associations = UNLIMITED  # pynetdicom counts raw connections; ``slots`` counts requests
@@ -336,7 +337,7 @@ class StorageSCP:
         peer = str(rq.address)
         calling = str(rq.primitive.calling_ae_title).strip()  # ae_title is only filled in by negotiation
         if self.settings.allowed_hosts and peer not in self.settings.allowed_hosts:
-            self._rejected(calling, peer, "peer host not allowed")
+            self._rejected(calling, peer, "peer host not allowed", access=True)
             event.assoc.acse.send_reject(REJECTED_PERMANENT, SOURCE_SERVICE_USER, CALLING_AET_NOT_RECOGNISED)
             event.assoc.kill()
         elif not self.slots.take(event.assoc):
@@ -347,26 +348,27 @@ class StorageSCP:
 
     def _on_accepted(self, event: evt.Event) -> None:
         metrics.ASSOCIATIONS.labels("accepted").inc()
+        self.audit.record(audit.AuditEvent.ASSOCIATION_ACCEPTED, **audit.peer_fields(event.assoc))
 
     def _on_rejected(self, event: evt.Event) -> None:
         """A rejection by pynetdicom's negotiation (calling AE title not allowed): its slot is freed."""
         self.slots.release(event.assoc)
         rj = event.assoc.acceptor.primitive
-        if (rj.result_source, rj.diagnostic) == (SOURCE_SERVICE_USER, CALLING_AET_NOT_RECOGNISED):
-            why = "calling AE title not allowed"
-        else:
-            why = rj.reason_str
+        access = (rj.result_source, rj.diagnostic) == (SOURCE_SERVICE_USER, CALLING_AET_NOT_RECOGNISED)
+        why = "calling AE title not allowed" if access else rj.reason_str
         rq = event.assoc.requestor
-        self._rejected(str(rq.ae_title).strip(), str(rq.address), why)
+        self._rejected(str(rq.ae_title).strip(), str(rq.address), why, access=access)
 
     def _handshake_failed(self, peer: str, why: str) -> None:
         """A TLS handshake failed (no certificate, one from another CA, plain TCP): the connection is closed."""
-        self._rejected("", peer, why)
+        self._rejected("", peer, why, access=True)
 
-    @staticmethod
-    def _rejected(calling: str, peer: str, why: str) -> None:
+    def _rejected(self, calling: str, peer: str, why: str, *, access: bool = False) -> None:
+        """Count, log and audit a refusal (``access``: for who the peer is, else for the node's limits)."""
         metrics.ASSOCIATIONS.labels("rejected").inc()
         log(LOG, "association rejected", logging.WARNING, calling_aet=calling, peer=peer, reason=why)
+        self.audit.record(audit.AuditEvent.ACCESS_REFUSED if access else audit.AuditEvent.ASSOCIATION_REFUSED,
+                          audit.Outcome.MINOR_FAILURE, peer_aet=calling, peer_ip=peer, reason=why)
 
     def _assoc_id(self, event: evt.Event) -> str:
         key = id(event.assoc)
@@ -425,6 +427,10 @@ class StorageSCP:
         metrics.INSTANCES_RECEIVED.labels(outcome.value).inc()
         if outcome is not StoreOutcome.DUPLICATE:
             metrics.BYTES_RECEIVED.inc(size)
+        self.audit.record(audit.AuditEvent.INSTANCE_STORED, action="U" if outcome is StoreOutcome.REPLACED else "C",
+                          stored=outcome.value, study_uid=header.study_uid, series_uid=header.series_uid,
+                          sop_instance_uid=header.sop_instance_uid, sop_class_uid=header.sop_class_uid,
+                          **audit.peer_fields(event.assoc))
         metrics.STORE_SECONDS.observe(time.perf_counter() - t0)
         LOG.debug("instance stored", extra={"study_uid": header.study_uid, "sop_instance_uid": header.sop_instance_uid,
                                             "outcome": outcome.value, "bytes": size})

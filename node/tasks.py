@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from celery import Celery, Task
 from celery.signals import worker_ready, worker_shutdown
 
-from node import fanout
+from node import audit, fanout
 from node.logs import log
 from node.patients import SpoolHistory, patient_salt, save_results, study_identity
 from node.settings import NodeSettings
@@ -339,10 +339,13 @@ def analyze_study(self: Task, study_uid: str, generation: int = 0) -> dict[str, 
         raise self.retry(countdown=d.wait_s) from d
     except AnalysisAbandoned as a:
         log(LOG, "analysis given up: dead letter", logging.ERROR, study_uid=study_uid, reason=a.reason)
+        audit.analysis(spool().root, s.ae_title, study_uid, failure=a.reason)
         return {"study_uid": study_uid, "generation": None, "objects": 0, "skipped": [], "queued": False,
                 "models": [], "dead_letter": a.reason}
     if _state.get("status") is not None:
         _state["status"].record_models([tuple(m) for m in report["models"]])
+    if report["generation"] is not None:
+        audit.analysis(spool().root, s.ae_title, study_uid, report)
     if report["queued"]:
         _deliver_results(s, study_uid, [d.name for d in s.destinations])
     return report

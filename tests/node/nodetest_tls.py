@@ -6,6 +6,9 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
 
 LEAF_EXTENSIONS = """basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
@@ -60,3 +63,12 @@ def make_ca(folder: Path, name: str) -> Ca:
              "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
              "-addext", "subjectKeyIdentifier=hash", cwd=folder)
     return Ca(name, folder / f"{name}.crt", folder / f"{name}.key", folder)
+
+
+@pytest.fixture(scope="module", name="pki")
+def pki_fixture(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """CA ``a`` (trusted by everyone) with node, client and Orthanc certificates; CA ``b`` with a rogue client."""
+    d = tmp_path_factory.mktemp("pki")
+    a, b = make_ca(d, "ca-a"), make_ca(d, "ca-b")
+    return SimpleNamespace(a=a, b=b, node=a.issue("node", "cspine-node"), client=a.issue("client", "storescu-a"),
+                           orthanc=a.issue("orthanc", "orthanc"), rogue=b.issue("rogue", "rogue-sender"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -34,7 +35,7 @@ def test_destination_kind_from_config_strings() -> None:
         Destination(name="x", kind="ftp")
 
 
-def test_send_rows_uses_the_registered_sender(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_send_rows_uses_the_registered_sender(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     calls = []
 
     class Fake:
@@ -45,6 +46,7 @@ def test_send_rows_uses_the_registered_sender(monkeypatch: pytest.MonkeyPatch) -
 
     class FakeSpool:
         sent: list[list[int]] = []
+        root = tmp_path  # the audit trail goes under it
 
         def mark_sent(self, ids: list[int]) -> None:
             self.sent = [*self.sent, ids]

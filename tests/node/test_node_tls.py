@@ -23,19 +23,10 @@ from node.scu import AssociationFailed, echo
 from node.settings import Destination, NodeSettings
 from node.spool import Spool
 from tests.node.nodetest_data import make_image, write_image
-from tests.node.nodetest_tls import make_ca
+from tests.node.nodetest_tls import pki_fixture  # noqa: F401 - the fixture ``pki``
 from tests.services import start_https_proxy
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    """CA ``a`` (trusted by everyone) with node, client and Orthanc certificates; CA ``b`` with a rogue client."""
-    d = tmp_path_factory.mktemp("pki")
-    a, b = make_ca(d, "ca-a"), make_ca(d, "ca-b")
-    return SimpleNamespace(a=a, b=b, node=a.issue("node", "cspine-node"), client=a.issue("client", "storescu-a"),
-                           orthanc=a.issue("orthanc", "orthanc"), rogue=b.issue("rogue", "rogue-sender"))
 
 
 @pytest.fixture
