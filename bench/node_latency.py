@@ -1,20 +1,31 @@
-"""Benchmark: seconds from association release to results stored in Orthanc, for a 3-view study.
+"""Benchmark: seconds from the sender's association release to the SR and SEG stored in the PACS, cold and warm.
 
-Starts a real Orthanc (loopback, own storage) and ``cspine-node serve`` (embedded broker and worker by
-default; ``--redis`` uses a private redis-server and a separate ``cspine-node worker``), uploads a phantom
-neutral/flexion/extension study to Orthanc, asks Orthanc to C-STORE it to the node (the REST call returns
-after the association is released: t0), and polls Orthanc's QIDO-RS until the node's SR is there (t1).
-Prints t1 - t0 per run with the node's own breakdown (stable age, queue + analysis, delivery). The first
-run includes loading the model in the worker; later runs are warm.
+Two Orthancs on loopback, as a site would run them: a PACS that C-STOREs each study to ``cspine-node serve`` (embedded
+broker and worker, default settings) and gets the results back by C-STORE, and an archive that gets them by STOW-RS.
+For each study: t0 = Orthanc's ``/modalities/CSPINE/store`` returns (its association is released), t1 = the node's
+SR and SEG both listed by the PACS (QIDO-RS polled every 50 ms). Each line also gives the node's own stage times
+(``node.spool.stages``: receive, stability, queue, pipeline, encode, store, each delivery).
 
-    .venv/bin/python bench/node_latency.py [--runs 2] [--stable-age 2] [--redis]
+* ``cold``: the first study, sent as soon as ``serve`` listens (its worker still loading and warming its models);
+* ``first after ready``: the node restarted, the first study sent once ``health --role worker`` says ready;
+* ``warm``: the following studies (``--runs``), each a new phantom patient (neutral, flexion, extension DX at the
+  phantom's realistic sizes, 1100-3000 px a side);
+* ``--mri``: then an MRI series of the same virtual patient as the last X-ray study: release -> its SR, SEG and the
+  patient-level SR (X-ray + MRI) in the PACS.
+
+    .venv/bin/python bench/node_latency.py [--runs 3] [--mri] [--redis]
+
+Prints the machine (CPUs, load average): timings on a shared CPU are noisy, compare medians of one run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,75 +39,137 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from node.spool import Spool  # noqa: E402
-from tests.node.nodetest_data import phantom_study_files  # noqa: E402
-from tests.node.nodetest_proc import serve, worker  # noqa: E402
-from tests.services import free_port, start_orthanc, start_redis  # noqa: E402
+from node.spool.stages import stage_order  # noqa: E402
+from tests.node.nodetest_proc import NodeProcess, serve, worker  # noqa: E402
+from tests.services import Orthanc, free_port, start_orthanc, start_redis  # noqa: E402
 
 
-def sr_uids(url: str, study_uid: str) -> set[str]:
-    rows = DICOMwebClient(url).search_for_instances(study_instance_uid=study_uid, fields=["Modality"])
-    return {str(pydicom.Dataset.from_json(r).SOPInstanceUID) for r in rows
-            if pydicom.Dataset.from_json(r).get("Modality") == "SR"}
+def series_modalities(url: str, study_uid: str) -> list[str]:
+    """Modality of every series of the study in the Orthanc at ``url`` (QIDO-RS)."""
+    rows = DICOMwebClient(url).search_for_series(study_instance_uid=study_uid, fields=["Modality"])
+    return [str(pydicom.Dataset.from_json(r).get("Modality", "")) for r in rows]
+
+
+def send_and_wait(pacs: Orthanc, spool: Spool, files: list[Path], needed: dict[str, int],
+                  timeout: float) -> tuple[float, str, int]:
+    """Upload ``files`` to the PACS, have it C-STORE them to the node, and wait until the PACS lists the result
+    series ``needed`` (modality -> count beyond the source series). Returns (seconds from the release, study UID,
+    generation analysed)."""
+    study_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+    for f in files:
+        pacs.upload(f)
+    before = series_modalities(pacs.dicomweb_url, study_uid)
+    study_id = next(x["ID"] for x in requests.post(pacs.http_url + "/tools/lookup", data=study_uid, timeout=30).json()
+                    if x["Type"] == "Study")
+    requests.post(pacs.http_url + "/modalities/CSPINE/store", json={"Resources": [study_id]},
+                  timeout=300).raise_for_status()
+    t0 = time.time()  # Orthanc answers after its C-STORE association is released
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        have = series_modalities(pacs.dicomweb_url, study_uid)
+        if all(have.count(m) - before.count(m) >= n for m, n in needed.items()):
+            break
+        row = spool.study(study_uid)
+        if row is not None and row.state in {"failed", "skipped"}:
+            sys.exit(f"study {row.state}: {row.reason}")
+        time.sleep(0.05)
+    else:
+        sys.exit(f"no results within {timeout} s")
+    t1 = time.time()
+    settle = time.monotonic() + 60  # every delivery recorded (the archive may finish after the PACS)
+    while time.monotonic() < settle and any(o.state == "pending" for o in spool.outbox(study_uid)):
+        time.sleep(0.1)
+    row = spool.study(study_uid)
+    return t1 - t0, study_uid, row.analyzed_generation if row else 0
+
+
+def stages_text(spool: Spool, study_uid: str, generation: int) -> str:
+    st = spool.study_stages(study_uid, generation)
+    return "  ".join(f"{k} {v:.2f}" for k, v in sorted(st.items(), key=lambda kv: stage_order(kv[0])))
+
+
+def wait_worker_ready(env: dict[str, str], timeout: float = 300) -> float:
+    t = time.monotonic()
+    while time.monotonic() - t < timeout:
+        r = subprocess.run([sys.executable, "-m", "node.cli", "health", "--role", "worker"], cwd=ROOT,
+                           env={**os.environ, **env}, capture_output=True, text=True)
+        if r.returncode == 0:
+            return time.monotonic() - t
+        time.sleep(0.2)
+    sys.exit("worker not ready")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", type=int, default=2)
-    ap.add_argument("--stable-age", type=float, default=2.0)
+    ap.add_argument("--runs", type=int, default=3, help="warm studies")
+    ap.add_argument("--mri", action="store_true", help="then an MRI study of the last patient (patient report)")
     ap.add_argument("--redis", action="store_true", help="Redis broker + separate worker process")
     ap.add_argument("--timeout", type=float, default=900.0)
     args = ap.parse_args()
+    from pipelines.phantoms.dicom import write_study
+    from pipelines.phantoms.paired import paired_phantom_studies
+    from pipelines.phantoms.xray import generate_study
+
     work = Path(tempfile.mkdtemp(prefix="cspine-latency-"))
     node_port = free_port()
-    orthanc = start_orthanc(work / "orthanc", modalities={"CSPINE": ("CSPINE", "127.0.0.1", node_port)})
+    pacs = start_orthanc(work / "pacs", modalities={"CSPINE": ("CSPINE", "127.0.0.1", node_port)})
+    archive = start_orthanc(work / "archive", aet="ARCHIVE")
     redis = start_redis(work / "redis") if args.redis else None
-    env = {"CSPINE_STABLE_AGE_S": str(args.stable_age), "CSPINE_LOG_LEVEL": "WARNING",
-           "CSPINE_DESTINATIONS": json.dumps([{"name": "orthanc", "kind": "dimse", "ae_title": "ORTHANC",
-                                               "host": "127.0.0.1", "port": orthanc.dicom_port}])}
+    spool_dir = work / "spool"
+    env = {"CSPINE_SPOOL_DIR": str(spool_dir), "CSPINE_LOG_LEVEL": "WARNING", "CSPINE_DEVICE": "cpu",
+           "CSPINE_DESTINATIONS": json.dumps([
+               {"name": "pacs", "kind": "dimse", "ae_title": "ORTHANC", "host": "127.0.0.1", "port": pacs.dicom_port},
+               {"name": "archive", "kind": "stow", "url": archive.dicomweb_url}])}
     if redis:
         env["CSPINE_BROKER_URL"] = redis.url
-    node = serve(work / "spool", work / "serve.log", port=node_port, **env)
-    procs = [node]
-    if redis:
-        procs.append(worker(work / "spool", work / "worker.log", **env))
-    spool = Spool(work / "spool")
+    procs: list[NodeProcess] = []
+
+    def start() -> None:
+        procs.append(serve(spool_dir, work / f"serve{len(procs)}.log", port=node_port, **env))
+        if redis:
+            procs.append(worker(spool_dir, work / f"worker{len(procs)}.log", **env))
+
+    def stop() -> None:
+        while procs:
+            procs.pop().stop()
+
+    xray = {"SR": 1, "SEG": 1}
     try:
-        print(f"broker: {'redis' if redis else 'embedded'}; stable age {args.stable_age} s; Orthanc -> node -> Orthanc")
-        for run in range(args.runs):
-            study_uid, files = phantom_study_files(work / f"phantom{run}", seed=100 + run, shape=None)
-            for f in files:
-                orthanc.upload(f)
-            study_id = next(x["ID"] for x in requests.post(orthanc.http_url + "/tools/lookup", data=study_uid,
-                                                           timeout=30).json() if x["Type"] == "Study")
-            r = requests.post(orthanc.http_url + "/modalities/CSPINE/store", json={"Resources": [study_id]},
-                              timeout=300)
-            r.raise_for_status()
-            t0 = time.time()  # Orthanc answers after its C-STORE association is released
-            deadline = time.monotonic() + args.timeout
-            while time.monotonic() < deadline:
-                if sr_uids(orthanc.dicomweb_url, study_uid):
-                    break
-                row = spool.study(study_uid)
-                if row is not None and row.state in {"failed", "skipped"}:
-                    sys.exit(f"study {row.state}: {row.reason}")
-                time.sleep(0.2)
-            else:
-                sys.exit(f"no results within {args.timeout} s")
-            t1 = time.time()
-            row = spool.study(study_uid)
-            settle = time.monotonic() + 30  # the SR can be visible before the node records its last send
-            while time.monotonic() < settle and any(o.state == "pending" for o in spool.outbox(study_uid)):
-                time.sleep(0.1)
-            sent = [o.sent_at for o in spool.outbox(study_uid) if o.sent_at] or [float("nan")]
-            shape = pydicom.dcmread(files[0], stop_before_pixels=True)
-            print(f"run {run + 1}: {len(files)} views {shape.Rows}x{shape.Columns}: release -> results in Orthanc "
-                  f"{t1 - t0:6.1f} s  (ready/dispatch at +{row.ready_at - t0:.1f} s, analysis "
-                  f"{row.analyzed_at - row.analysis_started_at:.1f} s, queue wait "
-                  f"{row.analysis_started_at - row.ready_at:.1f} s, last object sent at +{max(sent) - t0:.1f} s)")
+        print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; broker "
+              f"{'redis' if redis else 'embedded'}; default assembly (release grace 0.5 s); PACS Orthanc -> node -> "
+              f"PACS (C-STORE) + archive (STOW-RS)")
+        files = [write_study(generate_study(200 + i), work / f"x{i}") for i in range(args.runs + 2)]
+        t = time.monotonic()
+        start()
+        spool = Spool(spool_dir)
+        dt, uid, gen = send_and_wait(pacs, spool, files[0], xray, args.timeout)
+        print(f"cold (sent {time.monotonic() - t:.1f} s after start, worker loading): {dt:6.2f} s   "
+              f"[{stages_text(spool, uid, gen)}]")
+        stop()
+        start()
+        ready = wait_worker_ready(env)
+        dt, uid, gen = send_and_wait(pacs, spool, files[1], xray, args.timeout)
+        print(f"first after ready (worker ready {ready:.1f} s after serve listened): {dt:6.2f} s   "
+              f"[{stages_text(spool, uid, gen)}]")
+        warm = []
+        for i in range(args.runs):
+            dt, uid, gen = send_and_wait(pacs, spool, files[2 + i], xray, args.timeout)
+            warm.append(dt)
+            print(f"warm {i + 1}: {dt:6.2f} s   [{stages_text(spool, uid, gen)}]")
+        if warm:
+            print(f"warm median {statistics.median(warm):.2f} s (min {min(warm):.2f}, max {max(warm):.2f})")
+        if args.mri:
+            x_files, m_files = paired_phantom_studies(77, work / "paired")
+            send_and_wait(pacs, spool, x_files, xray, args.timeout)
+            dt, uid, gen = send_and_wait(pacs, spool, m_files, {"SR": 2, "SEG": 1}, args.timeout)
+            print(f"MRI after the same patient's X-ray (MRI SR + SEG + patient-level SR): {dt:6.2f} s   "
+                  f"[{stages_text(spool, uid, gen)}]")
+        shape = {pydicom.dcmread(f, stop_before_pixels=True).Rows for fs in files for f in fs}
+        print(f"radiographs {min(shape)}-{max(shape)} rows; load average now {os.getloadavg()[0]:.2f}")
     finally:
-        for p in procs:
-            p.stop()
-        orthanc.stop()
+        stop()
+        pacs.stop()
+        archive.stop()
         if redis:
             redis.stop()
         shutil.rmtree(work, ignore_errors=True)
