@@ -1,9 +1,9 @@
 """DICOM TLS with Python's ``ssl``: the SCP's server context, the DIMSE/STOW client contexts, the peer's identity.
 
 The profile is Python's default (``ssl.SSLContext`` with ``PROTOCOL_TLS_SERVER`` / ``PROTOCOL_TLS_CLIENT``): TLS 1.2
-or 1.3 only, OpenSSL's ``@SECLEVEL=2`` cipher list without anonymous, NULL, SHA-1 or CBC-SHA suites, compression and
-renegotiation off. That is the BCP 195 profile of DICOM PS3.15 B.9 (the ciphers are listed in
-``docs/conformance_statement.md``).
+or 1.3 only, Python's cipher list at OpenSSL ``@SECLEVEL=2`` (ECDHE/DHE key exchange with AES-GCM, ChaCha20-Poly1305
+or AES-CBC with SHA-256/384; no anonymous, NULL, RC4, 3DES or SHA-1 suites), TLS compression off: within the BCP 195
+profiles of DICOM PS3.15 B.9 (the negotiated suites are listed in ``docs/conformance_statement.md``).
 
 The SCP's handshake is *not* done in the accepting thread (pynetdicom does it there, so one client that never finishes
 its handshake would block every new connection): ``node.connections.GuardedAssociationServer`` wraps the accepted
