@@ -141,3 +141,46 @@ def test_pending_cap_and_deadline_unit() -> None:
     finally:
         for s in (a, b, c, d):
             s.close()
+
+
+def test_fifty_concurrent_senders_are_accepted_or_told_to_retry(start_scp) -> None:
+    """Default settings (10 associations): 50 senders at once from one host are each accepted or rejected
+    transient with 'local limit exceeded' (result 2, reason 2) — never refused for good, never cut off — and, retrying
+    as a DICOM sender does, all 50 instances are stored."""
+    import threading
+
+    from tests.node.nodetest_data import make_image
+
+    scp = start_scp()
+    refusals: list[tuple[int, int, int]] = []
+    stored: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def send(i: int) -> None:
+        ds = make_image(f"1.2.826.0.1.3680043.10.1.{i + 1}")
+        ae = AE(ae_title=f"SENDER{i}")
+        ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+        for _ in range(40):
+            assoc = ae.associate("127.0.0.1", scp.port, ae_title="CSPINE")
+            if assoc.is_established:
+                status = assoc.send_c_store(ds)
+                assoc.release()
+                with lock:
+                    stored[i] = int(status.Status) if status else -1
+                return
+            with lock:
+                if assoc.is_rejected:
+                    p = assoc.acceptor.primitive
+                    refusals.append((int(p.result), int(p.result_source), int(p.diagnostic)))
+                else:
+                    refusals.append((-1, -1, -1))  # aborted or cut off: not a DICOM 'retry later'
+            time.sleep(0.2)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert set(refusals) <= {(2, 3, 2)}, set(refusals)  # rejected transient, local limit exceeded
+    assert stored == dict.fromkeys(range(50), 0)
+    assert len(list(scp.spool.root.rglob("*.dcm"))) == 50
