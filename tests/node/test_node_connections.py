@@ -144,9 +144,10 @@ def test_pending_cap_and_deadline_unit() -> None:
 
 
 def test_fifty_concurrent_senders_are_accepted_or_told_to_retry(start_scp) -> None:
-    """Default settings (10 associations): 50 senders at once from one host are each accepted or rejected
-    transient with 'local limit exceeded' (result 2, reason 2) — never refused for good, never cut off — and, retrying
-    as a DICOM sender does, all 50 instances are stored."""
+    """Default settings (10 associations): 50 senders at once from one host are each accepted, rejected transient
+    with 'local limit exceeded' (result 2, reason 2), or — while more than ``max_pending_per_host`` of their
+    connections are still opening — closed before their request (a network error a sender retries); never refused
+    for good; and, retrying as a DICOM sender does, all 50 instances are stored."""
     import threading
 
     from tests.node.nodetest_data import make_image
@@ -181,6 +182,7 @@ def test_fifty_concurrent_senders_are_accepted_or_told_to_retry(start_scp) -> No
         t.start()
     for t in threads:
         t.join(120)
-    assert set(refusals) <= {(2, 3, 2)}, set(refusals)  # rejected transient, local limit exceeded
+    assert set(refusals) <= {(2, 3, 2), (-1, -1, -1)}, set(refusals)  # transient reject, or closed while pending
+    assert (2, 3, 2) in refusals  # the association limit answered in DICOM terms
     assert stored == dict.fromkeys(range(50), 0)
     assert len(list(scp.spool.root.rglob("*.dcm"))) == 50
