@@ -50,6 +50,7 @@ SHIPPED: tuple[str, ...] = (
     "upper_cervical/cervihfenet_v1.pt",
     "cord_compression/segment_cnn_v1.pt",
     "mri/mri_v1.pt",
+    "mri/mri_v2.pt",
     "neck_pain/neck_pain_v1.pt",
 )
 """The shipped weights files (relative to ``models/``)."""

@@ -8,5 +8,5 @@ and analyses a volume, ``train.py`` and ``evaluate.py`` the CLIs.
 
 from pathlib import Path
 
-DEFAULT_WEIGHTS = Path(__file__).with_name("mri_v1.pt")
+DEFAULT_WEIGHTS = Path(__file__).with_name("mri_v2.pt")
 MODEL_CARD = Path(__file__).with_name("MODEL_CARD.md")

@@ -2,7 +2,7 @@
 
 :class:`MriPredictor` is the MRI pipeline's ``interfaces.MriModel``::
 
-    model = MriPredictor.load(weights=None, device="cpu")     # None: the shipped mri_v1.pt
+    model = MriPredictor.load(weights=None, device="cpu")     # None: the shipped mri_v2.pt
     analysis = model.analyse(volume, pixel_spacing_mm, mid, left, right)   # interfaces.VolumeAnalysis
 """
 
@@ -154,7 +154,7 @@ class MriPredictor(Predictor):
 
     @classmethod
     def load(cls, weights: Path | str | None = None, device: torch.device | str = "cpu") -> MriPredictor:
-        """The model from ``weights`` (None: the shipped ``mri_v1.pt``; ``python -m models.mri.train`` writes
+        """The model from ``weights`` (None: the shipped ``mri_v2.pt``; ``python -m models.mri.train`` writes
         others) on ``device``."""
         return cls(cls.read_checkpoint(weights), device)
 

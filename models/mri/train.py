@@ -1,6 +1,9 @@
 """Train the MRI disc localiser and level classifier on synthetic phantoms (CPU is enough).
 
-``python -m models.mri.train --out models/mri/mri_v1.pt`` (see ``--help``). Weights are saved in fp16
+``python -m models.mri.train --out models/mri/mri_v1.pt`` (renderer A only), or with ``--b-count``,
+``--a-shift-count`` and ``--views`` the domain-randomised mix of renderer A, renderer B (T2 and some T1/STIR) and
+the shift suite read through the pipeline's own preprocessing (``data.make_mixed_dataset``; the shipped
+``mri_v2.pt``, command in the model card; see ``--help``). Weights are saved in fp16
 with their configuration and the validation metrics measured at the end of training.
 """
 
@@ -21,11 +24,12 @@ from models.common.checkpoint import save_checkpoint
 from models.common.metrics import roc_auc
 from models.common.training import seed_everything
 from models.mri import DEFAULT_WEIGHTS
-from models.mri.data import heatmaps, make_dataset
+from models.mri.data import heatmaps, make_dataset, make_mixed_dataset, mixed_plan
 from models.mri.network import CLASSIFIER_OUT, DiscLocaliser, LevelClassifier
 from models.mri.predictor import MriPredictor, decode_heatmaps, spatial_softmax
 
-VERSION = "mri-1.0.0"
+VERSION = "mri-2.0.0"
+"""Version of the weights this script trains (``mri-1.0.0``: renderer A only, one centred localiser window)."""
 
 
 def _augment_intensity(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -35,6 +39,20 @@ def _augment_intensity(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     gamma = 0.8 + 0.4 * torch.rand(shape, generator=g)
     x = x.clamp(min=0) ** gamma * scale
     return x + 0.02 * torch.randn(x.shape, generator=g)
+
+
+def _augment_bias(x: torch.Tensor, g: torch.Generator, strength: float = 0.5) -> torch.Tensor:
+    """Multiply (n, c, h, w) images by a random smooth coil-bias field exp(linear + quadratic ramp), per image, and
+    add Rician-like noise of a random level."""
+    n, _, h, w = x.shape
+    yy = torch.linspace(-1, 1, h)[:, None].expand(h, w)
+    xx = torch.linspace(-1, 1, w)[None, :].expand(h, w)
+    c = (torch.rand((n, 5), generator=g) * 2 - 1) * strength
+    field = (c[:, 0, None, None] * xx + c[:, 1, None, None] * yy + c[:, 2, None, None] * xx * yy
+             + c[:, 3, None, None] * xx**2 + c[:, 4, None, None] * yy**2)
+    x = x * torch.exp(field)[:, None]
+    sigma = 0.06 * torch.rand((n, 1, 1, 1), generator=g)
+    return torch.hypot(x + sigma * torch.randn(x.shape, generator=g), sigma * torch.randn(x.shape, generator=g))
 
 
 def _shift(tensors: list[torch.Tensor], g: torch.Generator, max_px: int) -> list[torch.Tensor]:
@@ -51,15 +69,19 @@ def _shift(tensors: list[torch.Tensor], g: torch.Generator, max_px: int) -> list
 
 
 def train_localiser(data: dict, val: dict, epochs: int, batch: int, lr: float, seed: int,
-                    channels: tuple[int, ...] = (16, 32, 64, 128), shift_px: int = 0) -> tuple[DiscLocaliser, dict]:
+                    channels: tuple[int, ...] = (16, 32, 64, 128), shift_px: int = 0,
+                    init: dict | None = None) -> tuple[DiscLocaliser, dict]:
     seed_everything(seed)
     g = torch.Generator().manual_seed(seed)
     net = DiscLocaliser(channels)
+    if init is not None:
+        net.load_state_dict(init)
     dice = DiceLoss(sigmoid=True, batch=True)  # the discs are small: Dice balances them against the background
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     x = torch.from_numpy(data["loc_image"][:, None])
     hm = torch.from_numpy(np.stack([heatmaps(c) for c in data["loc_centres"]]))
     mk = torch.from_numpy(data["loc_masks"].astype(np.float32))
+    has = torch.from_numpy(data.get("loc_has_mask", np.ones(len(x), bool)).astype(bool))  # masks: plain A only
     n = len(x)
     steps = epochs * ((n + batch - 1) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
@@ -71,11 +93,15 @@ def train_localiser(data: dict, val: dict, epochs: int, batch: int, lr: float, s
         for i in range(0, n, batch):
             idx = perm[i:i + batch]
             xb, hb, mb = _shift([x[idx], hm[idx], mk[idx]], g, shift_px)
-            out = net(_augment_intensity(xb, g))
+            out = net(_augment_intensity(_augment_bias(xb, g), g))
             target = hb.flatten(2) + 1e-12
             target = target / target.sum(-1, keepdim=True)
             ce = -(target * F.log_softmax(out[:, :5].flatten(2), -1)).sum(-1).mean()
-            loss = ce + F.binary_cross_entropy_with_logits(out[:, 5:], mb) + dice(out[:, 5:], mb)
+            hb_ = has[idx]
+            loss = ce
+            if hb_.any():
+                om, mm = out[hb_, 5:], mb[hb_]
+                loss = loss + F.binary_cross_entropy_with_logits(om, mm) + dice(om, mm)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -109,10 +135,13 @@ def _class_arrays(d: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, to
             torch.from_numpy(side.astype(np.float32)), torch.from_numpy(sl.astype(np.float32)))
 
 
-def train_classifier(data: dict, val: dict, epochs: int, batch: int, lr: float, seed: int) -> tuple[LevelClassifier, dict]:
+def train_classifier(data: dict, val: dict, epochs: int, batch: int, lr: float, seed: int,
+                     init: dict | None = None) -> tuple[LevelClassifier, dict]:
     seed_everything(seed + 1)
     g = torch.Generator().manual_seed(seed + 1)
     net = LevelClassifier()
+    if init is not None:
+        net.load_state_dict(init)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     xm, ym, xs, ys = _class_arrays(data)
     nm, ns = len(xm), len(xs)
@@ -126,8 +155,8 @@ def train_classifier(data: dict, val: dict, epochs: int, batch: int, lr: float, 
         for i in range(steps_per_epoch):
             im = pm[i * batch:(i + 1) * batch]
             js = ps[(2 * i * batch) % ns:][: 2 * batch]
-            om = net(_augment_intensity(xm[im], g))
-            os_ = net(_augment_intensity(xs[js], g))
+            om = net(_augment_intensity(_augment_bias(xm[im], g, 0.3), g))
+            os_ = net(_augment_intensity(_augment_bias(xs[js], g, 0.3), g))
             loss = F.binary_cross_entropy_with_logits(om[:, :2], ym[im]) + \
                 F.binary_cross_entropy_with_logits(os_[:, 2], ys[js])
             opt.zero_grad()
@@ -154,11 +183,12 @@ def classifier_aucs(net: LevelClassifier, val: dict) -> dict[str, float]:
             "foraminal_stenosis_right": roc_auc(lab[:, 3], psd[:, 1])}
 
 
-def _dataset(seeds: range, cache: Path | None) -> dict:
+def _dataset(seeds: range, cache: Path | None, plan: list | None = None, views: int = 1) -> dict:
+    """Samples of plain renderer-A ``seeds`` or, with ``plan`` (``data.mixed_plan``), of the mixed set."""
     if cache is not None and cache.exists():
         with np.load(cache) as z:
             return {k: z[k] for k in z.files}
-    d = make_dataset(seeds)
+    d = make_mixed_dataset(plan, views) if plan is not None else make_dataset(seeds)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, **d)
@@ -182,29 +212,51 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=None, help="npz cache for the generated training/validation data")
     ap.add_argument("--loc-channels", type=int, nargs="+", default=[16, 32, 64, 128])
     ap.add_argument("--loc-shift", type=int, default=12, help="max random translation (localiser pixels)")
+    ap.add_argument("--a-shift-seed", type=int, default=400_000, help="first seed of the shifted renderer-A studies")
+    ap.add_argument("--a-shift-count", type=int, default=0)
+    ap.add_argument("--b-seed", type=int, default=300_000, help="first seed of the renderer-B studies")
+    ap.add_argument("--b-count", type=int, default=0)
+    ap.add_argument("--extra-fraction", type=float, default=0.25, help="share of B studies also holding T1/STIR")
+    ap.add_argument("--val-b-seed", type=int, default=810_000)
+    ap.add_argument("--val-b-count", type=int, default=0)
+    ap.add_argument("--views", type=int, default=1, help="localiser windows per series (the first is the inference "
+                    "window, the others random: offset, scale, rotation)")
+    ap.add_argument("--init", type=Path, default=None, help="start both networks from these weights")
+    ap.add_argument("--data-only", action="store_true", help="build (and cache) the data, then stop")
     ap.add_argument("--only", choices=["localiser", "classifier"], default=None,
                     help="train one network and keep the other from --out")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.time()
+    mixed = args.b_count > 0 or args.a_shift_count > 0 or args.views > 1
     tr = _dataset(range(args.train_seed, args.train_seed + args.train_count),
-                  args.cache.with_suffix(".train.npz") if args.cache else None)
+                  args.cache.with_suffix(".train.npz") if args.cache else None,
+                  mixed_plan(args.train_seed, args.train_count, args.a_shift_seed, args.a_shift_count, args.b_seed,
+                             args.b_count, args.extra_fraction) if mixed else None, args.views)
     va = _dataset(range(args.val_seed, args.val_seed + args.val_count),
-                  args.cache.with_suffix(".val.npz") if args.cache else None)
+                  args.cache.with_suffix(".val.npz") if args.cache else None,
+                  mixed_plan(args.val_seed, args.val_count, 0, 0, args.val_b_seed, args.val_b_count, 0.0)
+                  if mixed else None, 1)
     print(f"data: {len(tr['labels'])} train / {len(va['labels'])} val phantoms, prevalence "
           f"{tr['labels'].reshape(-1, 4).mean(0).round(3).tolist()} ({time.time() - t0:.0f}s)", flush=True)
+    if args.data_only:
+        return 0
     old = MriPredictor.read_checkpoint(args.out) if args.only and args.out.exists() else None
+    init = MriPredictor.read_checkpoint(args.init) if args.init else None
+    if init is not None:
+        args.loc_channels = init.meta["config"].get("loc_channels", args.loc_channels)
     metrics: dict = dict(old.meta.get("metrics", {})) if old else {}
     if args.only != "classifier":
         loc, m = train_localiser(tr, va, args.loc_epochs, args.batch, args.lr, args.seed,
-                                 tuple(args.loc_channels), args.loc_shift)
+                                 tuple(args.loc_channels), args.loc_shift, init.parts["localiser"] if init else None)
         metrics.update(m)
         loc_state = loc.state_dict()
     else:
         loc_state = old.parts["localiser"]
         args.loc_channels = old.meta["config"].get("loc_channels", [16, 32, 64, 128])
     if args.only != "localiser":
-        cls, m = train_classifier(tr, va, args.cls_epochs, args.cls_batch, args.lr, args.seed)
+        cls, m = train_classifier(tr, va, args.cls_epochs, args.cls_batch, args.lr, args.seed,
+                                  init.parts["classifier"] if init else None)
         metrics.update(m)
         cls_state = cls.state_dict()
     else:
@@ -212,7 +264,12 @@ def cli(argv: list[str] | None = None) -> int:
     metrics["train_seconds"] = round(time.time() - t0, 1)
     config = {"version": VERSION, "train_seeds": [args.train_seed, args.train_count],
               "val_seeds": [args.val_seed, args.val_count], "loc_epochs": args.loc_epochs,
-              "cls_epochs": args.cls_epochs, "loc_channels": list(args.loc_channels), "loc_shift": args.loc_shift, "lr": args.lr, "seed": args.seed, "weighting": "T2",
+              "cls_epochs": args.cls_epochs, "loc_channels": list(args.loc_channels), "loc_shift": args.loc_shift, "lr": args.lr, "seed": args.seed,
+              "weighting": "T2" if not mixed else "T2 (+T1/STIR of B)",
+              "mixed": {"a_plain": [args.train_seed, args.train_count], "a_shifted": [args.a_shift_seed, args.a_shift_count],
+                        "b": [args.b_seed, args.b_count], "extra_fraction": args.extra_fraction, "views": args.views,
+                        "val_b": [args.val_b_seed, args.val_b_count], "init": str(args.init) if args.init else None,
+                        "loc_windows": int(len(tr["loc_image"])), "series": int(len(tr["labels"]))} if mixed else None,
               "classifier_outputs": list(CLASSIFIER_OUT), "command": "python -m models.mri.train " + " ".join(sys.argv[1:] if argv is None else argv)}
     save_checkpoint(args.out, "mri", VERSION, {"localiser": loc_state, "classifier": cls_state},
                     {"config": config, "metrics": metrics})

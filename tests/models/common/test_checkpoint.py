@@ -26,6 +26,7 @@ SHIPPED = {
     "upper_cervical/cervihfenet_v1.pt": "upper_cervical",
     "cord_compression/segment_cnn_v1.pt": "cord_compression",
     "mri/mri_v1.pt": "mri",
+    "mri/mri_v2.pt": "mri",
     "neck_pain/neck_pain_v1.pt": "neck_pain",
 }
 MODELS = Path(__file__).resolve().parents[3] / "models"

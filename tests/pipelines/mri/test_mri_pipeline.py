@@ -62,9 +62,12 @@ def test_pipeline_on_a_t2_t1_study(pipeline, written):
     assert sum(lbl.endswith(" disc") for lbl in labels) >= 4
     assert len(res.findings) == 4 * len(LEVELS)
     assert {(f.key, f.site) for f in res.findings} == {(t, lv) for t in TASKS for lv in LEVELS}
-    assert all(0 <= f.probability <= 1 for f in res.findings)
+    # the plausibility gate may leave a level "not assessable" (no probability); most levels are graded
+    graded = [f for f in res.findings if f.value != "not assessable"]
+    assert len(graded) >= 4 * (len(LEVELS) - 1), res.warnings
+    assert all(0 <= f.probability <= 1 for f in graded)
     truth = {(f.key, f.site): f.value for f in t2.findings()}
-    agree = np.mean([truth[(f.key, f.site)] == f.value for f in res.findings])
+    agree = np.mean([truth[(f.key, f.site)] == f.value for f in graded])
     assert agree >= 0.75, res.summary()
 
 
