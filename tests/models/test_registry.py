@@ -9,7 +9,14 @@ import pytest
 
 from models.registry import REGISTRY, build_models, entry
 from node.settings import NodeSettings
-from pipelines.interfaces import ImageClassifier, KeypointModel, Model, MriModel, PatientModel, SegmentClassifier
+from pipelines.interfaces import (
+    ImageClassifier,
+    KeypointModel,
+    Model,
+    MriModel,
+    PatientModel,
+    SegmentClassifier,
+)
 
 
 def test_every_model_loads_and_names_itself(models) -> None:  # noqa: ANN001
