@@ -162,11 +162,18 @@ class SpoolHistory:
     def __init__(self, sp: Spool, window_days: float) -> None:
         self.sp = sp
         self.window_days = window_days
+        self._identities: dict[str, StudyIdentity] = {}
+
+    def identity(self, study: Study) -> StudyIdentity:
+        """The study's patient key and time (read from its headers once per study)."""
+        if study.study_uid not in self._identities:
+            self._identities[study.study_uid] = study_identity(study, patient_salt(self.sp))
+        return self._identities[study.study_uid]
 
     def partner(self, study: Study, pipeline: PipelineName) -> tuple[Study, StudyResult] | None:
         if self.window_days <= 0:
             return None
-        ident = study_identity(study, patient_salt(self.sp))
+        ident = self.identity(study)
         row = find_partner(self.sp, ident, study.study_uid, pipeline, self.window_days)
         if row is None:
             return None

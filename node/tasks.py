@@ -38,7 +38,7 @@ from celery.signals import worker_ready, worker_shutdown
 
 from node import audit, fanout
 from node.logs import log
-from node.patients import SpoolHistory, patient_salt, save_results, study_identity
+from node.patients import SpoolHistory, save_results
 from node.settings import NodeSettings
 from node.spool import Spool, write_atomic
 from node.spool.attempts import AnalysisAbandoned, AnalysisDeferred, RetryPolicy, backoff
@@ -266,12 +266,12 @@ def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: An
                 "models": []}
     study, generation = snap
     t0 = time.perf_counter()
-    history = SpoolHistory(sp, patient_window_days) if patient_window_days > 0 else None
-    analysis = analyze(study, history)
+    history = SpoolHistory(sp, patient_window_days)
+    analysis = analyze(study, history if patient_window_days > 0 else None)
     t_store = time.perf_counter()
     written = _write_objects(sp, study_uid, generation, [*analysis.objects, *analysis.patient_objects])
     result_rows = save_results(sp, study_uid, generation, analysis.results,
-                               study_identity(study, patient_salt(sp))) if analysis.results else []
+                               history.identity(study)) if analysis.results else []
     summary = "\n".join(r.summary() for r in analysis.results)
     skipped = "; ".join(analysis.skipped)
     if summary or skipped:
