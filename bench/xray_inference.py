@@ -4,8 +4,9 @@
 
 Radiographs are realistic-size phantom DX images (about 1100-3000 px a side) written as DICOM, so the time
 includes reading and decoding the file, windowing, MONOCHROME1 inversion and the resampling; the model runs
-its passes (cascade weights: the whole-image stage, then ``iterations`` x 6 vertebra crops; one-stage
-weights: whole image, then the spine box). Prints per-image latency (mean, median, p95) at batch 1 and
+its passes (cascade weights: the whole-image stage, then ``iterations`` x 6 vertebra crops, once per test-time
+variant stored with the weights, ``--no-tta``: once; one-stage weights: whole image, then the spine box).
+Prints per-image latency (mean, median, p95) at batch 1 and
 images/s with batched inference, with the torch threads and the 1-minute load average (a busy CPU is slower).
 """
 
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared, busy CPU)")
     ap.add_argument("--batch", type=int, default=6)
     ap.add_argument("--seed", type=int, default=950_000)
+    ap.add_argument("--no-tta", action="store_true", help="the plain pass only (no test-time variants)")
     args = ap.parse_args(argv)
 
     import os
@@ -43,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     predictor = KeypointPredictor.load(args.weights, torch.device("cpu"))
+    if args.no_tta:
+        predictor.variants = predictor.variants[:1]
     tmp = Path(tempfile.mkdtemp(prefix="xray_bench_"))
     files: list[Path] = []
     s = args.seed
@@ -53,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
     print(f"{len(files)} DX radiographs, {min(d.Rows for d in sizes)}-{max(d.Rows for d in sizes)} rows, "
           f"{min(d.Columns for d in sizes)}-{max(d.Columns for d in sizes)} cols; torch threads {args.threads}; "
-          f"model input {predictor.size} px, version {predictor.version}, stage-2 iterations {predictor.iterations}; "
+          f"model input {predictor.size} px, version {predictor.version}, stage-2 iterations {predictor.iterations}, "
+          f"test-time variants {len(predictor.variants)}; "
           f"load average {os.getloadavg()[0]:.2f}")
     predictor.predict(image_from_dataset(pydicom.dcmread(files[0])))  # warm-up
 

@@ -43,6 +43,10 @@ class KeypointPrediction:
     """(30,) calibrated one-sigma spread of each point, pixels."""
     view_probs: dict[View, float] = field(default_factory=dict)
     """Predicted view probabilities (used when the DICOM header names no view)."""
+    interval_scale: dict[str, float] = field(default_factory=dict)
+    """Calibration of the measurement intervals: measurement key (e.g. ``cobb_c2_c7``), else unit (``deg``, ``mm``,
+    ``1``) -> factor on each side of the Monte-Carlo 95 % interval around the value (the model's empirical
+    calibration, so that the interval holds the truth at its stated rate); missing: 1."""
 
     @property
     def view(self) -> View:

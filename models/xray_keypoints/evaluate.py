@@ -260,6 +260,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--iterations", type=int, help="cascade weights: override the stored stage-2 iterations")
+    p.add_argument("--no-tta", action="store_true", help="cascade weights: the plain pass only (no test-time variants)")
+    p.add_argument("--no-interval-calibration", action="store_true",
+                   help="the Monte-Carlo intervals as they are (no calibration factors)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--style", choices=("a", "b"),
                    help="trust evaluation (models/xray_keypoints/trust.py): the node's pipeline with its gates on "
@@ -300,6 +303,10 @@ def cli(argv: list[str] | None = None) -> int:
     predictor = KeypointPredictor.load(args.weights, args.device)
     if args.iterations and predictor.cascade:
         predictor.crop["iterations"] = args.iterations
+    if args.no_tta or args.calibrate:  # sigma_scale scales the heatmap spread of the plain pass
+        predictor.variants = predictor.variants[:1]
+    if args.no_interval_calibration:
+        predictor.interval_scale = {}
     if args.style or args.shift:
         return _trust(predictor, args)
     if args.data == "phantom":
@@ -337,7 +344,8 @@ def _trust(predictor, args: argparse.Namespace) -> int:  # noqa: ANN001
                            max_size=args.max_size, progress=not args.no_progress)
     m = trust.summarize(views)
     m["data"] = {"style": style, "shift": args.shift or "none", "seed": args.seed, "count": args.count,
-                 "max_size": args.max_size, "weights_version": predictor.version}
+                 "max_size": args.max_size, "weights_version": predictor.version,
+                 "tta_variants": len(predictor.variants), "interval_calibration": bool(predictor.interval_scale)}
     trust.print_summary(m, f"renderer {style.upper()}" + (f", shift {args.shift}" if args.shift else ""))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -16,16 +16,20 @@ like a cervical spine (six bodies in order, no overlap, plausible sizes, discs a
 every measurement (and the dynamic ones when it is the flexion or extension view) reported as "not measurable:
 implausible anatomy: <check>"; the findings from them follow, and the seed classifiers skip that view.
 
+Intervals: Monte-Carlo 95 % intervals from the keypoint spread, each side then multiplied by the keypoint model's
+calibration factor for that measurement (``KeypointPrediction.interval_scale``, fitted so that the intervals hold the
+truth at their stated rate on images unlike the training data; see the model card).
+
 Uncertainty gate: an image whose median keypoint spread exceeds ``max_median_sigma_mm`` is not measured
-("not measurable", with the reason); a measurement whose 95 % interval is wider than ``max_interval`` for
-its unit is reported as not measurable with the interval in the reason.
+("not measurable", with the reason); a measurement whose (calibrated) 95 % interval is wider than ``max_interval``
+for its unit is reported as not measurable with the interval in the reason.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -52,6 +56,8 @@ class _Analysed:
     """The radiograph as the models see it (float, [0, 1], bone bright, original pixels)."""
     plausibility: Plausibility = Plausibility()
     """The anatomical plausibility gate's verdict on the predicted keypoints."""
+    interval_scale: dict[str, float] = field(default_factory=dict)
+    """The keypoint model's interval calibration (``KeypointPrediction.interval_scale``)."""
 
 
 def corner_quadrilateral(points: np.ndarray, vertebra: int) -> np.ndarray:
@@ -78,6 +84,16 @@ def body_masks(points: np.ndarray, rows: int, cols: int, image_uid: str) -> list
             arr[y0 : y1 + 1, x0 : x1 + 1] = inside.reshape(yy.shape)
         masks.append(Mask(f"{name} vertebral body", image_uid, arr))
     return masks
+
+
+def calibrated_interval(m: Measurement, scale: dict[str, float]) -> Measurement:
+    """``m`` with each side of its interval (value - low, high - value) multiplied by the factor ``scale`` gives its
+    key, else its unit (1 when neither is there): the keypoint model's empirical interval calibration."""
+    factor = scale.get(m.key, scale.get(m.unit, 1.0))
+    if m.value is None or m.interval is None or factor == 1.0:
+        return m
+    lo, hi = m.interval
+    return replace(m, interval=(m.value - factor * max(m.value - lo, 0.0), m.value + factor * max(hi - m.value, 0.0)))
 
 
 def _first_reason(why: str, m: Measurement) -> str:
@@ -158,6 +174,7 @@ class XrayPipeline:
             except geometry.GeometryError as exc:
                 dyn = []
                 result.warnings.append(f"flexion-extension comparison not measurable: {exc}")
+            dyn = [calibrated_interval(m, {**ext.interval_scale, **flex.interval_scale}) for m in dyn]
             spread = max(flex.median_sigma_mm, ext.median_sigma_mm)
             if spread > self.max_median_sigma_mm:
                 reason = (f"not measurable: keypoint uncertainty too high (median spread {spread:.2f} mm > "
@@ -255,7 +272,8 @@ class XrayPipeline:
         median_px = float(np.median(pred.sigma_px))
         # without a spacing, gate as if the pixels were 0.15 mm (a typical DX detector pixel)
         median_mm = median_px * float(np.sqrt(spacing[0] * spacing[1])) if calibrated else median_px * 0.15
-        return _Analysed(img, pred.keypoints, pred.sigma_px, spacing, median_mm, calibrated, image, gate)
+        return _Analysed(img, pred.keypoints, pred.sigma_px, spacing, median_mm, calibrated, image, gate,
+                         dict(getattr(pred, "interval_scale", {}) or {}))
 
     def _measure_image(self, a: _Analysed, geometry, rng: np.random.Generator) -> list[Measurement]:
         uid = a.image.image_uid
@@ -265,6 +283,7 @@ class XrayPipeline:
         except geometry.GeometryError as exc:
             return [Measurement("keypoints", "Keypoint geometry", None, "1", "C2-C7", a.image.view,
                                 image_uids=(uid,), reason=str(exc))]
+        ms = [calibrated_interval(m, a.interval_scale) for m in ms]
         if not a.calibrated:
             ms = [m if m.unit != "mm" else replace(m, value=None, interval=None,
                                                     reason="not measurable: the image has no pixel spacing")
