@@ -7,6 +7,10 @@ Sub-commands (see MODEL_CARD.md for the exact commands of the shipped weights)::
     stage2 --data /tmp/xray_cascade/data.pkl --minutes 30 --out s2.ckpt    # per-vertebra crop network
     export --stage1 s1.ckpt --stage2 s2.ckpt --out xray_keypoints_v2.pt    # fp16 weights file for the predictor
 
+``data --b-fraction 0.5 --tight-fraction 0.5 --shift-fraction 0.5`` mixes renderer B (tight C1-T1 fields without a
+skull among them) and the shift suite into the views; ``stage1|stage2 --init WEIGHTS`` fine-tunes from a cascade
+weights file (that stage's part).
+
 Stage-2 crops are cut around jittered true centres (``--shift`` x the centre gap, +-``--rotation`` deg, scale
 +-10 %) so that the network learns to correct stage-1 errors; half of the crops use a small jitter (the
 second cascade iteration). Training checkpoints are written every ``--checkpoint-every`` steps.
@@ -60,8 +64,14 @@ class StoredView:
     small_keypoints: np.ndarray
 
 
-def _study_views(seed: int, rows: tuple[int, int], difficulty: str) -> list[StoredView]:
+def _study_views(seed: int, rows: tuple[int, int], difficulty: str, b_fraction: float = 0.0,
+                 shift_fraction: float = 0.0, tight_fraction: float = 0.5) -> list[StoredView]:
+    """The views of one phantom study: renderer A, or renderer B with probability ``b_fraction`` (then a tightly
+    collimated C1-T1 field, no skull, with probability ``tight_fraction``), under one shift of the suite with
+    probability ``shift_fraction`` (drawn from the study seed)."""
+    from pipelines.phantoms.shifts import SUITE, shift_study
     from pipelines.phantoms.xray import generate_study
+    from pipelines.phantoms.xray_b import generate_study_b
     from pipelines.results import View
     from pipelines.xray.preprocessing import to_unit_range
 
@@ -69,7 +79,13 @@ def _study_views(seed: int, rows: tuple[int, int], difficulty: str) -> list[Stor
     r = int(rng.integers(rows[0], rows[1] + 1))
     shape = (r, int(r * rng.uniform(0.75, 1.05)))
     diff = ("hard" if seed % 6 == 5 else "realistic") if difficulty == "mix" else difficulty
-    study = generate_study(seed, shape=shape, difficulty=diff)
+    pick = np.random.default_rng([seed, 99])  # a separate stream: A-only data stay as they were
+    if pick.random() < b_fraction:
+        study = generate_study_b(seed, field="tight" if pick.random() < tight_fraction else "wide", max_size=r)
+    else:
+        study = generate_study(seed, shape=shape, difficulty=diff)
+    if pick.random() < shift_fraction:
+        study = shift_study(study, SUITE[int(pick.integers(len(SUITE)))])
     out = []
     for view, pv in study.views.items():
         img = to_unit_range(pv.pixels, monochrome1=str(pv.photometric).upper() == "MONOCHROME1")
@@ -84,7 +100,8 @@ def _study_views(seed: int, rows: tuple[int, int], difficulty: str) -> list[Stor
 def cmd_data(args: argparse.Namespace) -> int:
     from functools import partial
 
-    fn = partial(_study_views, rows=(args.rows_min, args.rows_max), difficulty=args.difficulty)
+    fn = partial(_study_views, rows=(args.rows_min, args.rows_max), difficulty=args.difficulty,
+                 b_fraction=args.b_fraction, shift_fraction=args.shift_fraction, tight_fraction=args.tight_fraction)
     seeds = range(args.seed * 100_000, args.seed * 100_000 + args.studies)
     t0 = time.time()
     views: list[StoredView] = []
@@ -196,7 +213,7 @@ def _train_loop(args: argparse.Namespace, model: KeypointNet, next_batch, loss_c
     limit = args.minutes * 60
 
     def lr_factor(step: int) -> float:
-        return warmup_cosine(step, min(1.0, (time.time() - t0) / limit), warmup=50, floor=0.01)
+        return warmup_cosine(step, min(1.0, (time.time() - t0) / limit), warmup=getattr(args, "warmup", 50), floor=0.01)
 
     step = 0
     hist: list[float] = []
@@ -233,10 +250,23 @@ def _load_stage(path: Path, stage: int) -> dict:
     return {**ck.meta, "model": ck.parts["model"]}
 
 
+def _init(model: KeypointNet, path: Path, stage: str) -> None:
+    """Initialise ``model`` from a weights file: a cascade's part ``stage`` (fine-tuning), or the backbone of a
+    one-stage checkpoint (part ``network``; tensors of the same shape)."""
+    ck = load_checkpoint(path, "xray_keypoints")
+    init = ck.part(stage if stage in ck.parts else "network")
+    own = model.state_dict()
+    sd = {k: v for k, v in init.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(sd, strict=False)
+    print(f"initialised {len(sd)} / {len(own)} tensors from {path} ({stage if stage in ck.parts else 'network'})")
+
+
 def cmd_stage2(args: argparse.Namespace) -> int:
     views = _load(args.data)
     cfg = CropConfig(size=args.size)
     model = KeypointNet(stage2_network(tuple(int(v) for v in args.widths.split(","))))
+    if args.init:
+        _init(model, args.init, "stage2")
     print(f"{len(views)} views, stage 2 {count_parameters(model) / 1e6:.2f} M parameters, crop {cfg.size} px")
     rng = np.random.default_rng(args.seed)
     per = max(1, args.batch // N_LEVELS)
@@ -253,12 +283,8 @@ def cmd_stage1(args: argparse.Namespace) -> int:
     views = _load(args.data)
     net_cfg = stage1_network(tuple(int(v) for v in args.widths.split(",")))
     model = KeypointNet(net_cfg)
-    if args.init:  # transfer the backbone of a one-stage checkpoint (tensors of the same shape)
-        init = load_checkpoint(args.init, "xray_keypoints").part("network")
-        own = model.state_dict()
-        sd = {k: v for k, v in init.items() if k in own and own[k].shape == v.shape}
-        model.load_state_dict(sd, strict=False)
-        print(f"initialised {len(sd)} / {len(own)} tensors from {args.init}")
+    if args.init:
+        _init(model, args.init, "stage1")
     samples = [RawSample(v.small.astype(np.float32), stage1_targets(v.small_keypoints), np.ones(STAGE1_POINTS, bool),
                          v.spacing_mm, v.view) for v in views]
     aug = AugmentConfig(size=args.size, p_full=1.0)
@@ -309,6 +335,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     d.add_argument("--rows-max", type=int, default=1100)
     d.add_argument("--difficulty", default="mix")
     d.add_argument("--processes", type=int, default=1)
+    d.add_argument("--b-fraction", type=float, default=0.0, help="studies from renderer B (pipelines.phantoms.xray_b)")
+    d.add_argument("--tight-fraction", type=float, default=0.5,
+                   help="renderer B studies with a tight C1-T1 field (no skull)")
+    d.add_argument("--shift-fraction", type=float, default=0.0, help="studies under one shift of the suite")
     d.add_argument("--out", type=Path, required=True)
     for name in ("stage1", "stage2"):
         s = sub.add_parser(name, help=f"train {name}")
@@ -323,8 +353,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         s.add_argument("--seed", type=int, default=7)
         s.add_argument("--checkpoint-every", type=int, default=100)
         s.add_argument("--out", type=Path, required=True)
-        if name == "stage1":
-            s.add_argument("--init", type=Path, help="one-stage weights file whose backbone initialises stage 1")
+        s.add_argument("--init", type=Path, help=f"weights file that initialises {name}: a cascade (fine-tuning: its "
+                       f"{name}) or, for stage 1, a one-stage file's backbone")
+        s.add_argument("--warmup", type=int, default=50, help="learning-rate warm-up steps")
     e = sub.add_parser("export", help="write the fp16 weights file from the two checkpoints")
     e.add_argument("--stage1", type=Path, required=True)
     e.add_argument("--stage2", type=Path, required=True)
