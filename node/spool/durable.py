@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 CHUNK = 1 << 20
@@ -60,21 +61,30 @@ def private(path: Path, mode: int) -> None:
 def write_atomic(data: bytes, dst: Path, tmp_dir: Path) -> None:
     """Write ``data`` to ``dst`` atomically and durably: temp file, fsync, rename, fsync directory."""
     dst.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = tmp_dir / f"{uuid.uuid4().hex}.part"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # instances and results hold patient data
-    try:
+
+    def fill(fd: int) -> None:
         view = memoryview(data)
         while view:
             n = os.write(fd, view)
             view = view[n:]
+
+    os.replace(_durable_temp(tmp_dir, fill), dst)
+    fsync_dir(dst.parent)
+
+
+def _durable_temp(tmp_dir: Path, fill: Callable[[int], None]) -> Path:
+    """A new 0600 temp file under ``tmp_dir`` written by ``fill(fd)`` and fsync'd; removed again if that fails."""
+    tmp = tmp_dir / f"{uuid.uuid4().hex}.part"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # instances and results hold patient data
+    try:
+        fill(fd)
         os.fsync(fd)
     except BaseException:
         os.close(fd)
         tmp.unlink(missing_ok=True)
         raise
     os.close(fd)
-    os.replace(tmp, dst)
-    fsync_dir(dst.parent)
+    return tmp
 
 
 def move_atomic(src: Path, dst: Path, tmp_dir: Path) -> None:
@@ -92,16 +102,10 @@ def move_atomic(src: Path, dst: Path, tmp_dir: Path) -> None:
     except OSError as e:
         if e.errno != errno.EXDEV:
             raise
-        tmp = tmp_dir / f"{uuid.uuid4().hex}.part"
-        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
+
+        def copy(out: int) -> None:
             with open(src, "rb") as f, os.fdopen(out, "wb", closefd=False) as w:
                 shutil.copyfileobj(f, w, CHUNK)
-            os.fsync(out)
-        except BaseException:
-            os.close(out)
-            tmp.unlink(missing_ok=True)
-            raise
-        os.close(out)
-        os.replace(tmp, dst)
+
+        os.replace(_durable_temp(tmp_dir, copy), dst)
     fsync_dir(dst.parent)
