@@ -80,6 +80,12 @@ class Measurement:
     def measurable(self) -> bool:
         return self.value is not None
 
+    @property
+    def not_measurable_text(self) -> str:
+        """``"not measurable (<why>)"``, the reason without the "not measurable: " prefix the pipelines give it."""
+        why = self.reason.removeprefix("not measurable: ").removeprefix("not measurable") or "no reason given"
+        return f"not measurable ({why})"
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -188,7 +194,7 @@ class StudyResult:
         for m in self.measurements:
             view = f" [{m.view.value}]" if m.view else ""
             if m.value is None:
-                lines.append(f"  {m.name} {m.site}{view}: not measurable ({m.reason})")
+                lines.append(f"  {m.name} {m.site}{view}: {m.not_measurable_text}")
             else:
                 ci = f" (95% {m.interval[0]:.2f}..{m.interval[1]:.2f})" if m.interval else ""
                 lines.append(f"  {m.name} {m.site}{view}: {m.value:.2f} {m.unit}{ci}")

@@ -107,7 +107,7 @@ def test_implausible_neutral_view_is_not_measurable(phantom, tmp_path: Path) -> 
     assert any("seed classifiers skip the neutral view: implausible anatomy" in w for w in result.warnings)
     assert any("cord compression model did not run: implausible anatomy" in w for w in result.warnings)
     summary = result.summary()
-    assert "C2-C7 Cobb angle C2-C7 [neutral]: not measurable (not measurable: implausible anatomy: C4 and C5" in summary
+    assert "C2-C7 Cobb angle C2-C7 [neutral]: not measurable (implausible anatomy: C4 and C5" in summary
 
     from pipelines.dicom_out import encode
 
