@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from pipelines.interfaces import ModelSet, PatientModel
+from pipelines.patient.compare import Comparison, PriorLookup
 from pipelines.patient.history import PatientHistory
 from pipelines.results import StudyResult
 from pipelines.route import Route, route
@@ -53,9 +54,11 @@ class Analysis:
     skipped: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     """Problems that did not stop the analysis (e.g. the patient-level report could not be built)."""
+    comparisons: list[Comparison] = field(default_factory=list)
+    """Per pipeline result, the comparison with the patient's prior study (when ``history`` has ``priors``)."""
     timings: dict[str, float] = field(default_factory=dict)
-    """Seconds per step: ``pipeline:<name>`` (each pipeline's run), ``encode`` (its DICOM objects, all pipelines)
-    and ``patient`` (the patient-level report)."""
+    """Seconds per step: ``pipeline:<name>`` (each pipeline's run), ``encode`` (its DICOM objects, all pipelines),
+    ``priors`` (waiting for the prior lookup after the pipeline finished) and ``patient`` (the patient-level report)."""
 
 
 def pipeline_for(name: PipelineName | str, models: ModelSet) -> Pipeline:
@@ -87,14 +90,21 @@ def analyze(study: Study, models: ModelSet, history: PatientHistory | None = Non
         except ValueError as exc:
             analysis.skipped.append(f"{r.pipeline}: {exc}")
             continue
+        priors = PriorLookup(history, study, pipeline.name)  # runs while the pipeline does (``node.priors``)
         t = time.perf_counter()
         result = pipeline.run(study, r.instances)
         t1 = time.perf_counter()
+        comparison = priors.comparison(result)
+        if priors.started:
+            analysis.timings["priors"] = analysis.timings.get("priors", 0.0) + priors.wait_s
+        if comparison is not None:
+            analysis.comparisons.append(comparison)
+        t2 = time.perf_counter()
         analysis.results.append(result)
-        analysis.objects.extend(encode(study, result, now=now))
+        analysis.objects.extend(encode(study, result, now=now, comparison=comparison))
         key = f"pipeline:{pipeline.name}"
         analysis.timings[key] = analysis.timings.get(key, 0.0) + t1 - t
-        analysis.timings["encode"] = analysis.timings.get("encode", 0.0) + time.perf_counter() - t1
+        analysis.timings["encode"] = analysis.timings.get("encode", 0.0) + time.perf_counter() - t2
     t = time.perf_counter()
     add_patient_level(analysis, study, models.neck_pain, history, now=now)
     if analysis.patient_objects:

@@ -32,16 +32,19 @@ from pipelines.dicom_out.pr import build_gsps
 from pipelines.dicom_out.report import build_pdf, build_sc, render
 from pipelines.dicom_out.seg import build_segs
 from pipelines.dicom_out.sr import build_sr
+from pipelines.patient.compare import Comparison
 from pipelines.results import StudyResult
 from pipelines.study import Study
 
 __all__ = ["encode", "encode_patient"]
 
 
-def encode(study: Study, result: StudyResult, *, now: datetime | None = None) -> list[Dataset]:
+def encode(study: Study, result: StudyResult, *, now: datetime | None = None,
+           comparison: Comparison | None = None) -> list[Dataset]:
     """All DICOM result objects of ``result`` (SR, SEG..., GSPS..., report SC, report PDF, Grad-CAM SEG...).
 
-    ``now`` fixes the creation time and InstanceNumber (tests); it defaults to the current UTC time.
+    ``now`` fixes the creation time and InstanceNumber (tests); it defaults to the current UTC time. ``comparison``
+    (with the patient's prior study, ``pipelines.patient.compare``) goes into the SR and the report page.
     Raises ValueError when the result does not belong to the study or refers to images it lacks.
     """
     if not result.images:
@@ -53,11 +56,12 @@ def encode(study: Study, result: StudyResult, *, now: datetime | None = None) ->
         return {"series_uid": result_series_uid(study.study_uid, result.pipeline, kind), "series_number": series_number(result.pipeline, kind)}
 
     sr_series = series("sr")
-    objects: list[Dataset] = [build_sr(result, sources, prov, previous=previous_results(study, sr_series["series_uid"]), **sr_series)]
+    objects: list[Dataset] = [build_sr(result, sources, prov, previous=previous_results(study, sr_series["series_uid"]),
+                                       comparison=comparison, **sr_series)]
     objects += build_segs(result, sources, prov, **series("seg"))
     objects += build_gsps(result, sources, prov, **series("pr"))
     objects += build_heatmap_segs(result, sources, prov, **series("map"))
-    page = render(result, sources)
+    page = render(result, sources, comparison)
     objects.append(build_sc(result, sources, prov, page, **series("report")))
     objects.append(build_pdf(result, sources, prov, page, **series("pdf")))
     return objects

@@ -27,6 +27,8 @@ from pipelines.dicom_out.graphics import figure_graphics, headline, vertebra_lab
 from pipelines.dicom_out.identity import RESEARCH_STATEMENT, SERIES_DESCRIPTIONS, Provenance, new_uid  # noqa: E402
 from pipelines.dicom_out.page import Page, pdf_bytes  # noqa: E402
 from pipelines.dicom_out.sr import view_label  # noqa: E402
+from pipelines.dicom_out.sr_compare import comparison_table  # noqa: E402
+from pipelines.patient.compare import Comparison  # noqa: E402
 from pipelines.results import ImageResult, StudyResult  # noqa: E402
 
 ENCAPSULATED_PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"
@@ -130,8 +132,9 @@ def finding_rows(result: StudyResult) -> list[list[str]]:
     return out
 
 
-def render(result: StudyResult, sources: Sources) -> np.ndarray:
-    """The report page as (rows, columns, 3) uint8 RGB (``pipelines.dicom_out.page``: A4 at ``DPI``)."""
+def render(result: StudyResult, sources: Sources, comparison: Comparison | None = None) -> np.ndarray:
+    """The report page as (rows, columns, 3) uint8 RGB (``pipelines.dicom_out.page``: A4 at ``DPI``); with a
+    ``comparison``, a "Compared with <date>" table between the measurements and the findings (``sr_compare``)."""
     page = Page()
     title = "Cervical spine AI analysis - lateral radiographs" if result.pipeline == "xray" else "Cervical spine AI analysis - MRI"
     page.text(0.5, 0.985, title, 12, ha="center", va="top", bold=True)
@@ -143,11 +146,17 @@ def render(result: StudyResult, sources: Sources) -> np.ndarray:
         draw_image(ax, image, result, sources.full(image.image_uid), view_label(image, i))
     mrows = measurement_rows(result)
     frows = finding_rows(result)
-    # the two tables share 0.06..0.575 of the page in proportion to their rows (0.03 for the second title)
-    n_m, n_f = len(mrows) + 2, len(frows) + 2
-    h_m = 0.485 * n_m / (n_m + n_f)
+    # the tables share 0.06..0.575 of the page in proportion to their rows (0.03 for each later title)
+    ctable = comparison_table(comparison) if comparison is not None else None
+    n_m, n_f, n_c = len(mrows) + 2, len(frows) + 2, len(ctable[2]) + 2 if ctable else 0
+    room = 0.485 - (0.03 if ctable else 0.0)
+    h_m, h_c = room * n_m / (n_m + n_f + n_c), room * n_c / (n_m + n_f + n_c)
     page.table((0.04, 0.575 - h_m, 0.92, h_m), ["Measurement", "View", "Values"], mrows,
                [0.27, 0.07, 0.66], "Measurements")
+    if ctable:
+        title, header, rows, widths, marked = ctable
+        page.table((0.04, 0.545 - h_m - h_c, 0.92, h_c), header, rows, widths, title, highlight=marked)
+        h_m += h_c + 0.03
     page.table((0.04, 0.06, 0.92, 0.485 - h_m), ["Finding", "Site", "Result", "Evidence"], frows,
                [0.25, 0.08, 0.14, 0.53], "Findings",
                highlight=[any(w in r[2].lower() for w in ("present", "unstable")) for r in frows])

@@ -31,7 +31,9 @@ from pipelines.dicom_out import codes
 from pipelines.dicom_out._sources import Sources
 from pipelines.dicom_out.graphics import Graphic, keypoint_graphics, measurement_graphic, sites_graphic
 from pipelines.dicom_out.identity import RESEARCH_STATEMENT, SERIES_DESCRIPTIONS, Provenance, new_uid
+from pipelines.dicom_out.sr_compare import comparison_remarks
 from pipelines.dicom_out.sr_content import Group, ImageRef, Num, Region, measurement_report
+from pipelines.patient.compare import Comparison
 from pipelines.results import Finding, ImageResult, Measurement, StudyResult
 
 _PROJECTION_MODALITIES = {"CR", "DX", "IO", "MG", "PX", "RF", "RG", "XA"}  # highdicom's TID 1603 modalities
@@ -196,10 +198,13 @@ def build_sr(
     series_uid: str,
     series_number: int,
     previous: list[Dataset] | None = None,
+    comparison: Comparison | None = None,
 ) -> Dataset:
     """The TID 1500 SR of ``result`` (see module docstring for the tree). The measurement groups are encoded by
-    ``sr_content`` (read the returned dataset's Content Sequence, or the written file with ``hd.sr.srread``)."""
+    ``sr_content`` (read the returned dataset's Content Sequence, or the written file with ``hd.sr.srread``).
+    ``comparison`` (the prior study) adds its remarks (``sr_compare``)."""
     groups, remarks = sr_groups(result, sources, prov)
+    remarks += comparison_remarks(comparison)
     if not groups:
         raise ValueError("nothing to report: the result has no keypoint, measurement or finding with geometry")
     observer = hd.sr.ObserverContext(

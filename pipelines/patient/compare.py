@@ -152,9 +152,10 @@ def _fmt(v: float | None, unit: str) -> str:
 
 
 def measurement_text(m: MeasurementChange, prior_date: str) -> str:
-    """``C2-C7 Cobb angle C2-C7 [neutral]: 12.00 deg, was 18.00 deg on 2024-03-01, change -6.00 deg (-3.00 deg/year)``."""
+    """``C2-C7 Cobb angle [neutral]: 12.00 deg, was 18.00 deg on 2024-03-01, change -6.00 deg (-3.00 deg/year)``."""
     view = f" [{m.view}]" if m.view else ""
-    text = f"{m.name} {m.site}{view}: {_fmt(m.current, m.unit)}, was {_fmt(m.previous, m.unit)} on {display_date(prior_date)}"
+    site = "" if m.site in m.name else f" {m.site}"
+    text = f"{m.name}{site}{view}: {_fmt(m.current, m.unit)}, was {_fmt(m.previous, m.unit)} on {display_date(prior_date)}"
     if m.change is not None:
         u = "" if m.unit == "1" else f" {m.unit}"
         text += f", change {m.change:+.2f}{u}"
@@ -258,3 +259,71 @@ def compare(current: StudyResult, current_date: str, priors: list[PriorStudy], *
     if not cmp.compared and not cmp.notes:
         return None
     return cmp
+
+
+# -- in ``pipelines.analyze``: the lookup runs while the pipeline does -----------------------------------
+
+
+class PriorLookup:
+    """``history.priors(study, pipeline)`` started in a thread before the pipeline runs; ``comparison(result)``
+    waits for it and compares. A lookup that fails is a note, never a failed study."""
+
+    def __init__(self, history: object | None, study: Study, pipeline: PipelineName | str) -> None:
+        import threading
+
+        self.study = study
+        self.priors: list[PriorStudy] = []
+        self.error = ""
+        self.lookup_s = 0.0
+        self.wait_s = 0.0
+        self._thread: threading.Thread | None = None
+        lookup = getattr(history, "priors", None)
+        if lookup is None:
+            return
+
+        def run() -> None:
+            import time
+
+            t = time.perf_counter()
+            try:
+                self.priors = list(lookup(study, PipelineName(pipeline)))
+            except Exception as exc:  # noqa: BLE001 - the study's own results must still go out
+                self.error = f"prior lookup failed: {type(exc).__name__}: {str(exc)[:200]}"
+            self.lookup_s = time.perf_counter() - t
+
+        self._thread = threading.Thread(target=run, name="prior-lookup", daemon=True)
+        self._thread.start()
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    def comparison(self, result: StudyResult) -> Comparison | None:
+        """Wait for the lookup (``wait_s``: how long, beyond the pipeline's own time) and compare."""
+        if self._thread is None:
+            return None
+        import time
+
+        t = time.perf_counter()
+        self._thread.join()
+        self.wait_s = time.perf_counter() - t
+        cmp = compare(result, study_date(self.study), self.priors)
+        if self.error:
+            cmp = cmp or Comparison(result.pipeline, study_date(self.study))
+            cmp.notes.append(self.error)
+        return cmp
+
+
+def study_date(study: Study) -> str:
+    """StudyDate (YYYYMMDD) of the study's first instance that has one ("" when none does)."""
+    import pydicom
+
+    for inst in study.instances:
+        try:
+            ds = pydicom.dcmread(inst.path, stop_before_pixels=True, specific_tags=["StudyDate"])
+        except Exception:  # noqa: BLE001 - an unreadable file just has no date
+            continue
+        value = str(ds.get("StudyDate", "") or "").strip()
+        if value:
+            return value
+    return ""
