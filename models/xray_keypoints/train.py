@@ -1,10 +1,15 @@
-"""``cspine-node train xray``: train the keypoint network (phantoms on the fly, COCO or labelme folders).
+"""``cspine-node train xray``: train the keypoint model; routes to the trainer of the weights the node runs.
 
-The shipped weights (1.1.0) are the coarse-to-fine cascade: ``cspine-node train xray cascade data|stage1|stage2|export
-...`` (``cascade_train.py``; exact commands in MODEL_CARD.md). Without ``cascade`` this trains the one-stage
-network of 1.0.0, e.g.::
+- ``cspine-node train xray --data FOLDER ...``: fine-tune the shipped cascade on a site's COCO / labelme folder
+  (``finetune.py``; from scratch with ``--from-scratch``);
+- ``cspine-node train xray --from-corrections DIR ...``: fine-tune the active model on radiologists' corrections
+  plus phantoms, compare with the active model and promote in the site's store only if better
+  (``corrections_train.py``);
+- ``cspine-node train xray cascade data|stage1|stage2|export ...``: the cascade's steps (``cascade_train.py``;
+  exact commands of the shipped weights in MODEL_CARD.md);
+- ``cspine-node train xray single ...``: the one-stage network of 1.0.0 (this module), e.g.::
 
-    cspine-node train xray --data phantom --studies 600 --steps 6000 --seed 7 --out xray_keypoints_v1.pt
+    cspine-node train xray single --data phantom --studies 600 --steps 6000 --seed 7 --out xray_keypoints_v1.pt
 
 A training checkpoint (fp32, optimiser, step) is written next to ``--out`` as ``<out>.ckpt`` every
 ``--checkpoint-every`` steps; ``--resume`` continues from it. The exported weights (fp16 + configuration +
@@ -42,7 +47,8 @@ VERSION = "1.0.0"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="cspine-node train xray", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="cspine-node train xray single", description="Train the one-stage keypoint "
+                                "network of 1.0.0 (phantoms on the fly, COCO or labelme folders).")
     p.add_argument("--data", default="phantom", help="'phantom' or a folder with a COCO-keypoints *.json or labelme JSON files")
     p.add_argument("--label-map", type=Path, help="labelme: JSON {label: keypoint name}")
     p.add_argument("--studies", type=int, default=400, help="phantom studies to generate (3 views each)")
@@ -96,7 +102,7 @@ def export(model: KeypointNet, path: Path, *, net: NetworkConfig, loss: LossConf
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """``train xray cascade ...`` trains the shipped cascade (``cascade_train.py``); otherwise the one-stage net."""
+    """Route (module docstring): ``cascade``, ``single``, ``--from-corrections``, else the cascade fine-tune."""
     import sys
 
     rest = sys.argv[1:] if argv is None else list(argv)
@@ -104,6 +110,19 @@ def cli(argv: list[str] | None = None) -> int:
         from models.xray_keypoints import cascade_train
 
         return cascade_train.cli(rest[1:])
+    if rest and rest[0] == "single":
+        return train_single(rest[1:])
+    if any(a == "--from-corrections" or a.startswith("--from-corrections=") for a in rest):
+        from models.xray_keypoints import corrections_train
+
+        return corrections_train.cli(rest)
+    from models.xray_keypoints import finetune
+
+    return finetune.cli(rest)
+
+
+def train_single(argv: list[str]) -> int:
+    """The one-stage network of 1.0.0 (``cspine-node train xray single ...``)."""
     args = parse_args(argv)
     seed_everything(args.seed)
     if args.threads:

@@ -138,7 +138,8 @@ def write_coco_json(images: list[AnnotatedImage], json_path: Path, *,
 def read_coco(json_path: Path) -> list[AnnotatedImage]:
     """Read a COCO-keypoints JSON written by :func:`write_coco_json` (or a compatible one).
 
-    The category's keypoint names must be :data:`KEYPOINT_NAMES` (order may differ: it is remapped).
+    The category's keypoint names must be :data:`KEYPOINT_NAMES` or a subset of them, e.g. the 24 corners of a
+    corrections folder (order may differ: it is remapped; names not given are not labelled).
     Images without an annotation are returned with all keypoints NaN.
     """
     json_path = Path(json_path)
@@ -159,8 +160,10 @@ def read_coco(json_path: Path) -> list[AnnotatedImage]:
         a = anns.get(im["id"])
         if a is not None:
             names = cats.get(a.get("category_id", 1), {}).get("keypoints", list(KEYPOINT_NAMES))
-            if set(names) != set(KEYPOINT_NAMES):
-                raise ValueError(f"{json_path}: category keypoints are not the 30 cervical keypoints")
+            unknown = set(names) - set(KEYPOINT_NAMES)
+            if unknown or not names or len(set(names)) != len(names):
+                raise ValueError(f"{json_path}: category keypoints are not (a subset of) the 30 cervical keypoints"
+                                 + (f" (unknown: {sorted(unknown)[:3]})" if unknown else ""))
             flat = np.asarray(a["keypoints"], dtype=float).reshape(-1, 3)
             if len(flat) != len(names):
                 raise ValueError(f"{json_path}: image {im['id']} has {len(flat)} keypoints, expected {len(names)}")
