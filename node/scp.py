@@ -73,10 +73,14 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, _config, evt
 from pynetdicom.sop_class import (
+    BasicTextSRStorage,
+    Comprehensive3DSRStorage,
+    ComprehensiveSRStorage,
     ComputedRadiographyImageStorage,
     DigitalXRayImageStorageForPresentation,
     DigitalXRayImageStorageForProcessing,
     EnhancedMRImageStorage,
+    EnhancedSRStorage,
     MRImageStorage,
     MultiFrameGrayscaleByteSecondaryCaptureImageStorage,
     MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
@@ -89,10 +93,12 @@ from pynetdicom.sop_class import (
 
 from node import audit, metrics, tls
 from node.connections import UNLIMITED, AssociationSlots, GuardedAssociationServer, PendingConnections
+from node.corrections import CorrectionsStore
 from node.logs import log
 from node.pdu_limits import WireLimits, limit_socket
 from node.settings import NodeSettings
 from node.spool import AssociationEnd, InstanceHeader, Spool, StoreOutcome, header_from_dataset
+from pipelines.corrections import SR_SOP_CLASSES, UnreadableSR
 
 LOG = logging.getLogger("node.scp")
 
@@ -107,8 +113,15 @@ STORAGE_SOP_CLASSES: tuple[SOPClass, ...] = (
     MultiFrameGrayscaleByteSecondaryCaptureImageStorage,
     MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
     MultiFrameTrueColorSecondaryCaptureImageStorage,
+    EnhancedSRStorage,
+    ComprehensiveSRStorage,
+    Comprehensive3DSRStorage,
+    BasicTextSRStorage,
 )
-"""The storage SOP classes the SCP accepts (``.name`` gives each one's name)."""
+"""The storage SOP classes the SCP accepts (``.name`` gives each one's name). SRs are radiologists' corrections of
+the node's results (``node.corrections``), never studies to analyse."""
+
+SR_CLASS_UIDS = frozenset(SR_SOP_CLASSES)  # pipelines.corrections: the same four
 
 TRANSFER_SYNTAXES: list[UID] = [
     ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian,
@@ -232,6 +245,8 @@ def validate_instance(data: bytes | Path, sop_class_uid: str, sop_instance_uid: 
         raise InvalidInstance(DOES_NOT_MATCH_SOP_CLASS, "SOPClassUID differs from the C-STORE request")
     if header.sop_instance_uid != str(sop_instance_uid):
         raise InvalidInstance(DOES_NOT_MATCH_SOP_CLASS, "SOPInstanceUID differs from the C-STORE request")
+    if header.sop_class_uid in SR_CLASS_UIDS:
+        return header  # a structured report has no pixels (its content is read by ``node.corrections``)
     try:
         problem = _pixel_problem(ds, data)
         if problem:
@@ -249,6 +264,7 @@ class StorageSCP:
     def __init__(self, settings: NodeSettings, spool: Spool):
         self.settings = settings
         self.spool = spool
+        self.corrections = CorrectionsStore(settings, spool)
         self.audit = audit.trail(spool.root, settings.ae_title)
         self.ae = AE(ae_title=settings.ae_title)
         self.ae.maximum_pdu_size = settings.max_pdu
@@ -414,6 +430,8 @@ class StorageSCP:
             log(LOG, "out of memory reading an instance", logging.ERROR, sop_instance_uid=str(req.AffectedSOPInstanceUID))
             return OUT_OF_RESOURCES
         try:
+            if header.sop_class_uid in SR_CLASS_UIDS:
+                return self._on_sr(event, data, header, calling)
             outcome = self.spool.store(data, header, assoc_id=self._assoc_id(event), calling_aet=calling)
         except SPOOL_FAILURES as e:
             metrics.INSTANCES_REJECTED.labels("spool write failed").inc()
@@ -434,6 +452,24 @@ class StorageSCP:
         metrics.STORE_SECONDS.observe(time.perf_counter() - t0)
         LOG.debug("instance stored", extra={"study_uid": header.study_uid, "sop_instance_uid": header.sop_instance_uid,
                                             "outcome": outcome.value, "bytes": size})
+        return SUCCESS
+
+    def _on_sr(self, event: evt.Event, data: bytes | Path, header: InstanceHeader, calling: str) -> int:
+        """An SR (``node.corrections``): a correction is fsync'd into the corrections inbox before Success, the node's
+        own SR and SRs of studies it never had are acknowledged, not kept; unreadable content is refused (0xC210)."""
+        try:
+            kind = self.corrections.receive(data, header.sop_instance_uid)
+        except UnreadableSR as e:
+            metrics.INSTANCES_REJECTED.labels("unreadable SR").inc()
+            log(LOG, "instance refused", logging.WARNING, calling_aet=calling, status=f"0x{CANNOT_UNDERSTAND:04X}",
+                reason=f"SR: {e}", sop_instance_uid=header.sop_instance_uid)
+            return CANNOT_UNDERSTAND
+        metrics.INSTANCES_RECEIVED.labels(f"sr {kind.value}").inc()
+        self.audit.record(audit.AuditEvent.INSTANCE_STORED, action="C", stored=f"sr {kind.value}",
+                          study_uid=header.study_uid, series_uid=header.series_uid,
+                          sop_instance_uid=header.sop_instance_uid, sop_class_uid=header.sop_class_uid,
+                          **audit.peer_fields(event.assoc))
+        log(LOG, "SR received", kind=kind.value, study_uid=header.study_uid, sop_instance_uid=header.sop_instance_uid)
         return SUCCESS
 
     @staticmethod

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from node import tasks
 from node.assembly import Assembler
+from node.corrections import CorrectionsWorker
 from node.dispatch import CeleryDispatcher, Dispatcher
 from node.logs import log
 from node.metrics import serve_metrics
@@ -59,6 +60,7 @@ class Node:
         self.start_worker = settings.embedded_broker and settings.embedded_worker if start_worker is None else start_worker
         self.scp = StorageSCP(settings, self.spool)
         self.assembler = Assembler(self.spool, settings, self.dispatcher)
+        self.corrections = CorrectionsWorker(self.scp.corrections)  # SRs that correct results (node.corrections)
         self.worker: subprocess.Popen | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -83,6 +85,7 @@ class Node:
                 log(LOG, "metrics port unavailable", logging.WARNING, port=self.settings.metrics_port, error=str(e))
         self._thread = threading.Thread(target=self._loop, name="assembler", daemon=True)
         self._thread.start()
+        self.corrections.start()
         return self
 
     def _start_worker(self) -> None:
@@ -121,6 +124,7 @@ class Node:
     def stop(self) -> None:
         self._stop.set()
         self.scp.stop()
+        self.corrections.stop()
         if self._thread is not None:
             self._thread.join(timeout=10)
         if self.worker is not None and self.worker.poll() is None:

@@ -279,6 +279,18 @@ class NodeSettings(BaseSettings):
     """Pair an X-ray and an MRI study of the same Patient ID when their study dates lie at most this many
     days apart; 0 turns the patient-level report off."""
 
+    # Radiologists' corrections in (``node.corrections``, docs/corrections.md)
+    corrections_dir: Path | None = None
+    """The training data made of corrections (COCO keypoints + images); None: ``<spool_dir>/corrections``."""
+    corrections_match_mm: float = 5.0
+    """A viewer's point or line end moves the node's keypoint nearest to it when that is at most this far (mm)."""
+    corrections_pending_max_s: float = 86400.0
+    """How long a correction SR waits for the node's X-ray result of its study before it is rejected."""
+    corrections_poll_s: float = 0.0
+    """Poll the stow destinations with QIDO-RS for correction SRs every this many seconds (0: off)."""
+    corrections_poll_window_days: float = 30.0
+    """The poller asks about studies the node analysed within this many days."""
+
     # Operations
     metrics_port: int | None = 9464
     """Prometheus /metrics HTTP port of ``serve`` (None or 0: off)."""
@@ -377,6 +389,14 @@ class NodeSettings(BaseSettings):
     def _nonneg(cls, v: float) -> float:
         if v < 0:
             raise ValueError("must be >= 0 s")
+        return v
+
+    @field_validator("corrections_poll_s", "corrections_pending_max_s", "corrections_poll_window_days",
+                     "corrections_match_mm")
+    @classmethod
+    def _corrections_nonneg(cls, v: float) -> float:
+        if v < 0:
+            raise ValueError("must be >= 0")
         return v
 
     @property
