@@ -168,6 +168,35 @@ def keypoint_graphics(image: ImageResult) -> list[tuple[str, str, Graphic]]:
     return out
 
 
+CORNER_ORDER = ("antero-superior", "postero-superior", "postero-inferior", "antero-inferior")
+"""The order of each vertebra's four corners in ``corner_graphic`` (paper 002's order)."""
+
+
+def corner_graphic(image: ImageResult) -> tuple[tuple[str, ...], Graphic] | None:
+    """All vertebral-body corners of one radiograph as one open polyline, the keypoints in a form that reads back:
+    for each vertebra (C2..C7) with all four corners, its AS, PS, PI, AI in that order (24 points for six
+    vertebrae); returns the vertebrae it holds and the graphic, or None without a complete vertebra. Drawn, the
+    line runs along each superior endplate, posterior wall and inferior endplate and then across the disc space
+    to the next vertebra's antero-superior corner."""
+    kp = keypoints_by_name(image)
+    held = tuple(v for v in VERTEBRAE if vertebra_polygon(kp, v) is not None)
+    if not held:
+        return None
+    pts = np.vstack([vertebra_polygon(kp, v) for v in held])
+    frame = kp[f"{held[0]} antero-superior"].frame
+    kind = "POLYLINE" if len(pts) > 1 else "POINT"
+    return held, Graphic(kind, pts, image.image_uid, frame)
+
+
+def spinolaminar_graphic(image: ImageResult) -> Graphic | None:
+    """The spinolaminar line of one radiograph (its points C2..C7 in order), None without two points."""
+    kp = keypoints_by_name(image)
+    lam = [kp[f"{v} spinolaminar"] for v in VERTEBRAE if f"{v} spinolaminar" in kp]
+    if len(lam) < 2:
+        return None
+    return Graphic("POLYLINE", np.array([[k.x, k.y] for k in lam]), image.image_uid, lam[0].frame)
+
+
 def sites_graphic(sites: list[str], image: ImageResult) -> Graphic | None:
     """A fallback figure for a site: the convex outline of the vertebrae (or the point) named by the site."""
     kp = keypoints_by_name(image)

@@ -1,23 +1,35 @@
-"""TID 1500 Comprehensive 3D SR of one ``StudyResult`` (IHE AI Results).
+"""TID 1500 Comprehensive 3D SR of one ``StudyResult`` (IHE AI Results), laid out for a reading room.
 
 Tree::
 
     Imaging Measurement Report (126000, TID 1500)
       language, device observer (the algorithm), procedure reported (the imaging procedure)
       Image Library: every source image highdicom can describe (see ``library_images``)
-      Imaging Measurements
-        per image: one group per vertebral body (closed POLYLINE of its 4 corners) and one group of
-                   the spinolaminar points (POLYLINE) - the raw keypoints
-        per measurement: one TID 1410 group (algorithm), SCOORD of the figure it came from on its image,
-                   one NUM (UCUM unit, finding sites, method/derivation, +/- uncertainty of the 95 %
-                   interval, source images). The sites sit on the NUM, not the group: OHIF prints every
-                   group-level finding site next to the figure, which buries the values.
-        per finding: one TID 1410 group with a coded qualitative evaluation (+ probability NUM)
-      Qualitative Evaluations: research-use statement, warnings, values not measurable, finding evidence
+      Imaging Measurements (all TID 1410 groups, each with one SCOORD on its image)
+        findings first: one group per finding - coded Finding, coded evaluation with the finding sites as its
+                   HAS CONCEPT MOD children, probability NUM for a classifier finding - on the figure of the
+                   first measurement it rests on
+        per radiograph with vertebral corners:
+          "Vertebral corners C2-C7 [view]": the 24 corner keypoints as one open POLYLINE (per vertebra C2..C7:
+                   AS, PS, PI, AI; ``graphics.corner_graphic``) holding every value of that view as a NUM
+                   (UCUM unit, finding sites, method/derivation, +/- uncertainty of the 95 % interval, source
+                   images): Cobb angle, SVA, abnormal listheses first, then curvature index, segmental angles,
+                   canal, Pavlov, body, the other listheses, curvature offsets; the first view of a
+                   flexion-extension pair also holds the differences (the identifier then names both views)
+          figures without a NUM: Cobb lines (C2 and C7 inferior endplates), SVA plumb line, the two posterior
+                   walls of a level whose listhesis is abnormal (``LISTHESIS_SHOWN_MM``), the spinolaminar line
+                   (its six points); any other keypoint as a POINT
+        per image without corners (MRI ...): each keypoint as a POINT, each value its own group on its figure
+      Qualitative Evaluations: research-use statement, algorithm, findings (evidence, rule), values not
+                   measurable, values without a figure, warnings, the prior comparison
 
-Every group has its own Tracking Identifier text and a new Tracking UID (OHIF merges groups sharing a
-UID) and a SCOORD (OHIF v3.13 fails on a group without one), so things without geometry go to the
-text container instead.
+What OHIF 3.13.2 does with it (extensions/cornerstone-dicom-sr): it draws every group's first SCOORD on its
+image and labels the group with "<concept meaning>: <value> <unit code>" for at most five of its NUMs, then
+"363698007: <meaning>" for a group-level SCT finding site (so no site sits on a group). Only the corner group
+has NUMs, so each view gets one label box: Cobb angle, SVA, abnormal listhesis, curvature index, ... (the
+other values stay in the SR and the report; OHIF lists values only for measurements it can hydrate, and it
+cannot hydrate a NUM whose SCOORD is not inside the NUM). It merges groups that share a Tracking UID and fails
+on a group without a SCOORD, so every group has its own UID and a SCOORD, and what has no geometry is a remark.
 """
 
 from __future__ import annotations
@@ -29,12 +41,20 @@ from pydicom.sr.coding import Code
 
 from pipelines.dicom_out import codes
 from pipelines.dicom_out._sources import Sources
-from pipelines.dicom_out.graphics import Graphic, keypoint_graphics, measurement_graphic, sites_graphic
+from pipelines.dicom_out.graphics import (
+    CORNER_ORDER,
+    Graphic,
+    corner_graphic,
+    keypoint_graphics,
+    measurement_graphic,
+    sites_graphic,
+    spinolaminar_graphic,
+)
 from pipelines.dicom_out.identity import RESEARCH_STATEMENT, SERIES_DESCRIPTIONS, Provenance, new_uid
 from pipelines.dicom_out.sr_compare import comparison_remarks
 from pipelines.dicom_out.sr_content import Group, ImageRef, Num, Region, measurement_report
 from pipelines.patient.compare import Comparison
-from pipelines.results import Finding, ImageResult, Measurement, StudyResult
+from pipelines.results import VERTEBRAE, Finding, ImageResult, Measurement, StudyResult
 
 _PROJECTION_MODALITIES = {"CR", "DX", "IO", "MG", "PX", "RF", "RG", "XA"}  # highdicom's TID 1603 modalities
 
@@ -136,6 +156,9 @@ def _finding_graphic(f: Finding, result: StudyResult) -> Graphic | None:
 
 
 def _finding_group(f: Finding, result: StudyResult, prov: Provenance, sources: Sources) -> Group | None:
+    """A finding: its coded type and evaluation (the sites under the evaluation, not on the group: OHIF prints a
+    group-level site as "363698007: <site>"), a probability NUM for a classifier finding, drawn on the figure of
+    the first measurement it rests on."""
     g = _finding_graphic(f, result)
     if g is None:
         return None
@@ -143,8 +166,8 @@ def _finding_group(f: Finding, result: StudyResult, prov: Provenance, sources: S
     probability = () if f.probability is None else (
         Num(name=codes.PROBABILITY, value=float(f.probability), unit=codes.unit_code("1")),)
     return Group(identifier=f"{f.name} {f.site}: {f.value}"[:64], uid=new_uid(), algorithm=_algorithm(prov),
-                 region=_region(g, sources), finding_type=finding, finding_sites=_sites(f.site),
-                 measurements=probability, evaluations=((finding, codes.value_code(f.value)),))
+                 region=_region(g, sources), finding_type=finding, measurements=probability,
+                 evaluations=((finding, codes.value_code(f.value), _sites(f.site)),))
 
 
 def _algorithm(prov: Provenance) -> tuple[str, str]:
@@ -159,25 +182,89 @@ def _remarks(result: StudyResult, texts: list[str]) -> list[str]:
     return items + texts
 
 
+LISTHESIS_SHOWN_MM = 3.5
+"""A view's listhesis at a level is drawn from this translation on, or when an instability finding is present at
+the level (White & Panjabi's 3.5 mm, the pipeline's instability threshold)."""
+_VALUE_ORDER = ("cobb", "sva", "curvature_index", "segmental_angle", "sdvc", "pavlov_ratio", "sdvb",
+                "listhesis_distance", "listhesis_angle", "curvature_offset")
+"""Order of the values a view's corner group holds (by key prefix): OHIF labels a group with its first five NUMs."""
+
+
+def _shown(m: Measurement, result: StudyResult) -> bool:
+    """A single-view value whose figure is drawn: the C2-C7 Cobb angle (C2-C6 when C7 is hidden), the SVA, and
+    the listhesis of an abnormal level."""
+    if m.key == "cobb_c2_c6":
+        return not any(k.key == "cobb_c2_c7" and k.value is not None and k.image_uids == m.image_uids
+                       for k in result.measurements)
+    if m.key.startswith("cobb") or m.key.startswith("sva"):
+        return True
+    if m.key == "listhesis_distance":
+        unstable = any(f.key == "instability" and f.site == m.site and f.value == "present" for f in result.findings)
+        return unstable or abs(float(m.value or 0.0)) >= LISTHESIS_SHOWN_MM
+    return False
+
+
+def _value_key(m: Measurement, result: StudyResult) -> tuple[bool, int, int]:
+    """Sort key of a corner group's values: drawn ones first, then by ``_VALUE_ORDER``, then cranio-caudally."""
+    order = next((i for i, k in enumerate(_VALUE_ORDER) if m.key.startswith(k)), len(_VALUE_ORDER))
+    level = m.site.split()[0].split("-")[0] if m.site else ""
+    across = m.view is None and len(set(m.image_uids)) > 1
+    return across or not _shown(m, result), order, VERTEBRAE.index(level) if level in VERTEBRAE else -1
+
+
+def _view_groups(image: ImageResult, index: int, result: StudyResult, values: list[Measurement],
+                 prov: Provenance, sources: Sources) -> list[Group]:
+    """The groups drawn on one radiograph: the corner polyline (the keypoints) holding ``values`` (this view's,
+    and on the first view of a flexion-extension pair the differences), the figures of the drawn values without
+    NUMs (Cobb lines, SVA plumb line, listhesis of an abnormal level), the spinolaminar line, and any other
+    keypoint as a point. Only the corner group has NUMs, so OHIF draws one label box on the view."""
+    view = view_label(image, index)
+    corners = corner_graphic(image)
+    if corners is None:
+        return []
+    held, g = corners
+    used = {f"{v} {r}" for v in held for r in CORNER_ORDER}
+    span = held[0] if len(held) == 1 else f"{held[0]}-{held[-1]}"
+    across = any(m.view is None for m in values)
+    ident = f"Vertebral corners {span} [{view}]" + (" + flexion-extension changes" if across else "")
+    values = sorted(values, key=lambda m: _value_key(m, result))
+    out = [Group(identifier=ident[:64], uid=new_uid(), algorithm=_algorithm(prov), region=_region(g, sources),
+                 measurements=tuple(_measurement_num(m, sources) for m in values))]
+    for m in values:
+        figure = measurement_graphic(m, image) if m.view is not None and _shown(m, result) else None
+        if figure is not None:
+            out.append(Group(identifier=_label(m, result)[:64], uid=new_uid(), algorithm=_algorithm(prov),
+                             region=_region(figure, sources)))
+    lam = spinolaminar_graphic(image)
+    if lam is not None:
+        used.update(f"{v} spinolaminar" for v in VERTEBRAE)
+        out.append(Group(identifier=f"Spinolaminar line [{view}]", uid=new_uid(), algorithm=_algorithm(prov),
+                         region=_region(lam, sources)))
+    for label, _, g in keypoint_graphics(image):
+        if g.kind == "POINT" and label not in used:
+            out.append(Group(identifier=f"{label} [{view}]"[:64], uid=new_uid(), algorithm=_algorithm(prov),
+                             region=_region(g, sources)))
+    return out
+
+
+def _home(m: Measurement, result: StudyResult, with_corners: set[str]) -> str | None:
+    """The radiograph whose corner group holds ``m``: its own image, or the first image of a flexion-extension
+    difference; None when that image has no corner group."""
+    uid = next((i.image_uid for i in _images_for(m.image_uids, m.view, result)), None)
+    return uid if uid in with_corners else None
+
+
+def _point_groups(image: ImageResult, index: int, prov: Provenance, sources: Sources) -> list[Group]:
+    """The keypoints of an image without vertebral corners (MRI levels ...), one point each."""
+    return [Group(identifier=f"{label} [{view_label(image, index)}]"[:64], uid=new_uid(), algorithm=_algorithm(prov),
+                  region=_region(g, sources)) for label, _, g in keypoint_graphics(image)]
+
+
 def sr_groups(result: StudyResult, sources: Sources, prov: Provenance) -> tuple[list[Group], list[str]]:
-    """The measurement groups of ``result`` (keypoints, measurements, findings; see the module docstring) and the
-    remarks for what has no figure (values not measurable, finding evidence, warnings)."""
+    """The measurement groups of ``result`` (see the module docstring) and the remarks: findings first, then
+    values not measurable or without a figure, then warnings."""
     groups: list[Group] = []
     texts: list[str] = []
-    for i, image in enumerate(result.images):
-        for label, site, g in keypoint_graphics(image):
-            groups.append(Group(identifier=f"{label} [{view_label(image, i)}]"[:64], uid=new_uid(),
-                                algorithm=_algorithm(prov), region=_region(g, sources), finding_sites=_sites(site)))
-    for m in result.measurements:
-        if m.value is None:
-            texts.append(f"{_label(m, result)}: not measurable ({m.reason or 'no reason given'})")
-            continue
-        grp = _measurement_group(m, result, prov, sources)
-        if grp is None:
-            ci = f" (95% {m.interval[0]:.2f}..{m.interval[1]:.2f})" if m.interval else ""
-            texts.append(f"{_label(m, result)}: {m.value:.2f} {m.unit}{ci} (no figure on any image)")
-        else:
-            groups.append(grp)
     for f in result.findings:
         grp = _finding_group(f, result, prov, sources)
         if grp is not None:
@@ -186,6 +273,27 @@ def sr_groups(result: StudyResult, sources: Sources, prov: Provenance) -> tuple[
         rule = f" [rule: {f.threshold}]" if f.threshold else ""
         prob = f" p={f.probability:.2f}" if f.probability is not None else ""
         texts.append(f"{f.name} {f.site}: {f.value}{prob}" + (f" - {detail}" if detail else "") + rule)
+    texts += [f"{_label(m, result)}: not measurable ({m.reason or 'no reason given'})"
+              for m in result.measurements if m.value is None]
+    with_corners = {i.image_uid for i in result.images if corner_graphic(i) is not None}
+    held: dict[str, list[Measurement]] = {u: [] for u in with_corners}
+    own: list[Measurement] = []
+    for m in result.measurements:
+        if m.value is not None:
+            home = _home(m, result, with_corners)
+            (held[home] if home is not None else own).append(m)
+    for i, image in enumerate(result.images):
+        if image.image_uid in with_corners:
+            groups += _view_groups(image, i, result, held[image.image_uid], prov, sources)
+        else:
+            groups += _point_groups(image, i, prov, sources)
+    for m in own:
+        grp = _measurement_group(m, result, prov, sources)
+        if grp is None:
+            ci = f" (95% {m.interval[0]:.2f}..{m.interval[1]:.2f})" if m.interval else ""
+            texts.append(f"{_label(m, result)}: {m.value:.2f} {m.unit}{ci} (no figure on any image)")
+        else:
+            groups.append(grp)
     texts += [f"Warning: {w}" for w in result.warnings]
     return groups, _remarks(result, texts)
 

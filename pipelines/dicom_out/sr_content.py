@@ -142,8 +142,9 @@ class Group:
     finding_type: Code | None = None
     finding_sites: tuple[Code, ...] = ()
     measurements: tuple[Num, ...] = ()
-    evaluations: tuple[tuple[Code, Code], ...] = ()
-    """Qualitative evaluations: (concept name, coded value)."""
+    evaluations: tuple[tuple[Code, Code] | tuple[Code, Code, tuple[Code, ...]], ...] = ()
+    """Qualitative evaluations: (concept name, coded value) or (concept name, coded value, finding sites); the
+    sites are HAS CONCEPT MOD children of the evaluation (a group-level site is printed by OHIF as its code)."""
 
 
 _FINDING_SITE = Code("363698007", "SCT", "Finding Site")
@@ -215,12 +216,14 @@ class ContentEncoder:
         return seq
 
     # -- content items --------------------------------------------------------------------------------
-    def code_item(self, name: Code, value: Code, relationship: str) -> bytes:
-        key = ("code", _key(name), _key(value), relationship)
+    def code_item(self, name: Code, value: Code, relationship: str, children: Sequence[bytes] = ()) -> bytes:
+        key = ("code", _key(name), _key(value), relationship, tuple(children))
         item = self._fixed.get(key)
         if item is None:
             elements = self._head(name, "CODE", relationship)
             elements[_CONCEPT_CODE] = _sequence(_CONCEPT_CODE, [self.code(value)])
+            if children:
+                elements[_CONTENT_SEQ] = _sequence(_CONTENT_SEQ, children)
             item = self._fixed[key] = _item(elements)
         return item
 
@@ -319,7 +322,8 @@ class ContentEncoder:
         children += [self._site(s) for s in g.finding_sites]
         children.append(self._algorithm(*g.algorithm))
         children += [self.measurement(m) for m in g.measurements]
-        children += [self.code_item(name, value, "CONTAINS") for name, value in g.evaluations]
+        for name, value, *sites in g.evaluations:
+            children.append(self.code_item(name, value, "CONTAINS", [self._site(c) for c in (sites[0] if sites else ())]))
         if g.region is not None:
             children.append(self.region(g.region))
         return self.container_item(_MEASUREMENT_GROUP, "CONTAINS", children,

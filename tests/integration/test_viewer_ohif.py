@@ -42,6 +42,7 @@ from tests.services import Orthanc, in_ci
 OHIF_VERSION = "3.13.2"
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "docs" / "ohif_sr.png"
+PANEL_SCREENSHOT = ROOT / "docs" / "ohif_sr_panel.png"
 CHROMIUM = Path("/usr/bin/chromium")
 mimetypes.add_type("application/wasm", ".wasm")
 mimetypes.add_type("text/javascript", ".js")
@@ -204,11 +205,44 @@ const { chromium } = require(process.env.PW_CORE);
     logs.push('wait failed: ' + e.message.slice(0, 200));
   }
   text = await page.evaluate(() => document.body.innerText);
+  // every text box the viewport's SVG annotation layer draws: its lines and its box on the page
+  const labels = await page.evaluate(() => Array.from(document.querySelectorAll('svg.svg-layer text'))
+    .map(t => ({ lines: Array.from(t.querySelectorAll('tspan')).map(s => s.textContent.trim()).filter(Boolean),
+                 text: t.textContent.trim(), box: (r => [r.left, r.top, r.right, r.bottom])(t.getBoundingClientRect()) }))
+    .filter(l => l.text));
   await page.screenshot({ path: process.env.SHOT });
+  let panel = '';
+  try {
+    await page.locator('[data-cy="side-panel-header-right"]').first().click({ timeout: 10000 });
+    await page.waitForTimeout(1000);
+    try { await page.locator('[data-cy="trackedMeasurements-btn"]').first().click({ timeout: 5000 }); }
+    catch (e) { logs.push('no measurements tab: ' + e.message.slice(0, 100)); }
+    await page.waitForTimeout(3000);
+    panel = await page.evaluate(() => document.body.innerText);
+    await page.screenshot({ path: process.env.PANEL_SHOT });
+  } catch (e) {
+    logs.push('measurement panel: ' + e.message.slice(0, 200));
+  }
   await browser.close();
-  console.log(JSON.stringify({ ok, text, logs }));
+  console.log(JSON.stringify({ ok, text, labels, panel, logs }));
 })();
 """
+
+RAW_CODE = re.compile(r"\b\d{3,}\s*:|\(\s*[A-Za-z0-9.-]+\s*,\s*[A-Za-z0-9]+\s*(,[^)]*)?\)|^\s*:")
+"""A code in a label: digits before a colon ("363698007: C2 vertebra"), a (value, scheme[, meaning]) triple,
+or a line that starts with a colon (an empty code meaning)."""
+MAX_LABELS = 12
+
+
+def _overlaps(boxes: list[list[float]]) -> list[tuple[int, int]]:
+    """Pairs of text boxes (left, top, right, bottom on the page) that intersect by more than a pixel."""
+    out = []
+    for i, a in enumerate(boxes):
+        for j in range(i + 1, len(boxes)):
+            b = boxes[j]
+            if min(a[2], b[2]) - max(a[0], b[0]) > 1 and min(a[3], b[3]) - max(a[1], b[1]) > 1:
+                out.append((i, j))
+    return out
 
 
 @pytest.mark.integration
@@ -236,9 +270,10 @@ def test_ohif_shows_sr_measurements(viewer: tuple[str, Orthanc], tmp_path: Path)
 
     script = tmp_path / "drive.js"
     script.write_text(DRIVER)
-    shot = tmp_path / "ohif_sr.png"
+    shot, panel_shot = tmp_path / "ohif_sr.png", tmp_path / "ohif_sr_panel.png"
     url = f"{base}/viewer?StudyInstanceUIDs={study.study_uid}&initialSeriesInstanceUID={sr.SeriesInstanceUID}"
-    env = {**os.environ, "PW_CORE": str(pw), "CHROMIUM": str(CHROMIUM), "URL": url, "SHOT": str(shot)}
+    env = {**os.environ, "PW_CORE": str(pw), "CHROMIUM": str(CHROMIUM), "URL": url, "SHOT": str(shot),
+           "PANEL_SHOT": str(panel_shot)}
     r = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=280, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
@@ -247,5 +282,17 @@ def test_ohif_shows_sr_measurements(viewer: tuple[str, Orthanc], tmp_path: Path)
     cobb = [m for m in result.measurements if m.key == "cobb_c2_c7" and m.value is not None]
     shown = re.findall(r"(-?\d+\.\d\d) deg", out["text"])
     assert any(abs(float(v) - m.value) < 0.006 for v in shown for m in cobb), (shown, [m.value for m in cobb])
+    # the neutral view (the SR's first group is a finding on it) reads: few labels, none over another, no codes
+    labels = out["labels"]
+    print("OHIF labels on the neutral view:", *(" | ".join(label["lines"]) for label in labels), sep="\n  ")
+    assert 0 < len(labels) <= MAX_LABELS, [label["text"] for label in labels]
+    lines = [line for label in labels for line in label["lines"] or [label["text"]]]
+    assert not [line for line in lines if RAW_CODE.search(line)], lines
+    assert not _overlaps([label["box"] for label in labels]), [(labels[i]["text"], labels[j]["text"])
+                                                               for i, j in _overlaps([lb["box"] for lb in labels])]
+    assert any(line.startswith("Cobb angle:") for line in lines) and any("sagittal vertical axis" in x for x in lines)
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(shot, SCREENSHOT)
+    if panel_shot.exists():
+        shutil.copyfile(panel_shot, PANEL_SCREENSHOT)
+    assert panel_shot.exists(), out["logs"][-5:]

@@ -47,7 +47,7 @@ def test_radiograph_without_patient_orientation_is_reported(tmp_path: Path) -> N
     path = tmp_path / "sr.dcm"
     sr.save_as(path, enforce_file_format=True)
     groups = hd.sr.srread(path).content.get_planar_roi_measurement_groups()
-    cobb = [g for g in groups if g.tracking_identifier == "C2-C7 Cobb angle [neutral]"]
+    cobb = [g for g in groups if g.tracking_identifier == "Vertebral corners C2-C7 [neutral]"]  # Cobb first
     assert len(cobb) == 1 and cobb[0].get_measurements()[0].value == pytest.approx(
         next(m.value for m in result.measurements if m.key == "cobb_c2_c7" and m.view == View.NEUTRAL), abs=1e-6)
     assert {o.Modality for o in objects} >= {"SR", "SEG", "PR"}
