@@ -66,6 +66,11 @@ class Destination(BaseModel):
     tls_server_name: str = ""
     """Name the server certificate must carry (dimse; default ``host``)."""
     timeout_s: float = 60.0
+    priors: bool = False
+    """Look up the patient's earlier studies here (``node.priors``: QIDO-RS + WADO-RS for stow, C-FIND + C-GET for
+    dimse) when the node's own index has none: prior-study comparison and the X-ray/MRI pairing."""
+    priors_timeout_s: float = 3.0
+    """The longest the prior lookup may take at this destination; past it the study goes on with a note."""
 
     @model_validator(mode="after")
     def _check(self) -> Destination:

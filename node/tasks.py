@@ -39,6 +39,7 @@ from celery.signals import worker_ready, worker_shutdown
 from node import audit, fanout
 from node.logs import log
 from node.patients import SpoolHistory, save_results
+from node.priors import PriorHistory
 from node.settings import NodeSettings
 from node.spool import Spool, write_atomic
 from node.spool.attempts import AnalysisAbandoned, AnalysisDeferred, RetryPolicy, backoff
@@ -241,7 +242,8 @@ def _write_objects(sp: Spool, study_uid: str, generation: int, objects: list[Dat
 
 
 def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: Any = None, *,
-                 patient_window_days: float = 90.0, attempt_id: str = "") -> dict[str, Any]:
+                 patient_window_days: float = 90.0, attempt_id: str = "", prior_destinations: Any = (),
+                 calling_aet: str = "CSPINE") -> dict[str, Any]:
     """Analyse the newest generation of a study and queue its results for ``destinations``.
 
     ``analyze(study, history)`` defaults to ``pipelines.analyze`` with this worker's models; ``history`` is the
@@ -250,6 +252,8 @@ def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: An
     (``node.patients.save_results``), ``summary.txt``; then it records the analysis. An older analysis finishing
     after a newer one is discarded. Returns a small report: ``{"study_uid", "generation", "objects", "skipped",
     "queued", "models"}`` (``models``: ``[pipeline, model, version]`` of every algorithm used).
+    ``prior_destinations``: where ``node.priors`` looks for the patient's earlier studies when the index has none
+    (the comparison goes into the SR, the report and ``summary.txt``).
     ``attempt_id`` (the task id) names the attempt ``Spool.begin_analysis`` opens; it raises ``AnalysisDeferred`` /
     ``AnalysisAbandoned`` when no attempt may start (``node.spool.attempts``).
     """
@@ -266,13 +270,14 @@ def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: An
                 "models": []}
     study, generation = snap
     t0 = time.perf_counter()
-    history = SpoolHistory(sp, patient_window_days)
-    analysis = analyze(study, history if patient_window_days > 0 else None)
+    history = PriorHistory(sp, patient_window_days, prior_destinations, calling_aet=calling_aet)
+    analysis = analyze(study, history)
     t_store = time.perf_counter()
     written = _write_objects(sp, study_uid, generation, [*analysis.objects, *analysis.patient_objects])
     result_rows = save_results(sp, study_uid, generation, analysis.results,
                                history.identity(study)) if analysis.results else []
     summary = "\n".join(r.summary() for r in analysis.results)
+    summary += "".join("\n" + "\n".join(c.lines()) for c in getattr(analysis, "comparisons", []))
     skipped = "; ".join(analysis.skipped)
     if summary or skipped:
         text = summary + ("\nSKIPPED " + skipped if skipped else "")
@@ -323,7 +328,8 @@ def analyze_study(self: Task, study_uid: str, generation: int = 0) -> dict[str, 
     try:
         try:
             report = run_analysis(spool(), [d.name for d in s.destinations], study_uid,
-                                  patient_window_days=s.patient_window_days, attempt_id=task_id)
+                                  patient_window_days=s.patient_window_days, attempt_id=task_id,
+                                  prior_destinations=[d for d in s.destinations if d.priors], calling_aet=s.ae_title)
         except (AnalysisDeferred, AnalysisAbandoned):
             raise
         except Exception as exc:  # noqa: BLE001 - this attempt failed: the spool says retry or dead letter

@@ -10,7 +10,8 @@ they are displayed:
   key and site are recovered from ``pipelines.dicom_out.codes``; ``known_keys``/``known_sites`` of the current
   result resolve generated private codes exactly), its value, its +/- uncertainty and its source images; the
   flexion-extension derivation code marks a difference across views;
-* findings: the coded Finding of a group with its finding sites and the coded value of its evaluation.
+* findings: the coded Finding of a group and the coded value of its evaluation, with the finding sites of the group
+  or of that evaluation.
 
 The radiograph view (neutral/flexion/extension) of a NUM is not coded in the SR; it is taken from the view word in
 the Tracking Identifiers of the groups drawn on the same source image, when they name exactly one view
@@ -26,6 +27,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from io import BytesIO
 
 import pydicom
@@ -37,7 +39,8 @@ from pipelines.patient.compare import PriorStudy
 from pipelines.results import AlgorithmInfo, Finding, Measurement, StudyResult
 from pipelines.vocabulary import View
 
-__all__ = ["PriorSRError", "is_own_sr", "prior_from_bytes", "prior_from_dataset", "read_result", "sr_pipeline"]
+__all__ = ["PriorSRError", "is_own_sr", "prior_from_bytes", "prior_from_dataset", "read_result", "sr_pipeline",
+           "sr_pipelines"]
 
 SR_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.88.34": "Comprehensive 3D SR",
@@ -86,11 +89,16 @@ def is_own_sr(ds: Dataset) -> bool:
     return manufacturer.startswith(OWN_MANUFACTURER) or codes.PRIVATE_SCHEME in schemes
 
 
-def sr_pipeline(ds: Dataset) -> str | None:
-    """``xray`` or ``mri`` from the SR's Procedure Reported code; None for none or both (a patient-level SR)."""
+def sr_pipelines(ds: Dataset) -> list[str]:
+    """The pipelines (``xray``, ``mri``) whose procedure the SR reports (both: a patient-level SR)."""
     procedures = {(_code(i, "ConceptCodeSequence") or ("",))[0] for i in _children(ds)
                   if (_code(i) or ("",))[0] == _PROCEDURE_REPORTED}
-    found = [p for p, c in codes.PROCEDURE_BY_PIPELINE.items() if c.value in procedures]
+    return [p for p, c in codes.PROCEDURE_BY_PIPELINE.items() if c.value in procedures]
+
+
+def sr_pipeline(ds: Dataset) -> str | None:
+    """``xray`` or ``mri`` from the SR's Procedure Reported code; None for none or both (a patient-level SR)."""
+    found = sr_pipelines(ds)
     return found[0] if len(found) == 1 else None
 
 
@@ -162,23 +170,58 @@ def _finding_value(code: tuple[str, str, str]) -> str:
     return meaning.strip().lower() if scheme == codes.PRIVATE_SCHEME else meaning
 
 
-def _images(item: Dataset) -> list[str]:
+@dataclass(slots=True)
+class _Node:
+    """One content item, read once (pydicom converts every element it is asked for; an SR has ~20 000)."""
+
+    value_type: str
+    name: tuple[str, str, str] | None
+    code: tuple[str, str, str] | None = None
+    text: str = ""
+    number: float | None = None
+    unit: str = ""
+    images: tuple[str, ...] = ()
+    children: list[_Node] = field(default_factory=list)
+
+    @property
+    def concept(self) -> str:
+        return self.name[0] if self.name else ""
+
+
+def _node(item: Dataset) -> _Node:
+    vt = str(item.get("ValueType", ""))
+    node = _Node(vt, _code(item))
+    if vt == "CODE":
+        node.code = _code(item, "ConceptCodeSequence")
+    elif vt == "TEXT":
+        node.text = str(item.get("TextValue", ""))
+    elif vt == "NUM":
+        node.number = _number(item)
+        seq = item.get("MeasuredValueSequence")
+        node.unit = (_code(seq[0], "MeasurementUnitsCodeSequence") or ("1",))[0] if seq else "1"
+    elif vt == "IMAGE":
+        node.images = tuple(str(r.ReferencedSOPInstanceUID) for r in item.get("ReferencedSOPSequence") or [])
+    node.children = [_node(c) for c in item.get("ContentSequence") or []]
+    return node
+
+
+def _images(node: _Node) -> list[str]:
     """SOP Instance UIDs of the IMAGE children of a content item (source of measurement / selected from)."""
-    out = []
-    for child in _children(item):
-        if child.get("ValueType") == "IMAGE":
-            out += [str(r.ReferencedSOPInstanceUID) for r in child.get("ReferencedSOPSequence") or []]
-        elif child.get("ValueType") == "SCOORD":
+    out: list[str] = []
+    for child in node.children:
+        if child.value_type == "IMAGE":
+            out += child.images
+        elif child.value_type == "SCOORD":
             out += _images(child)
     return out
 
 
-def view_hints(groups: list[Dataset]) -> dict[str, View]:
+def view_hints(groups: list[_Node]) -> dict[str, View]:
     """Source image -> view, from the view words in the Tracking Identifiers of the groups drawn on it (an image
     whose groups name more than one view, or none, gets no view)."""
     votes: dict[str, Counter] = {}
     for g in groups:
-        ident = next((str(c.get("TextValue", "")) for c in _children(g) if (_code(c) or ("",))[0] == _TRACKING_ID), "")
+        ident = next((c.text for c in g.children if c.concept == _TRACKING_ID), "")
         words = {w for w in _VIEW_WORDS if re.search(rf"\b{w}\b", ident.lower())}
         if len(words) != 1:
             continue
@@ -188,11 +231,11 @@ def view_hints(groups: list[Dataset]) -> dict[str, View]:
     return {uid: _VIEW_WORDS[c.most_common(1)[0][0]] for uid, c in votes.items() if len(c) == 1}
 
 
-def _groups(ds: Dataset) -> list[Dataset]:
-    out: list[Dataset] = []
+def _groups(ds: Dataset) -> list[_Node]:
+    out: list[_Node] = []
     for item in _children(ds):
         if (_code(item) or ("",))[0] == _IMAGING_MEASUREMENTS:
-            out += [g for g in _children(item) if (_code(g) or ("",))[0] == _MEASUREMENT_GROUP]
+            out += [g for g in _node(item).children if g.concept == _MEASUREMENT_GROUP]
     return out
 
 
@@ -204,6 +247,10 @@ def _number(item: Dataset) -> float | None:
     if "FloatingPointValue" in mv:
         return float(mv.FloatingPointValue)
     return float(mv.NumericValue) if mv.get("NumericValue") not in (None, "") else None
+
+
+def _num(kids: list[_Node], concept: str) -> float | None:
+    return next((k.number for k in kids if k.concept == concept), None)
 
 
 def read_result(ds: Dataset, *, known_keys: Iterable[tuple[str, str]] = (), known_sites: Iterable[str] = (),
@@ -226,41 +273,37 @@ def read_result(ds: Dataset, *, known_keys: Iterable[tuple[str, str]] = (), know
                               str(ds.get("Manufacturer", "") or ""))
     result = StudyResult(str(ds.get("StudyInstanceUID", "")), pipeline, algorithm)
     for g in groups:
-        items = _children(g)
-        group_sites = [c for i in items if (_code(i) or ("",))[0] == _FINDING_SITE for c in [_code(i, "ConceptCodeSequence")] if c]
+        items = g.children
+        group_sites = [i.code for i in items if i.concept == _FINDING_SITE and i.code]
         group_images = _images(g)
-        finding = next((_code(i, "ConceptCodeSequence") for i in items if (_code(i) or ("",))[0] == _FINDING), None)
+        finding = next((i.code for i in items if i.concept == _FINDING), None)
         for item in items:
-            if item.get("ValueType") != "NUM":
+            if item.value_type != "NUM" or item.name is None or item.number is None:
                 continue
-            name = _code(item)
-            value = _number(item)
-            if name is None or value is None or name[0] == codes.PROBABILITY.value:
+            if item.concept == codes.PROBABILITY.value:
                 continue
-            unit = (_code(item.MeasuredValueSequence[0], "MeasurementUnitsCodeSequence") or ("1",))[0]
-            kids = _children(item)
-            num_sites = [c for k in kids if (_code(k) or ("",))[0] == _FINDING_SITE for c in [_code(k, "ConceptCodeSequence")] if c]
+            kids = item.children
+            num_sites = [k.code for k in kids if k.concept == _FINDING_SITE and k.code]
             site = _site_text(num_sites or group_sites, sites)
-            across = any((_code(k) or ("",))[0] == _DERIVATION and (_code(k, "ConceptCodeSequence") or ("",))[0]
-                         == codes.DERIVED_ACROSS_VIEWS.value for k in kids)
-            upper = next((_number(k) for k in kids if (_code(k) or ("",))[0] == _UPPER), None)
-            lower = next((_number(k) for k in kids if (_code(k) or ("",))[0] == _LOWER), None)
+            across = any(k.concept == _DERIVATION and (k.code or ("",))[0] == codes.DERIVED_ACROSS_VIEWS.value
+                         for k in kids)
+            upper, lower, value = _num(kids, _UPPER), _num(kids, _LOWER), item.number
             images = tuple(dict.fromkeys(_images(item) or group_images))
             found_views = {views[u] for u in images if u in views}
             view = None if across or len(found_views) != 1 else next(iter(found_views))
             interval = (value - (lower or 0.0), value + (upper or 0.0)) if upper is not None or lower is not None else None
             result.measurements.append(Measurement(
-                key=_measurement_key(name, site, mkeys), name=name[2], value=value, unit=unit, site=site, view=view,
-                interval=interval, image_uids=images if across or view is not None else images[:1]))
+                key=_measurement_key(item.name, site, mkeys), name=item.name[2], value=value, unit=item.unit, site=site,
+                view=view, interval=interval, image_uids=images if across or view is not None else images[:1]))
         if finding is not None:
-            value_item = next((i for i in items if i.get("ValueType") == "CODE" and (_code(i) or ("",))[:2] == finding[:2]), None)
+            value_item = next((i for i in items if i.value_type == "CODE" and i.name and i.name[:2] == finding[:2]), None)
             if value_item is None:
                 continue
-            value = _finding_value(_code(value_item, "ConceptCodeSequence") or ("", "", ""))
-            prob = next((_number(i) for i in items if i.get("ValueType") == "NUM" and (_code(i) or ("",))[0]
-                         == codes.PROBABILITY.value), None)
-            result.findings.append(Finding(_finding_key(finding, fkeys), finding[2], value, _site_text(group_sites, sites),
-                                           probability=prob))
+            prob = next((i.number for i in items if i.value_type == "NUM" and i.concept == codes.PROBABILITY.value), None)
+            value_sites = [k.code for k in value_item.children if k.concept == _FINDING_SITE and k.code]
+            result.findings.append(Finding(_finding_key(finding, fkeys), finding[2],
+                                           _finding_value(value_item.code or ("", "", "")),
+                                           _site_text(group_sites or value_sites, sites), probability=prob))
     if not result.measurements and not result.findings:
         raise PriorSRError("prior SR holds no measurement or finding this node can read: not compared")
     return result

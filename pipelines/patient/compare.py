@@ -252,7 +252,7 @@ def compare(current: StudyResult, current_date: str, priors: list[PriorStudy], *
         if p is chosen:
             break
         if p.result is None and p.note:
-            notes.append(f"prior study of {display_date(p.study_date)} ({p.source}): {p.note}")
+            notes.append(f"prior study of {display_date(p.study_date)} ({p.source}): {p.note}" if p.study_uid else p.note)
     cmp.notes += notes[:max_notes]
     if len(notes) > max_notes:
         cmp.notes.append(f"{len(notes) - max_notes} more prior studies not compared")
