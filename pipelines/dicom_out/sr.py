@@ -35,6 +35,7 @@ on a group without a SCOORD, so every group has its own UID and a SCOORD, and wh
 from __future__ import annotations
 
 import highdicom as hd
+import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes as dcm_codes
 from pydicom.sr.coding import Code
@@ -90,6 +91,19 @@ def _region(g: Graphic, sources: Sources) -> Region:
     return Region(g.kind, tuple(data.ravel().tolist()), _image(sources, g.image_uid, g.frame))
 
 
+def _figure(g: Graphic) -> Graphic:
+    """A figure as the SR draws it: a polyline of 4 or 5 points (a Cobb bracket, two posterior walls, a closed
+    quadrilateral) gets the midpoints of its first and last segments - the same line - because OHIF 3.13.2
+    takes every 4- or 5-point "Image Region" polyline for its RectangleROI tool and offers to "restore" the SR
+    as rectangles; with no such group it marks the SR as not loadable instead (the keypoint groups keep their
+    points as they are)."""
+    pts = g.closed_points()
+    if g.kind != "POLYLINE" or len(pts) not in (4, 5):
+        return g
+    mid = [pts[0], (pts[0] + pts[1]) / 2, *pts[1:-1], (pts[-2] + pts[-1]) / 2, pts[-1]]
+    return Graphic(g.kind, np.array(mid), g.image_uid, g.frame)
+
+
 def _sites(site: str) -> tuple[Code, ...]:
     return tuple(codes.site_codes(site))
 
@@ -136,7 +150,7 @@ def _measurement_group(m: Measurement, result: StudyResult, prov: Provenance, so
     for g in (*graphics, *fallback):
         if g is not None:
             return Group(identifier=_label(m, result)[:64], uid=new_uid(), algorithm=_algorithm(prov),
-                         region=_region(g, sources), measurements=(_measurement_num(m, sources),))
+                         region=_region(_figure(g), sources), measurements=(_measurement_num(m, sources),))
     return None
 
 
@@ -166,7 +180,7 @@ def _finding_group(f: Finding, result: StudyResult, prov: Provenance, sources: S
     probability = () if f.probability is None else (
         Num(name=codes.PROBABILITY, value=float(f.probability), unit=codes.unit_code("1")),)
     return Group(identifier=f"{f.name} {f.site}: {f.value}"[:64], uid=new_uid(), algorithm=_algorithm(prov),
-                 region=_region(g, sources), finding_type=finding, measurements=probability,
+                 region=_region(_figure(g), sources), finding_type=finding, measurements=probability,
                  evaluations=((finding, codes.value_code(f.value), _sites(f.site)),))
 
 
@@ -234,7 +248,7 @@ def _view_groups(image: ImageResult, index: int, result: StudyResult, values: li
         figure = measurement_graphic(m, image) if m.view is not None and _shown(m, result) else None
         if figure is not None:
             out.append(Group(identifier=_label(m, result)[:64], uid=new_uid(), algorithm=_algorithm(prov),
-                             region=_region(figure, sources)))
+                             region=_region(_figure(figure), sources)))
     lam = spinolaminar_graphic(image)
     if lam is not None:
         used.update(f"{v} spinolaminar" for v in VERTEBRAE)

@@ -211,6 +211,13 @@ const { chromium } = require(process.env.PW_CORE);
                  text: t.textContent.trim(), box: (r => [r.left, r.top, r.right, r.bottom])(t.getBoundingClientRect()) }))
     .filter(l => l.text));
   await page.screenshot({ path: process.env.SHOT });
+  let badge = '';  // OHIF's tooltip on the viewport's SR badge: whether it offers to restore the SR into its tools
+  try {
+    await page.locator('[data-cy^="ModalityLoadBadge-"]').first().hover({ timeout: 5000 });
+    await page.waitForTimeout(1500);
+    badge = await page.evaluate(() => Array.from(document.querySelectorAll('[role="tooltip"], [data-radix-popper-content-wrapper]'))
+      .map(e => e.textContent.trim()).join(' | '));
+  } catch (e) { logs.push('no SR badge: ' + e.message.slice(0, 100)); }
   let panel = '';
   try {
     await page.locator('[data-cy="side-panel-header-right"]').first().click({ timeout: 10000 });
@@ -224,7 +231,7 @@ const { chromium } = require(process.env.PW_CORE);
     logs.push('measurement panel: ' + e.message.slice(0, 200));
   }
   await browser.close();
-  console.log(JSON.stringify({ ok, text, labels, panel, logs }));
+  console.log(JSON.stringify({ ok, text, labels, badge, panel, logs }));
 })();
 """
 
@@ -291,6 +298,9 @@ def test_ohif_shows_sr_measurements(viewer: tuple[str, Orthanc], tmp_path: Path)
     assert not _overlaps([label["box"] for label in labels]), [(labels[i]["text"], labels[j]["text"])
                                                                for i, j in _overlaps([lb["box"] for lb in labels])]
     assert any(line.startswith("Cobb angle:") for line in lines) and any("sagittal vertical axis" in x for x in lines)
+    # OHIF cannot load our groups into its measurement tools; it must not offer to (it would make rectangles)
+    print("OHIF SR badge:", out["badge"])
+    assert "not compatible" in out["badge"] and "restore" not in out["badge"], out["badge"]
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(shot, SCREENSHOT)
     if panel_shot.exists():

@@ -69,8 +69,10 @@ def test_round_trip_highdicom(xray_case: tuple[Study, StudyResult], xray_files: 
     # the Cobb lines are drawn (the two inferior endplates, joined posteriorly), without a second NUM
     bracket = by_id["C2-C7 Cobb angle [neutral]"]
     assert bracket.get_measurements() == []
-    ends = ("C2 antero-inferior", "C2 postero-inferior", "C7 postero-inferior", "C7 antero-inferior")
-    np.testing.assert_allclose(bracket.roi.value, [[kp[n].x + 0.5, kp[n].y + 0.5] for n in ends], atol=1e-4)
+    ends = np.array([[kp[n].x + 0.5, kp[n].y + 0.5] for n in (
+        "C2 antero-inferior", "C2 postero-inferior", "C7 postero-inferior", "C7 antero-inferior")])
+    drawn = [ends[0], (ends[0] + ends[1]) / 2, ends[1], ends[2], (ends[2] + ends[3]) / 2, ends[3]]  # same lines
+    np.testing.assert_allclose(bracket.roi.value, drawn, atol=1e-4)
 
     values = [(m.name.meaning, m.unit.value) for _, m in nums]
     names_found = {n for n, _ in values}
@@ -137,6 +139,29 @@ def test_each_view_has_one_short_code_free_label(xray_case: tuple[Study, StudyRe
     assert not [t for t in idents if _CODE.search(t)], idents
     assert sum("flexion-extension changes" in t for t in idents) == 1
     assert len(groups_of(sr)) <= 40  # it was 121 for a three-view study
+
+
+def ohif_rehydratable(sr: Dataset) -> list[tuple[str, str]]:
+    """Tracking identifiers of the groups OHIF 3.13.2 would offer to "restore" as its own tools (isRehydratable:
+    a Cornerstone tracking identifier, or an "Image Region" POLYLINE of 4 or 5 points (RectangleROI) or a POINT
+    (Probe))."""
+    out = []
+    for g in groups_of(sr):
+        items = g.ContentSequence
+        ident = next(str(i.TextValue) for i in items if i.ConceptNameCodeSequence[0].CodeValue == "112039")
+        scoord = next(i for i in items if i.ValueType == "SCOORD")
+        n = len(scoord.GraphicData) // 2
+        if (ident.startswith(("Cornerstone3DTools@", "cornerstoneTools@")) or (scoord.GraphicType == "POLYLINE" and n in (4, 5))
+                or (scoord.GraphicType == "POINT" and n <= 2)):
+            out.append((ident, str(scoord.GraphicType)))
+    return out
+
+
+def test_ohif_does_not_restore_the_sr_as_rectangles(xray_objects: list[Dataset]) -> None:
+    """OHIF would turn a 4-point Cobb bracket into a RectangleROI; no group of an X-ray SR looks like one. What it
+    can restore are single keypoints outside a complete vertebra (as Probe points, their true place)."""
+    restorable = ohif_rehydratable(_sr(xray_objects))
+    assert all(kind == "POINT" and re.fullmatch(r"C\d [a-z-]+ \[\w+\]", ident) for ident, kind in restorable), restorable
 
 
 def test_abnormal_listhesis_is_drawn(xray_case: tuple[Study, StudyResult], tmp_path: Path) -> None:
