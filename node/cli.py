@@ -250,6 +250,9 @@ def cmd_delegate(args: argparse.Namespace, rest: list[str]) -> int:
     except ImportError as e:
         print(f"error: {module_name} is not available ({e})", file=sys.stderr)
         return 2
+    if (args.command, args.target) == ("train", "xray") and "--from-corrections" in rest and "--store" not in rest:
+        store = _settings(args).model_store  # the site's store from the settings (CSPINE_CONFIG, CSPINE_MODEL_STORE)
+        rest = [*rest, "--store", str(store)] if store is not None else rest
     result = module.cli(rest)
     return int(result or 0)
 

@@ -283,7 +283,7 @@ def _train_loop(args: argparse.Namespace, model: KeypointNet, next_batch, loss_c
         hist.append(parts["px_error"])
         if step % args.checkpoint_every == 0:
             _save_stage(args.out, model, step, (time.time() - t0) / 60, extra)
-            print(f"step {step} loss {float(loss):.4f} px_error(last 50) {np.mean(hist[-50:]):.3f} "
+            print(f"step {step} loss {float(loss.detach()):.4f} px_error(last 50) {np.mean(hist[-50:]):.3f} "
                   f"elapsed {(time.time() - t0) / 60:.1f} min", flush=True)
     _save_stage(args.out, model, step, (time.time() - t0) / 60, extra)
     print(f"done: {step} steps, {(time.time() - t0) / 60:.1f} min, px_error(last 50) {np.mean(hist[-50:]):.3f}")

@@ -79,7 +79,7 @@ def _corrections(folder: Path, seeds: range, shape=(330, 280)) -> Path:  # noqa:
     return folder
 
 
-def test_split_is_deterministic_by_study_and_too_few_are_refused(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+def test_split_is_deterministic_by_study_and_too_few_are_refused(tmp_path: Path, capsys, monkeypatch) -> None:  # noqa: ANN001
     from pipelines.xray.annotations import read_coco
 
     folder = _corrections(tmp_path / "corr", range(990200, 990204))
@@ -92,7 +92,16 @@ def test_split_is_deterministic_by_study_and_too_few_are_refused(tmp_path: Path,
         by_study.setdefault(im.study_uid, set()).add(any(im is h for h in held))
     assert all(len(v) == 1 for v in by_study.values())  # a study is never on both sides
     assert corrections_train.split(images, 0.0)[1] == [] and corrections_train.split(images, 1.0)[0] == []
-    rc = corrections_train.cli(["--from-corrections", str(folder), "--store", str(tmp_path / "store")])
+    from node.cli import main  # the route a user takes: cspine-node train xray --from-corrections
+
+    monkeypatch.delenv("CSPINE_MODEL_STORE", raising=False)
+    monkeypatch.setenv("CSPINE_CONFIG", str(tmp_path / "none.toml"))
+    (tmp_path / "none.toml").write_text("")
+    assert main(["train", "xray", "--from-corrections", str(folder)]) == 2
+    assert "no model store" in capsys.readouterr().err
+    (tmp_path / "node.toml").write_text(f'model_store = "{tmp_path / "store"}"\n')  # the store named in the settings
+    monkeypatch.setenv("CSPINE_CONFIG", str(tmp_path / "node.toml"))
+    rc = main(["train", "xray", "--from-corrections", str(folder)])
     assert rc == 2
     err = capsys.readouterr().err
     assert "too few corrections" in err and "need 15" in err
