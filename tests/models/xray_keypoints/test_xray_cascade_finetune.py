@@ -134,3 +134,19 @@ def test_one_stage_trainer_stays_reachable() -> None:
     with pytest.raises(SystemExit) as exc:
         train.cli(["single", "--help"])
     assert exc.value.code == 0
+
+
+def test_data_folder_kind_is_recognised(tmp_path: Path) -> None:
+    from models.xray_keypoints.finetune import annotation_source
+
+    coco = _coco(tmp_path / "coco", range(990160, 990161))
+    assert annotation_source(coco.parent) == ["--coco", str(coco)]
+    assert annotation_source(coco) == ["--coco", str(coco)]
+    (tmp_path / "lm").mkdir()
+    (tmp_path / "lm" / "a.json").write_text(json.dumps({"imagePath": "a.png", "shapes": []}))
+    assert annotation_source(tmp_path / "lm", label_map=Path("m.json")) == ["--labelme", str(tmp_path / "lm"),
+                                                                             "--label-map", "m.json"]
+    (tmp_path / "empty").mkdir()
+    for bad in (tmp_path / "empty", tmp_path / "missing"):
+        with pytest.raises(SystemExit, match="no annotations|neither"):
+            annotation_source(bad)
