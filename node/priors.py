@@ -8,8 +8,8 @@
 2. when the index has none, each destination with ``priors: true``, in the order configured:
    * ``stow`` (DICOMweb): QIDO-RS studies by Patient ID (+ Issuer), then the SR instances of each earlier study
      (Modality SR), the newest of each SR series retrieved by WADO-RS;
-   * ``dimse``: C-FIND (Study Root) at study, series (Modality SR) and image level, then C-GET of that SR on the
-     same association (the PACS must allow our AE title to C-GET);
+   * ``dimse``: C-FIND (Study Root) at study and series level (Modality SR), then C-GET of each SR series on the
+     same association, its newest instance kept (the PACS must allow our AE title to C-FIND and C-GET);
    each SR is read back by ``pipelines.dicom_out.sr_read`` (this node's own codes); one from another vendor, a
    corrupt one, or an earlier study of the pipeline's modality without any SR gives a note instead.
    Each destination has ``priors_timeout_s``; an unreachable or slow PACS gives a note, never a failed study.
@@ -38,7 +38,7 @@ from node.logs import log
 from node.patients import SpoolHistory, load_result
 from node.settings import Destination, DestinationKind
 from node.spool import Spool
-from pipelines.dicom_out.sr_read import SR_CLASSES, is_own_sr, prior_from_dataset, sr_pipelines
+from pipelines.dicom_out.sr_read import SR_CLASSES, prior_from_dataset
 from pipelines.patient.compare import PriorStudy, years_between
 from pipelines.results import StudyResult
 from pipelines.study import Study
@@ -114,9 +114,9 @@ def _read_study(uid: str, date: str, modalities: set[str], srs: list[Dataset | b
             except Exception as exc:  # noqa: BLE001 - a corrupt object is a note
                 foreign.append(PriorStudy(uid, date, None, source, f"prior SR unreadable ({type(exc).__name__}): not compared"))
                 continue
-        if is_own_sr(sr) and len(sr_pipelines(sr)) > 1:
-            continue  # this node's patient-level SR: not a study prior
         p = prior_from_dataset(sr, source)
+        if p is None:
+            continue  # this node's patient-level SR: not a study prior
         p = PriorStudy(uid, p.study_date or date, p.result, p.source, p.note)
         (out if p.result is not None else foreign).append(p)
     if out:
@@ -253,22 +253,30 @@ def cfind_priors(dest: Destination, q: Query, deadline: float, calling_aet: str)
             uid, date = str(s.StudyInstanceUID), str(s.get("StudyDate", "") or "")
             received.clear()
             for series in find("SERIES", StudyInstanceUID=uid, SeriesInstanceUID="", Modality="SR"):
-                images = find("IMAGE", StudyInstanceUID=uid, SeriesInstanceUID=str(series.SeriesInstanceUID),
-                              SOPInstanceUID="", InstanceNumber="")
-                if not images:
-                    continue
-                newest = max(images, key=lambda i: int(i.get("InstanceNumber", 0) or 0))
-                ident = Dataset()
-                ident.QueryRetrieveLevel = "IMAGE"
+                ident = Dataset()  # the whole SR series (its versions; the newest is kept below)
+                ident.QueryRetrieveLevel = "SERIES"
                 ident.StudyInstanceUID, ident.SeriesInstanceUID = uid, str(series.SeriesInstanceUID)
-                ident.SOPInstanceUID = str(newest.SOPInstanceUID)
                 for _status, _ in assoc.send_c_get(ident, GET):
                     pass
-            found.priors += _read_study(uid, date, _modalities(s), list(received), source)
+            found.priors += _read_study(uid, date, _modalities(s), _newest_per_series(received), source)
     finally:
         if assoc.is_established:
             assoc.release()
     return found
+
+
+def _newest_per_series(objects: list[Dataset | bytes]) -> list[Dataset | bytes]:
+    """The instance with the highest InstanceNumber of each series (undecodable ones kept: they become notes)."""
+    newest: dict[str, Dataset] = {}
+    rest: list[Dataset | bytes] = []
+    for o in objects:
+        if not isinstance(o, Dataset) or "SeriesInstanceUID" not in o:
+            rest.append(o)
+            continue
+        old = newest.get(str(o.SeriesInstanceUID))
+        if old is None or int(o.get("InstanceNumber", 0) or 0) > int(old.get("InstanceNumber", 0) or 0):
+            newest[str(o.SeriesInstanceUID)] = o
+    return [*newest.values(), *rest]
 
 
 # -- the history -----------------------------------------------------------------------------------------

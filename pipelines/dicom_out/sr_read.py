@@ -27,7 +27,6 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from io import BytesIO
 
 import pydicom
@@ -35,11 +34,13 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from pipelines.dicom_out import codes
+from pipelines.dicom_out.sr_raw import Node as _Node
+from pipelines.dicom_out.sr_raw import content_nodes
 from pipelines.patient.compare import PriorStudy
 from pipelines.results import AlgorithmInfo, Finding, Measurement, StudyResult
 from pipelines.vocabulary import View
 
-__all__ = ["PriorSRError", "is_own_sr", "prior_from_bytes", "prior_from_dataset", "read_result", "sr_pipeline",
+__all__ = ["PatientLevelSR", "PriorSRError", "root_nodes", "is_own_sr", "prior_from_bytes", "prior_from_dataset", "read_result", "sr_pipeline",
            "sr_pipelines"]
 
 SR_CLASSES = {
@@ -60,6 +61,10 @@ OWN_MANUFACTURER = "cspine-node"
 
 class PriorSRError(ValueError):
     """The SR cannot be compared; the message is the note a reader sees."""
+
+
+class PatientLevelSR(PriorSRError):
+    """This node's patient-level SR (X-ray + MRI): not a prior of one study."""
 
 
 def _code(item: Dataset, attr: str = "ConceptNameCodeSequence") -> tuple[str, str, str] | None:
@@ -89,16 +94,22 @@ def is_own_sr(ds: Dataset) -> bool:
     return manufacturer.startswith(OWN_MANUFACTURER) or codes.PRIVATE_SCHEME in schemes
 
 
-def sr_pipelines(ds: Dataset) -> list[str]:
+def root_nodes(ds: Dataset) -> list[_Node]:
+    """The SR's content items, each read once (from the raw bytes when possible: ``sr_raw``; else by pydicom)."""
+    nodes = content_nodes(ds)
+    return nodes if nodes is not None else [_node(i) for i in _children(ds)]
+
+
+def sr_pipelines(ds: Dataset, nodes: list[_Node] | None = None) -> list[str]:
     """The pipelines (``xray``, ``mri``) whose procedure the SR reports (both: a patient-level SR)."""
-    procedures = {(_code(i, "ConceptCodeSequence") or ("",))[0] for i in _children(ds)
-                  if (_code(i) or ("",))[0] == _PROCEDURE_REPORTED}
+    procedures = {(n.code or ("",))[0] for n in (nodes if nodes is not None else root_nodes(ds))
+                  if n.concept == _PROCEDURE_REPORTED}
     return [p for p, c in codes.PROCEDURE_BY_PIPELINE.items() if c.value in procedures]
 
 
-def sr_pipeline(ds: Dataset) -> str | None:
+def sr_pipeline(ds: Dataset, nodes: list[_Node] | None = None) -> str | None:
     """``xray`` or ``mri`` from the SR's Procedure Reported code; None for none or both (a patient-level SR)."""
-    found = sr_pipelines(ds)
+    found = sr_pipelines(ds, nodes)
     return found[0] if len(found) == 1 else None
 
 
@@ -170,24 +181,6 @@ def _finding_value(code: tuple[str, str, str]) -> str:
     return meaning.strip().lower() if scheme == codes.PRIVATE_SCHEME else meaning
 
 
-@dataclass(slots=True)
-class _Node:
-    """One content item, read once (pydicom converts every element it is asked for; an SR has ~20 000)."""
-
-    value_type: str
-    name: tuple[str, str, str] | None
-    code: tuple[str, str, str] | None = None
-    text: str = ""
-    number: float | None = None
-    unit: str = ""
-    images: tuple[str, ...] = ()
-    children: list[_Node] = field(default_factory=list)
-
-    @property
-    def concept(self) -> str:
-        return self.name[0] if self.name else ""
-
-
 def _node(item: Dataset) -> _Node:
     vt = str(item.get("ValueType", ""))
     node = _Node(vt, _code(item))
@@ -231,12 +224,8 @@ def view_hints(groups: list[_Node]) -> dict[str, View]:
     return {uid: _VIEW_WORDS[c.most_common(1)[0][0]] for uid, c in votes.items() if len(c) == 1}
 
 
-def _groups(ds: Dataset) -> list[_Node]:
-    out: list[_Node] = []
-    for item in _children(ds):
-        if (_code(item) or ("",))[0] == _IMAGING_MEASUREMENTS:
-            out += [g for g in _node(item).children if g.concept == _MEASUREMENT_GROUP]
-    return out
+def _groups(nodes: list[_Node]) -> list[_Node]:
+    return [g for n in nodes if n.concept == _IMAGING_MEASUREMENTS for g in n.children if g.concept == _MEASUREMENT_GROUP]
 
 
 def _number(item: Dataset) -> float | None:
@@ -261,13 +250,17 @@ def read_result(ds: Dataset, *, known_keys: Iterable[tuple[str, str]] = (), know
     if not is_own_sr(ds):
         raise PriorSRError(f"prior SR from another vendor ({str(ds.get('Manufacturer', '') or 'no manufacturer')[:64]}, "
                            f"template {_template(ds) or 'none'}): not compared")
-    pipeline = sr_pipeline(ds)
-    if pipeline is None:
-        raise PriorSRError("prior SR reports no single pipeline (a patient-level report?): not compared")
+    nodes = root_nodes(ds)
+    found = sr_pipelines(ds, nodes)
+    if len(found) > 1:
+        raise PatientLevelSR("this node's patient-level SR: not a study prior")
+    if not found:
+        raise PriorSRError("prior SR reports no single pipeline (content missing?): not compared")
+    pipeline = found[0]
     mkeys = {(c.value, c.scheme_designator): k for k, n in known_keys for c in (codes.measurement_code(k, n),)}
     fkeys = {(c.value, c.scheme_designator): k for k, n in known_findings for c in (codes.finding_code(k, n),)}
     sites = _known_sites(known_sites)
-    groups = _groups(ds)
+    groups = _groups(nodes)
     views = view_hints(groups)
     algorithm = AlgorithmInfo(str(ds.get("ManufacturerModelName", "") or ""), str(ds.get("SoftwareVersions", "") or ""),
                               str(ds.get("Manufacturer", "") or ""))
@@ -309,22 +302,25 @@ def read_result(ds: Dataset, *, known_keys: Iterable[tuple[str, str]] = (), know
     return result
 
 
-def prior_from_dataset(ds: Dataset, source: str, **known: Iterable) -> PriorStudy:
-    """A ``PriorStudy`` of one SR data set (a note instead of a result when it cannot be compared); never raises."""
+def prior_from_dataset(ds: Dataset, source: str, **known: Iterable) -> PriorStudy | None:
+    """A ``PriorStudy`` of one SR data set (a note instead of a result when it cannot be compared; None for this node's
+    patient-level SR, which is no study's prior); never raises."""
     uid, date = str(ds.get("StudyInstanceUID", "")), str(ds.get("StudyDate", "") or "")
     try:
         return PriorStudy(uid, date, read_result(ds, **known), source)
+    except PatientLevelSR:
+        return None
     except PriorSRError as exc:
         return PriorStudy(uid, date, None, source, str(exc))
     except Exception as exc:  # noqa: BLE001 - a malformed content tree is a corrupt prior, not a failed study
         return PriorStudy(uid, date, None, source, f"prior SR unreadable ({type(exc).__name__}): not compared")
 
 
-def prior_from_bytes(data: bytes, source: str, *, study_uid: str = "", study_date: str = "", **known: Iterable) -> PriorStudy:
+def prior_from_bytes(data: bytes, source: str, *, study_uid: str = "", study_date: str = "",
+                     **known: Iterable) -> PriorStudy | None:
     """``prior_from_dataset`` of a Part 10 file's bytes; a file that is not DICOM is a corrupt prior."""
     try:
         ds = pydicom.dcmread(BytesIO(data), force=False)
-        ds.get("ContentSequence")  # parse now: a truncated sequence raises here, not later
     except (InvalidDicomError, EOFError, ValueError, OSError, KeyError, TypeError) as exc:
         return PriorStudy(study_uid, study_date, None, source, f"prior SR unreadable ({type(exc).__name__}): not compared")
     return prior_from_dataset(ds, source, **known)

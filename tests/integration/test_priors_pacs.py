@@ -193,3 +193,29 @@ def test_unreachable_pacs_is_a_note(phantoms: dict, tmp_path: Path) -> None:
     priors = PriorHistory(sp, 90, dests).priors(current, PipelineName.XRAY)
     assert [p.note.split(":")[0] for p in priors] == ["web", "dimse"]
     assert all("prior lookup failed" in p.note for p in priors)
+
+
+@pytest.mark.slow
+def test_partner_for_the_patient_report_from_the_pacs(orthanc_factory, models, tmp_path: Path) -> None:  # noqa: ANN001
+    """The X-ray study reached the PACS (with this node's SR) before this node's index knew it: the MRI study of the
+    same patient a week later pairs with it through the same QIDO-RS query, and the patient-level report is made."""
+    import pipelines
+    from pipelines.phantoms.paired import paired_phantom_studies
+
+    xray_files, mri_files = paired_phantom_studies(9, tmp_path / "in")
+    xray = Study.from_paths(xray_files)[0]
+    xray_sr = next(o for o in pipelines.analyze(xray, models, None).objects if o.Modality == "SR")
+    orthanc = _orthanc(orthanc_factory)
+    _upload_sr(orthanc, xray_sr, tmp_path)
+    sp, uid = _spool_with(tmp_path, mri_files)
+    seen = {}
+
+    def analyze(study, history):  # noqa: ANN001, ANN202
+        seen["analysis"] = pipelines.analyze(study, models, history)
+        return seen["analysis"]
+
+    tasks.run_analysis(sp, [], uid, analyze, prior_destinations=[_stow(orthanc)], calling_aet=NODE_AET)
+    analysis = seen["analysis"]
+    assert analysis.partner_study_uid == xray.study_uid, analysis.warnings
+    assert [o.Modality for o in analysis.patient_objects] == ["SR", "DOC"]
+    assert xray.study_uid.encode() in _sr_bytes(analysis.patient_objects[0])  # the patient SR names the X-ray study

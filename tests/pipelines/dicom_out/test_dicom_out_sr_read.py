@@ -89,3 +89,19 @@ def test_corrupt_and_empty_srs_give_notes(xray_objects: list[Dataset]) -> None:
     broken = copy.deepcopy(xray_objects[0])
     broken.ContentTemplateSequence[0].TemplateIdentifier = "2000"
     assert "another vendor" in prior_from_dataset(broken, "x").note
+
+
+def test_raw_content_reader_equals_pydicom(xray_objects: list[Dataset], mri_case, now) -> None:  # noqa: ANN001
+    import pydicom
+
+    from pipelines.dicom_out.sr_raw import content_nodes
+    from pipelines.dicom_out.sr_read import _children, _node
+
+    study, result = mri_case
+    for sr in (xray_objects[0], encode(study, result, now=now)[0]):
+        data = _bytes(sr)
+        raw = content_nodes(pydicom.dcmread(BytesIO(data)))
+        assert raw is not None and raw == [_node(i) for i in _children(pydicom.dcmread(BytesIO(data)))]
+    implicit = pydicom.dcmread(BytesIO(_bytes(xray_objects[0])))
+    implicit.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2"
+    assert content_nodes(implicit) is None  # another transfer syntax: the reader falls back to pydicom
