@@ -9,9 +9,12 @@ Setup (cached outside the repo, under ``~/.cache/cspine-node`` or ``$CSPINE_CACH
 A small threaded Python server serves ``dist/`` with our ``app-config.js`` and proxies ``/dicom-web/`` to
 Orthanc from the same origin (Orthanc sends no CORS headers). The phantom study and every result object
 are stored in Orthanc; the page opens the SR series, the first-run tour is skipped, and the test waits
-until the SR viewport labels the radiograph with the Cobb angle and its value (OHIF draws each measurement
-group's SCOORD with "name: value unit"; the tracked-measurements panel stays empty because OHIF can only
-hydrate SRs written by its own tools). The screenshot goes to ``docs/ohif_sr.png``.
+until the SR viewport labels the radiograph with the Cobb angle and its value. Then it reads the text boxes
+OHIF drew in the viewport's SVG layer (one per labelled group: its lines and its box on the page) and asserts
+the reading-room display of issue 17 on the neutral view: at most 12 boxes, none overlapping another, no code in
+any line, Cobb angle and SVA shown; OHIF's SR badge must not offer to restore the SR into its tools (it would
+make rectangles of 4-point figures). Screenshots: the viewport (``docs/ohif_sr.png``) and the measurement panel
+opened beside it (``docs/ohif_sr_panel.png``; it lists only hydrated measurements, so it is empty for our SR).
 
 Skips (outside CI) when npm, node or chromium is missing; under ``CI=true`` a missing tool fails.
 """
