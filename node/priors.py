@@ -295,6 +295,11 @@ class PriorHistory(SpoolHistory):
         self.lookup_s: dict[str, float] = {}
         """Seconds of the PACS lookup per destination (the last study's), for the benchmark and the logs."""
 
+    @property
+    def priors_limit_s(self) -> float:
+        """The longest an analysis waits for ``priors`` after its pipeline (every destination's timeout, + 2 s)."""
+        return sum(d.priors_timeout_s for d in self.destinations) + 2.0
+
     def _own(self, study: Study, pipeline: PipelineName) -> list[PriorStudy]:
         ident = self.identity(study)
         for row in self.sp.patient_results(ident.patient_key, str(pipeline), exclude_study=study.study_uid):

@@ -278,6 +278,8 @@ class PriorLookup:
         self.wait_s = 0.0
         self._thread: threading.Thread | None = None
         lookup = getattr(history, "priors", None)
+        self.limit_s: float | None = getattr(history, "priors_limit_s", None)
+        """The longest ``comparison`` waits for the lookup (None: until it ends)."""
         if lookup is None:
             return
 
@@ -305,9 +307,12 @@ class PriorLookup:
         import time
 
         t = time.perf_counter()
-        self._thread.join()
+        self._thread.join(self.limit_s)
         self.wait_s = time.perf_counter() - t
-        cmp = compare(result, study_date(self.study), self.priors)
+        if self._thread.is_alive():  # a PACS slower than its timeouts: go on without it (the thread ends by itself)
+            self.error = f"prior lookup did not finish within {self.limit_s:g} s: not compared"
+            self.priors = []
+        cmp = compare(result, study_date(self.study), list(self.priors))
         if self.error:
             cmp = cmp or Comparison(result.pipeline, study_date(self.study))
             cmp.notes.append(self.error)

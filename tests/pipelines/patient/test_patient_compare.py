@@ -86,3 +86,38 @@ def test_other_algorithm_is_noted_and_same_day_has_no_rate() -> None:
     assert all(m.per_year is None for m in cmp.measurements)
     assert any("other-model 0.1" in n for n in cmp.notes)
     assert years_between("2024", "20240101") is None
+
+
+def test_lookup_runs_beside_the_pipeline_and_a_slow_one_is_a_note(tmp_path) -> None:  # noqa: ANN001
+    import threading
+    import time
+
+    from pipelines.patient.compare import PriorLookup
+    from pipelines.study import Study
+
+    release = threading.Event()
+
+    class Slow:  # a history whose PACS answers after the analysis stopped waiting
+        priors_limit_s = 0.2
+
+        def priors(self, study, pipeline):  # noqa: ANN001, ANN202
+            release.wait(5)
+            return [PriorStudy("9.9", "20220301", result(18.0, "absent", uid="9.9"), "slow (QIDO-RS)")]
+
+    class Quick:
+        def priors(self, study, pipeline):  # noqa: ANN001, ANN202
+            time.sleep(0.1)
+            return [PriorStudy("9.9", "20220301", result(18.0, "absent", uid="9.9"), "quick (QIDO-RS)")]
+
+    study = Study("1.2.3", ())
+    t = time.perf_counter()
+    lookup = PriorLookup(Quick(), study, "xray")
+    time.sleep(0.3)  # the pipeline
+    cmp = lookup.comparison(result(12.0, "absent"))
+    assert cmp.compared and lookup.wait_s < 0.05 and lookup.lookup_s >= 0.1 and time.perf_counter() - t < 1
+    slow = PriorLookup(Slow(), study, "xray")
+    cmp = slow.comparison(result(12.0, "absent"))
+    release.set()
+    assert not cmp.compared and cmp.notes == ["prior lookup did not finish within 0.2 s: not compared"]
+    assert 0.15 < slow.wait_s < 1
+    assert PriorLookup(None, study, "xray").comparison(result(12.0, "absent")) is None
