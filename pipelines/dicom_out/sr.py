@@ -6,9 +6,9 @@ Tree::
       language, device observer (the algorithm), procedure reported (the imaging procedure)
       Image Library: every source image highdicom can describe (see ``library_images``)
       Imaging Measurements (all TID 1410 groups, each with one SCOORD on its image)
-        findings first: one group per finding - coded Finding, coded evaluation with the finding sites as its
-                   HAS CONCEPT MOD children, probability NUM for a classifier finding - on the figure of the
-                   first measurement it rests on
+        findings first: one group per finding - coded Finding, coded evaluation with the finding sites
+                   (HAS CONCEPT MOD) and a classifier's probability NUM (HAS PROPERTIES) as its children - on the
+                   figure of the first measurement it rests on, without a label
         per radiograph with vertebral corners:
           "Vertebral corners C2-C7 [view]": the 24 corner keypoints as one open POLYLINE (per vertebra C2..C7:
                    AS, PS, PI, AI; ``graphics.corner_graphic``) holding every value of that view as a NUM
@@ -170,18 +170,19 @@ def _finding_graphic(f: Finding, result: StudyResult) -> Graphic | None:
 
 
 def _finding_group(f: Finding, result: StudyResult, prov: Provenance, sources: Sources) -> Group | None:
-    """A finding: its coded type and evaluation (the sites under the evaluation, not on the group: OHIF prints a
-    group-level site as "363698007: <site>"), a probability NUM for a classifier finding, drawn on the figure of
+    """A finding: its coded type and evaluation, the sites and a classifier's probability (NUM, HAS PROPERTIES)
+    under the evaluation, not on the group - OHIF prints a group-level site as "363698007: <site>" and labels a
+    group with its NUMs ("Probability: 0.81 1", four at each MRI disc) - drawn without a label on the figure of
     the first measurement it rests on."""
     g = _finding_graphic(f, result)
     if g is None:
         return None
     finding = codes.finding_code(f.key, f.name)
-    probability = () if f.probability is None else (
-        Num(name=codes.PROBABILITY, value=float(f.probability), unit=codes.unit_code("1")),)
+    probability = None if f.probability is None else Num(
+        name=codes.PROBABILITY, value=float(f.probability), unit=codes.unit_code("1"))
     return Group(identifier=f"{f.name} {f.site}: {f.value}"[:64], uid=new_uid(), algorithm=_algorithm(prov),
-                 region=_region(_figure(g), sources), finding_type=finding, measurements=probability,
-                 evaluations=((finding, codes.value_code(f.value), _sites(f.site)),))
+                 region=_region(_figure(g), sources), finding_type=finding,
+                 evaluations=((finding, codes.value_code(f.value), _sites(f.site), probability),))
 
 
 def _algorithm(prov: Provenance) -> tuple[str, str]:

@@ -142,9 +142,11 @@ class Group:
     finding_type: Code | None = None
     finding_sites: tuple[Code, ...] = ()
     measurements: tuple[Num, ...] = ()
-    evaluations: tuple[tuple[Code, Code] | tuple[Code, Code, tuple[Code, ...]], ...] = ()
-    """Qualitative evaluations: (concept name, coded value) or (concept name, coded value, finding sites); the
-    sites are HAS CONCEPT MOD children of the evaluation (a group-level site is printed by OHIF as its code)."""
+    evaluations: tuple[tuple[Code, Code] | tuple[Code, Code, tuple[Code, ...]]
+                       | tuple[Code, Code, tuple[Code, ...], Num | None], ...] = ()
+    """Qualitative evaluations: (concept name, coded value[, finding sites[, probability]]); the sites are HAS CONCEPT
+    MOD children of the evaluation, the probability (a NUM without children) its HAS PROPERTIES child: OHIF prints
+    a group-level site as its code and labels a group with its NUMs ("Probability: 0.81 1")."""
 
 
 _FINDING_SITE = Code("363698007", "SCT", "Finding Site")
@@ -322,8 +324,12 @@ class ContentEncoder:
         children += [self._site(s) for s in g.finding_sites]
         children.append(self._algorithm(*g.algorithm))
         children += [self.measurement(m) for m in g.measurements]
-        for name, value, *sites in g.evaluations:
-            children.append(self.code_item(name, value, "CONTAINS", [self._site(c) for c in (sites[0] if sites else ())]))
+        for name, value, *rest in g.evaluations:
+            sites, probability = (rest[0] if rest else ()), (rest[1] if len(rest) > 1 else None)
+            kids = [self._site(c) for c in sites]
+            if probability is not None:
+                kids.append(self.num_item(probability.name, probability.value, probability.unit, "HAS PROPERTIES"))
+            children.append(self.code_item(name, value, "CONTAINS", kids))
         if g.region is not None:
             children.append(self.region(g.region))
         return self.container_item(_MEASUREMENT_GROUP, "CONTAINS", children,

@@ -267,3 +267,20 @@ def test_codes() -> None:
     new = codes.measurement_code("a_very_long_new_measurement_key", "New")
     assert new.scheme_designator == codes.PRIVATE_SCHEME and len(new.value) <= 16
     assert codes.value_code("present").value == "52101004" and codes.value_code("S-shaped").value == "V-S_SHAPED"
+
+
+def test_mri_findings_draw_no_probability_labels(mri_case: tuple[Study, StudyResult], now) -> None:  # noqa: ANN001
+    """A classifier's probability sits under the finding's evaluation (HAS PROPERTIES), so OHIF does not write
+    "Probability: 0.81 1" four times over each MRI disc; only real values are labelled."""
+    from pipelines.dicom_out import encode
+
+    study, result = mri_case
+    sr = _sr(encode(study, result, now=now))
+    lines = [line for boxes in ohif_labels(sr).values() for box in boxes for line in box]
+    assert lines == ["Disc height: 4.80 mm"]
+    (finding,) = [g for g in groups_of(sr) if any(i.ConceptNameCodeSequence[0].CodeValue == "121071" for i in g.ContentSequence)]
+    (evaluation,) = [i for i in finding.ContentSequence if i.ValueType == "CODE"
+                     and i.ConceptNameCodeSequence[0].CodeValue == "F-DISCDEG"]
+    kids = {(k.RelationshipType, k.ValueType): k for k in evaluation.ContentSequence}
+    assert float(kids["HAS PROPERTIES", "NUM"].MeasuredValueSequence[0].NumericValue) == pytest.approx(0.81)
+    assert kids["HAS CONCEPT MOD", "CODE"].ConceptCodeSequence[0].CodeMeaning == "C4/C5 disc"

@@ -44,11 +44,17 @@ def _hd_num(m: Num) -> hd.sr.Measurement:
     return item
 
 
-def _hd_evaluation(name: Code, value: Code, sites: tuple[Code, ...] = ()) -> hd.sr.QualitativeEvaluation:
-    """highdicom's evaluation, its finding sites as HAS CONCEPT MOD children (highdicom has no argument for them)."""
+def _hd_evaluation(name: Code, value: Code, sites: tuple[Code, ...] = (), probability: Num | None = None
+                   ) -> hd.sr.QualitativeEvaluation:
+    """highdicom's evaluation, its finding sites (HAS CONCEPT MOD) and probability (HAS PROPERTIES) as children
+    (highdicom has no arguments for them)."""
     item = hd.sr.QualitativeEvaluation(name, value)
-    if sites:
-        item[0].ContentSequence = hd.sr.ContentSequence([hd.sr.FindingSite(c) for c in sites])
+    kids: list = [hd.sr.FindingSite(c) for c in sites]
+    if probability is not None:
+        kids.append(hd.sr.NumContentItem(name=probability.name, value=probability.value, unit=probability.unit,
+                                         relationship_type="HAS PROPERTIES"))
+    if kids:
+        item[0].ContentSequence = hd.sr.ContentSequence(kids)
     return item
 
 
@@ -120,6 +126,11 @@ def test_rare_shapes_are_highdicoms_bytes() -> None:
         Group("with probability", "1.2.3.99.3", ("algo", "1.0"), region=Region("POLYLINE", (1, 2, 3, 4.5), frame_ref),
               measurements=(Num(Code("122157", "DCM", "Probability"), 0.25, Code("1", "UCUM", "no units")),),
               evaluations=((Code("F-X", "99TEST", "Finding x"), Code("272519000", "SCT", "Absent")),)),
+        Group("probability under the evaluation", "1.2.3.99.4", ("algo", "1.0"),
+              region=Region("POINT", (1.5, 2.5), frame_ref),
+              evaluations=((Code("F-X", "99TEST", "Finding x"), Code("52101004", "SCT", "Present"),
+                            (Code("5329002", "SCT", "C4 vertebra"),),
+                            Num(Code("122157", "DCM", "Probability"), 0.875, Code("1", "UCUM", "no units"))),)),
     ]
     assert ContentEncoder(_CHARSET).imaging_measurements(groups) == _pydicom_bytes(groups)
 
