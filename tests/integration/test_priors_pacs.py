@@ -219,3 +219,39 @@ def test_partner_for_the_patient_report_from_the_pacs(orthanc_factory, models, t
     assert analysis.partner_study_uid == xray.study_uid, analysis.warnings
     assert [o.Modality for o in analysis.patient_objects] == ["SR", "DOC"]
     assert xray.study_uid.encode() in _sr_bytes(analysis.patient_objects[0])  # the patient SR names the X-ray study
+
+
+@pytest.mark.slow
+def test_through_serve_the_pacs_gets_the_compared_sr(phantoms: dict, orthanc_factory, tmp_path: Path) -> None:  # noqa: ANN001
+    """The whole node: ``cspine-node serve`` (embedded worker, real pipelines) receives the current study, finds the
+    prior's SR in the PACS by C-FIND + C-GET (``priors: true`` on its dimse destination), and the SR it delivers
+    to that PACS carries the comparison."""
+    import json
+
+    from node.scu import store_files
+    from tests.node.nodetest_proc import serve, wait_for
+
+    orthanc = _orthanc(orthanc_factory)
+    _upload_sr(orthanc, phantoms["prior_sr"], tmp_path)
+    spool_dir = tmp_path / "spool"
+    node = serve(spool_dir, tmp_path / "serve.log", CSPINE_STABLE_AGE_S="1", CSPINE_DELIVER_BACKOFF_MAX_S="5",
+                 CSPINE_AE_TITLE=NODE_AET,
+                 CSPINE_DESTINATIONS=json.dumps([{"name": "pacs", "kind": "dimse", "ae_title": orthanc.aet,
+                                                  "host": "127.0.0.1", "port": orthanc.dicom_port, "priors": True,
+                                                  "priors_timeout_s": 10}]))
+    try:
+        files = phantoms["current"]
+        assert store_files(files, "127.0.0.1", node.port) == [0] * len(files)
+        uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+        sp = Spool(spool_dir)
+        wait_for(lambda: (r := sp.study(uid)) is not None and r.state in {"done", "failed", "skipped"}, 300, "analysis")
+        assert sp.study(uid).state == "done", f"{sp.study(uid).reason}\n{node.log()}"
+        wait_for(lambda: (o := sp.outbox(uid)) and all(r.state == "sent" for r in o), 120, "delivery")
+        srs = [orthanc.get(f"/instances/{i}/file").content for i in orthanc.instances()]
+        mine = [pydicom.dcmread(BytesIO(b)) for b in srs]
+        new_sr = next(d for d in mine if d.StudyInstanceUID == uid and d.Modality == "SR"
+                      and "TID 1500 SR" in str(d.get("SeriesDescription", "")))
+        assert any(t.startswith("Compared with 2024-01-01 (2.0 years earlier, pacs (C-FIND))") for t in _remarks(new_sr))
+        assert PID not in node.log()  # the Patient ID of the query is never logged
+    finally:
+        node.stop()
