@@ -240,7 +240,7 @@ def _view_groups(image: ImageResult, index: int, result: StudyResult, values: li
     held, g = corners
     used = {f"{v} {r}" for v in held for r in CORNER_ORDER}
     span = held[0] if len(held) == 1 else f"{held[0]}-{held[-1]}"
-    across = any(m.view is None for m in values)
+    across = any(m.view is None and len(set(m.image_uids)) > 1 for m in values)
     ident = f"Vertebral corners {span} [{view}]" + (" + flexion-extension changes" if across else "")
     values = sorted(values, key=lambda m: _value_key(m, result))
     out = [Group(identifier=ident[:64], uid=new_uid(), algorithm=_algorithm(prov), region=_region(g, sources),
