@@ -10,8 +10,8 @@ they are displayed:
   key and site are recovered from ``pipelines.dicom_out.codes``; ``known_keys``/``known_sites`` of the current
   result resolve generated private codes exactly), its value, its +/- uncertainty and its source images; the
   flexion-extension derivation code marks a difference across views;
-* findings: the coded Finding of a group and the coded value of its evaluation, with the finding sites of the group
-  or of that evaluation.
+* findings: the coded Finding of a group and the coded value of its evaluation, with the finding sites and the
+  probability of the group or of that evaluation.
 
 The radiograph view (neutral/flexion/extension) of a NUM is not coded in the SR; it is taken from the view word in
 the Tracking Identifiers of the groups drawn on the same source image, when they name exactly one view
@@ -160,10 +160,21 @@ def _measurement_key(code: tuple[str, str, str], site: str, known: dict[tuple[st
     return f"{scheme}:{value}"
 
 
+def _vocabulary_findings() -> dict[tuple[str, str], str]:
+    """Code -> key of every finding the pipelines name (a generated private code cuts a long key to 14 letters)."""
+    from pipelines.vocabulary import FINDING_NAMES, UPPER_CERVICAL_NAMES
+
+    return {(c.value, c.scheme_designator): k for k, n in {**FINDING_NAMES, **UPPER_CERVICAL_NAMES}.items()
+            for c in (codes.finding_code(k, n),)}
+
+
 def _finding_key(code: tuple[str, str, str], known: dict[tuple[str, str], str]) -> str:
     value, scheme = code[0], code[1]
     if (value, scheme) in known:
         return known[(value, scheme)]
+    vocabulary = _vocabulary_findings()
+    if (value, scheme) in vocabulary:
+        return vocabulary[(value, scheme)]
     for key, c in codes.FINDING_CODES.items():
         if c.value == value and c.scheme_designator == scheme:
             return key
@@ -292,7 +303,8 @@ def read_result(ds: Dataset, *, known_keys: Iterable[tuple[str, str]] = (), know
             value_item = next((i for i in items if i.value_type == "CODE" and i.name and i.name[:2] == finding[:2]), None)
             if value_item is None:
                 continue
-            prob = next((i.number for i in items if i.value_type == "NUM" and i.concept == codes.PROBABILITY.value), None)
+            prob = next((i.number for i in (*items, *value_item.children)  # on the group or on its evaluation
+                         if i.value_type == "NUM" and i.concept == codes.PROBABILITY.value), None)
             value_sites = [k.code for k in value_item.children if k.concept == _FINDING_SITE and k.code]
             result.findings.append(Finding(_finding_key(finding, fkeys), finding[2],
                                            _finding_value(value_item.code or ("", "", "")),

@@ -217,13 +217,17 @@ def compare_results(current: StudyResult, current_date: str, prior: PriorStudy) 
         cmp.measurements.append(MeasurementChange(m.key, m.name, m.site, view_name(m), m.unit, m.value, p.value,
                                                   change, per_year))
     previous = {(f.key, f.site): f.value for f in old.findings}
+    by_name = {(f.name, f.site): f.value for f in old.findings}  # a prior read from an SR whose code lost the key
+    matched: set[tuple[str, str]] = set()
     for f in current.findings:
-        status = finding_status(f.value, previous.get((f.key, f.site)))
+        before = previous.get((f.key, f.site), by_name.get((f.name, f.site)))
+        if before is not None:
+            matched |= {(f.key, f.site), (f.name, f.site)}
+        status = finding_status(f.value, before)
         if status is not None:
-            cmp.findings.append(FindingChange(f.key, f.name, f.site, f.value, previous.get((f.key, f.site), ""), status))
-    now_keys = {(f.key, f.site) for f in current.findings}
+            cmp.findings.append(FindingChange(f.key, f.name, f.site, f.value, before or "", status))
     for f in old.findings:  # positive before, not reported at all now
-        if (f.key, f.site) not in now_keys and _state(f.value) == "positive":
+        if (f.key, f.site) not in matched and (f.name, f.site) not in matched and _state(f.value) == "positive":
             cmp.findings.append(FindingChange(f.key, f.name, f.site, "not reported", f.value, "not assessable now"))
     if old.algorithm.name and old.algorithm.name != current.algorithm.name:
         cmp.notes.append(f"prior analysed by {cmp.prior_algorithm}, now {current.algorithm.name} "

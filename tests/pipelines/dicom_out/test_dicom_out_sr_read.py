@@ -105,3 +105,19 @@ def test_raw_content_reader_equals_pydicom(xray_objects: list[Dataset], mri_case
     implicit = pydicom.dcmread(BytesIO(_bytes(xray_objects[0])))
     implicit.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2"
     assert content_nodes(implicit) is None  # another transfer syntax: the reader falls back to pydicom
+
+
+def test_long_finding_keys_read_back(xray_case: tuple[Study, StudyResult], now) -> None:  # noqa: ANN001
+    """``atlanto_occipital_assimilation`` is coded F-ATLANTO_OCCIP (14 letters): the reader still gives the key."""
+    import dataclasses
+
+    from pipelines.results import Finding
+
+    study, result = xray_case
+    extra = [Finding("atlanto_occipital_assimilation", "Atlanto-occipital assimilation", "present", "C2", probability=0.8),
+             Finding("os_odontoideum", "Os odontoideum", "absent", "C2", probability=0.1)]
+    sr = encode(study, dataclasses.replace(result, findings=[*result.findings, *extra]), now=now)[0]
+    back = read_result(sr)
+    got = {(f.key, f.site): (f.value, f.probability) for f in back.findings}
+    assert got[("atlanto_occipital_assimilation", "C2")] == ("present", pytest.approx(0.8))
+    assert got[("os_odontoideum", "C2")] == ("absent", pytest.approx(0.1))

@@ -121,3 +121,12 @@ def test_lookup_runs_beside_the_pipeline_and_a_slow_one_is_a_note(tmp_path) -> N
     assert not cmp.compared and cmp.notes == ["prior lookup did not finish within 0.2 s: not compared"]
     assert 0.15 < slow.wait_s < 1
     assert PriorLookup(None, study, "xray").comparison(result(12.0, "absent")) is None
+
+
+def test_findings_match_by_name_when_the_prior_key_was_cut() -> None:
+    old = result(18.0, "absent", uid="9.9")
+    old.findings.append(Finding("atlanto_occipit", "Atlanto-occipital assimilation", "present", "C0-C1"))
+    now = result(18.0, "absent")
+    now.findings.append(Finding("atlanto_occipital_assimilation", "Atlanto-occipital assimilation", "present", "C0-C1"))
+    cmp = compare(now, "20240301", [PriorStudy("9.9", "20220301", old, "pacs (QIDO-RS)")])
+    assert [(f.key, f.status) for f in cmp.findings] == [("atlanto_occipital_assimilation", "persistent")]
