@@ -43,7 +43,9 @@ _ROLE_WORDS = {"as": "antero-superior", "ai": "antero-inferior", "ps": "postero-
 _LINE_TOOLS = {"Length", "Bidirectional", "CobbAngle"}
 _POINT_TOOLS = {"Probe", "ArrowAnnotate", "DragProbe", "Point"}
 DEFAULT_MAX_MM = 5.0
-DEFAULT_LABEL_MAX_MM = 20.0
+DEFAULT_LABEL_MAX_MM = 40.0
+"""A labelled point moves the corner it names when within this distance (mm): about two and a half vertebral levels, so
+that a miss by a level is corrected and only a label on the wrong end of the spine is refused."""
 FALLBACK_SPACING_MM = 0.1
 """mm per pixel assumed for an image whose pixel spacing the node did not know."""
 
