@@ -3,7 +3,8 @@
 Given the node's X-ray result of a study (``StudyResult``: the 24 vertebral corners it found on each radiograph)
 and the annotations of an SR saved in a viewer (``sr_annotations.read_annotations``):
 
-* a **point** (OHIF ``Probe``, an ``ArrowAnnotate`` tip, any ``POINT``) moves one corner: the one its label names
+* a **point** (OHIF ``Probe``, an ``ArrowAnnotate`` tip: the first of its two points, any ``POINT``) moves one
+  corner: the one its label names
   (``"C4 antero-inferior"``, ``"C4 AI"``, ``"C4 anteroinferior"``; within ``label_max_mm`` of the node's point) or
   else the node's corner nearest to it, when that is within ``max_mm``;
 * a **line** (OHIF ``Length``, a two-point ``POLYLINE``) redraws one side of a vertebral body, the corner pair that a
@@ -164,7 +165,7 @@ def match_corrections(sr: SrAnnotations, result: StudyResult, *, max_mm: float =
         kind = _kind(a)
         moves: list[tuple[str, np.ndarray]] = []
         if kind == "point":
-            for p in a.points:
+            for p in (a.points[:1] if a.tool == "ArrowAnnotate" else a.points):
                 found, note = _match_point(img, a, p, max_mm, label_max_mm)
                 moves += found
                 if note:

@@ -7,10 +7,12 @@ holding one "Measurement Group" (DCM 125007) per annotation with
 
 * a Tracking Identifier (DCM 112039) TEXT ``Cornerstone3DTools@^0.1.0:<Tool>`` (``Length``, ``Probe``,
   ``ArrowAnnotate``, ``CobbAngle``, ...) and a Tracking Unique Identifier (DCM 112040);
-* optionally a Finding (DCM 121071) CODE ``CORNERSTONEFREETEXT`` whose meaning is the label the user typed;
-* a NUM (Length in mm, Probe "Center" ...) whose child SCOORD (INFERRED FROM) holds the points: ``POLYLINE`` with
-  two points for a Length, ``POINT`` for a Probe or an arrow's tip, and whose grandchild IMAGE (SELECTED FROM) names
-  the image (Referenced SOP Instance UID, and the frame for multi-frame images).
+* a NUM (Length in mm, Probe "Center", ArrowAnnotate "label" ...) whose child SCOORD (INFERRED FROM) holds the
+  points: ``POLYLINE`` with two points for a Length and for an arrow (its tip first, where the mouse went down),
+  ``POINT`` for a Probe, and whose grandchild IMAGE (SELECTED FROM) names the image (Referenced SOP Instance UID, and
+  the frame for multi-frame images);
+* the text typed for an arrow as a TEXT "Comment" (DCM 121106) in the group. Also read as a label: a Finding
+  (DCM 121071) CODE of the ``CORNERSTONEJS``/``99dcmjs`` schemes (``CORNERSTONEFREETEXT``: free text as meaning).
 
 The reader does not depend on that exact nesting: every 2D SCOORD anywhere below a measurement group counts, with
 the IMAGE item below it (or, failing that, the group's only referenced image). A viewer that is not OHIF (no
@@ -44,6 +46,7 @@ MEASUREMENT_GROUP = ("125007", "DCM")
 TRACKING_IDENTIFIER = ("112039", "DCM")
 TRACKING_UID = ("112040", "DCM")
 FINDING = ("121071", "DCM")
+COMMENT = ("121106", "DCM")
 OHIF_PREFIX = "Cornerstone3DTools@"
 OWN_MANUFACTURER_PREFIX = "cspine-node"
 OWN_CODING_SCHEME = "99CSPINE"
@@ -146,7 +149,9 @@ def _group_annotations(group: Dataset, notes: list[str]) -> list[Annotation]:
         elif code == FINDING and it.get("ValueType") == "CODE":
             concept = _code(it, "ConceptCodeSequence")
             if concept[0] == "CORNERSTONEFREETEXT" or concept[1] in ("CORNERSTONEJS", "99dcmjs"):
-                label = _meaning(it, "ConceptCodeSequence").strip()
+                label = label or _meaning(it, "ConceptCodeSequence").strip()
+        elif code == COMMENT and it.get("ValueType") == "TEXT":
+            label = _text(it) or label
     tool = tracking.split(":", 1)[1].strip() if tracking.startswith(OHIF_PREFIX) and ":" in tracking else ""
     group_images = [r for it in _walk(_children(group)) if it.get("ValueType") == "IMAGE" and (r := _image_ref(it))]
     out: list[Annotation] = []

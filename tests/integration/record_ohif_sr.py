@@ -106,6 +106,16 @@ const step = s => { out.steps.push(s); };
         await page.mouse.move((p[0] + q[0]) / 2, (p[1] + q[1]) / 2, { steps: 5 });
         await page.mouse.move(q[0], q[1], { steps: 5 }); await page.mouse.up();
         out.aimed.push({ tool: a.tool, image: [a.from, a.to], canvas: [p, q] });
+      } else if (a.tool === 'ArrowAnnotate') {
+        // the arrow's tip where the mouse goes down, its tail where it goes up; OHIF then asks for the text
+        const p = await toCanvas(...a.at), q = await toCanvas(a.at[0] + 40, a.at[1] - 40);
+        await page.mouse.move(p[0], p[1]); await page.mouse.down();
+        await page.mouse.move(q[0], q[1], { steps: 5 }); await page.mouse.up();
+        const box = page.locator('input[type="text"], input:not([type])').last();
+        await box.fill(a.label, { timeout: 10000 });
+        await box.press('Enter');
+        step('arrow labelled ' + a.label);
+        out.aimed.push({ tool: a.tool, image: [a.at], canvas: [p], label: a.label });
       } else {
         const p = await toCanvas(...a.at);
         await page.mouse.move(p[0], p[1]); await page.mouse.down(); await page.mouse.up();
@@ -152,7 +162,8 @@ const step = s => { out.steps.push(s); };
 def plan(result_keypoints: dict[str, tuple[float, float]]) -> list[dict]:
     """What the mouse does, in DICOM image coordinates (pixel-centre keypoints + 0.5): a Length line on the C7
     inferior endplate with both ends a few pixels off, a Probe 9 px right / 6 px down of C4 antero-inferior, and
-    an unrelated Probe 150 px anterior of C4 (prevertebral soft tissue)."""
+    an unrelated Probe 150 px anterior of C4 (prevertebral soft tissue), and an arrow (ArrowAnnotate) whose tip is
+    7 px left / 5 px down of C5 postero-superior, labelled "C5 PS" in OHIF's text prompt."""
     def at(name: str, dx: float = 0.0, dy: float = 0.0) -> list[float]:
         x, y = result_keypoints[name]
         return [round(x + 0.5 + dx, 1), round(y + 0.5 + dy, 1)]
@@ -161,6 +172,7 @@ def plan(result_keypoints: dict[str, tuple[float, float]]) -> list[dict]:
         {"tool": "Length", "from": at("C7 antero-inferior", -4, 3), "to": at("C7 postero-inferior", 5, -2)},
         {"tool": "Probe", "at": at("C4 antero-inferior", 9, 6)},
         {"tool": "Probe", "at": at("C4 antero-inferior", 150, 0)},
+        {"tool": "ArrowAnnotate", "at": at("C5 postero-superior", -7, 5), "label": "C5 PS"},
     ]
 
 

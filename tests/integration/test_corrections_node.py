@@ -43,21 +43,30 @@ def _c_store(port: int, datasets: list[pydicom.Dataset]) -> list[int]:
         assoc.release()
 
 
+ARROW = ("C5 postero-superior", -7, 5)
+"""Where the recorded arrow (labelled "C5 PS") points: that corner + (dx, dy) px."""
+
+
 def _corrected_sr(node_kp: dict[str, tuple[float, float]], probe: tuple[str, float, float],
                   line: tuple[str, str, float, float]) -> pydicom.Dataset:
     """The recorded OHIF SR as OHIF would save it again with other points: a new SR UID, the Probe on ``probe``'s
-    corner + (dx, dy) px, the Length from ``line``'s two corners + (dx, dy); its unrelated Probe kept."""
+    corner + (dx, dy) px, the Length from ``line``'s two corners + (dx, dy), the arrow's tip on ``ARROW`` (its tail
+    as far from it as recorded); its unrelated Probe kept."""
     ds = pydicom.dcmread(FIXTURE)
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     ds.SeriesInstanceUID = generate_uid()
     imaging = next(it for it in ds.ContentSequence if it.ConceptNameCodeSequence[0].CodeValue == "126010")
-    length, probe_group = imaging.ContentSequence[0], imaging.ContentSequence[1]
+    length, probe_group, arrow = imaging.ContentSequence[0], imaging.ContentSequence[1], imaging.ContentSequence[3]
 
     def scoord(g: pydicom.Dataset) -> pydicom.Dataset:
         return next(it for it in g.ContentSequence if it.ValueType == "NUM").ContentSequence[0]
 
     name, dx, dy = probe
     scoord(probe_group).GraphicData = [node_kp[name][0] + 0.5 + dx, node_kp[name][1] + 0.5 + dy]
+    name, dx, dy = ARROW
+    tip, tail = np.asarray(scoord(arrow).GraphicData, float).reshape(2, 2)
+    new_tip = np.array([node_kp[name][0] + 0.5 + dx, node_kp[name][1] + 0.5 + dy])
+    scoord(arrow).GraphicData = [*new_tip, *(new_tip + tail - tip)]
     a, b, dx, dy = line
     scoord(length).GraphicData = [node_kp[a][0] + 0.5 + dx, node_kp[a][1] + 0.5 + dy,
                                   node_kp[b][0] + 0.5 + dx, node_kp[b][1] + 0.5 + dy]
@@ -102,7 +111,8 @@ def test_ohif_correction_becomes_a_training_example(tmp_path: Path, orthanc_fact
         (image,), (ann,) = doc["images"], doc["annotations"]
         assert image["image_uid"] == neutral.image_uid and image["view"] == "neutral" and image["patient_key"]
         flat = np.asarray(ann["keypoints"]).reshape(24, 3)
-        moved = {"C4 antero-inferior": (9, 6), "C7 antero-inferior": (-4, 3), "C7 postero-inferior": (-4, 3)}
+        moved = {"C4 antero-inferior": (9, 6), "C7 antero-inferior": (-4, 3), "C7 postero-inferior": (-4, 3),
+                 ARROW[0]: ARROW[1:]}
         for j, name in enumerate(CORNER_NAMES):
             dx, dy = moved.get(name, (0, 0))
             assert flat[j, :2] == pytest.approx((node_kp[name][0] + dx, node_kp[name][1] + dy), abs=2e-3), name

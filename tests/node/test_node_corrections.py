@@ -60,7 +60,7 @@ def test_correction_waits_for_the_result_then_becomes_an_example(setup) -> None:
     assert [o.state for o in store.process_pending()] == ["pending"]  # not analysed yet: kept in the inbox
     _finish(spool, study.study_uid, result)
     (outcome,) = store.process_pending()
-    assert (outcome.state, outcome.moved) == ("done", 3)
+    assert (outcome.state, outcome.moved) == ("done", 4)
     assert store.path("done", uid).exists() and not store.path("inbox", uid).exists()
     report = json.loads(store.path("done", uid, ".json").read_text())
     assert report["corrected_model_version"] == f"{result.algorithm.name} {result.algorithm.version}"
@@ -70,7 +70,8 @@ def test_correction_waits_for_the_result_then_becomes_an_example(setup) -> None:
     assert image["patient_key"] == "key-1" and ann["source_sr_uid"] == uid
     png = np.asarray(Image.open(store.coco_dir / image["file_name"]))
     assert png.dtype == np.uint16 and png.shape == (image["height"], image["width"]) and png.max() > 60000
-    assert set(ann["corrected_keypoints"]) == {"C4 antero-inferior", "C7 antero-inferior", "C7 postero-inferior"}
+    assert set(ann["corrected_keypoints"]) == {"C4 antero-inferior", "C7 antero-inferior", "C7 postero-inferior",
+                                               "C5 postero-superior"}
     assert len(ann["keypoints"]) == 3 * len(CORNER_NAMES)
     # the same SR once more (a resend): kept as received, the example does not change
     store.accept(data, uid)

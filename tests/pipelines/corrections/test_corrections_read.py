@@ -64,20 +64,25 @@ def test_reads_what_ohif_wrote() -> None:
     assert sr.sop_class_uid == "1.2.840.10008.5.1.4.1.1.88.22"  # OHIF saves Enhanced SR
     assert sr.study_uid == SIDECAR["study_uid"] and not sr.own and sr.from_ohif
     assert sr.referenced_images == (IMAGE_UID,)
-    assert [(a.tool, a.graphic_type, len(a.points)) for a in sr.annotations] == [
-        ("Length", "POLYLINE", 2), ("Probe", "POINT", 1), ("Probe", "POINT", 1)]
+    assert [(a.tool, a.graphic_type, len(a.points), a.label) for a in sr.annotations] == [
+        ("Length", "POLYLINE", 2, ""), ("Probe", "POINT", 1, ""), ("Probe", "POINT", 1, ""),
+        ("ArrowAnnotate", "POLYLINE", 2, "C5 PS")]  # the arrow: tip then tail, its text as a TEXT Comment
     # where the mouse aimed (DICOM image coordinates) is where OHIF stored the points, to the canvas pixel
     for a, aimed in zip(sr.annotations, SIDECAR["aimed"], strict=True):
-        assert np.abs(a.points + 0.5 - np.asarray(aimed["image"])).max() < 1.5
+        n = len(aimed["image"])
+        assert np.abs(a.points[:n] + 0.5 - np.asarray(aimed["image"])).max() < 1.5
     assert all(a.image_uid == IMAGE_UID and a.tracking_uid for a in sr.annotations)
     assert read_annotations_bytes(SR_FILE.read_bytes()).sop_instance_uid == sr.sop_instance_uid
 
 
-def test_recorded_correction_moves_the_endplate_and_the_probed_corner() -> None:
+def test_recorded_correction_moves_the_endplate_the_probed_and_the_labelled_corner() -> None:
     m = match_corrections(read_annotations(_ds()), _result())
     c = m.images[IMAGE_UID]
-    assert set(c.moved) == {"C7 antero-inferior", "C7 postero-inferior", "C4 antero-inferior"}
+    assert set(c.moved) == {"C7 antero-inferior", "C7 postero-inferior", "C4 antero-inferior", "C5 postero-superior"}
     assert c.sources["C7 antero-inferior"].startswith("Length") and c.sources["C4 antero-inferior"].startswith("Probe")
+    assert c.sources["C5 postero-superior"].startswith("ArrowAnnotate")
+    aimed_tip = np.asarray(SIDECAR["aimed"][3]["image"][0]) - 0.5
+    assert np.hypot(*(np.asarray(c.moved["C5 postero-superior"]) - aimed_tip)) < 1.5  # the tip, not the tail
     assert 1.5 < c.moved_mm["C4 antero-inferior"] < 3.0  # aimed 9 px right, 6 px down at 0.221 mm/px
     assert ("cobb_c2_c7", "C2-C7") in c.measurements and ("sdvb", "C3") not in c.measurements
     assert len(m.notes) == 1 and "not a correction" in m.notes[0]  # the probe in the soft tissue
@@ -87,12 +92,12 @@ def test_moved_point_and_redrawn_line_land_where_drawn() -> None:
     ds = _ds()
     kp = SIDECAR["keypoints"]
     g = _groups(ds)
-    x, y = kp["C5 postero-superior"]
-    _scoord(g[1]).GraphicData = [x + 0.5 + 10, y + 0.5 - 4]  # the probe now 2.4 mm from C5 PS
+    x, y = kp["C6 postero-superior"]
+    _scoord(g[1]).GraphicData = [x + 0.5 + 10, y + 0.5 - 4]  # the probe now 2.4 mm from C6 PS
     (ax, ay), (px, py) = kp["C3 antero-superior"], kp["C3 postero-superior"]
     _scoord(g[0]).GraphicData = [px + 0.5 - 3, py + 0.5 + 2, ax + 0.5 + 4, ay + 0.5]  # drawn posterior to anterior
     c = match_corrections(read_annotations(ds), _result()).images[IMAGE_UID]
-    assert c.moved["C5 postero-superior"] == pytest.approx((x + 10, y - 4), abs=1e-3)
+    assert c.moved["C6 postero-superior"] == pytest.approx((x + 10, y - 4), abs=1e-3)
     assert c.moved["C3 postero-superior"] == pytest.approx((px - 3, py + 2), abs=1e-3)
     assert c.moved["C3 antero-superior"] == pytest.approx((ax + 4, ay), abs=1e-3)
 
@@ -123,6 +128,7 @@ def _code(value: str, scheme: str, meaning: str) -> Dataset:
 def test_other_image_and_unrelated_annotations_are_ignored_with_notes() -> None:
     ds = _ds()
     g = _groups(ds)
+    _scoord(g[3]).ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID = "1.2.3.998"  # the arrow
     _scoord(g[0]).ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID = "1.2.3.999"
     scoord = _scoord(g[1])
     scoord.GraphicType = "ELLIPSE"
@@ -144,7 +150,7 @@ def test_another_vendors_sr_is_read_by_geometry() -> None:
         scoord.RelationshipType = "CONTAINS"
         g.ContentSequence = Sequence([it for it in items if it.ValueType != "NUM"] + [scoord])
     sr = read_annotations(ds)
-    assert not sr.from_ohif and [a.tool for a in sr.annotations] == ["", "", ""]
+    assert not sr.from_ohif and [a.tool for a in sr.annotations] == ["", "", "", ""]
     c = match_corrections(sr, _result()).images[IMAGE_UID]
     assert set(c.moved) == {"C7 antero-inferior", "C7 postero-inferior", "C4 antero-inferior"}
 
