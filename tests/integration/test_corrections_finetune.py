@@ -2,9 +2,10 @@
 
 The node (``cspine-node serve``, embedded worker, shipped models) analyses phantom studies altered with the shift
 suite's ``metal`` (an anterior plate with screws over C4-C6; the shipped keypoint model's corner error about doubles on
-them). For each radiograph, an SR is built the way OHIF 3.13.2 saves one (the recorded fixture's Probe group, one per
-corner) with a Probe on the true place of every corner the node missed by more than ``MOVE_MM``, labelled with the
-corner's short name (``C5 AS``: some misses near the plate are farther than the 5 mm nearest-corner match), C-STOREd to
+them). For each radiograph, an SR is built the way OHIF 3.13.2 saves one (the recorded fixture's ArrowAnnotate group,
+one per corner) with an arrow pointing at the true place of every corner the node missed by more than ``MOVE_MM``,
+labelled with the corner's short name (``C5 AS``: some misses near the plate are farther than the 5 mm nearest-corner
+match), C-STOREd to
 the node; the node folds them into its corrections folder. Then ``cspine-node train xray --from-corrections`` (the
 other half of issue 18) fine-tunes briefly and compares on the held-back corrections, and this test checks the error
 against the phantom truth on fresh ``metal`` studies the corrections never saw: it must go down.
@@ -44,24 +45,10 @@ def _studies(seeds: range):  # noqa: ANN202 - PhantomStudy list
     return [shift_study(generate_study(s, shape=SHAPE), SPEC) for s in seeds]
 
 
-def _finding(label: str) -> pydicom.Dataset:
-    """The labelled finding dcmjs writes for an annotation with a label (Finding, CORNERSTONEFREETEXT)."""
-    def code(value: str, scheme: str, meaning: str) -> pydicom.Dataset:
-        c = pydicom.Dataset()
-        c.CodeValue, c.CodingSchemeDesignator, c.CodeMeaning = value, scheme, meaning
-        return c
-
-    item = pydicom.Dataset()
-    item.RelationshipType, item.ValueType = "CONTAINS", "CODE"
-    item.ConceptNameCodeSequence = pydicom.Sequence([code("121071", "DCM", "Finding")])
-    item.ConceptCodeSequence = pydicom.Sequence([code("CORNERSTONEFREETEXT", "CORNERSTONEJS", label)])
-    return item
-
-
-def probe_sr(study_uid: str, image: pydicom.Dataset, points: list[tuple[float, float]],
-             labels: list[str] | None = None) -> pydicom.Dataset:
-    """An SR as OHIF saves Probe annotations on ``image`` at ``points`` (pixel-centre coordinates), each with its
-    label when given: the recorded fixture with its measurement groups replaced by copies of its Probe group."""
+def arrow_sr(study_uid: str, image: pydicom.Dataset, tips: list[tuple[float, float]], labels: list[str]) -> pydicom.Dataset:
+    """An SR as OHIF saves labelled arrows on ``image``, their tips at ``tips`` (pixel-centre coordinates): the
+    recorded fixture with its measurement groups replaced by copies of its ArrowAnnotate group (POLYLINE tip then
+    tail, the text as a TEXT Comment)."""
     ds = pydicom.dcmread(FIXTURE)
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     ds.SeriesInstanceUID = generate_uid()
@@ -70,14 +57,14 @@ def probe_sr(study_uid: str, image: pydicom.Dataset, points: list[tuple[float, f
     ev.StudyInstanceUID = study_uid
     ev.ReferencedSeriesSequence[0].SeriesInstanceUID = image.SeriesInstanceUID
     imaging = next(it for it in ds.ContentSequence if it.ConceptNameCodeSequence[0].CodeValue == "126010")
-    probe = imaging.ContentSequence[1]
+    arrow = next(g for g in imaging.ContentSequence if str(g.ContentSequence[0].TextValue).endswith(":ArrowAnnotate"))
     groups = []
-    for i, (x, y) in enumerate(points):
-        g = copy.deepcopy(probe)
+    for (x, y), label in zip(tips, labels, strict=True):
+        g = copy.deepcopy(arrow)
         next(it for it in g.ContentSequence if it.ValueType == "UIDREF").UID = generate_uid()
-        g.ContentSequence[-1].ContentSequence[0].GraphicData = [x + 0.5, y + 0.5]
-        if labels:
-            g.ContentSequence.insert(2, _finding(labels[i]))
+        num = next(it for it in g.ContentSequence if it.ValueType == "NUM")
+        num.ContentSequence[0].GraphicData = [x + 0.5, y + 0.5, x + 0.5 + 40, y + 0.5 - 40]
+        next(it for it in g.ContentSequence if it.ValueType == "TEXT" and it is not g.ContentSequence[0]).TextValue = label
         groups.append(g)
     imaging.ContentSequence = pydicom.Sequence(groups)
 
@@ -141,7 +128,7 @@ def test_corrections_through_the_node_bring_the_error_down(tmp_path: Path) -> No
                 if wrong:
                     src = next(f for f in files if f.SOPInstanceUID == image.image_uid)
                     short = [n.split()[0] + " " + "".join(w[0].upper() for w in n.split()[1].split("-")) for n in wrong]
-                    srs.append(probe_sr(st.study_uid, src, [tuple(truth[n]) for n in wrong], short))  # "C5 AS"
+                    srs.append(arrow_sr(st.study_uid, src, [tuple(truth[n]) for n in wrong], short))  # "C5 AS"
                     expected[image.image_uid] = {n: truth[n] for n in wrong}
         n_moved = sum(len(v) for v in expected.values())
         print(f"{len(srs)} correction SRs, {n_moved} corners moved (> {MOVE_MM} mm off) on {len(files)} radiographs")
