@@ -22,8 +22,9 @@ FORBIDDEN_FIELDS = frozenset({
     "referringphysicianname", "institutionname",
 })
 CHATTY_LOGGERS = ("pynetdicom", "highdicom", "pydicom", "matplotlib", "PIL", "urllib3", "kombu", "amqp",
-                  "fontTools", "monai")
-"""Libraries whose INFO/DEBUG output is noise (or dumps datasets): capped at WARNING."""
+                  "fontTools", "monai", "dicomweb_client")
+"""Libraries whose INFO/DEBUG output is noise (or dumps datasets, or URLs: a QIDO-RS query names the Patient ID):
+capped at WARNING."""
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 

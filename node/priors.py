@@ -25,6 +25,7 @@ The Patient ID read from the study's headers is used only in the query; it is ne
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -83,6 +84,16 @@ def study_query(study: Study) -> Query | None:
             return Query(pid, str(ds.get("IssuerOfPatientID", "") or "").strip(), study.study_uid,
                          str(ds.get("StudyDate", "") or "").strip())
     return None
+
+
+def redact(text: str, q: Query) -> str:
+    """``text`` (an error message) without the query's Patient ID or issuer, and URLs without their query string
+    (a failed QIDO-RS request names its URL, whose query holds the Patient ID)."""
+    text = re.sub(r"\?[^\s)'\"]*", "?...", text)
+    for secret in (q.patient_id, q.issuer):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 def _date(t: float | None) -> str:
@@ -329,7 +340,7 @@ class PriorHistory(SpoolHistory):
                 else:
                     found = cfind_priors(dest, q, time.monotonic() + dest.priors_timeout_s, self.calling_aet)
             except Exception as exc:  # noqa: BLE001 - a PACS that fails is a note, never a failed study
-                found = Found(error=f"{dest.name}: prior lookup failed ({type(exc).__name__}: {str(exc)[:160]})")
+                found = Found(error=f"{dest.name}: prior lookup failed ({type(exc).__name__}: {redact(str(exc), q)[:160]})")
             self.lookup_s[dest.name] = time.perf_counter() - t
             log(LOG, "prior lookup", destination=dest.name, study_uid=study.study_uid, found=len(found.priors),
                 comparable=sum(p.result is not None for p in found.priors), seconds=round(self.lookup_s[dest.name], 3),

@@ -184,15 +184,37 @@ def test_missing_foreign_and_broken_priors_give_notes(kind: str, phantoms: dict,
     assert cmp is not None and not cmp.compared and len(cmp.notes) == 3
 
 
-def test_unreachable_pacs_is_a_note(phantoms: dict, tmp_path: Path) -> None:
+def test_unreachable_pacs_is_a_note(phantoms: dict, orthanc_factory, tmp_path: Path) -> None:  # noqa: ANN001
+    import logging
+
     sp = Spool(tmp_path / "spool")
     current = Study.from_paths(phantoms["current"])[0]
+    orthanc = orthanc_factory()
     dests = [Destination(name="web", kind="stow", url=f"http://127.0.0.1:{free_port()}/dicom-web", priors=True, priors_timeout_s=1),
+             Destination(name="wrongpath", kind="stow", url=orthanc.http_url + "/no-such-root", priors=True),
              Destination(name="dimse", kind="dimse", ae_title="NONE", host="127.0.0.1", port=free_port(), priors=True,
                          priors_timeout_s=1)]
-    priors = PriorHistory(sp, 90, dests).priors(current, PipelineName.XRAY)
-    assert [p.note.split(":")[0] for p in priors] == ["web", "dimse"]
+    from io import StringIO
+
+    from node.logs import CHATTY_LOGGERS, setup_logging
+
+    root = logging.getLogger()
+    saved = {name: logging.getLogger(name).level for name in ("", *CHATTY_LOGGERS, "celery")}
+    out = StringIO()
+    setup_logging("DEBUG", stream=out)  # the node's own logging, at its most verbose
+    try:
+        priors = PriorHistory(sp, 90, dests).priors(current, PipelineName.XRAY)
+    finally:
+        for h in [h for h in root.handlers if getattr(h, "_cspine", False)]:
+            root.removeHandler(h)
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+    assert [p.note.split(":")[0] for p in priors] == ["web", "wrongpath", "dimse"]
     assert all("prior lookup failed" in p.note for p in priors)
+    assert "HTTPError" in priors[1].note
+    # the failed request's URL held the Patient ID: neither the notes nor the node's log repeat it
+    assert "prior lookup" in out.getvalue()
+    assert not any(PID in p.note for p in priors) and PID not in out.getvalue()
 
 
 @pytest.mark.slow
