@@ -55,6 +55,8 @@ from pipelines.corrections import (
 from pipelines.results import StudyResult
 
 LOG = logging.getLogger("node.corrections")
+MAX_FAILURES = 3
+"""Attempts at an inbox SR that raises before it is moved to ``rejected/`` with the error."""
 
 
 class Kind(StrEnum):
@@ -89,6 +91,7 @@ class CorrectionsStore:
         self.tmp = spool.root / "tmp"
         self._lock = threading.Lock()
         self.wakeup = threading.Event()
+        self._failures: dict[str, int] = {}
 
     # -- paths ------------------------------------------------------------------------------------
 
@@ -236,12 +239,19 @@ class CorrectionsStore:
         return Outcome(sop, "done", moved=match.n_moved)
 
     def process_pending(self, now: float | None = None) -> list[Outcome]:
+        """Process every inbox SR. One that fails ``MAX_FAILURES`` times in this process (its radiograph gone from
+        the spool, a broken result file ...) is moved to ``rejected/`` with the error: kept, no longer retried."""
         out = []
         for src in self.pending():
             try:
                 out.append(self.process(src, now))
-            except Exception:  # noqa: BLE001 - left in the inbox and retried; logged with its traceback
-                LOG.exception("correction could not be processed (kept in the inbox)", extra={"file": src.name})
+            except Exception as e:  # noqa: BLE001 - retried, then rejected; logged with its traceback
+                n = self._failures[src.name] = self._failures.get(src.name, 0) + 1
+                LOG.exception("correction could not be processed", extra={"file": src.name, "failures": n})
+                if n >= MAX_FAILURES:
+                    why = f"could not be processed {n} times: {type(e).__name__}: {str(e)[:300]}"
+                    self._finish(src, src.stem, "rejected", {"reason": why})
+                    out.append(Outcome(src.stem, "rejected", why))
         return out
 
 

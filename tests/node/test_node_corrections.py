@@ -119,3 +119,18 @@ def test_a_correction_whose_study_never_gets_a_result_is_rejected_after_the_wait
     store.receive(data, uid)
     (outcome,) = store.process_pending(now=store.path("inbox", uid).stat().st_mtime + store.settings.corrections_pending_max_s + 1)
     assert outcome.state == "rejected" and store.path("rejected", uid).exists()
+
+
+def test_a_correction_that_keeps_failing_is_rejected_with_the_error_not_lost(setup) -> None:  # noqa: ANN001
+    store, spool, study, result = setup
+    _finish(spool, study.study_uid, result)
+    neutral = next(i for i in result.images if i.view.value == "neutral")
+    spool.instance_path(study.study_uid, neutral.image_uid).unlink()  # the radiograph is gone from the spool
+    data = _sr()
+    uid = pydicom.dcmread(BytesIO(data)).SOPInstanceUID
+    store.receive(data, uid)
+    assert store.process_pending() == [] and store.process_pending() == []  # retried, still in the inbox
+    assert store.path("inbox", uid).exists()
+    (outcome,) = store.process_pending()
+    assert outcome.state == "rejected" and "FileNotFoundError" in outcome.reason
+    assert store.path("rejected", uid).exists() and "FileNotFoundError" in store.path("rejected", uid, ".json").read_text()
