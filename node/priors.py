@@ -134,8 +134,10 @@ def _read_study(uid: str, date: str, modalities: set[str], srs: list[Dataset | b
         return out
     if foreign:
         return foreign[:1]
-    if modalities & set().union(*MODALITIES.values()) or not modalities:
-        return [PriorStudy(uid, date, None, source, "no SR of this node in that study (not analysed by the node): not compared")]
+    concerned = tuple(p for p, m in MODALITIES.items() if m & modalities) if modalities else tuple(MODALITIES)
+    if concerned:
+        return [PriorStudy(uid, date, None, source, "no SR of this node in that study (not analysed by the node): "
+                           "not compared", concerned)]
     return []
 
 
@@ -358,7 +360,8 @@ class PriorHistory(SpoolHistory):
         if own and own[0].result is not None:
             return own
         found, errors = self.pacs(study)
-        mine = [p for p in found if p.result is None or p.result.pipeline == pipeline]
+        mine = [p for p in found if (p.result.pipeline == pipeline if p.result is not None
+                                     else not p.pipelines or pipeline in p.pipelines)]
         notes = [PriorStudy("", "", None, "prior lookup", e) for e in errors]
         return own + mine + notes
 

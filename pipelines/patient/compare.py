@@ -43,6 +43,8 @@ class PriorStudy:
     """Where it was found: ``node index``, ``<destination> (QIDO-RS)``, ``<destination> (C-FIND)``."""
     note: str = ""
     """Why it is not compared (e.g. ``prior SR from another vendor (ACME): not compared``)."""
+    pipelines: tuple[str, ...] = ()
+    """For a note: the pipelines it concerns (e.g. an earlier DX study without an SR: ``("xray",)``); () for all."""
 
 
 class PriorHistory(Protocol):

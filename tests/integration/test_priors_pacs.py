@@ -182,6 +182,8 @@ def test_missing_foreign_and_broken_priors_give_notes(kind: str, phantoms: dict,
 
     cmp = compare(phantoms["prior_result"], "20260101", priors)
     assert cmp is not None and not cmp.compared and len(cmp.notes) == 3
+    # for an MRI study of the patient the earlier radiographs without an SR are no concern (the SR notes are)
+    assert sorted(p.study_date for p in history.priors(current, PipelineName.MRI)) == ["20250101", "20250601"]
 
 
 def test_unreachable_pacs_is_a_note(phantoms: dict, orthanc_factory, tmp_path: Path) -> None:  # noqa: ANN001
