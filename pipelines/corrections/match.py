@@ -12,6 +12,9 @@ and the annotations of an SR saved in a viewer (``sr_annotations.read_annotation
   postero-inferior: Cobb and segmental angles, listhesis), anterior or posterior wall (SDVB, SDVC); the pair and
   orientation whose farther endpoint is nearest, when that is within ``max_mm``; both corners move to its ends;
   ``CobbAngle`` and ``Bidirectional`` (four points) are two such lines;
+* the node's own corner polyline (``Vertebral corners C2-C7 [view]``: per vertebra AS, PS, PI, AI, as
+  ``pipelines.dicom_out`` writes it) re-saved by a viewer that could edit it: each vertex is its corner, and a
+  vertex more than ``MOVED_PX`` from the node's point moves it (the others are confirmed);
 * anything else (an ellipse, a point far from every corner, a line along no body side, an annotation on an image the
   node did not analyse) is ignored with a note.
 
@@ -44,6 +47,10 @@ _ROLE_WORDS = {"as": "antero-superior", "ai": "antero-inferior", "ps": "postero-
 _LINE_TOOLS = {"Length", "Bidirectional", "CobbAngle"}
 _POINT_TOOLS = {"Probe", "ArrowAnnotate", "DragProbe", "Point"}
 DEFAULT_MAX_MM = 5.0
+MOVED_PX = 0.05
+"""A vertex of the node's own corner polyline that differs from the node's point by more than this (pixels) moved."""
+CORNER_GROUP_PREFIX = "Vertebral corners "
+_POLYLINE_ROLES = ("antero-superior", "postero-superior", "postero-inferior", "antero-inferior")
 DEFAULT_LABEL_MAX_MM = 40.0
 """A labelled point moves the corner it names when within this distance (mm): about two and a half vertebral levels, so
 that a miss by a level is corrected and only a label on the wrong end of the spine is refused."""
@@ -89,7 +96,21 @@ class MatchResult:
         return sum(len(c.moved) for c in self.images.values())
 
 
+def _corner_names(a: Annotation) -> list[str] | None:
+    """The corner of each vertex of the node's own corner polyline (its identifier names the span), else None."""
+    if not a.tracking_identifier.startswith(CORNER_GROUP_PREFIX) or a.graphic_type != "POLYLINE":
+        return None
+    m = re.match(r"(C[2-7])(?:-(C[2-7]))?\b", a.tracking_identifier[len(CORNER_GROUP_PREFIX):])
+    if not m:
+        return None
+    first, last = VERTEBRAE.index(m.group(1)), VERTEBRAE.index(m.group(2) or m.group(1))
+    names = [f"{v} {r}" for v in VERTEBRAE[first:last + 1] for r in _POLYLINE_ROLES]
+    return names if len(names) == len(a.points) else None
+
+
 def _kind(a: Annotation) -> str:
+    if a.tracking_identifier.startswith(CORNER_GROUP_PREFIX):
+        return "corners" if _corner_names(a) else "other"
     if a.tool in _LINE_TOOLS or (not a.tool and a.graphic_type == "POLYLINE" and len(a.points) in (2, 4)):
         return "line" if len(a.points) in (2, 4) else "other"
     if a.tool in _POINT_TOOLS or a.graphic_type in ("POINT", "MULTIPOINT"):
@@ -170,6 +191,10 @@ def match_corrections(sr: SrAnnotations, result: StudyResult, *, max_mm: float =
                 moves += found
                 if note:
                     out.notes.append(note)
+        elif kind == "corners":
+            for name, p in zip(_corner_names(a) or [], a.points, strict=True):
+                if name in img.kp and np.hypot(*(img.kp[name] - p)) > MOVED_PX:
+                    moves.append((name, p))
         elif kind == "line":
             for k in range(0, len(a.points), 2):
                 found, note = _match_line(img, a, a.points[k:k + 2], max_mm)

@@ -193,3 +193,36 @@ def test_coco_example_keeps_provenance_and_applies_a_second_sr_on_top() -> None:
     assert ann["corrected_model_version"] == "xray_keypoints 9.9.9" and ann["corrected_at"] == "2026-12-02T17:00:00Z"
     assert set(ann["corrected_keypoints"]) == set(first.moved) | {"C2 antero-superior"}
     assert doc["images"][0]["patient_key"] == "k1" and doc["categories"][0]["keypoints"] == list(CORNER_NAMES)
+
+
+def test_the_nodes_own_corner_polyline_edited_elsewhere_moves_the_vertices_that_moved(tmp_path: Path) -> None:
+    """Our own SR is recognised (and never a correction as it is); re-saved by another viewer with one vertex of the
+    neutral view's corner polyline moved, that vertex (C3 postero-inferior) is the one corner corrected."""
+    from datetime import UTC, datetime
+
+    from pipelines.dicom_out import encode
+    from pipelines.dicom_out.example import phantom_example
+
+    study, result = phantom_example(SIDECAR["seed"], tmp_path, shape=tuple(SIDECAR["shape"]))
+    sr = next(o for o in encode(study, result, now=datetime.now(UTC)) if o.Modality == "SR")
+    own = read_annotations(sr)
+    assert own.own
+    neutral = next(a for a in own.annotations if a.tracking_identifier.startswith("Vertebral corners C2-C7 [neutral]"))
+    assert len(neutral.points) == 24 and not match_corrections(own, result).n_moved  # as written: nothing moved
+    edited = copy.deepcopy(sr)
+    edited.Manufacturer = "Other viewer"
+    del edited.CodingSchemeIdentificationSequence
+    scoords = []
+    edited.walk(lambda _ds, el: scoords.append(_ds) if el.keyword == "GraphicData" and len(el.value) == 48 else None)
+    target = next(d for d in scoords if np.allclose(np.asarray(d.GraphicData).reshape(-1, 2)[0] - 0.5, neutral.points[0]))
+    pts = np.asarray(target.GraphicData, float).reshape(-1, 2)
+    j = 4 * 1 + 2  # C3, the third vertex: postero-inferior (per vertebra AS, PS, PI, AI)
+    pts[j] += (5.0, 3.0)
+    target.GraphicData = pts.ravel().tolist()
+    m = match_corrections(read_annotations(edited), result)
+    assert not read_annotations(edited).own
+    (c,) = m.images.values()
+    assert list(c.moved) == ["C3 postero-inferior"] and c.image_uid == neutral.image_uid
+    kp = next(k for k in next(i for i in result.images if i.image_uid == neutral.image_uid).keypoints
+              if k.name == "C3 postero-inferior")
+    assert c.moved["C3 postero-inferior"] == pytest.approx((kp.x + 5, kp.y + 3), abs=1e-3)
