@@ -293,7 +293,15 @@ class CorrectionsWorker:
             self._thread.join(timeout=10)
 
 
-def stats(store: CorrectionsStore) -> dict[str, int]:
-    """How many SRs are in each state (for status output and tests)."""
-    return {s: len(list((store.sr_root / s).glob("*.dcm"))) if (store.sr_root / s).is_dir() else 0
-            for s in ("inbox", "done", "rejected")}
+def summary(settings: NodeSettings, spool: Spool) -> dict[str, object]:
+    """For ``cspine-node status``: SRs in each state, training examples and where they are."""
+    store = CorrectionsStore(settings, spool)
+    out: dict[str, object] = {s: len(list((store.sr_root / s).glob("*.dcm"))) if (store.sr_root / s).is_dir() else 0
+                              for s in ("inbox", "done", "rejected")}
+    path = store.coco_dir / "annotations.json"
+    try:
+        out["examples"] = len(json.loads(path.read_text())["annotations"]) if path.exists() else 0
+    except (OSError, ValueError, KeyError) as e:
+        out["examples"] = f"unreadable: {type(e).__name__}"
+    out["folder"] = str(store.coco_dir)
+    return out

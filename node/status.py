@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from node import corrections
 from node.metrics import queue_lengths
 from node.settings import DestinationKind, NodeSettings, redact_url
 from node.spool import OutboxState, Spool
@@ -51,6 +52,7 @@ def collect(settings: NodeSettings, metrics_url: str | None = None) -> dict[str,
             "latency_s": {"analysis": _quantiles(spool.analysis_latencies()),
                           "delivery": _quantiles(spool.delivery_latencies())},
             "stages_s": {stage: _quantiles(v) for stage, v in spool.stage_times().items()},
+            "corrections": corrections.summary(settings, spool),
         }
     finally:
         spool.close()
@@ -146,6 +148,10 @@ def render(info: dict[str, Any]) -> str:
         lines.append(f"  {name} ({d.get('kind', '?')} {d.get('target', '')}): {states or 'nothing yet'}")
         if "last_error" in d:
             lines.append(f"    last error {d['last_error_at']}: {d['last_error']}")
+    if "corrections" in info:
+        c = info["corrections"]
+        lines.append(f"corrections: {c['examples']} training examples in {c['folder']} (SRs: {c['done']} folded in, "
+                     f"{c['inbox']} waiting, {c['rejected']} rejected)")
     lines.append(f"dead letters: {len(info['dead_letters'])}")
     for dl in info["dead_letters"]:
         lines.append(f"  {dl['kind']} {dl['study_uid']} gen {dl['generation']} {dl['destination']}: {dl['error'][:200]}")

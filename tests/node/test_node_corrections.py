@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from pydicom.uid import generate_uid
 
-from node.corrections import CorrectionsStore, Kind
+from node.corrections import CorrectionsStore, Kind, summary
 from node.patients import StudyIdentity, save_results
 from node.settings import NodeSettings
 from node.spool import Spool, header_from_dataset
@@ -73,6 +73,8 @@ def test_correction_waits_for_the_result_then_becomes_an_example(setup) -> None:
     assert set(ann["corrected_keypoints"]) == {"C4 antero-inferior", "C7 antero-inferior", "C7 postero-inferior",
                                                "C5 postero-superior"}
     assert len(ann["keypoints"]) == 3 * len(CORNER_NAMES)
+    assert summary(store.settings, spool) == {"inbox": 0, "done": 1, "rejected": 0, "examples": 1,
+                                              "folder": str(store.coco_dir)}  # what ``cspine-node status`` shows
     # the same SR once more (a resend): kept as received, the example does not change
     store.accept(data, uid)
     before = (store.coco_dir / "annotations.json").read_text()
