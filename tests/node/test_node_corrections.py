@@ -136,3 +136,44 @@ def test_a_correction_that_keeps_failing_is_rejected_with_the_error_not_lost(set
     (outcome,) = store.process_pending()
     assert outcome.state == "rejected" and "FileNotFoundError" in outcome.reason
     assert store.path("rejected", uid).exists() and "FileNotFoundError" in store.path("rejected", uid, ".json").read_text()
+
+
+class _Archive:
+    """A stand-in DICOMweb client (the real QIDO-RS/WADO-RS path runs against Orthanc in
+    tests/integration/test_corrections_node.py): ``search_for_instances`` lists ``held``, ``retrieve_instance``
+    returns it and counts the fetch."""
+
+    def __init__(self, held: list[pydicom.Dataset], fail: bool = False):
+        self.held, self.fail, self.fetched = {str(d.SOPInstanceUID): d for d in held}, fail, []
+
+    def search_for_instances(self, study_instance_uid: str, search_filters: dict) -> list[dict]:
+        if self.fail:
+            raise ConnectionError("archive down")
+        assert search_filters == {"Modality": "SR"}
+        return [{"00080018": {"Value": [u]}, "0020000E": {"Value": [str(d.SeriesInstanceUID)]}}
+                for u, d in self.held.items() if d.StudyInstanceUID == study_instance_uid]
+
+    def retrieve_instance(self, study: str, series: str, sop: str) -> pydicom.Dataset:
+        self.fetched.append(sop)
+        return self.held[sop]
+
+
+def test_poll_fetches_new_corrections_once_and_remembers_the_rest(setup) -> None:  # noqa: ANN001
+    from node.corrections_poll import poll_once
+    from node.settings import Destination
+
+    store, spool, study, result = setup
+    _finish(spool, study.study_uid, result)
+    store.settings = store.settings.model_copy(update={"destinations": [
+        Destination(name="archive", kind="stow", url="http://archive.invalid/dicom-web")]})
+    correction = pydicom.dcmread(BytesIO(_sr()))
+    own = pydicom.dcmread(BytesIO(_sr(Manufacturer="cspine-node (open source)")))
+    archive = _Archive([correction, own])
+    counts = poll_once(store, client_factory=lambda dest: archive)
+    assert counts == {"listed": 2, "fetched": 1, "other": 1, "errors": 0}
+    assert store.path("inbox", correction.SOPInstanceUID).exists()
+    assert (store.sr_root / "seen.txt").read_text().split() == [str(own.SOPInstanceUID)]
+    archive.fetched.clear()
+    assert poll_once(store, client_factory=lambda dest: archive) == {"listed": 2, "fetched": 0, "other": 0, "errors": 0}
+    assert archive.fetched == []  # nothing fetched twice
+    assert poll_once(store, client_factory=lambda dest: _Archive([], fail=True))["errors"] == 1
