@@ -207,7 +207,8 @@ class CorrectionsStore:
         study = self.analysed_study(sr)
         found = self._xray_result(study) if study else None
         if found is None:
-            if now - received < self.settings.corrections_pending_max_s and study is not None:
+            analysed = study is not None and bool(self.spool.results(study))  # analysed, but not as X-ray (MRI ...)
+            if now - received < self.settings.corrections_pending_max_s and study is not None and not analysed:
                 return Outcome(sop, "pending", "the study has no X-ray result yet")
             why = "no X-ray result of the study it references"
             self._finish(src, sop, "rejected", {"reason": why, "received_at": _now_iso(received), "notes": sr.notes})

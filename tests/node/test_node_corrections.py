@@ -4,6 +4,7 @@ kept. The C-STORE and QIDO-RS paths with a running node and Orthanc: tests/integ
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from io import BytesIO
 from pathlib import Path
@@ -115,12 +116,19 @@ def test_rejected_own_and_unrelated(setup) -> None:  # noqa: ANN001
 
 
 def test_a_correction_whose_study_never_gets_a_result_is_rejected_after_the_wait(setup) -> None:  # noqa: ANN001
-    store, _spool, _study, _result = setup
+    store, spool, study, result = setup
     data = _sr()
     uid = pydicom.dcmread(BytesIO(data)).SOPInstanceUID
     store.receive(data, uid)
     (outcome,) = store.process_pending(now=store.path("inbox", uid).stat().st_mtime + store.settings.corrections_pending_max_s + 1)
     assert outcome.state == "rejected" and store.path("rejected", uid).exists()
+    # a study analysed without an X-ray result (as if MRI): rejected at once, no wait
+    _finish(spool, study.study_uid, dataclasses.replace(result, pipeline="mri"))
+    data = _sr()
+    uid = pydicom.dcmread(BytesIO(data)).SOPInstanceUID
+    store.receive(data, uid)
+    (outcome,) = store.process_pending()
+    assert outcome.state == "rejected" and "no X-ray result" in outcome.reason
 
 
 def test_a_correction_that_keeps_failing_is_rejected_with_the_error_not_lost(setup) -> None:  # noqa: ANN001
