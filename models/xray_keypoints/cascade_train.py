@@ -145,12 +145,14 @@ def _user_views(args: argparse.Namespace) -> list[StoredView]:
     """The site's annotated images (``--coco`` / ``--labelme``), each ``--repeat-user`` times (weighting)."""
     from models.xray_keypoints.cascade_data import coco_views, labelme_views
 
-    if args.coco is not None:
-        got = coco_views(args.coco, args.images, max_side=args.max_side)
-        src = str(args.coco)
-    else:
-        got = labelme_views(args.labelme, args.label_map, max_side=args.max_side)
-        src = str(args.labelme)
+    src = str(args.coco if args.coco is not None else args.labelme)
+    try:
+        if args.coco is not None:
+            got = coco_views(args.coco, args.images, max_side=args.max_side)
+        else:
+            got = labelme_views(args.labelme, args.label_map, max_side=args.max_side)
+    except (ValueError, KeyError, TypeError, OSError) as exc:  # JSONDecodeError is a ValueError
+        raise SystemExit(f"error: {src}: not readable as {'COCO keypoints' if args.coco else 'labelme'}: {exc}") from exc
     print(f"{len(got.views)} annotated views from {src}; {len(got.dropped)} dropped"
           + "".join(f"\n  dropped {d}" for d in got.dropped[:20]) + ("\n  ..." if len(got.dropped) > 20 else ""))
     if got.spacing_missing:

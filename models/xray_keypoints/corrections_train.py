@@ -142,7 +142,11 @@ def cli(argv: list[str] | None = None) -> int:
     if args.store is None:
         print("error: no model store (--store or CSPINE_MODEL_STORE): the candidate is added there", file=sys.stderr)
         return 2
-    images = read_coco(ann)
+    try:
+        images = read_coco(ann)
+    except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        print(f"error: {ann} is not a corrections file in the COCO-keypoint layout: {exc}", file=sys.stderr)
+        return 2
     train, held = split(images, args.held_back)
     n_studies = len({split_key(im) for im in images})
     print(f"{len(images)} corrected views from {n_studies} studies: {len(train)} for training, {len(held)} held back "

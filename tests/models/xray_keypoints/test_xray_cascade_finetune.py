@@ -150,3 +150,13 @@ def test_data_folder_kind_is_recognised(tmp_path: Path) -> None:
     for bad in (tmp_path / "empty", tmp_path / "missing"):
         with pytest.raises(SystemExit, match="no annotations|neither"):
             annotation_source(bad)
+
+
+def test_unreadable_annotations_stop_with_a_message(tmp_path: Path) -> None:
+    from models.xray_keypoints import cascade_train
+
+    bad = tmp_path / "a.json"
+    bad.write_text(json.dumps({"categories": [{"id": 1, "keypoints": ["C2 nose"]}], "images": [{"id": 1}],
+                               "annotations": [{"image_id": 1, "keypoints": [1, 2, 2]}]}))
+    with pytest.raises(SystemExit, match="not readable as COCO keypoints"):
+        cascade_train.cli(["data", "--coco", str(bad), "--out", str(tmp_path / "d.pkl")])

@@ -161,3 +161,11 @@ def test_wrecked_candidate_is_stored_but_not_promoted(tmp_path: Path, capsys) ->
     assert not metrics["promoted"] and metrics["parent"] == "1.1.1"
     assert any("may be worse" in r or "not better" in r or "fails on" in r for r in metrics["decision"]["reasons"])
     assert "Decision: not promoted" in (versions[0].path / "MODEL_CARD.md").read_text()
+
+
+def test_broken_corrections_file_is_refused_with_a_message(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    (tmp_path / "corr").mkdir()
+    (tmp_path / "corr" / "annotations.json").write_text('{"images": [{"id": 1}], "annotations": [')
+    rc = corrections_train.cli(["--from-corrections", str(tmp_path / "corr"), "--store", str(tmp_path / "store")])
+    assert rc == 2 and "not a corrections file" in capsys.readouterr().err
+    assert corrections_train.cli(["--from-corrections", str(tmp_path / "nothing"), "--store", str(tmp_path)]) == 2
