@@ -88,7 +88,7 @@ class CorrectionsStore:
         self.spool = spool
         self.sr_root = spool.root / "corrections_sr"
         self.coco_dir = Path(settings.corrections_dir) if settings.corrections_dir else spool.root / "corrections"
-        self.tmp = spool.root / "tmp"
+        self.tmp = spool.tmp_dir
         self._lock = threading.Lock()
         self.wakeup = threading.Event()
         self._failures: dict[str, int] = {}
