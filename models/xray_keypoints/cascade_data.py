@@ -148,5 +148,25 @@ def labelme_views(folder: Path, label_map: Path | dict[str, str] | None = None, 
     return out
 
 
+def user_views(args) -> list:  # noqa: ANN001 - cascade_train data arguments -> StoredView list
+    """The site's annotated images (``--coco`` / ``--labelme``), each ``--repeat-user`` times (weighting)."""
+    src = str(args.coco if args.coco is not None else args.labelme)
+    try:
+        if args.coco is not None:
+            got = coco_views(args.coco, args.images, max_side=args.max_side)
+        else:
+            got = labelme_views(args.labelme, args.label_map, max_side=args.max_side)
+    except (ValueError, KeyError, TypeError, OSError) as exc:  # JSONDecodeError is a ValueError
+        raise SystemExit(f"error: {src}: not readable as {'COCO keypoints' if args.coco else 'labelme'}: {exc}") from exc
+    print(f"{len(got.views)} annotated views from {src}; {len(got.dropped)} dropped"
+          + "".join(f"\n  dropped {d}" for d in got.dropped[:20]) + ("\n  ..." if len(got.dropped) > 20 else ""))
+    if got.spacing_missing:
+        print(f"{got.spacing_missing} image(s) without pixel spacing: 0.1 mm per pixel assumed (errors in mm nominal)")
+    masked = sum(int((~v.labelled).sum()) for v in got.views)
+    if masked:
+        print(f"{masked} keypoints not labelled: left out of the loss (masked)")
+    return got.views * max(1, args.repeat_user)
+
+
 __all__ = ["MIN_LEVELS", "UserData", "coco_views", "frame_points", "labelme_views", "level_labelled",
-           "stage1_labelled", "stored_view"]
+           "stage1_labelled", "stored_view", "user_views"]

@@ -49,7 +49,7 @@ from models.xray_keypoints.cascade import (
     stage1_targets,
     vertebra_points,
 )
-from models.xray_keypoints.cascade_data import frame_points, level_labelled, stage1_labelled
+from models.xray_keypoints.cascade_data import frame_points, level_labelled, stage1_labelled, user_views
 from models.xray_keypoints.data import VIEW_ORDER, AugmentConfig, KeypointDataset, RawSample, shrink
 from models.xray_keypoints.losses import LossConfig, multitask_loss
 from models.xray_keypoints.network import KeypointNet, NetworkConfig, count_parameters
@@ -118,7 +118,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     t0 = time.time()
     views: list[StoredView] = []
     if user:
-        views += _user_views(args)
+        views += user_views(args)
     if not views and not studies:
         raise SystemExit("no training views: the annotations gave none and --phantom-studies is 0")
     if args.processes > 1 and studies:
@@ -139,28 +139,6 @@ def cmd_data(args: argparse.Namespace) -> int:
         pickle.dump(views, fh, protocol=pickle.HIGHEST_PROTOCOL)
     print(f"wrote {len(views)} views to {args.out} in {time.time() - t0:.0f} s")
     return 0
-
-
-def _user_views(args: argparse.Namespace) -> list[StoredView]:
-    """The site's annotated images (``--coco`` / ``--labelme``), each ``--repeat-user`` times (weighting)."""
-    from models.xray_keypoints.cascade_data import coco_views, labelme_views
-
-    src = str(args.coco if args.coco is not None else args.labelme)
-    try:
-        if args.coco is not None:
-            got = coco_views(args.coco, args.images, max_side=args.max_side)
-        else:
-            got = labelme_views(args.labelme, args.label_map, max_side=args.max_side)
-    except (ValueError, KeyError, TypeError, OSError) as exc:  # JSONDecodeError is a ValueError
-        raise SystemExit(f"error: {src}: not readable as {'COCO keypoints' if args.coco else 'labelme'}: {exc}") from exc
-    print(f"{len(got.views)} annotated views from {src}; {len(got.dropped)} dropped"
-          + "".join(f"\n  dropped {d}" for d in got.dropped[:20]) + ("\n  ..." if len(got.dropped) > 20 else ""))
-    if got.spacing_missing:
-        print(f"{got.spacing_missing} image(s) without pixel spacing: 0.1 mm per pixel assumed (errors in mm nominal)")
-    masked = sum(int((~v.labelled).sum()) for v in got.views)
-    if masked:
-        print(f"{masked} keypoints not labelled: left out of the loss (masked)")
-    return got.views * max(1, args.repeat_user)
 
 
 class _Unpickler(pickle.Unpickler):
@@ -388,6 +366,21 @@ def inherited_meta(path: Path) -> dict:
     return out
 
 
+def cmd_take(args: argparse.Namespace) -> int:
+    """A stage of a cascade weights file as a training checkpoint (0 steps): export then keeps that stage as it is
+    (fine-tuning only the other stage)."""
+    ck = load_checkpoint(args.weights, "xray_keypoints")
+    if ck.meta.get("architecture") != "cascade":
+        raise SystemExit(f"{args.weights}: not cascade weights")
+    m = ck.meta[f"stage{args.stage}"]
+    extra = {k: m[k] for k in ("network", "size", "crop", "loss") if k in m}
+    save_checkpoint(args.out, f"xray_keypoints_stage{args.stage}", VERSION, {"model": ck.part(f"stage{args.stage}")},
+                    {**extra, "step": 0, "minutes": 0.0, "stage": args.stage, "views": 0,
+                     "init": str(Path(args.weights).resolve()), "init_version": ck.version}, dtype=None)
+    print(f"stage {args.stage} of {args.weights} ({ck.version}) unchanged -> {args.out}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     s1, s2 = _load_stage(args.stage1, 1), _load_stage(args.stage2, 2)
     trained = {"stage1_steps": s1["step"], "stage1_minutes": round(s1["minutes"], 1),
@@ -449,6 +442,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         s.add_argument("--warmup", type=int, default=50, help="learning-rate warm-up steps")
         s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (a GPU when there is one)")
         s.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: --minutes only)")
+    t = sub.add_parser("take", help="a stage of a cascade weights file as an (untrained) stage checkpoint")
+    t.add_argument("--weights", type=Path, required=True)
+    t.add_argument("--stage", type=int, choices=(1, 2), required=True)
+    t.add_argument("--out", type=Path, required=True)
     e = sub.add_parser("export", help="write the fp16 weights file from the two checkpoints")
     e.add_argument("--stage1", type=Path, required=True)
     e.add_argument("--stage2", type=Path, required=True)
@@ -467,7 +464,8 @@ def cli(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if hasattr(args, "seed") and args.cmd != "data":
         seed_everything(args.seed)
-    return {"data": cmd_data, "stage1": cmd_stage1, "stage2": cmd_stage2, "export": cmd_export}[args.cmd](args)
+    return {"data": cmd_data, "stage1": cmd_stage1, "stage2": cmd_stage2, "take": cmd_take,
+            "export": cmd_export}[args.cmd](args)
 
 
 if __name__ == "__main__":

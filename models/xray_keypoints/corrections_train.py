@@ -109,6 +109,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--minutes", type=float, default=20.0, help="per stage")
     p.add_argument("--steps", type=int, default=0, help="per stage, at most (0: --minutes only)")
     p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--stages", default="both", choices=("both", "1", "2"),
+                   help="which stages to fine-tune; the other is kept as in the starting weights")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="auto", help="training device: auto (a GPU when there is one), cpu, cuda")
     p.add_argument("--seed", type=int, default=7)
@@ -172,7 +174,7 @@ def cli(argv: list[str] | None = None) -> int:
     cand_path = work / "candidate.pt"
     commands = finetune(data_args, out=cand_path, work=work, init=start, version=version,
                         minutes=args.minutes, steps=args.steps, threads=args.threads, seed=args.seed, lr=args.lr,
-                        device=args.device)
+                        device=args.device, stages=args.stages)
     train_min = (time.time() - t0) / 60
     candidate = KeypointPredictor.load(cand_path, "cpu")
     t1 = time.time()
@@ -230,7 +232,8 @@ def _card(version: str, parent: str, parent_path: str, args: argparse.Namespace,
         f"- Mixed in: {args.phantom_studies} renderer-A phantom studies (3 views each, rows {args.phantom_rows[0]}-"
         f"{args.phantom_rows[1]}).", "",
         "## Training",
-        f"- Both cascade stages from `{metrics['started_from']}`, lr {args.lr:g}, at most {args.minutes:g} min"
+        f"- Cascade stage(s) {args.stages} fine-tuned from `{metrics['started_from']}` (a stage not fine-tuned is "
+        f"taken unchanged), lr {args.lr:g}, at most {args.minutes:g} min"
         + (f" / {args.steps} steps" if args.steps else "") + f" per stage, device {args.device}, "
         f"{args.threads} thread(s); {metrics['training_minutes']:.1f} min in all.",
         "- Spread scale, test-time variants and interval calibration: taken over from the parent, **not refitted** "

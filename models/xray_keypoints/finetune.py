@@ -71,11 +71,17 @@ def parent_settings(weights: Path) -> dict:
 
 def finetune(data_args: list[str], *, out: Path, work: Path, init: Path | None, version: str | None = None,
              minutes: float = 15.0, steps: int = 0, threads: int = 1, seed: int = 7, lr: float | None = None,
-             warmup: int = 20, device: str = "cpu", batch1: int = 12, batch2: int = 36, log=print) -> list[str]:  # noqa: ANN001
-    """Build the views (``cascade data`` + ``data_args``), train both stages from ``init`` (None: from scratch) and
-    export to ``out``. Returns the commands run (``cspine-node train xray cascade ...`` form)."""
+             warmup: int = 20, device: str = "cpu", batch1: int = 12, batch2: int = 36, stages: str = "both",
+             log=print) -> list[str]:  # noqa: ANN001
+    """Build the views (``cascade data`` + ``data_args``), train the stages (``both``, ``1`` or ``2``; the other one
+    is taken unchanged from ``init``) from ``init`` (None: from scratch) and export to ``out``. Returns the commands
+    run (``cspine-node train xray cascade ...`` form)."""
     from models.xray_keypoints import cascade_train
 
+    if stages not in ("both", "1", "2"):
+        raise SystemExit(f"--stages must be both, 1 or 2, not {stages!r}")
+    if init is None and stages != "both":
+        raise SystemExit("training from scratch needs both stages (--stages both)")
     work.mkdir(parents=True, exist_ok=True)
     parent = parent_settings(init) if init is not None else {
         "version": None, "widths1": "16,32,64", "widths2": "16,32,64", "size1": 160, "size2": 128, "iterations": 2}
@@ -87,12 +93,13 @@ def finetune(data_args: list[str], *, out: Path, work: Path, init: Path | None, 
     if steps:
         common += ["--steps", str(steps)]
     init_args = ["--init", str(init)] if init is not None else []
+    take = {n: ["take", "--weights", str(init), "--stage", str(n), "--out", str(work / f"stage{n}.ckpt")] for n in (1, 2)}
     runs = [
         ["data", *data_args, "--seed", str(seed), "--out", str(data)],
         ["stage1", *common, "--batch", str(batch1), "--size", str(parent["size1"]), "--widths", parent["widths1"],
-         *init_args, "--out", str(work / "stage1.ckpt")],
+         *init_args, "--out", str(work / "stage1.ckpt")] if stages in ("both", "1") else take[1],
         ["stage2", *common, "--batch", str(batch2), "--size", str(parent["size2"]), "--widths", parent["widths2"],
-         *init_args, "--out", str(work / "stage2.ckpt")],
+         *init_args, "--out", str(work / "stage2.ckpt")] if stages in ("both", "2") else take[2],
         ["export", "--stage1", str(work / "stage1.ckpt"), "--stage2", str(work / "stage2.ckpt"), "--iterations",
          str(parent["iterations"]), "--version", version, "--out", str(out)] + ([] if init is not None else ["--no-inherit"]),
     ]
@@ -117,6 +124,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeat-user", type=int, default=1, help="each annotated view N times (weight against phantoms)")
     p.add_argument("--init", type=Path, help="cascade weights to fine-tune (default: the shipped weights)")
     p.add_argument("--from-scratch", action="store_true", help="new networks instead of fine-tuning")
+    p.add_argument("--stages", default="both", choices=("both", "1", "2"),
+                   help="which stages to fine-tune; the other is kept as in the starting weights")
     p.add_argument("--minutes", type=float, default=15.0, help="per stage")
     p.add_argument("--steps", type=int, default=0, help="per stage, at most (0: --minutes only)")
     p.add_argument("--lr", type=float, help="default 5e-4 (fine-tune) or 2e-3 (from scratch)")
@@ -142,7 +151,8 @@ def cli(argv: list[str] | None = None) -> int:
     init = None if args.from_scratch else (args.init or DEFAULT_WEIGHTS)
     work = args.work or args.out.with_name(args.out.name + ".work")
     finetune(data_args, out=args.out, work=work, init=init, version=args.version, minutes=args.minutes,
-             steps=args.steps, threads=args.threads, seed=args.seed, lr=args.lr, warmup=args.warmup, device=args.device)
+             steps=args.steps, threads=args.threads, seed=args.seed, lr=args.lr, warmup=args.warmup, device=args.device,
+             stages=args.stages)
     print(f"weights: {args.out} (evaluate: cspine-node evaluate xray --weights {args.out} --data FOLDER; add to the "
           f"site's store: cspine-node models add xray {args.out} --card CARD.md --metrics metrics.json)")
     return 0

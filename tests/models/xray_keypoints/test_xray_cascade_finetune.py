@@ -160,3 +160,19 @@ def test_unreadable_annotations_stop_with_a_message(tmp_path: Path) -> None:
                                "annotations": [{"image_id": 1, "keypoints": [1, 2, 2]}]}))
     with pytest.raises(SystemExit, match="not readable as COCO keypoints"):
         cascade_train.cli(["data", "--coco", str(bad), "--out", str(tmp_path / "d.pkl")])
+
+
+def test_fine_tuning_one_stage_keeps_the_other_as_shipped(tmp_path: Path) -> None:
+    from models.xray_keypoints.finetune import annotation_source, finetune
+
+    coco = _coco(tmp_path / "site", range(990170, 990171))
+    out = tmp_path / "s1.pt"
+    cmds = finetune(annotation_source(coco), out=out, work=tmp_path / "w", init=DEFAULT_WEIGHTS, steps=1, minutes=1,
+                    stages="1", log=lambda _: None)
+    assert any(" take --weights " in c and "--stage 2" in c for c in cmds)
+    ck, shipped = load_checkpoint(out, "xray_keypoints"), load_checkpoint(DEFAULT_WEIGHTS, "xray_keypoints")
+    assert same_tensors(ck.parts["stage2"], shipped.parts["stage2"])
+    assert not same_tensors(ck.parts["stage1"], shipped.parts["stage1"])
+    assert ck.meta["stage2"] == shipped.meta["stage2"] and ck.meta["trained"]["stage2_steps"] == 0
+    with pytest.raises(SystemExit, match="from scratch"):
+        finetune([], out=out, work=tmp_path / "w2", init=None, stages="2")
