@@ -125,7 +125,7 @@ def cli(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from models.store import ModelStore
+    from models.store import ModelStore, StoreError
     from models.xray_keypoints import DEFAULT_WEIGHTS
     from models.xray_keypoints.corrections_gate import compare, decide, table
     from models.xray_keypoints.evaluate import HELD_OUT_SEED
@@ -159,7 +159,11 @@ def cli(argv: list[str] | None = None) -> int:
               f"(or change --held-back / --min-train / --min-held)", file=sys.stderr)
         return 2
     store = ModelStore(args.store)
-    current_weights = store.active_weights(MODEL) or DEFAULT_WEIGHTS
+    try:
+        current_weights = store.active_weights(MODEL) or DEFAULT_WEIGHTS
+    except StoreError as exc:
+        print(f"error: the store's active {MODEL} version is not usable: {exc}", file=sys.stderr)
+        return 2
     current = KeypointPredictor.load(current_weights, "cpu")
     start = Path(args.init or current_weights)
     stamp = time.strftime("%Y%m%d%H%M")

@@ -169,3 +169,14 @@ def test_broken_corrections_file_is_refused_with_a_message(tmp_path: Path, capsy
     rc = corrections_train.cli(["--from-corrections", str(tmp_path / "corr"), "--store", str(tmp_path / "store")])
     assert rc == 2 and "not a corrections file" in capsys.readouterr().err
     assert corrections_train.cli(["--from-corrections", str(tmp_path / "nothing"), "--store", str(tmp_path)]) == 2
+
+
+def test_a_broken_active_version_is_refused(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    folder = _corrections(tmp_path / "corr", range(990210, 990216))
+    store = ModelStore(tmp_path / "store")
+    (tmp_path / "card.md").write_text("card\n")
+    v = store.add("keypoints", DEFAULT_WEIGHTS, tmp_path / "card.md", {"m": 1})
+    store.promote("keypoints", v.version)
+    (v.path / "metrics.json").unlink()  # the store never serves a version without its metrics
+    rc = corrections_train.cli(["--from-corrections", str(folder), "--store", str(store.root), *ARGS])
+    assert rc == 2 and "missing metrics.json" in capsys.readouterr().err
