@@ -147,6 +147,30 @@ const step = s => { out.steps.push(s); };
     step('stowed');
     await page.waitForTimeout(3000);
     await shot('4-saved');
+    if (process.env.EDIT) {
+      // load the saved SR back for editing (OHIF offers to restore its own SRs), drag a point, save again
+      const edit = JSON.parse(process.env.EDIT);
+      try { await page.locator('[data-cy="yes-hydrate-btn"]').first().click({ timeout: 30000 }); step('hydrated'); }
+      catch (e) { step('no restore prompt: ' + e.message.slice(0, 80)); }
+      await page.waitForTimeout(3000);
+      await shot('5-hydrated');
+      const p = await toCanvas(...edit.from), q = await toCanvas(...edit.to);
+      await page.mouse.move(p[0], p[1]); await page.mouse.down();
+      await page.mouse.move(q[0], q[1], { steps: 8 }); await page.mouse.up();
+      step('dragged');
+      out.aimed_edit = { image: [edit.from, edit.to], canvas: [p, q] };
+      await page.waitForTimeout(1000);
+      await shot('6-moved');
+      const stowed2 = page.waitForResponse(r => r.request().method() === 'POST' && r.url().includes('/dicom-web/studies'),
+                                           { timeout: 60000 });
+      await page.getByText('Create SR', { exact: true }).first().click({ timeout: 20000 });
+      await page.waitForTimeout(1500);
+      try { await page.locator('input[type="text"], input:not([type])').last().fill(process.env.REPORT_NAME + ' edited', { timeout: 5000 }); } catch (e) {}
+      await page.getByRole('button', { name: 'Save' }).last().click({ timeout: 10000 });
+      step('edited SR: STOW-RS answered HTTP ' + (await stowed2).status());
+      await page.waitForTimeout(2000);
+      await shot('7-saved-again');
+    }
     out.ok = true;
   } catch (e) {
     out.error = e.message.slice(0, 500);
@@ -176,8 +200,26 @@ def plan(result_keypoints: dict[str, tuple[float, float]]) -> list[dict]:
     ]
 
 
-def record(out: Path, shots: Path | None = None) -> dict:
-    """Run the whole recording; returns the driver's report (``ok``, ``steps``, ``logs``, ``aimed``)."""
+def edit_plan(result_keypoints: dict[str, tuple[float, float]]) -> dict:
+    """After saving: restore the SR in OHIF and drag the Probe near C4 antero-inferior 6 px left and 4 px up."""
+    x, y = result_keypoints["C4 antero-inferior"]
+    return {"from": [round(x + 0.5 + 9, 1), round(y + 0.5 + 6, 1)], "to": [round(x + 0.5 + 3, 1), round(y + 0.5 + 2, 1)]}
+
+
+def _saved_srs(orthanc, new: set[str]) -> list[bytes]:  # noqa: ANN001 - tests.services.Orthanc
+    """The new SRs in Orthanc, in the order they were saved (Content Time, then Series Number)."""
+    found = []
+    for ident in orthanc.instances():
+        tags = orthanc.get(f"/instances/{ident}/simplified-tags").json()
+        if tags.get("SOPInstanceUID") in new and tags.get("Modality") == "SR":
+            key = (tags.get("ContentDate", ""), tags.get("ContentTime", ""), int(tags.get("SeriesNumber", 0) or 0))
+            found.append((key, orthanc.get(f"/instances/{ident}/file").content))
+    return [data for _, data in sorted(found)]
+
+
+def record(out: Path, shots: Path | None = None, *, edit: bool = False) -> dict:
+    """Run the whole recording; returns the driver's report (``ok``, ``steps``, ``logs``, ``aimed``). ``edit``: then
+    restore the saved SR in OHIF, drag one point and save again, written to ``<out stem>_edited.dcm``."""
     with tempfile.TemporaryDirectory(prefix="ohif-record-") as tmp:
         tmp_path = Path(tmp)
         shots = shots or tmp_path / "shots"
@@ -199,6 +241,8 @@ def record(out: Path, shots: Path | None = None) -> dict:
             before = orthanc.sop_instance_uids()
             env = {**os.environ, "PW_CORE": str(_playwright_core()), "CHROMIUM": str(CHROMIUM), "URL": url,
                    "SHOTS": str(shots), "PLAN": json.dumps(plan(kps)), "REPORT_NAME": "cspine correction"}
+            if edit:
+                env["EDIT"] = json.dumps(edit_plan(kps))
             r = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=400, env=env)
             if r.returncode != 0:
                 raise RuntimeError(r.stderr[-3000:])
@@ -207,24 +251,29 @@ def record(out: Path, shots: Path | None = None) -> dict:
             report["new_instances"] = sorted(new)
             if not report.get("ok") or not new:
                 return report
-            for ident in orthanc.instances():
-                tags = orthanc.get(f"/instances/{ident}/simplified-tags").json()
-                if tags.get("SOPInstanceUID") in new and tags.get("Modality") == "SR":
-                    data = orthanc.get(f"/instances/{ident}/file").content
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    out.write_bytes(data)
-                    ds = pydicom.dcmread(out)
-                    report["sop_class_uid"] = str(ds.SOPClassUID)
-                    report["referenced_image"] = neutral.image_uid
-                    report["study_uid"] = study.study_uid
-                    sidecar = {k: report[k] for k in ("aimed", "referenced_image", "study_uid", "sop_class_uid")}
-                    sidecar["seed"], sidecar["shape"] = SEED, list(SHAPE)
-                    sidecar["keypoints"] = {n: [round(x, 3), round(y, 3)] for n, (x, y) in kps.items()}
-                    sidecar["pixel_spacing_mm"] = list(neutral.pixel_spacing_mm or ())
-                    sidecar["image_size"] = [neutral.rows, neutral.columns]
-                    sidecar["ohif_version"] = "3.13.2"
-                    out.with_suffix(".json").write_text(json.dumps(sidecar, indent=1) + "\n")
-                    report["written"] = str(out)
+            saved = _saved_srs(orthanc, new)
+            report["saved_srs"] = len(saved)
+            if not saved or (edit and len(saved) < 2):
+                return report
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(saved[0])
+            ds = pydicom.dcmread(out)
+            report["sop_class_uid"] = str(ds.SOPClassUID)
+            report["referenced_image"] = neutral.image_uid
+            report["study_uid"] = study.study_uid
+            sidecar = {k: report[k] for k in ("aimed", "referenced_image", "study_uid", "sop_class_uid")}
+            sidecar["seed"], sidecar["shape"] = SEED, list(SHAPE)
+            sidecar["keypoints"] = {n: [round(x, 3), round(y, 3)] for n, (x, y) in kps.items()}
+            sidecar["pixel_spacing_mm"] = list(neutral.pixel_spacing_mm or ())
+            sidecar["image_size"] = [neutral.rows, neutral.columns]
+            sidecar["ohif_version"] = "3.13.2"
+            if edit:
+                edited = out.with_name(out.stem + "_edited.dcm")
+                edited.write_bytes(saved[-1])
+                sidecar["aimed_edit"] = report.get("aimed_edit")
+                report["written_edited"] = str(edited)
+            out.with_suffix(".json").write_text(json.dumps(sidecar, indent=1) + "\n")
+            report["written"] = str(out)
             return report
         finally:
             if server is not None:
@@ -236,7 +285,7 @@ def record(out: Path, shots: Path | None = None) -> dict:
 if __name__ == "__main__":
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_OUT
     shots_dir = Path(os.environ["CSPINE_SHOTS"]) if os.environ.get("CSPINE_SHOTS") else None
-    rep = record(target, shots_dir)
+    rep = record(target, shots_dir, edit=os.environ.get("CSPINE_RECORD_EDIT", "") == "1")
     print(json.dumps({k: v for k, v in rep.items() if k != "buttons"}, indent=1))
     print("data-cy:", rep.get("buttons"))
     sys.exit(0 if rep.get("written") else 1)

@@ -226,3 +226,25 @@ def test_the_nodes_own_corner_polyline_edited_elsewhere_moves_the_vertices_that_
     kp = next(k for k in next(i for i in result.images if i.image_uid == neutral.image_uid).keypoints
               if k.name == "C3 postero-inferior")
     assert c.moved["C3 postero-inferior"] == pytest.approx((kp.x + 5, kp.y + 3), abs=1e-3)
+
+
+def test_ohif_restored_edited_and_saved_again() -> None:
+    """The recording's second SR: OHIF restored the first, the Probe was dragged 6 px left / 4 px up, and "Create SR"
+    saved a whole new SR (a new series, every group with a new tracking UID, no predecessor reference). Applied on
+    top of the first it moves C4 antero-inferior again; the rest stays where the first put it."""
+    first, edited = read_annotations(_ds()), read_annotations(pydicom.dcmread(FIXTURES / "ohif_saved_sr_edited.dcm"))
+    assert [a.tool for a in edited.annotations] == [a.tool for a in first.annotations]
+    assert not {a.tracking_uid for a in edited.annotations} & {a.tracking_uid for a in first.annotations}
+    dragged_to = np.asarray(SIDECAR["aimed_edit"]["image"][1]) - 0.5
+    assert np.hypot(*(edited.annotations[1].points[0] - dragged_to)) < 1.5
+    result = _result()
+    doc = empty_document()
+    kw = dict(file_name="images/x.png", study_uid=result.study_uid, model_version="m 1", received_at="t")
+    c1 = match_corrections(first, result).images[IMAGE_UID]
+    c2 = match_corrections(edited, result).images[IMAGE_UID]
+    assert set(c2.moved) == set(c1.moved)
+    apply_correction(doc, result.images[0], c1, sr_uid=first.sop_instance_uid, **kw)
+    apply_correction(doc, result.images[0], c2, sr_uid=edited.sop_instance_uid, **kw)
+    flat = np.asarray(doc["annotations"][0]["keypoints"]).reshape(24, 3)
+    assert flat[CORNER_NAMES.index("C4 antero-inferior"), :2] == pytest.approx(c2.moved["C4 antero-inferior"], abs=1e-3)
+    assert flat[CORNER_NAMES.index("C7 antero-inferior"), :2] == pytest.approx(c1.moved["C7 antero-inferior"], abs=1e-3)
