@@ -288,7 +288,7 @@ def sr_groups(result: StudyResult, sources: Sources, prov: Provenance) -> tuple[
         rule = f" [rule: {f.threshold}]" if f.threshold else ""
         prob = f" p={f.probability:.2f}" if f.probability is not None else ""
         texts.append(f"{f.name} {f.site}: {f.value}{prob}" + (f" - {detail}" if detail else "") + rule)
-    texts += [f"{_label(m, result)}: not measurable ({m.reason or 'no reason given'})"
+    texts += [f"{_label(m, result)}: {m.not_measurable_text}"
               for m in result.measurements if m.value is None]
     with_corners = {i.image_uid for i in result.images if corner_graphic(i) is not None}
     held: dict[str, list[Measurement]] = {u: [] for u in with_corners}
