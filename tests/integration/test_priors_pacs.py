@@ -220,9 +220,11 @@ def test_unreachable_pacs_is_a_note(phantoms: dict, orthanc_factory, tmp_path: P
 
 
 @pytest.mark.slow
-def test_partner_for_the_patient_report_from_the_pacs(orthanc_factory, models, tmp_path: Path) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("kind", ["stow", "dimse"])
+def test_partner_for_the_patient_report_from_the_pacs(kind: str, orthanc_factory, models, tmp_path: Path) -> None:  # noqa: ANN001
     """The X-ray study reached the PACS (with this node's SR) before this node's index knew it: the MRI study of the
-    same patient a week later pairs with it through the same QIDO-RS query, and the patient-level report is made."""
+    same patient a week later pairs with it through the same query (QIDO-RS or C-FIND), and the patient-level report
+    is made."""
     import pipelines
     from pipelines.phantoms.paired import paired_phantom_studies
 
@@ -238,7 +240,8 @@ def test_partner_for_the_patient_report_from_the_pacs(orthanc_factory, models, t
         seen["analysis"] = pipelines.analyze(study, models, history)
         return seen["analysis"]
 
-    tasks.run_analysis(sp, [], uid, analyze, prior_destinations=[_stow(orthanc)], calling_aet=NODE_AET)
+    dest = _stow(orthanc) if kind == "stow" else _dimse(orthanc)
+    tasks.run_analysis(sp, [], uid, analyze, prior_destinations=[dest], calling_aet=NODE_AET)
     analysis = seen["analysis"]
     assert analysis.partner_study_uid == xray.study_uid, analysis.warnings
     assert [o.Modality for o in analysis.patient_objects] == ["SR", "DOC"]
