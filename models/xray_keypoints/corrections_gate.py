@@ -12,7 +12,8 @@ For every quantity the per-image differences ``candidate - current`` get a boots
 
 - **not worse on (a)**: for each of corner error, Cobb and SVA error the upper end of that interval is at most the
   noise margin, ``max(floor, margin x current mean)`` (a non-inferiority test: a small or noisy test set that cannot
-  show "not worse" refuses), and
+  show "not worse" refuses), and no radiograph's mean corner error is worse by more than ``max_regression_mm``
+  (1 mm: a vertebra moved to a wrong place; a mean over many images hides one such view), and
 - **better on (b)**: the candidate's median of the per-view errors is lower than the current model's, and the upper
   end of the interval of the mean per-view difference is below 0.
 
@@ -48,6 +49,11 @@ class Comparison:
     """bootstrap 95 % interval of ``diff_mean``."""
     margin: float = 0.0
     """the noise margin (phantom quantities): ``diff_ci[1] <= margin`` means not worse."""
+    regressions: int = 0
+    """images whose value is worse by more than ``regression_limit`` (counted for the corner error)."""
+    regression_limit: float = float("inf")
+    max_increase: float = float("nan")
+    """the largest per-image increase (candidate - current)."""
     current_failures: int = 0
     candidate_failures: int = 0
     """images on which the model failed (no finite points; left out of the statistics, and a candidate that fails
@@ -58,7 +64,8 @@ class Comparison:
 
 
 def paired(key: str, unit: str, current: np.ndarray, candidate: np.ndarray, *, floor: float = 0.0,
-           rel_margin: float = 0.0, n_boot: int = 2000, seed: int = 0) -> Comparison:
+           rel_margin: float = 0.0, regression_limit: float = float("inf"), n_boot: int = 2000, seed: int = 0
+           ) -> Comparison:
     """Paired comparison of per-image values with a seeded bootstrap of the mean difference. NaN (not measurable)
     and infinite (the model failed: counted) values leave their pair out."""
     cur, cand = np.asarray(current, float), np.asarray(candidate, float)
@@ -67,14 +74,15 @@ def paired(key: str, unit: str, current: np.ndarray, candidate: np.ndarray, *, f
     cur, cand = cur[ok], cand[ok]
     if not len(cur):
         nan = float("nan")
-        return Comparison(key, unit, 0, nan, nan, nan, nan, nan, (nan, nan), floor, *fails)
+        return Comparison(key, unit, 0, nan, nan, nan, nan, nan, (nan, nan), floor, 0, regression_limit, nan, *fails)
     d = cand - cur
     rng = np.random.default_rng(seed)
     boots = d[rng.integers(0, len(d), (n_boot, len(d)))].mean(axis=1)
     lo, hi = np.percentile(boots, [2.5, 97.5])
     return Comparison(key, unit, int(len(d)), float(cur.mean()), float(cand.mean()), float(np.median(cur)),
                       float(np.median(cand)), float(d.mean()), (float(lo), float(hi)),
-                      float(max(floor, rel_margin * abs(cur.mean()))), *fails)
+                      float(max(floor, rel_margin * abs(cur.mean()))), int((d > regression_limit).sum()),
+                      regression_limit, float(d.max()), *fails)
 
 
 @dataclass
@@ -98,6 +106,10 @@ def decide(phantom: list[Comparison], held: Comparison) -> Decision:
             reasons.append(f"{c.key}: the candidate fails on {c.candidate_failures} image(s) (current model: "
                            f"{c.current_failures})")
     for c in phantom:
+        if c.regressions:
+            ok = False
+            reasons.append(f"phantom {c.key}: worse by more than {c.regression_limit:g} {c.unit} on {c.regressions} "
+                           f"image(s) (largest +{c.max_increase:.3f} {c.unit})")
         if c.n == 0 or not np.isfinite(c.diff_ci[1]):
             ok = False
             reasons.append(f"phantom {c.key}: no paired values: cannot show 'not worse'")
@@ -179,13 +191,15 @@ def held_back_values(predictor, views: list) -> np.ndarray:  # noqa: ANN001 - li
 
 
 def compare(current, candidate, held_views: list, *, phantom_seed: int, phantom_count: int,  # noqa: ANN001
-            phantom_shape: tuple[int, int] | None = None, rel_margin: float = 0.1) -> tuple[list[Comparison], Comparison]:
+            phantom_shape: tuple[int, int] | None = None, rel_margin: float = 0.1, max_regression_mm: float = 1.0
+            ) -> tuple[list[Comparison], Comparison]:
     """Both evaluations, paired, for two predictors (plain pass each: the points the node reports)."""
     for p in (current, candidate):
         p.variants = p.variants[:1]
     a_cur = phantom_values(current, seed=phantom_seed, count=phantom_count, shape=phantom_shape)
     a_cand = phantom_values(candidate, seed=phantom_seed, count=phantom_count, shape=phantom_shape)
-    phantom = [paired(k, unit, a_cur[k], a_cand[k], floor=floor, rel_margin=rel_margin)
+    phantom = [paired(k, unit, a_cur[k], a_cand[k], floor=floor, rel_margin=rel_margin,
+                      regression_limit=max_regression_mm if k == "corner_error_mm" else float("inf"))
                for k, unit, floor in PHANTOM_QUANTITIES]
     held = paired(HELD_KEY, "mm", held_back_values(current, held_views), held_back_values(candidate, held_views))
     return phantom, held
@@ -197,6 +211,8 @@ def table(phantom: list[Comparison], held: Comparison, current: str, candidate: 
             "difference mean [95 % CI] | rule |", "|---|---|---|---|---|---|---|"]
     for c in [*phantom, held]:
         rule = (f"not worse: CI upper <= {c.margin:.3f}" if c is not held else "better: median lower and CI upper < 0")
+        if np.isfinite(c.regression_limit):
+            rule += f"; no image worse by > {c.regression_limit:g} {c.unit} ({c.regressions}; largest {c.max_increase:+.3f})"
         where = "phantom A test" if c is not held else "held-back corrections"
         rows.append(f"| {where} | {c.key} | {c.n} | {c.current_mean:.3f} / {c.current_median:.3f} {c.unit} | "
                     f"{c.candidate_mean:.3f} / {c.candidate_median:.3f} {c.unit} | {c.diff_mean:+.3f} "

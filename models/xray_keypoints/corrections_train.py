@@ -102,10 +102,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--phantom-studies", type=int, default=40, help="renderer-A phantom studies mixed in")
     p.add_argument("--phantom-rows", type=int, nargs=2, default=(900, 1100), metavar=("MIN", "MAX"),
                    help="rows of the mixed-in phantom images")
-    p.add_argument("--phantom-test-studies", type=int, default=10, help="held-out phantom studies of test (a)")
+    p.add_argument("--phantom-test-studies", type=int, default=30, help="held-out phantom studies of test (a)")
     p.add_argument("--phantom-test-shape", type=int, nargs=2, metavar=("ROWS", "COLS"),
                    help="image size of test (a) (default: realistic detector sizes)")
     p.add_argument("--margin", type=float, default=0.1, help="noise margin of (a): this x the current mean")
+    p.add_argument("--max-regression-mm", type=float, default=1.0,
+                   help="(a): refuse if any radiograph's mean corner error grows by more than this")
     p.add_argument("--minutes", type=float, default=20.0, help="per stage")
     p.add_argument("--steps", type=int, default=0, help="per stage, at most (0: --minutes only)")
     p.add_argument("--lr", type=float, default=5e-4)
@@ -184,7 +186,8 @@ def cli(argv: list[str] | None = None) -> int:
     t1 = time.time()
     shape = tuple(args.phantom_test_shape) if args.phantom_test_shape else None
     phantom, held_cmp = compare(current, candidate, _views(held), phantom_seed=HELD_OUT_SEED,
-                                phantom_count=args.phantom_test_studies, phantom_shape=shape, rel_margin=args.margin)
+                                phantom_count=args.phantom_test_studies, phantom_shape=shape, rel_margin=args.margin,
+                                max_regression_mm=args.max_regression_mm)
     decision = decide(phantom, held_cmp)
     if args.no_promote and decision.promote:
         decision.reasons.append("--no-promote: stored, not promoted")
@@ -249,7 +252,8 @@ def _card(version: str, parent: str, parent_path: str, args: argparse.Namespace,
         f"renderer-A phantom studies (seeds from {metrics['phantom_test']['seed']}, "
         f"{metrics['phantom_test']['shape']} sizes), (b) the held-back corrections. Differences are candidate - current "
         "with a bootstrap 95 % interval of the mean; margin = max(floor, "
-        f"{args.margin:g} x current mean).", "", tab, "",
+        f"{args.margin:g} x current mean); no radiograph's mean corner error may grow by more than "
+        f"{args.max_regression_mm:g} mm.", "", tab, "",
         f"**Decision: {verdict}.**", *[f"- {r}" for r in decision.reasons], "",
         "## Limitations",
         "- A held-back set of a few studies gives wide intervals: the gate then refuses (it must show 'better').",

@@ -44,6 +44,11 @@ def test_gate_promotes_only_if_not_worse_on_phantoms_and_better_on_held_back() -
     assert not decide(GOOD_A, _cmp("median_corner_error_mm", 0.50, 0.45, (-0.12, 0.01))).promote
     assert not decide(GOOD_A, Comparison("median_corner_error_mm", "mm", 8, 0.5, 0.45, 0.40, 0.42, -0.05,
                                          (-0.08, -0.01))).promote
+    # better on average but one radiograph much worse (a vertebra moved to a wrong place): refused
+    one_bad = [_cmp("corner_error_mm", 0.20, 0.201, (-0.004, 0.006), regressions=1, regression_limit=1.0,
+                    max_increase=1.8), *GOOD_A[1:]]
+    d = decide(one_bad, better)
+    assert not d.promote and "worse by more than 1 mm on 1 image(s) (largest +1.800 mm)" in " ".join(d.reasons)
     # nothing to compare, or a candidate that fails on images: refused
     nan = float("nan")
     assert not decide([], better).promote
@@ -63,6 +68,10 @@ def test_paired_bootstrap_is_seeded_and_counts_failures() -> None:
     cand[3], cur[5] = np.inf, np.nan
     c = paired("x", "mm", cur, cand)
     assert c.n == 38 and c.candidate_failures == 1 and c.current_failures == 0
+    cand[7] = cur[7] + 1.5
+    r = paired("x", "mm", cur, cand, regression_limit=1.0)
+    assert r.regressions == 1 and r.max_increase == pytest.approx(1.5)
+    assert paired("x", "mm", cur, cand).regressions == 0  # no limit: not counted
 
 
 def _corrections(folder: Path, seeds: range, shape=(330, 280)) -> Path:  # noqa: ANN001
