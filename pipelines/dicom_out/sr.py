@@ -13,12 +13,13 @@ Tree::
           "Vertebral corners C2-C7 [view]": the 24 corner keypoints as one open POLYLINE (per vertebra C2..C7:
                    AS, PS, PI, AI; ``graphics.corner_graphic``) holding every value of that view as a NUM
                    (UCUM unit, finding sites, method/derivation, +/- uncertainty of the 95 % interval, source
-                   images): Cobb angle, SVA, abnormal listheses first, then curvature index, segmental angles,
-                   canal, Pavlov, body, the other listheses, curvature offsets; the first view of a
+                   images): Cobb angle, SVA, curvature index, segmental angles, canal, Pavlov, body, the
+                   listheses of normal levels, curvature offsets; the first view of a
                    flexion-extension pair also holds the differences (the identifier then names both views)
-          figures without a NUM: Cobb lines (C2 and C7 inferior endplates), SVA plumb line, the two posterior
-                   walls of a level whose listhesis is abnormal (``LISTHESIS_SHOWN_MM``), the spinolaminar line
-                   (its six points); any other keypoint as a POINT
+          figures without a NUM: Cobb lines (C2 and C7 inferior endplates), SVA plumb line, the spinolaminar
+                   line (its six points); any other keypoint as a POINT
+          the two posterior walls of a level whose listhesis is abnormal (``LISTHESIS_SHOWN_MM``) holding that
+                   listhesis distance as their one NUM, so its label sits beside the level
         per image without corners (MRI ...): each keypoint as a POINT, each value its own group on its figure
       Qualitative Evaluations: research-use statement, algorithm, findings (evidence, rule), values not
                    measurable, values without a figure, warnings, the prior comparison
@@ -26,7 +27,8 @@ Tree::
 What OHIF 3.13.2 does with it (extensions/cornerstone-dicom-sr): it draws every group's first SCOORD on its
 image and labels the group with "<concept meaning>: <value> <unit code>" for at most five of its NUMs, then
 "363698007: <meaning>" for a group-level SCT finding site (so no site sits on a group). Only the corner group
-has NUMs, so each view gets one label box: Cobb angle, SVA, abnormal listhesis, curvature index, ... (the
+and an abnormal level's walls have NUMs, so each view gets one label box: Cobb angle, SVA, curvature index, ...,
+and a "Spondylolisthesis distance" label beside each abnormal level (the
 other values stay in the SR and the report; OHIF lists values only for measurements it can hydrate, and it
 cannot hydrate a NUM whose SCOORD is not inside the NUM). It merges groups that share a Tracking UID and fails
 on a group without a SCOORD, so every group has its own UID and a SCOORD, and what has no geometry is a remark.
@@ -232,7 +234,8 @@ def _view_groups(image: ImageResult, index: int, result: StudyResult, values: li
     """The groups drawn on one radiograph: the corner polyline (the keypoints) holding ``values`` (this view's,
     and on the first view of a flexion-extension pair the differences), the figures of the drawn values without
     NUMs (Cobb lines, SVA plumb line, listhesis of an abnormal level), the spinolaminar line, and any other
-    keypoint as a point. Only the corner group has NUMs, so OHIF draws one label box on the view."""
+    keypoint as a point. Only the corner group and an abnormal level's walls (its listhesis) have NUMs, so OHIF
+    draws one label box on the view and one beside each abnormal level."""
     view = view_label(image, index)
     corners = corner_graphic(image)
     if corners is None:
@@ -243,13 +246,17 @@ def _view_groups(image: ImageResult, index: int, result: StudyResult, values: li
     across = any(m.view is None and len(set(m.image_uids)) > 1 for m in values)
     ident = f"Vertebral corners {span} [{view}]" + (" + flexion-extension changes" if across else "")
     values = sorted(values, key=lambda m: _value_key(m, result))
+    figures = {id(m): f for m in values
+               if m.view is not None and _shown(m, result) and (f := measurement_graphic(m, image)) is not None}
+    # an abnormal level's listhesis is labelled on its own figure, beside the level (a label box line has no level)
+    at_level = {id(m) for m in values if id(m) in figures and m.key.startswith("listhesis")}
     out = [Group(identifier=ident[:64], uid=new_uid(), algorithm=_algorithm(prov), region=_region(g, sources),
-                 measurements=tuple(_measurement_num(m, sources) for m in values))]
+                 measurements=tuple(_measurement_num(m, sources) for m in values if id(m) not in at_level))]
     for m in values:
-        figure = measurement_graphic(m, image) if m.view is not None and _shown(m, result) else None
-        if figure is not None:
+        if id(m) in figures:
+            nums = (_measurement_num(m, sources),) if id(m) in at_level else ()
             out.append(Group(identifier=_label(m, result)[:64], uid=new_uid(), algorithm=_algorithm(prov),
-                             region=_region(_figure(figure), sources)))
+                             region=_region(_figure(figures[id(m)]), sources), measurements=nums))
     lam = spinolaminar_graphic(image)
     if lam is not None:
         used.update(f"{v} spinolaminar" for v in VERTEBRAE)
