@@ -4,6 +4,8 @@ Per image (every view of each study, ``generate_study(seed, shape=...)``): the 9
 3 true landmarks, a ``CONTEXT`` x wider curvature crop (uint8) from the true landmarks (training takes a
 jittered window of it, mimicking locator error), the 3-class label from the true Cobb angle and, for the
 evaluation, the geometry class from the true keypoints (:func:`pipelines.xray.geometry.curvature_class`).
+``--coco FILE`` / ``--labelme DIR``: the same arrays from a site's annotated radiographs instead
+(:mod:`models.curvature.user_data`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from models.common.images import to_u8
+from models.common.user_labels import UserLabelError, add_folder_args
 from models.curvature import CLASSES
 from models.curvature.roi import crop, curvature_box, landmarks_from_keypoints, locator_input
 from pipelines.results import View
@@ -69,13 +72,23 @@ def prepare(out: Path, seeds: range, shape: tuple[int, int], difficulty: str = "
 
 
 def cli(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m models.curvature.data", description=__doc__)
+    ap = argparse.ArgumentParser(prog="cspine-node train curvature data", description=__doc__)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--seed", type=int, default=100000)
     ap.add_argument("--count", type=int, default=1000)
     ap.add_argument("--shape", type=int, nargs=2, default=(256, 256))
     ap.add_argument("--full", action="store_true", help="also store the whole images (held-out sets)")
+    add_folder_args(ap)
     args = ap.parse_args(argv)
+    if args.coco is not None or args.labelme is not None:  # a site's annotated folder (models.curvature.user_data)
+        from models.curvature.user_data import prepare_user
+
+        try:
+            counts = prepare_user(args.out, coco=args.coco, labelme=args.labelme, images=args.images)
+        except UserLabelError as exc:
+            raise SystemExit(f"error: {exc}") from exc
+        print(f"wrote {args.out}: {counts}")
+        return 0
     counts = prepare(args.out, range(args.seed, args.seed + args.count), tuple(args.shape), full=args.full)
     print(f"wrote {args.out}: {counts}")
     return 0
