@@ -3,6 +3,8 @@
 Per study: the three views (order :data:`models.upper_cervical.VIEW_ORDER`) cropped ``CONTEXT`` x wider than
 the upper cervical ROI of the true landmarks (uint8; training takes jittered windows of ``INPUT`` px), the six
 labels, the per-view truths (ADI, BDI, dens above McRae's line) and the locator inputs with their landmarks.
+``--coco FILE`` / ``--labelme DIR``: the same arrays from a site's annotated studies instead
+(:mod:`models.upper_cervical.user_data`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from models.common.images import to_u8
+from models.common.user_labels import UserLabelError, add_folder_args
 from models.curvature.roi import crop, landmarks_from_keypoints, locator_input, upper_cervical_box
 from models.upper_cervical import VIEW_ORDER
 
@@ -56,13 +59,23 @@ def prepare(out: Path, seeds: range, shape: tuple[int, int], difficulty: str = "
 
 
 def cli(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m models.upper_cervical.data", description=__doc__)
+    ap = argparse.ArgumentParser(prog="cspine-node train upper-cervical data", description=__doc__)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--seed", type=int, default=200000)
     ap.add_argument("--count", type=int, default=1000)
     ap.add_argument("--shape", type=int, nargs=2, default=(320, 320))
     ap.add_argument("--full", action="store_true", help="also store the whole images (held-out sets)")
+    add_folder_args(ap)
     args = ap.parse_args(argv)
+    if args.coco is not None or args.labelme is not None:  # a site's folder (models.upper_cervical.user_data)
+        from models.upper_cervical.user_data import prepare_user
+
+        try:
+            counts = prepare_user(args.out, coco=args.coco, labelme=args.labelme, images=args.images)
+        except UserLabelError as exc:
+            raise SystemExit(f"error: {exc}") from exc
+        print(f"wrote {args.out}: {counts}")
+        return 0
     counts = prepare(args.out, range(args.seed, args.seed + args.count), tuple(args.shape), full=args.full)
     print(f"wrote {args.out}: {counts}")
     return 0
