@@ -27,6 +27,7 @@ from models.mri import DEFAULT_WEIGHTS
 from models.mri.data import heatmaps, make_dataset, make_mixed_dataset, mixed_plan
 from models.mri.network import CLASSIFIER_OUT, DiscLocaliser, LevelClassifier
 from models.mri.predictor import MriPredictor, decode_heatmaps, spatial_softmax
+from models.mri.user_data import UserLabelError, merge, user_dataset
 
 VERSION = "mri-2.0.0"
 """Version of the weights this script trains (``mri-1.0.0``: renderer A only, one centred localiser window)."""
@@ -183,8 +184,10 @@ def classifier_aucs(net: LevelClassifier, val: dict) -> dict[str, float]:
             "foraminal_stenosis_right": roc_auc(lab[:, 3], psd[:, 1])}
 
 
-def _dataset(seeds: range, cache: Path | None, plan: list | None = None, views: int = 1) -> dict:
+def _dataset(seeds: range, cache: Path | None, plan: list | None = None, views: int = 1) -> dict | None:
     """Samples of plain renderer-A ``seeds`` or, with ``plan`` (``data.mixed_plan``), of the mixed set."""
+    if plan is None and len(seeds) == 0:
+        return None
     if cache is not None and cache.exists():
         with np.load(cache) as z:
             return {k: z[k] for k in z.files}
@@ -225,19 +228,43 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-only", action="store_true", help="build (and cache) the data, then stop")
     ap.add_argument("--only", choices=["localiser", "classifier"], default=None,
                     help="train one network and keep the other from --out")
+    ap.add_argument("--user-data", type=Path, nargs="+", default=None, metavar="FOLDER",
+                    help="annotated site series (models/mri/user_data.py layout), added to the phantoms "
+                    "(--train-count 0: user series only)")
+    ap.add_argument("--user-repeat", type=int, default=1, help="repeat the user series N times in the mix")
+    ap.add_argument("--user-val", type=Path, nargs="+", default=None, metavar="FOLDER",
+                    help="annotated site series for validation (instead of the phantom validation set)")
+    ap.add_argument("--version", default=None, help="version of the written weights (default mri-2.0.0, "
+                    "mri-2.0.0+site with --user-data)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.time()
     mixed = args.b_count > 0 or args.a_shift_count > 0 or args.views > 1
+    if args.train_count == 0 and not mixed and not args.user_data:
+        ap.error("no training data: --train-count 0 needs --user-data or other phantoms")
+    # the user's series first: a bad label file stops before minutes of phantom rendering
+    try:
+        va = user_dataset(args.user_val, 1, args.seed + 1) if args.user_val else None
+        user = user_dataset(args.user_data, args.views, args.seed) if args.user_data else None
+    except UserLabelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     tr = _dataset(range(args.train_seed, args.train_seed + args.train_count),
                   args.cache.with_suffix(".train.npz") if args.cache else None,
                   mixed_plan(args.train_seed, args.train_count, args.a_shift_seed, args.a_shift_count, args.b_seed,
                              args.b_count, args.extra_fraction) if mixed else None, args.views)
-    va = _dataset(range(args.val_seed, args.val_seed + args.val_count),
-                  args.cache.with_suffix(".val.npz") if args.cache else None,
-                  mixed_plan(args.val_seed, args.val_count, 0, 0, args.val_b_seed, args.val_b_count, 0.0)
-                  if mixed else None, 1)
-    print(f"data: {len(tr['labels'])} train / {len(va['labels'])} val phantoms, prevalence "
+    if va is None:
+        va = _dataset(range(args.val_seed, args.val_seed + args.val_count),
+                      args.cache.with_suffix(".val.npz") if args.cache else None,
+                      mixed_plan(args.val_seed, args.val_count, 0, 0, args.val_b_seed, args.val_b_count, 0.0)
+                      if mixed else None, 1)
+    if user is not None:
+        print(f"user data: {len(user['labels'])} series from {len(args.user_data)} folder(s), annotated slice "
+              f"{float(user['off_slice_mm'].max()):.1f} mm or less from the analysed one", flush=True)
+        tr = merge(tr, user, repeat_last=args.user_repeat)
+    if tr is None or va is None:
+        ap.error("no training data" if tr is None else "no validation data: --val-count 0 needs --user-val")
+    print(f"data: {len(tr['labels'])} train / {len(va['labels'])} val series, prevalence "
           f"{tr['labels'].reshape(-1, 4).mean(0).round(3).tolist()} ({time.time() - t0:.0f}s)", flush=True)
     if args.data_only:
         return 0
@@ -271,7 +298,12 @@ def cli(argv: list[str] | None = None) -> int:
                         "val_b": [args.val_b_seed, args.val_b_count], "init": str(args.init) if args.init else None,
                         "loc_windows": int(len(tr["loc_image"])), "series": int(len(tr["labels"]))} if mixed else None,
               "classifier_outputs": list(CLASSIFIER_OUT), "command": "python -m models.mri.train " + " ".join(sys.argv[1:] if argv is None else argv)}
-    save_checkpoint(args.out, "mri", VERSION, {"localiser": loc_state, "classifier": cls_state},
+    if args.user_data:
+        config["user_data"] = {"folders": [str(f) for f in args.user_data], "series": int(len(user["labels"])),
+                               "repeat": args.user_repeat, "val": [str(f) for f in args.user_val or []]}
+    version = args.version or (f"{VERSION}+site" if args.user_data else VERSION)
+    config["version"] = version
+    save_checkpoint(args.out, "mri", version, {"localiser": loc_state, "classifier": cls_state},
                     {"config": config, "metrics": metrics})
     print(json.dumps(metrics, indent=1))
     print(f"saved {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
