@@ -7,6 +7,9 @@ anatomy=xray_anatomy(vp))`` at one of ``SHAPES``, and per segment ``jittered`` c
 (``roi.segment_crops`` with ``jitter``) plus one clean crop. Stored as uint8 in an ``.npz``::
 
     python -m models.cord_compression.data --out /tmp/cc_train.npz --seed 0 --count 3000
+
+``--coco FILE`` / ``--labelme DIR``: the same arrays from a site's annotated radiographs instead
+(:mod:`models.cord_compression.user_data`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from models.common.images import to_u8
+from models.common.user_labels import UserLabelError, add_folder_args
 from models.cord_compression.roi import segment_crops
 from pipelines.results import View
 
@@ -62,14 +66,24 @@ def prepare(out: Path, seeds: range, jittered: int = 2, difficulty: str = "reali
 
 
 def cli(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m models.cord_compression.data", description=__doc__,
+    ap = argparse.ArgumentParser(prog="cspine-node train cord-compression data", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--count", type=int, default=3000)
     ap.add_argument("--jittered", type=int, default=2, help="jittered crops per segment (plus one clean)")
     ap.add_argument("--difficulty", default="realistic")
+    add_folder_args(ap)
     args = ap.parse_args(argv)
+    if args.coco is not None or args.labelme is not None:  # a site's folder (models.cord_compression.user_data)
+        from models.cord_compression.user_data import prepare_user
+
+        try:
+            print(prepare_user(args.out, coco=args.coco, labelme=args.labelme, images=args.images,
+                               jittered=args.jittered))
+        except UserLabelError as exc:
+            raise SystemExit(f"error: {exc}") from exc
+        return 0
     print(prepare(args.out, range(args.seed, args.seed + args.count), args.jittered, args.difficulty))
     return 0
 
