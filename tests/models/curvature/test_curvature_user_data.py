@@ -83,3 +83,29 @@ def test_bad_class_name_is_refused(tmp_path):
     coco = write_folder(tmp_path / "site", items)
     with pytest.raises(SystemExit, match="img_000.png: 'curvature_class' must be one of normal, straightened"):
         train_cli(["data", "--coco", str(coco), "--out", str(tmp_path / "u.npz")])
+
+
+def test_labelme_folder_gives_the_same_arrays(tmp_path):
+    """The same two images as labelme files (corner labels 'C3_1'.., top-level "labels") -> the COCO arrays."""
+    from PIL import Image
+
+    from pipelines.vocabulary import KEYPOINT_NAMES
+
+    items = _items()[:2]
+    coco = write_folder(tmp_path / "coco", items)
+    lm = tmp_path / "labelme"
+    lm.mkdir()
+    for i, it in enumerate(items):
+        Image.fromarray(np.round(np.clip(it["image"], 0, 1) * 255).astype(np.uint8)).save(lm / f"img_{i:03d}.png")
+        shapes = [{"label": f"{n.split()[0]}_{1 + j % 4}" if j < 24 else n, "points": [[float(x), float(y)]],
+                   "shape_type": "point"} for j, (n, (x, y)) in enumerate(zip(KEYPOINT_NAMES, it["keypoints"], strict=True))]
+        (lm / f"img_{i:03d}.json").write_text(json.dumps(
+            {"imagePath": f"img_{i:03d}.png", "imageHeight": 256, "imageWidth": 256, "shapes": shapes,
+             "labels": it["labels"], "view": it["view"].value}))
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    assert train_cli(["data", "--coco", str(coco), "--out", str(a)]) == 0
+    assert train_cli(["data", "--labelme", str(lm), "--out", str(b)]) == 0
+    da, db = np.load(a), np.load(b)
+    assert np.array_equal(da["labels"], db["labels"]) and np.array_equal(da["views"], db["views"])
+    # COCO stores the keypoints rounded to 0.001 px: the crops agree to a grey level
+    assert np.abs(da["crops"].astype(int) - db["crops"].astype(int)).max() <= 1
