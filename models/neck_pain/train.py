@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -104,9 +105,12 @@ def _better(a: dict[str, float], b: dict[str, float] | None, select: str) -> boo
 
 def train(data: list[Path], out: Path, variant: str, minutes: float, seed: int, batch: int, lr: float,
           aux_weight: float = 1.0, max_steps: int | None = None, *, val: Path | None = None, val_last: int = 0,
-          eval_every: int = 50, select: str = "bce", weight_decay: float = 1e-4) -> dict:
+          eval_every: int = 50, select: str = "bce", weight_decay: float = 1e-4, init: Path | None = None,
+          version: str | None = None) -> dict:
     """Train; with a validation set (``val`` file or the last ``val_last`` cases of ``data``) the saved weights
-    are the best-by-validation checkpoint (evaluated every ``eval_every`` steps and at the end)."""
+    are the best-by-validation checkpoint (evaluated every ``eval_every`` steps and at the end). ``init``: start from
+    these weights (fine-tuning; their variant must be ``variant``); ``version`` of the written weights (default
+    ``VERSION``, ``<init version>+site`` with ``init``)."""
     if select not in ("bce", "auc"):
         raise ValueError("select must be 'bce' or 'auc'")
     if val is not None and val_last:
@@ -126,6 +130,14 @@ def train(data: list[Path], out: Path, variant: str, minutes: float, seed: int, 
         raise ValueError("validation patients overlap the training patients")
     n = len(d["label"])
     net = make_net(variant)
+    if init is not None:
+        from models.neck_pain.predictor import NeckPainPredictor
+
+        ck = NeckPainPredictor.read_checkpoint(init)
+        if ck.meta.get("variant") != variant:
+            raise ValueError(f"--init {init} is variant {ck.meta.get('variant')!r}, not {variant!r}")
+        net.load_state_dict(ck.part("network"))
+        version = version or f"{ck.version}+site"
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     net.train()
     log: dict[str, list[float]] = {"bce": [], "align": []}
@@ -165,7 +177,7 @@ def train(data: list[Path], out: Path, variant: str, minutes: float, seed: int, 
 
     t0 = time.time()
     steps = run_steps(step_fn, minutes, max_steps)
-    meta = {"arch": "neck-pain-abpdc-fpran", "version": VERSION, "variant": variant, "config": net.config,
+    meta = {"arch": "neck-pain-abpdc-fpran", "version": version or VERSION, "init": str(init) if init else None, "variant": variant, "config": net.config,
             "input_size": INPUT, "parameters": count_parameters(net), "steps": steps, "batch": batch, "lr": lr,
             "weight_decay": weight_decay, "aux_weight": aux_weight, "seed": seed, "train_cases": n,
             "train_seconds": round(time.time() - t0, 1),
@@ -179,7 +191,8 @@ def train(data: list[Path], out: Path, variant: str, minutes: float, seed: int, 
         meta.update(selected_step=best["step"], select=select, eval_every=eval_every,
                     val={k: round(v, 5) for k, v in best["metrics"].items()}, val_final=curve[-1],
                     val_cases=int(len(dv["label"])), val_source=str(val) if val is not None else f"last {val_last} of data",
-                    val_seeds=[int(dv["seeds"].min()), int(dv["seeds"].max())], val_curve=curve)
+                    val_seeds=[int(dv["seeds"].min()), int(dv["seeds"].max())] if int(dv["seeds"].min()) >= 0
+                    else "site patients (user_data)", val_curve=curve)
     save(net.eval(), out, meta)
     return meta
 
@@ -187,7 +200,15 @@ def train(data: list[Path], out: Path, variant: str, minutes: float, seed: int, 
 def cli(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m models.neck_pain.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, nargs="+", required=True, help=".npz files from models.neck_pain.data")
+    ap.add_argument("--data", type=Path, nargs="+", default=[], help=".npz files from models.neck_pain.data "
+                    "(phantoms) or models.neck_pain.user_data (site patients)")
+    ap.add_argument("--table", type=Path, default=None, help="site patients (models/neck_pain/user_data.py layout): "
+                    "analysed with the node's pipelines and added to --data")
+    ap.add_argument("--val-table", type=Path, default=None, help="site patients for validation (instead of --val)")
+    ap.add_argument("--copies", type=int, default=4, help="examples per --table patient (the first unjittered)")
+    ap.add_argument("--init", type=Path, default=None, help="fine-tune from these weights (e.g. the shipped "
+                    "models/neck_pain/neck_pain_v1.pt)")
+    ap.add_argument("--version", default=None, help="version of the written weights")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--variant", default="full", choices=sorted(VARIANTS))
     ap.add_argument("--minutes", type=float, default=15.0)
@@ -204,9 +225,32 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    meta = train(args.data, args.out, args.variant, args.minutes, args.seed, args.batch, args.lr, args.aux_weight,
-                 args.max_steps, val=args.val, val_last=args.val_last, eval_every=args.eval_every, select=args.select,
-                 weight_decay=args.weight_decay)
+    data, val = list(args.data), args.val
+    if args.table or args.val_table:
+        import tempfile
+
+        from models.neck_pain.user_data import FeatureExtractor, UserTableError, prepare, read_table
+
+        tmp = Path(tempfile.mkdtemp(prefix="neck-user-"))
+        try:
+            for t in (args.table, args.val_table):
+                if t is not None:
+                    read_table(t)  # a bad table stops before the models are loaded
+            ext = FeatureExtractor()
+            if args.table:
+                print(json.dumps(prepare(args.table, tmp / "site.npz", args.copies, args.seed, ext)), flush=True)
+                data.append(tmp / "site.npz")
+            if args.val_table:
+                print(json.dumps(prepare(args.val_table, tmp / "site_val.npz", 1, args.seed, ext)), flush=True)
+                val = tmp / "site_val.npz"
+        except UserTableError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    if not data:
+        ap.error("no training data: give --data and/or --table")
+    meta = train(data, args.out, args.variant, args.minutes, args.seed, args.batch, args.lr, args.aux_weight,
+                 args.max_steps, val=val, val_last=args.val_last, eval_every=args.eval_every, select=args.select,
+                 weight_decay=args.weight_decay, init=args.init, version=args.version)
     print(json.dumps(meta))
     return 0
 
