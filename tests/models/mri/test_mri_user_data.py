@@ -163,3 +163,15 @@ def test_bad_labels_are_refused_with_a_clear_message(user_folder: dict, tmp_path
     doc["annotations"][0]["grades"]["C2-C3"]["disc_degeneration"] = 3
     rc = cli(["--train-count", "0", "--user-data", str(_write(tmp_path / "cli", doc)), "--out", str(tmp_path / "x.pt")])
     assert rc == 2 and "must be 0 or 1" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
+
+
+def test_phantom_folder_writer_gives_a_readable_site_folder(tmp_path: Path) -> None:
+    from models.mri.phantom_folder import cli as write_cli
+    from pipelines.phantoms.mri_shift import make_case
+
+    assert write_cli(["--out", str(tmp_path / "site"), "--style", "a", "--seed", "5_100_020", "--count", "1",
+                      "--shift", "upside"]) == 0
+    d = user_dataset([tmp_path / "site"], views=1)
+    case = make_case("a", 5_100_020, {"upside": None})
+    assert (d["labels"][0] == _truth_labels(case.levels)).all() and d["off_slice_mm"][0] < 4.0
+    assert (np.diff(d["loc_centres"][0][:, 1]) > 0).all()  # canonical: C2-C3 on top even though stored upside down

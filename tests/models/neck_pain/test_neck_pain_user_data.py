@@ -126,3 +126,13 @@ def test_bad_tables_are_refused_with_a_clear_message(site: dict, tmp_path: Path,
     # the training CLI stops with exit 2 and the reason, before loading any model
     rc = cli(["--table", str(tmp_path / "t0.csv"), "--out", str(tmp_path / "x.pt")])
     assert rc == 2 and "recovered must be 1 or 0" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
+
+
+def test_phantom_table_writer(tmp_path: Path) -> None:
+    from models.neck_pain.phantom_table import cli as write_cli
+
+    assert write_cli(["--out", str(tmp_path), "--seed", "7_100_010", "--count", "1", "--dicom-only"]) == 0
+    (row,) = read_table(tmp_path / "patients.csv")
+    assert row["xray"].is_dir() and row["mri"].is_dir() and row["recovered"] in (0, 1)
+    assert row["clinical"]["age"] is not None and row["clinical"]["ndi"] is None
+    assert not (tmp_path / "p7100010" / "outcome.json").exists()
