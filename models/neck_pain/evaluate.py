@@ -54,9 +54,12 @@ def evaluate(data: list[Path], weights: list[Path], clinical: str = "all") -> di
     y = d["label"].numpy().astype(bool)
     p_true = d["p_true"].numpy()
     identity_err = float(grid_error_px(torch.eye(2, 3).expand_as(d["theta"]), d["theta"]).mean())
+    known = bool(np.isfinite(p_true).all())  # site patients (user_data.py) have no known probability
     out = {"cases": int(len(y)), "recovered": float(y.mean()), "clinical": clinical,
-           "bayes_auc_realised": roc_auc(y, p_true), "bayes_auc_expected": bayes_auc(p_true),
-           "bayes_metrics": binary_metrics(y, p_true), "unregistered_error_px": identity_err, "models": {}}
+           "bayes_auc_realised": roc_auc(y, p_true) if known else None,
+           "bayes_auc_expected": bayes_auc(p_true) if known else None,
+           "bayes_metrics": binary_metrics(y, p_true) if known else None, "unregistered_error_px": identity_err,
+           "models": {}}
     for w in weights:
         net, meta = load(w)
         p, err = predict(net, d, clinical)
@@ -69,8 +72,9 @@ def evaluate(data: list[Path], weights: list[Path], clinical: str = "all") -> di
 def table(res: dict) -> str:
     lines = ["| model | AUC | accuracy | sensitivity | specificity | F1 | Brier | FPRAN error (px) |", "|---|---|---|---|---|---|---|---|"]
     b = res["bayes_metrics"]
-    lines.append(f"| true probability (Bayes) | {b['auc']:.3f} | {b['accuracy']:.3f} | {b['sensitivity']:.3f} | "
-                 f"{b['specificity']:.3f} | {b['f1']:.3f} | {b['brier']:.3f} | |")
+    if b is not None:
+        lines.append(f"| true probability (Bayes) | {b['auc']:.3f} | {b['accuracy']:.3f} | {b['sensitivity']:.3f} | "
+                     f"{b['specificity']:.3f} | {b['f1']:.3f} | {b['brier']:.3f} | |")
     for m in res["models"].values():
         e = f"{m['alignment_error_px']:.1f}" if m["alignment_error_px"] is not None else ""
         lines.append(f"| {m['variant']} | {m['auc']:.3f} | {m['accuracy']:.3f} | {m['sensitivity']:.3f} | "

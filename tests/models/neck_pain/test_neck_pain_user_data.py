@@ -70,6 +70,12 @@ def test_arrays_are_what_the_node_feeds_the_model(site: dict, tmp_path: Path) ->
         assert np.abs(z["mri"][2 * i] / 255.0 - np.clip(m, 0, 1)).max() < 1.5 / 255
     # the jittered copy differs, with its own alignment target
     assert np.abs(z["theta"][1] - z["theta"][0]).max() > 1e-3
+    # the evaluation CLI reads site arrays (no known probability: no Bayes line)
+    from models.neck_pain.evaluate import evaluate, table
+
+    res = evaluate([tmp_path / "site.npz"], [DEFAULT_WEIGHTS])
+    assert res["bayes_metrics"] is None and res["cases"] == 6
+    assert 0.0 <= res["models"][str(DEFAULT_WEIGHTS)]["brier"] <= 1.0 and "Bayes" not in table(res)
 
 
 def test_finetune_from_shipped_weights_with_the_training_cli(site: dict, tmp_path: Path) -> None:
