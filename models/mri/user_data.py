@@ -115,6 +115,22 @@ def read_labels(folder: Path) -> list[dict]:
     return out
 
 
+def dicom_files(paths: list[Path]) -> list[Path]:
+    """The files of ``paths`` that are DICOM images with study and instance UIDs (a DICOMDIR, a text file or a
+    thumbnail beside the images is skipped)."""
+    import pydicom
+
+    out = []
+    for p in paths:
+        try:
+            ds = pydicom.dcmread(p, stop_before_pixels=True)
+        except (OSError, pydicom.errors.InvalidDicomError):
+            continue
+        if "StudyInstanceUID" in ds and "SOPInstanceUID" in ds:
+            out.append(p)
+    return out
+
+
 def series_example(entry: dict, views: int, rng: np.random.Generator) -> dict:
     """One annotated series -> its samples (``data.case_samples`` layout) plus ``centres``: the disc centres in
     canonical pixels of the analysed slice and ``off_slice_mm``: how far the annotated slice is from it."""
@@ -127,8 +143,7 @@ def series_example(entry: dict, views: int, rng: np.random.Generator) -> dict:
     try:
         ann = pydicom.dcmread(f, stop_before_pixels=True)
         series_uid = str(ann.SeriesInstanceUID)
-        files = sorted(p for p in f.parent.iterdir() if p.is_file() and p.suffix.lower() not in (".json", ".txt"))
-        studies = Study.from_paths(files)
+        studies = Study.from_paths(dicom_files(sorted(p for p in f.parent.iterdir() if p.is_file())))
         insts = [i for s in studies for i in s.instances if i.series_uid == series_uid]
         sv = load_series(insts)
     except (OSError, ValueError, AttributeError, pydicom.errors.InvalidDicomError) as exc:

@@ -117,7 +117,9 @@ def read_table(path: Path) -> list[dict]:
 
 
 def _dicom_files(p: Path) -> list[Path]:
-    return [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+    from models.mri.user_data import dicom_files
+
+    return dicom_files([p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file()))
 
 
 class FeatureExtractor:

@@ -55,6 +55,8 @@ def user_folder(tmp_path_factory: pytest.TempPathFactory) -> dict:
     # series 1: renderer A as written (stored == canonical), annotated on its mid slice
     ph = generate_series(5_100_001, weighting="T2")
     files = write_series(ph, root / "series_a")
+    (root / "series_a" / "notes.txt").write_text("not DICOM: skipped")  # stray files beside the images
+    (root / "series_a" / "thumb").write_bytes(b"\x89PNG....")
     f = files[ph.mid_slice]
     images.append({"id": 1, "file_name": str(f.relative_to(root))})
     anns.append(_annotation(1, np.array([t.disc_centre_px for t in ph.levels]), _truth_labels(ph.levels)))

@@ -40,6 +40,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> dict:
     for n, seed in enumerate((7_100_001, 7_100_002, 7_100_003, 7_100_004)):
         paired_phantom_studies(seed, root / f"p{n}", outcome=True)
         out = json.loads((root / f"p{n}" / "outcome.json").read_text())
+        (root / f"p{n}" / "xray" / "notes.txt").write_text("not DICOM: skipped")
         rows.append({"patient": f"site-{n}", "xray": f"p{n}/xray" if n == 1 else f"p{n}/xray/neutral.dcm",
                      "mri": f"p{n}/mri", "age": 50 + n, "female": "F" if n % 2 else 0, "duration_months": 12,
                      "ndi": "" if n == 1 else 40, "vas": 6, "recovered": int(out["recovered"])})
