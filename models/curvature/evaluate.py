@@ -8,6 +8,9 @@ knows ``S-shaped``) and the list of images where model and geometry disagree. ``
 class from the geometry of the keypoints that the X-ray keypoint model predicts (the deployed comparison).
 
     python -m models.curvature.evaluate --data /tmp/curv_test.npz --json /tmp/curv_eval.json
+
+``--coco FILE`` / ``--labelme DIR`` instead of ``--data``: a site's held-out annotated folder with
+``"labels": {"curvature_class": ...}`` per image (:func:`models.curvature.user_data.full_arrays`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import torch
 
 from models.common.images import from_u8
 from models.common.metrics import confusion, macro_scores
+from models.common.user_labels import UserLabelError, add_folder_args
 from models.curvature import BASELINE_WEIGHTS, CLASSES, DEFAULT_WEIGHTS
 from models.curvature.data import three_class
 from models.curvature.predictor import CurvaturePredictor
@@ -30,9 +34,14 @@ from pipelines.results import View
 GEOMETRY_CLASSES: tuple[str, ...] = ("normal", "straightened", "reversed-kyphotic", "S-shaped")
 
 
-def evaluate(data: Path, weights: dict[str, Path], locator: Path, views: tuple[int, ...] | None = None,
+def _view(v: int) -> str:
+    return list(View)[int(v)].value if int(v) >= 0 else "unknown"
+
+
+def evaluate(data: Path | dict, weights: dict[str, Path], locator: Path, views: tuple[int, ...] | None = None,
              keypoint_weights: Path | None = None) -> dict:
-    d = np.load(data)
+    """``data``: a ``--full`` ``.npz`` or the same arrays as a dict (a site's folder: ``user_data.full_arrays``)."""
+    d = data if isinstance(data, dict) else np.load(data)
     if "images" not in d:
         raise SystemExit(f"{data} has no full images: prepare it with --full")
     sel = np.arange(len(d["labels"])) if views is None else np.flatnonzero(np.isin(d["views"], views))
@@ -51,7 +60,8 @@ def evaluate(data: Path, weights: dict[str, Path], locator: Path, views: tuple[i
         truth_pts.append(landmarks_from_keypoints(k))
     located, truth_pts = np.array(located), np.array(truth_pts)
     err_mm = np.hypot(*((located - truth_pts) * spacing[:, None, ::-1]).transpose(2, 0, 1))
-    out: dict = {"data": str(data), "images": len(sel), "views": [View(list(View)[v]).value for v in sorted(set(d["views"][sel]))],
+    out: dict = {"data": str(d.get("source", data)) if isinstance(d, dict) else str(data), "images": len(sel),
+                 "views": [_view(v) for v in sorted(set(d["views"][sel].tolist()))],
                  "label_counts": {c: int((labels == i).sum()) for i, c in enumerate(CLASSES)},
                  "locator_error_mm": {"median": float(np.median(err_mm)), "p95": float(np.percentile(err_mm, 95)),
                                       "max": float(err_mm.max())}}
@@ -73,7 +83,7 @@ def evaluate(data: Path, weights: dict[str, Path], locator: Path, views: tuple[i
                 agree = geom3 == pred
                 res["agreement_with_geometry"] = float(agree[geom3 >= 0].mean())
                 res["disagreements"] = [
-                    {"seed": int(d["seeds"][sel][i]), "view": list(View)[int(d["views"][sel][i])].value,
+                    {"seed": int(d["seeds"][sel][i]), "view": _view(d["views"][sel][i]),
                      "geometry": str(geom[i]), "model": CLASSES[int(pred[i])], "cobb_deg": round(float(d["cobb"][sel][i]), 1),
                      "p": round(float(probs[i].max()), 2)}
                     for i in np.flatnonzero(~agree)]
@@ -121,7 +131,8 @@ def _keypoint_geometry(images: np.ndarray, spacing: np.ndarray, labels: np.ndarr
 def cli(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m models.curvature.evaluate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--data", type=Path, help="a --full .npz from models.curvature.data")
+    add_folder_args(ap)
     ap.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     ap.add_argument("--baseline", type=Path, default=BASELINE_WEIGHTS, help="plain ResNet-34 weights ('' to skip)")
     ap.add_argument("--locator", type=Path, default=DEFAULT_LOCATOR)
@@ -134,7 +145,18 @@ def cli(argv: list[str] | None = None) -> int:
     weights = {"s_resnet34": args.weights}
     if str(args.baseline) and args.baseline.is_file():
         weights["resnet34"] = args.baseline
-    res = evaluate(args.data, weights, args.locator, (0,) if args.neutral_only else None, args.keypoint_weights)
+    if (args.data is None) == (args.coco is None and args.labelme is None):
+        ap.error("give --data NPZ or one of --coco FILE / --labelme DIR")
+    data = args.data
+    if data is None:
+        from models.curvature.user_data import full_arrays
+
+        try:
+            data = full_arrays(coco=args.coco, labelme=args.labelme, images=args.images)
+        except UserLabelError as exc:
+            raise SystemExit(f"error: {exc}") from exc
+        data["source"] = str(args.coco or args.labelme)
+    res = evaluate(data, weights, args.locator, (0,) if args.neutral_only else None, args.keypoint_weights)
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))
     print(f"{res['images']} images ({', '.join(res['views'])}); labels {res['label_counts']}; locator error "

@@ -63,4 +63,37 @@ def prepare_user(out: Path, *, coco: Path | None = None, labelme: Path | None = 
             "left_out": len(sel.dropped)}
 
 
-__all__ = ["LABEL_KEY", "NEEDED_POINTS", "class_index", "prepare_user"]
+def full_arrays(*, coco: Path | None = None, labelme: Path | None = None, images: Path | None = None,
+                max_side: int = 1100) -> dict[str, np.ndarray]:
+    """What :mod:`models.curvature.evaluate` reads from a ``--full`` phantom ``.npz``, from a site's folder: the
+    whole images (uint8, an object array: sizes differ), ``spacing``, ``keypoints``, ``labels``, ``geom`` (the
+    class from the annotated keypoints' geometry; the label where the 24 corners are not all annotated),
+    ``views``; ``cobb`` NaN, ``seeds`` -1."""
+    from pipelines.xray.findings import curvature_class
+    from pipelines.xray.geometry import GeometryError
+
+    source = source_of(coco, labelme)
+    sel = select(read_folder(coco, labelme, images), LABEL_KEY, source, NEEDED_POINTS)
+    print(sel.report(source))
+    n = len(sel.images)
+    out = {"images": np.empty(n, dtype=object), "spacing": np.zeros((n, 2)), "keypoints": np.zeros((n, 30, 2)),
+           "labels": np.zeros(n, int), "geom": np.empty(n, dtype=object), "views": np.full(n, -1),
+           "cobb": np.full(n, np.nan), "seeds": np.full(n, -1)}
+    for i, im in enumerate(sel.images):
+        out["labels"][i] = class_index(im.labels[LABEL_KEY], f"{source}: image {im.name}")
+        img, kp, sp = im.load(max_side)
+        out["images"][i] = to_u8(img)
+        out["spacing"][i] = sp
+        out["keypoints"][i] = np.nan_to_num(kp)
+        geom = CLASSES[out["labels"][i]]
+        if im.labelled[:24].all():
+            try:
+                geom = curvature_class(np.nan_to_num(kp), sp)
+            except (GeometryError, ValueError):
+                pass
+        out["geom"][i] = geom
+        out["views"][i] = list(View).index(im.view) if im.view is not None else -1
+    return out
+
+
+__all__ = ["LABEL_KEY", "NEEDED_POINTS", "class_index", "full_arrays", "prepare_user"]

@@ -109,3 +109,22 @@ def test_labelme_folder_gives_the_same_arrays(tmp_path):
     assert np.array_equal(da["labels"], db["labels"]) and np.array_equal(da["views"], db["views"])
     # COCO stores the keypoints rounded to 0.001 px: the crops agree to a grey level
     assert np.abs(da["crops"].astype(int) - db["crops"].astype(int)).max() <= 1
+
+
+def test_evaluate_on_a_user_folder(tmp_path):
+    """``evaluate --coco``: the site's held-out folder through the locator and with the annotated ROI; the
+    true-ROI accuracy is the predictor's own on the annotated landmarks."""
+    from models.curvature.evaluate import cli as eval_cli
+
+    items = _items()
+    coco = write_folder(tmp_path / "site", items)
+    out = tmp_path / "eval.json"
+    assert eval_cli(["--coco", str(coco), "--baseline", "", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["images"] == len(items) and res["data"] == str(coco)
+    pr = CurvaturePredictor.load(None, "cpu")
+    img = lambda it: np.round(np.clip(it["image"], 0, 1) * 255) / 255  # noqa: E731 - what the PNG holds
+    hits = [pr.predict(img(it), landmarks_from_keypoints(it["keypoints"])).label == it["labels"]["curvature_class"]
+            for it in items]
+    assert res["s_resnet34/true_roi"]["accuracy"] == pytest.approx(np.mean(hits), abs=1e-9)
+    assert 0.0 <= res["s_resnet34/located"]["accuracy"] <= 1.0 and res["locator_error_mm"]["median"] >= 0
