@@ -5,6 +5,9 @@ threshold that maximises F1 on validation phantoms (seeds disjoint from training
 locator as deployed. The predictor uses ``meta["thresholds"]`` when present.
 
     python -m models.upper_cervical.thresholds --data /tmp/uc_val.npz --weights models/upper_cervical/cervihfenet_v1.pt
+
+``--coco FILE`` / ``--labelme DIR`` instead of ``--data``: a site's validation studies with their
+``"upper_cervical"`` labels (:func:`models.upper_cervical.user_data.full_arrays`), e.g. after fine-tuning.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch
 
 from models.common.checkpoint import save_checkpoint
 from models.common.images import from_u8
+from models.common.user_labels import UserLabelError, add_folder_args
 from models.curvature.roi import DEFAULT_LOCATOR, crop, upper_cervical_box
 from models.upper_cervical import DEFAULT_WEIGHTS
 from models.upper_cervical.predictor import UpperCervicalPredictor
@@ -56,19 +60,31 @@ def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
 def cli(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m models.upper_cervical.thresholds", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, required=True, help="validation .npz (prepared with --full)")
+    ap.add_argument("--data", type=Path, help="validation .npz (prepared with --full)")
+    add_folder_args(ap)
     ap.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     ap.add_argument("--locator", type=Path, default=DEFAULT_LOCATOR)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    d = np.load(args.data)
+    if (args.data is None) == (args.coco is None and args.labelme is None):
+        ap.error("give --data NPZ or one of --coco FILE / --labelme DIR")
+    if args.data is not None:
+        d, source = np.load(args.data), str(args.data)
+    else:
+        from models.upper_cervical.user_data import full_arrays
+
+        try:
+            d = full_arrays(coco=args.coco, labelme=args.labelme, images=args.images)
+        except UserLabelError as exc:
+            raise SystemExit(f"error: {exc}") from exc
+        source = str(args.coco or args.labelme)
     pr = UpperCervicalPredictor.load(args.weights, locator=args.locator)
     probs = located_probabilities(pr, d["images"])
     thresholds = {k: round(best_f1_threshold(d["labels"][:, i] > 0.5, probs[:, i]), 4)
                   for i, k in enumerate(UPPER_CERVICAL_LABELS)}
     ck = UpperCervicalPredictor.read_checkpoint(args.weights)
     meta = {**ck.meta, "thresholds": thresholds,
-            "thresholds_data": f"{args.data} ({len(probs)} studies, max F1 per label)"}
+            "thresholds_data": f"{source} ({len(probs)} studies, max F1 per label)"}
     save_checkpoint(args.weights, ck.model, ck.version, ck.parts, meta, dtype=None)
     print(json.dumps(thresholds))
     return 0

@@ -51,9 +51,9 @@ def _study_labels(values: list[dict], where: str) -> np.ndarray:
     return vecs[0]
 
 
-def prepare_user(out: Path, *, coco: Path | None = None, labelme: Path | None = None, images: Path | None = None,
-                 max_side: int = 1100) -> dict:
-    """Write the ``.npz``; returns the studies, the positives per label and what was left out."""
+def studies(coco: Path | None = None, labelme: Path | None = None, images: Path | None = None
+            ) -> tuple[list[tuple[str, dict, np.ndarray]], list[str], str]:
+    """``([(study, {view: LabelledImage}, labels (6,)), ...], left out, source)`` of a site's folder."""
     source = source_of(coco, labelme)
     everything = read_folder(coco, labelme, images)
     by_study: dict[str, list] = defaultdict(list)
@@ -69,7 +69,7 @@ def prepare_user(out: Path, *, coco: Path | None = None, labelme: Path | None = 
     groups: dict[str, list] = defaultdict(list)
     for im in sel.images:
         groups[im.study].append(im)
-    crops, labels, loc, loc_pts, dropped = [], [], [], [], list(sel.dropped)
+    found, dropped = [], list(sel.dropped)
     for study, ims in sorted(groups.items()):
         where = f"{source}: study {study or '(no study_uid)'}"
         views = {v: [im for im in ims if im.view == v] for v in VIEW_ORDER}
@@ -77,10 +77,25 @@ def prepare_user(out: Path, *, coco: Path | None = None, labelme: Path | None = 
             got = {v.value: len(x) for v, x in views.items()}
             dropped.append(f"study {study or '(no study_uid)'}: needs one image per view, has {got}")
             continue
-        lab = _study_labels([im.labels[LABEL_KEY] for im in ims], where)
+        found.append((study, {v: x[0] for v, x in views.items()},
+                      _study_labels([im.labels[LABEL_KEY] for im in ims], where)))
+    for d in dropped[:20]:
+        print(f"  left out {d}")
+    if not found:
+        raise UserLabelError(f"{source}: no study with '{LABEL_KEY}' labels has its three views "
+                             "(extension, neutral, flexion with the same study_uid)")
+    return found, dropped, source
+
+
+def prepare_user(out: Path, *, coco: Path | None = None, labelme: Path | None = None, images: Path | None = None,
+                 max_side: int = 1100) -> dict:
+    """Write the ``.npz``; returns the studies, the positives per label and what was left out."""
+    found, dropped, source = studies(coco, labelme, images)
+    crops, labels, loc, loc_pts = [], [], [], []
+    for _, views, lab in found:
         per_view = []
         for v in VIEW_ORDER:
-            img, kp, _ = views[v][0].load(max_side)
+            img, kp, _ = views[v].load(max_side)
             pts = landmarks_from_keypoints(np.nan_to_num(kp))
             per_view.append(to_u8(crop(img, upper_cervical_box(pts, CROP, CONTEXT)) * 0.5 + 0.5))
             x, tf = locator_input(img)
@@ -88,11 +103,6 @@ def prepare_user(out: Path, *, coco: Path | None = None, labelme: Path | None = 
             loc_pts.append(tf.to_model(pts).astype(np.float32))
         crops.append(np.stack(per_view))
         labels.append(lab)
-    for d in dropped[:20]:
-        print(f"  left out {d}")
-    if not crops:
-        raise UserLabelError(f"{source}: no study with '{LABEL_KEY}' labels has its three views "
-                             "(extension, neutral, flexion with the same study_uid)")
     lab = np.stack(labels)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, crops=np.stack(crops), labels=lab, loc=np.stack(loc), loc_pts=np.stack(loc_pts),
@@ -102,4 +112,15 @@ def prepare_user(out: Path, *, coco: Path | None = None, labelme: Path | None = 
             "left_out": len(dropped)}
 
 
-__all__ = ["LABEL_KEY", "prepare_user"]
+def full_arrays(*, coco: Path | None = None, labelme: Path | None = None, images: Path | None = None,
+                max_side: int = 1100) -> dict[str, np.ndarray]:
+    """What :mod:`models.upper_cervical.thresholds` reads from a ``--full`` phantom ``.npz``, from a site's folder:
+    ``images`` (an object array: per study the 3 whole views, uint8, in view order; sizes differ) and ``labels``."""
+    found, _, _ = studies(coco, labelme, images)
+    out = np.empty(len(found), dtype=object)
+    for i, (_, views, _) in enumerate(found):
+        out[i] = [to_u8(views[v].load(max_side)[0]) for v in VIEW_ORDER]
+    return {"images": out, "labels": np.stack([lab for _, _, lab in found])}
+
+
+__all__ = ["LABEL_KEY", "full_arrays", "prepare_user", "studies"]

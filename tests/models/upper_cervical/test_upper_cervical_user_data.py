@@ -70,6 +70,20 @@ def test_user_folder_to_arrays_and_fine_tune(tmp_path, capsys):
     assert [f.key for f in findings] == list(UPPER_CERVICAL_LABELS)
     assert all(0.0 <= f.probability <= 1.0 for f in findings)
 
+    # refit the decision thresholds of the fine-tuned weights on the site's studies (max F1 through the locator)
+    from models.upper_cervical.thresholds import best_f1_threshold, located_probabilities
+    from models.upper_cervical.thresholds import cli as thresholds_cli
+
+    assert thresholds_cli(["--coco", str(coco), "--weights", str(out)]) == 0
+    refit = load_checkpoint(out, "upper_cervical").meta
+    assert refit["thresholds_data"] == f"{coco} (2 studies, max F1 per label)"
+    pr = UpperCervicalPredictor.load(out, "cpu")
+    views = [[np.round(st.views[v].unit_image() * 255).astype(np.uint8) for v in VIEW_ORDER] for st in studies[:2]]
+    probs = located_probabilities(pr, views)
+    y = d["labels"] > 0.5
+    assert refit["thresholds"] == {k: round(best_f1_threshold(y[:, i], probs[:, i]), 4)
+                                   for i, k in enumerate(UPPER_CERVICAL_LABELS)}
+
 
 def test_folder_without_labels_is_refused(tmp_path):
     coco = write_folder(tmp_path / "site", _items(_studies()[:1], labelled=False))
