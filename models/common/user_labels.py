@@ -73,13 +73,16 @@ class Selected:
 
 
 def read_folder(coco: Path | None = None, labelme: Path | None = None, images: Path | None = None,
-                label_map: dict[str, str] | None = None) -> list[LabelledImage]:
+                label_map: Path | dict[str, str] | None = None) -> list[LabelledImage]:
     """Every annotated image of a COCO JSON (``images``: where to find files not at their ``file_name``) or a
-    labelme folder, with its labels; :class:`UserLabelError` when the file is not readable as such."""
+    labelme folder (``label_map``: a JSON file or dict ``{label: keypoint name}``, as ``train xray --label-map``),
+    with its labels; :class:`UserLabelError` when the file is not readable as such."""
     if (coco is None) == (labelme is None):
         raise UserLabelError("give one of a COCO-keypoints JSON (--coco) or a labelme folder (--labelme)")
     src = Path(coco if coco is not None else labelme)
     try:
+        if isinstance(label_map, (str, Path)):
+            label_map = json.loads(Path(label_map).read_text())
         return _read_coco(src, images) if coco is not None else _read_labelme(src, label_map)
     except (KeyError, TypeError, ValueError, OSError) as exc:  # JSONDecodeError is a ValueError
         if isinstance(exc, UserLabelError):
@@ -175,6 +178,8 @@ def add_folder_args(ap) -> None:  # noqa: ANN001 - argparse.ArgumentParser
     ap.add_argument("--images", type=Path, default=None, help="folder of the COCO JSON's images (by file name)")
     ap.add_argument("--labelme", type=Path, default=None,
                     help="your folder of labelme JSON files with a top-level \"labels\" (instead of phantoms)")
+    ap.add_argument("--label-map", type=Path, default=None,
+                    help="labelme: JSON {label: keypoint name} for labels other than C3_1 / C3_sl / keypoint names")
 
 
 __all__ = ["SHIPPED", "LabelledImage", "Selected", "UserLabelError", "add_folder_args", "binary", "init_weights",

@@ -79,7 +79,7 @@ def cli(argv: list[str] | None = None) -> int:
         from models.cord_compression.user_data import prepare_user
 
         try:
-            print(prepare_user(args.out, coco=args.coco, labelme=args.labelme, images=args.images,
+            print(prepare_user(args.out, coco=args.coco, labelme=args.labelme, images=args.images, label_map=args.label_map,
                                jittered=args.jittered))
         except UserLabelError as exc:
             raise SystemExit(f"error: {exc}") from exc

@@ -46,10 +46,11 @@ def segment_labels(value: object, where: str) -> np.ndarray:
 
 
 def prepare_user(out: Path, *, coco: Path | None = None, labelme: Path | None = None, images: Path | None = None,
+                 label_map: Path | None = None,
                  jittered: int = 2, max_side: int = 1100) -> dict:
     """Write the ``.npz``; returns the images, segments, positives and what was left out."""
     source = source_of(coco, labelme)
-    sel = select(read_folder(coco, labelme, images), LABEL_KEY, source, NEEDED_POINTS)
+    sel = select(read_folder(coco, labelme, images, label_map), LABEL_KEY, source, NEEDED_POINTS)
     crops, labels = [], []
     for im in sel.images:
         lab = segment_labels(im.labels[LABEL_KEY], f"{source}: image {im.name}")

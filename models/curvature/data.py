@@ -84,7 +84,7 @@ def cli(argv: list[str] | None = None) -> int:
         from models.curvature.user_data import prepare_user
 
         try:
-            counts = prepare_user(args.out, coco=args.coco, labelme=args.labelme, images=args.images)
+            counts = prepare_user(args.out, coco=args.coco, labelme=args.labelme, images=args.images, label_map=args.label_map)
         except UserLabelError as exc:
             raise SystemExit(f"error: {exc}") from exc
         print(f"wrote {args.out}: {counts}")

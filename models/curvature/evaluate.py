@@ -152,7 +152,7 @@ def cli(argv: list[str] | None = None) -> int:
         from models.curvature.user_data import full_arrays
 
         try:
-            data = full_arrays(coco=args.coco, labelme=args.labelme, images=args.images)
+            data = full_arrays(coco=args.coco, labelme=args.labelme, images=args.images, label_map=args.label_map)
         except UserLabelError as exc:
             raise SystemExit(f"error: {exc}") from exc
         data["source"] = str(args.coco or args.labelme)

@@ -38,10 +38,11 @@ def class_index(value: object, where: str) -> int:
 
 
 def prepare_user(out: Path, *, coco: Path | None = None, labelme: Path | None = None, images: Path | None = None,
+                 label_map: Path | None = None,
                  max_side: int = 1100) -> dict:
     """Write the ``.npz``; returns the counts per class and what was left out."""
     source = source_of(coco, labelme)
-    sel = select(read_folder(coco, labelme, images), LABEL_KEY, source, NEEDED_POINTS)
+    sel = select(read_folder(coco, labelme, images, label_map), LABEL_KEY, source, NEEDED_POINTS)
     loc, loc_pts, crops, labels, views = [], [], [], [], []
     for im in sel.images:
         label = class_index(im.labels[LABEL_KEY], f"{source}: image {im.name}")
@@ -64,6 +65,7 @@ def prepare_user(out: Path, *, coco: Path | None = None, labelme: Path | None = 
 
 
 def full_arrays(*, coco: Path | None = None, labelme: Path | None = None, images: Path | None = None,
+                label_map: Path | None = None,
                 max_side: int = 1100) -> dict[str, np.ndarray]:
     """What :mod:`models.curvature.evaluate` reads from a ``--full`` phantom ``.npz``, from a site's folder: the
     whole images (uint8, an object array: sizes differ), ``spacing``, ``keypoints``, ``labels``, ``geom`` (the
@@ -73,7 +75,7 @@ def full_arrays(*, coco: Path | None = None, labelme: Path | None = None, images
     from pipelines.xray.geometry import GeometryError
 
     source = source_of(coco, labelme)
-    sel = select(read_folder(coco, labelme, images), LABEL_KEY, source, NEEDED_POINTS)
+    sel = select(read_folder(coco, labelme, images, label_map), LABEL_KEY, source, NEEDED_POINTS)
     print(sel.report(source))
     n = len(sel.images)
     out = {"images": np.empty(n, dtype=object), "spacing": np.zeros((n, 2)), "keypoints": np.zeros((n, 30, 2)),

@@ -74,7 +74,7 @@ def cli(argv: list[str] | None = None) -> int:
         from models.upper_cervical.user_data import full_arrays
 
         try:
-            d = full_arrays(coco=args.coco, labelme=args.labelme, images=args.images)
+            d = full_arrays(coco=args.coco, labelme=args.labelme, images=args.images, label_map=args.label_map)
         except UserLabelError as exc:
             raise SystemExit(f"error: {exc}") from exc
         source = str(args.coco or args.labelme)

@@ -51,11 +51,12 @@ def _study_labels(values: list[dict], where: str) -> np.ndarray:
     return vecs[0]
 
 
-def studies(coco: Path | None = None, labelme: Path | None = None, images: Path | None = None
+def studies(coco: Path | None = None, labelme: Path | None = None, images: Path | None = None,
+            label_map: Path | None = None
             ) -> tuple[list[tuple[str, dict, np.ndarray]], list[str], str]:
     """``([(study, {view: LabelledImage}, labels (6,)), ...], left out, source)`` of a site's folder."""
     source = source_of(coco, labelme)
-    everything = read_folder(coco, labelme, images)
+    everything = read_folder(coco, labelme, images, label_map)
     by_study: dict[str, list] = defaultdict(list)
     for im in everything:
         by_study[im.study].append(im)
@@ -88,9 +89,10 @@ def studies(coco: Path | None = None, labelme: Path | None = None, images: Path 
 
 
 def prepare_user(out: Path, *, coco: Path | None = None, labelme: Path | None = None, images: Path | None = None,
+                 label_map: Path | None = None,
                  max_side: int = 1100) -> dict:
     """Write the ``.npz``; returns the studies, the positives per label and what was left out."""
-    found, dropped, source = studies(coco, labelme, images)
+    found, dropped, source = studies(coco, labelme, images, label_map)
     crops, labels, loc, loc_pts = [], [], [], []
     for _, views, lab in found:
         per_view = []
@@ -113,10 +115,11 @@ def prepare_user(out: Path, *, coco: Path | None = None, labelme: Path | None = 
 
 
 def full_arrays(*, coco: Path | None = None, labelme: Path | None = None, images: Path | None = None,
+                label_map: Path | None = None,
                 max_side: int = 1100) -> dict[str, np.ndarray]:
     """What :mod:`models.upper_cervical.thresholds` reads from a ``--full`` phantom ``.npz``, from a site's folder:
     ``images`` (an object array: per study the 3 whole views, uint8, in view order; sizes differ) and ``labels``."""
-    found, _, _ = studies(coco, labelme, images)
+    found, _, _ = studies(coco, labelme, images, label_map)
     out = np.empty(len(found), dtype=object)
     for i, (_, views, _) in enumerate(found):
         out[i] = [to_u8(views[v].load(max_side)[0]) for v in VIEW_ORDER]

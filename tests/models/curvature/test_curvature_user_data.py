@@ -109,6 +109,24 @@ def test_labelme_folder_gives_the_same_arrays(tmp_path):
     assert np.array_equal(da["labels"], db["labels"]) and np.array_equal(da["views"], db["views"])
     # COCO stores the keypoints rounded to 0.001 px: the crops agree to a grey level
     assert np.abs(da["crops"].astype(int) - db["crops"].astype(int)).max() <= 1
+    # the site's own label names ("pt07") with --label-map: the same arrays as the default names
+    lm2 = tmp_path / "labelme_own_names"
+    lm2.mkdir()
+    for f in lm.iterdir():
+        doc = json.loads(f.read_text()) if f.suffix == ".json" else None
+        if doc is None:
+            (lm2 / f.name).write_bytes(f.read_bytes())
+            continue
+        for j, shape in enumerate(doc["shapes"]):
+            shape["label"] = f"pt{j:02d}"
+        (lm2 / f.name).write_text(json.dumps(doc))
+    label_map = tmp_path / "map.json"
+    label_map.write_text(json.dumps({f"pt{j:02d}": n for j, n in enumerate(KEYPOINT_NAMES)}))
+    c = tmp_path / "c.npz"
+    with pytest.raises(SystemExit, match="img_000.png: keypoints not labelled"):  # unknown names: nothing placed
+        train_cli(["data", "--labelme", str(lm2), "--out", str(c)])
+    assert train_cli(["data", "--labelme", str(lm2), "--label-map", str(label_map), "--out", str(c)]) == 0
+    assert np.array_equal(np.load(c)["crops"], db["crops"])
 
 
 def test_evaluate_on_a_user_folder(tmp_path):
