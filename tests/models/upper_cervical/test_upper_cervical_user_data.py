@@ -104,3 +104,31 @@ def test_incomplete_or_conflicting_labels_are_refused(tmp_path):
     coco = write_folder(tmp_path / "b", items)
     with pytest.raises(SystemExit, match="its images give different 'upper_cervical' labels"):
         train_cli(["data", "--coco", str(coco), "--out", str(tmp_path / "u.npz")])
+
+
+def test_labelme_studies_give_the_coco_arrays(tmp_path):
+    """labelme files with top-level "study_uid", "view", "pixel_spacing_mm" and "labels" group into the same
+    studies and arrays as the COCO folder of the same images."""
+    from PIL import Image
+
+    from pipelines.vocabulary import KEYPOINT_NAMES
+
+    items = _items(_studies()[:2])
+    coco = write_folder(tmp_path / "coco", items)
+    lm = tmp_path / "labelme"
+    lm.mkdir()
+    for i, it in enumerate(items):
+        Image.fromarray(np.round(np.clip(it["image"], 0, 1) * 255).astype(np.uint8)).save(lm / f"img_{i:03d}.png")
+        doc = {"imagePath": f"img_{i:03d}.png", "imageHeight": 256, "imageWidth": 256,
+               "shapes": [{"label": n, "points": [[float(x), float(y)]], "shape_type": "point"}
+                          for n, (x, y) in zip(KEYPOINT_NAMES, it["keypoints"], strict=True)],
+               "study_uid": it["study_uid"], "view": it["view"].value, "pixel_spacing_mm": list(it["spacing"])}
+        if "labels" in it:
+            doc["labels"] = it["labels"]
+        (lm / f"img_{i:03d}.json").write_text(json.dumps(doc))
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    assert train_cli(["data", "--coco", str(coco), "--out", str(a)]) == 0
+    assert train_cli(["data", "--labelme", str(lm), "--out", str(b)]) == 0
+    da, db = np.load(a), np.load(b)
+    assert db["crops"].shape == (2, 3, CROP, CROP) and np.array_equal(da["labels"], db["labels"])
+    assert np.abs(da["crops"].astype(int) - db["crops"].astype(int)).max() <= 1
