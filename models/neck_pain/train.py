@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -106,11 +107,13 @@ def _better(a: dict[str, float], b: dict[str, float] | None, select: str) -> boo
 def train(data: list[Path], out: Path, variant: str, minutes: float, seed: int, batch: int, lr: float,
           aux_weight: float = 1.0, max_steps: int | None = None, *, val: Path | None = None, val_last: int = 0,
           eval_every: int = 50, select: str = "bce", weight_decay: float = 1e-4, init: Path | None = None,
-          version: str | None = None) -> dict:
+          version: str | None = None, names: dict[str, str] | None = None) -> dict:
     """Train; with a validation set (``val`` file or the last ``val_last`` cases of ``data``) the saved weights
     are the best-by-validation checkpoint (evaluated every ``eval_every`` steps and at the end). ``init``: start from
     these weights (fine-tuning; their variant must be ``variant``); ``version`` of the written weights (default
-    ``VERSION``, ``<init version>+site`` with ``init``)."""
+    ``VERSION``, ``<init version>+site`` with ``init``); ``names``: how the meta names some data files (a table's
+    temporary arrays by the table)."""
+    names = names or {}
     if select not in ("bce", "auc"):
         raise ValueError("select must be 'bce' or 'auc'")
     if val is not None and val_last:
@@ -183,14 +186,14 @@ def train(data: list[Path], out: Path, variant: str, minutes: float, seed: int, 
             "train_seconds": round(time.time() - t0, 1),
             "final_bce": float(np.mean(log["bce"][-50:])) if log["bce"] else None,
             "final_align": float(np.mean(log["align"][-50:])) if log["align"] else None,
-            "data": [str(p) for p in data]}
+            "data": [names.get(str(p), str(p)) for p in data]}
     if dv is not None:
         if not curve or curve[-1]["step"] != steps:
             validate(steps)
         net.load_state_dict(best["state"])
         meta.update(selected_step=best["step"], select=select, eval_every=eval_every,
                     val={k: round(v, 5) for k, v in best["metrics"].items()}, val_final=curve[-1],
-                    val_cases=int(len(dv["label"])), val_source=str(val) if val is not None else f"last {val_last} of data",
+                    val_cases=int(len(dv["label"])), val_source=names.get(str(val), str(val)) if val is not None else f"last {val_last} of data",
                     val_seeds=[int(dv["seeds"].min()), int(dv["seeds"].max())] if int(dv["seeds"].min()) >= 0
                     else "site patients (user_data)", val_curve=curve)
     save(net.eval(), out, meta)
@@ -232,6 +235,7 @@ def cli(argv: list[str] | None = None) -> int:
         from models.neck_pain.user_data import FeatureExtractor, UserTableError, prepare, read_table
 
         tmp = Path(tempfile.mkdtemp(prefix="neck-user-"))
+        names = {str(tmp / "site.npz"): f"table {args.table}", str(tmp / "site_val.npz"): f"table {args.val_table}"}
         try:
             for t in (args.table, args.val_table):
                 if t is not None:
@@ -245,12 +249,19 @@ def cli(argv: list[str] | None = None) -> int:
                 val = tmp / "site_val.npz"
         except UserTableError as exc:
             print(f"error: {exc}", file=sys.stderr)
+            shutil.rmtree(tmp, ignore_errors=True)
             return 2
+    else:
+        tmp, names = None, {}
     if not data:
         ap.error("no training data: give --data and/or --table")
-    meta = train(data, args.out, args.variant, args.minutes, args.seed, args.batch, args.lr, args.aux_weight,
-                 args.max_steps, val=val, val_last=args.val_last, eval_every=args.eval_every, select=args.select,
-                 weight_decay=args.weight_decay, init=args.init, version=args.version)
+    try:
+        meta = train(data, args.out, args.variant, args.minutes, args.seed, args.batch, args.lr, args.aux_weight,
+                     args.max_steps, val=val, val_last=args.val_last, eval_every=args.eval_every, select=args.select,
+                     weight_decay=args.weight_decay, init=args.init, version=args.version, names=names)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(meta))
     return 0
 

@@ -95,6 +95,8 @@ def test_finetune_from_shipped_weights_with_the_training_cli(site: dict, tmp_pat
     assert model.version == "neck-pain-v1+site-full"
     assert model.meta["train_cases"] == 2 + 3 * 2 and model.meta["val_cases"] == 1
     assert model.meta["init"] == str(DEFAULT_WEIGHTS) and model.meta["val_seeds"] == "site patients (user_data)"
+    assert model.meta["data"] == [str(phantoms), f"table {site['train']}"]
+    assert model.meta["val_source"] == f"table {site['val']}"
     shipped = NeckPainPredictor.load(None)
     sd, sd0 = model.net.state_dict(), shipped.net.state_dict()
     assert any(not torch.equal(v, sd0[k]) for k, v in sd.items() if v.is_floating_point())
