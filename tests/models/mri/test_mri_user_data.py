@@ -126,6 +126,12 @@ def test_finetune_from_shipped_weights_and_load(user_folder: dict, tmp_path: Pat
     err_mm = np.hypot(*(res.centres_px - np.array([t.disc_centre_px for t in ph.levels])).T) * ph.pixel_spacing_mm[0]
     assert err_mm.max() < 3.0, err_mm
     assert set(res.probabilities) == set(TASKS)
+    # site series alone (no phantoms), written with a chosen version
+    out2 = tmp_path / "mri_site_only.pt"
+    assert cli(["--train-count", "0", "--user-data", root, "--user-val", root, "--init", str(out), "--loc-epochs", "1",
+                "--cls-epochs", "1", "--batch", "2", "--cls-batch", "4", "--lr", "1e-4", "--version", "site-7",
+                "--out", str(out2)]) == 0
+    assert MriPredictor.load(out2).version == "site-7"
 
 
 def _write(root: Path, doc: object) -> Path:
