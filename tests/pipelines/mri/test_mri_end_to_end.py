@@ -66,7 +66,10 @@ def test_mr_series_yields_valid_sr_and_seg(tmp_path: Path, require, models):  # 
     refs = {ref.ReferencedSOPInstanceUID for s in seg.ReferencedSeriesSequence for ref in s.ReferencedInstanceSequence}
     assert mid_uid in refs
     meanings = set(_walk(sr))
-    assert {f"{lv.replace('-', '/')} disc" for lv in LEVELS} <= meanings  # SCT finding sites of every level
+    # every level's disc point (its tracking identifier) and the SCT finding sites of the levels' findings (the
+    # vertebrae of the segment: sites sit under each finding's evaluation, not on the groups, for OHIF's labels)
+    assert all(any(t.startswith(f"{lv} disc") for t in meanings) for lv in LEVELS)
+    assert {f"C{i} vertebra" for i in range(2, 8)} <= meanings
     assert {"Spinal canal stenosis", "Probability"} <= meanings
     for name, ds in (("sr", sr), ("seg", seg)):
         p = tmp_path / f"{name}.dcm"
