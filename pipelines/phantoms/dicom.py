@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
 DX_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+XRAY_MODEL_NAME = "cspine-node xray phantom"
+"""ManufacturerModelName of renderer A's radiographs (a study class may name its own: ``model_name``)."""
+MRI_MODEL_NAME = "mri-phantom"
+"""ManufacturerModelName of renderer A's MR series (``write_series(model_name=...)`` for another renderer)."""
 VIEW_LABELS: dict[View, str] = {View.NEUTRAL: "NEUTRAL", View.FLEXION: "FLEXION", View.EXTENSION: "EXTENSION"}
 """Text written for each view (SeriesDescription, ImageComments, AcquisitionDeviceProcessingDescription)."""
 
@@ -76,7 +80,9 @@ def view_dataset(study: PhantomStudy, pv: PhantomView, *, patient_id: str | None
     ``ViewModifierCodeSequence`` of SCT 9964006 "Flexion" or 24154002 "Extension" (none for neutral), and
     (b) the texts ``SeriesDescription`` ("C-SPINE LAT FLEXION"), ``ImageComments`` and
     ``AcquisitionDeviceProcessingDescription``. Each view is its own series (as most DX/CR modalities send
-    separate exposures), all in one study.
+    separate exposures), all in one study. ManufacturerModelName names the renderer (``study.model_name``, else
+    renderer A's); a view that went through a lossy shift (``pv.lossy``) says LossyImageCompression "01" with
+    its ratios and methods.
     """
     from pydicom.dataset import Dataset
     from pydicom.uid import UID, ExplicitVRLittleEndian
@@ -108,7 +114,7 @@ def view_dataset(study: PhantomStudy, pv: PhantomView, *, patient_id: str | None
     ds.StudyDescription = "XR CERVICAL SPINE FLEX/EXT"
     label = VIEW_LABELS[pv.view]
     ds.SeriesDescription = f"C-SPINE LAT {label}"
-    ds.ManufacturerModelName = "cspine-node xray phantom"
+    ds.ManufacturerModelName = getattr(study, "model_name", XRAY_MODEL_NAME)
     ds.PatientName = f"Phantom^{study.seed:06d}"
     ds.PatientID = pid
     ds.PatientBirthDate = f"{1950 + study.seed % 40}0101"
@@ -149,7 +155,11 @@ def view_dataset(study: PhantomStudy, pv: PhantomView, *, patient_id: str | None
     ds.InstanceNumber = 1
     ds.ImageComments = f"Synthetic phantom, view: {label}"
     ds.BurnedInAnnotation = "YES" if p.images[pv.view].text else "NO"
-    ds.LossyImageCompression = "00"
+    lossy = tuple(getattr(pv, "lossy", ()))
+    ds.LossyImageCompression = "01" if lossy else "00"  # once lossy, always "01" (PS3.3 C.7.6.1.1.5)
+    if lossy:
+        ds.LossyImageCompressionRatio = [f"{ratio:.2f}" for ratio, _ in lossy]
+        ds.LossyImageCompressionMethod = [method for _, method in lossy]
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = pv.photometric
     ds.Rows, ds.Columns = pv.shape
@@ -201,7 +211,7 @@ def write_study(study: PhantomStudy, out_dir: Path, *, patient_id: str | None = 
 def write_series(phantom: MriPhantom, out_dir: Path, *, study_uid: str | None = None, patient_id: str | None = None,
                  series_number: int | None = None, study_datetime: _dt.datetime | None = None,
                  orientation: Sequence[float] | None = None, positions: np.ndarray | None = None,
-                 uid_key: str | None = None) -> list[Path]:
+                 uid_key: str | None = None, model_name: str = MRI_MODEL_NAME) -> list[Path]:
     """Write one MR Image Storage file per slice into ``out_dir``; return the paths (slice order).
 
     UIDs are derived from the seed (stable across runs) unless ``study_uid`` is given. The patient is
@@ -210,7 +220,8 @@ def write_series(phantom: MriPhantom, out_dir: Path, *, study_uid: str | None = 
     ``T2``, ``T1`` or ``STIR``. The plane geometry defaults to renderer A's (sagittal ``[0, 1, 0, 0, 0, -1]``, the
     field of view centred on the patient origin); an oblique or flipped series passes its own ``orientation``
     (ImageOrientationPatient) and ``positions`` ((slices, 3) ImagePositionPatient in written order). ``uid_key``
-    (default ``cspine-mri-<seed>``) seeds the UIDs, so that two renderers with the same seed do not collide.
+    (default ``cspine-mri-<seed>``) seeds the UIDs, so that two renderers with the same seed do not collide;
+    ``model_name`` is the ManufacturerModelName (the renderer's).
     """
     from pydicom.dataset import FileDataset
     from pydicom.uid import generate_uid
@@ -245,7 +256,7 @@ def write_series(phantom: MriPhantom, out_dir: Path, *, study_uid: str | None = 
         ds.Modality = "MR"
         ds.StudyDescription = "MRI CERVICAL SPINE"
         ds.SeriesDescription = f"{wt} SAG"
-        ds.ManufacturerModelName = "mri-phantom"
+        ds.ManufacturerModelName = model_name
         ds.PatientName = f"PHANTOM^{pid}"
         ds.PatientID = pid
         ds.PatientBirthDate = f"{when.year - p.age}0101"

@@ -12,7 +12,8 @@ as not visible). ``NAME[:VALUE]``:
   pixel of that size (default 0.2); ``mirror`` the other side facing;
 * ``mono1`` stored as MONOCHROME1; ``invert`` inverted contrast (bone dark, photometric unchanged); ``gamma[:g]``
   (default 2); ``noise[:s]`` low-dose quantum noise (default 0.05); ``blur[:mm]`` (default 0.7); ``jpeg[:q]`` lossy
-  JPEG round trip at quality q (default 25, Pillow);
+  JPEG round trip at quality q (default 25, Pillow; recorded in the view's ``lossy``, so the DICOM file says
+  LossyImageCompression "01", its ratio and method ISO_10918_1);
 * ``metal`` an anterior plate with screws over C4-C6; ``collar`` a cervical collar (soft band, rim, rivets).
 
 After a geometric shift the per-view truth is recomputed by ``pipelines.xray.geometry`` on the moved keypoints and
@@ -269,6 +270,8 @@ def apply(pv: Any, name: str, value: float | None, rng: np.random.Generator) -> 
         buf = io.BytesIO()
         Image.fromarray(np.rint(np.clip(u, 0, 1) * 255).astype(np.uint8)).save(buf, "JPEG", quality=int(value))
         u = np.asarray(Image.open(io.BytesIO(buf.getvalue())), dtype=np.float32) / 255.0
+        ratio = pv.pixels.size * 2 / len(buf.getvalue())  # the 16-bit stored pixels over the JPEG stream
+        return replace(pv, **_store(pv, u), lossy=(*pv.lossy, (ratio, "ISO_10918_1")))
     return replace(pv, **_store(pv, u))
 
 

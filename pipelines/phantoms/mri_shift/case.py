@@ -20,13 +20,15 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from pipelines.phantoms.dicom import write_series
+from pipelines.phantoms.dicom import MRI_MODEL_NAME, write_series
 from pipelines.phantoms.mri_b.acquisition import sample_acquisition
 from pipelines.phantoms.mri_b.render import render_series
 from pipelines.phantoms.mri_b.truth import LevelTruthB, write_truth_b
 from pipelines.phantoms.mri_shift.spec import matrix, number
 
 STYLES = ("a", "b")
+MODEL_NAMES = {"a": MRI_MODEL_NAME, "b": "mri-phantom B"}
+"""ManufacturerModelName of each renderer's series."""
 
 
 @dataclass
@@ -78,7 +80,7 @@ def write_case(case: MrCase, out_dir: Path) -> list[Path]:
     study_uid = None
     for s in case.series:
         files = write_series(s, out_dir, study_uid=study_uid, orientation=s.orientation, positions=np.asarray(s.positions),
-                             uid_key=case.uid_key)
+                             uid_key=case.uid_key, model_name=MODEL_NAMES[case.style])
         study_uid = study_uid or str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
         paths += files
     write_truth_b(Path(out_dir) / "truth.json", case.levels,

@@ -50,6 +50,8 @@ class PhantomView:
     """(K, 2) x, y px outline of the canal between posterior walls and spinolaminar points C2-C7."""
     truth: list[Measurement]
     sop_instance_uid: str = ""
+    lossy: tuple[tuple[float, str], ...] = ()
+    """Lossy compressions applied so far (``pipelines.phantoms.shifts`` jpeg): (ratio, DICOM method) each."""
 
     @property
     def pixel_spacing_mm(self) -> tuple[float, float]:

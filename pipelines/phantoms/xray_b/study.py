@@ -9,6 +9,7 @@ spacing (paper 002's definitions; renderer A instead computes closed forms from 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -62,6 +63,8 @@ class ViewB:
     sop_instance_uid: str = ""
     t1_corners: np.ndarray | None = None
     """(4, 2) px corners of T1 (AS, AI, PS, PI): where a chain shifted down by one vertebra puts "C7"."""
+    lossy: tuple[tuple[float, str], ...] = ()
+    """Lossy compressions applied so far (``pipelines.phantoms.shifts`` jpeg): (ratio, DICOM method) each."""
 
     @property
     def pixel_spacing_mm(self) -> tuple[float, float]:
@@ -77,6 +80,8 @@ class ViewB:
 class StudyB:
     """One patient's lateral cervical study from renderer B."""
 
+    model_name: ClassVar[str] = "cspine-node xray phantom B"
+    """ManufacturerModelName of its DICOM files (renderer A's: ``pipelines.phantoms.dicom.XRAY_MODEL_NAME``)."""
     seed: int
     params: StudyParams
     views: dict[View, ViewB]

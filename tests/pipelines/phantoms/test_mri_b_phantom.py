@@ -109,6 +109,7 @@ def test_written_oblique_geometry_reads_back(tmp_path: Path, oblique, require):
     assert sv.series_uid == dss[0].SeriesInstanceUID and sv.flip_x and not sv.flip_y
     assert np.allclose(np.diff(sv.lateral_mm), case.series[0].spacing_between_slices_mm, atol=1e-3)
     assert {pydicom.dcmread(f, stop_before_pixels=True).SeriesDescription for f in files} == {"T2 SAG", "STIR SAG"}
+    assert {pydicom.dcmread(f, stop_before_pixels=True).ManufacturerModelName for f in files} == {"mri-phantom B"}
     levels, info = read_truth_b(tmp_path / "truth.json")
     assert levels == case.levels and info["style"] == "b"
     require("dciodvfy")
@@ -128,6 +129,7 @@ def test_shifts_on_renderer_a_move_the_truth_with_the_pixels(shift: list[str], t
     case = make_case("a", 5, parse_shifts(["slices:7", *shift]))
     files = sorted(f for f in write_case(case, tmp_path) if f.name.startswith("T2"))
     s, s0 = case.series[0], base.series[0]
+    assert pydicom.dcmread(files[0], stop_before_pixels=True).ManufacturerModelName == "mri-phantom"  # renderer A
     for t, t0 in zip(case.levels, base.levels, strict=True):
         ds = pydicom.dcmread(files[t.disc_slice])
         ipp = np.array([float(v) for v in ds.ImagePositionPatient])

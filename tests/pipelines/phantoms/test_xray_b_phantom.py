@@ -28,6 +28,12 @@ def display(pv) -> np.ndarray:  # noqa: ANN001
     return 1.0 - img if pv.photometric == "MONOCHROME1" else img
 
 
+def values(ds: pydicom.Dataset, keyword: str) -> list:
+    """A (possibly multi-valued) attribute as a list."""
+    v = ds[keyword].value
+    return [v] if isinstance(v, str | float | int) else list(v)
+
+
 def mean_in(img: np.ndarray, quad: np.ndarray) -> float:
     rows, cols = img.shape
     x0, y0 = np.maximum(np.floor(quad.min(axis=0)).astype(int), 0)
@@ -118,6 +124,33 @@ def test_dicom_files_pass_dciodvfy(tmp_path: Path, require) -> None:  # noqa: AN
         assert errors == [], errors
 
 
+def test_dicom_names_the_renderer_and_lossy_history(tmp_path: Path) -> None:
+    """Renderer A and B write their own ManufacturerModelName; only a lossy shift makes the file lossy ("01"),
+    and two JPEG round trips are two ratios and methods; a geometric shift after it keeps the history."""
+    from pipelines.phantoms.shifts import shift_study
+    from pipelines.phantoms.xray.study import generate_study
+
+    b = generate_study_b(9, views=(View.NEUTRAL,), max_size=256)
+    a = generate_study(9, views=(View.NEUTRAL,), shape=(256, 256))
+    cases = {"b": (b, "none"), "b_noise": (b, "noise,rotate:10"), "b_jpeg": (b, "jpeg:30,rotate:10,jpeg:80"),
+             "a": (a, "none"), "a_jpeg": (a, "jpeg")}
+    got = {}
+    for name, (st, spec) in cases.items():
+        (path,) = write_study(shift_study(st, spec), tmp_path / name)
+        got[name] = pydicom.dcmread(path, stop_before_pixels=True)
+    assert got["b"].ManufacturerModelName == got["b_jpeg"].ManufacturerModelName == "cspine-node xray phantom B"
+    assert got["a"].ManufacturerModelName == got["a_jpeg"].ManufacturerModelName == "cspine-node xray phantom"
+    for name in ("a", "b", "b_noise"):
+        assert got[name].LossyImageCompression == "00"
+        assert "LossyImageCompressionRatio" not in got[name] and "LossyImageCompressionMethod" not in got[name]
+    assert got["a_jpeg"].LossyImageCompression == "01"
+    assert values(got["a_jpeg"], "LossyImageCompressionMethod") == ["ISO_10918_1"]
+    ds = got["b_jpeg"]
+    assert ds.LossyImageCompression == "01" and values(ds, "LossyImageCompressionMethod") == ["ISO_10918_1"] * 2
+    r30, r80 = (float(v) for v in values(ds, "LossyImageCompressionRatio"))
+    assert r30 > r80 > 1.0  # quality 30 compresses more than quality 80
+
+
 def test_cli_style_b_with_shifts(tmp_path: Path, require) -> None:  # noqa: ANN001
     require("dciodvfy")
     assert cli(["--style", "b", "--shift", "rotate:25,mono1,jpeg", "--out", str(tmp_path), "--seed", "3",
@@ -125,7 +158,13 @@ def test_cli_style_b_with_shifts(tmp_path: Path, require) -> None:  # noqa: ANN0
     files = sorted((tmp_path / "study_000003").glob("*.dcm"))
     assert [f.name for f in files] == ["extension.dcm", "flexion.dcm", "neutral.dcm"]
     for f in files:
-        assert pydicom.dcmread(f).PhotometricInterpretation == "MONOCHROME1"
+        ds = pydicom.dcmread(f)
+        assert ds.PhotometricInterpretation == "MONOCHROME1"
+        assert ds.ManufacturerModelName == "cspine-node xray phantom B"  # renderer B's own name, not A's
+        # the JPEG shift is recorded: lossy once, its ratio (16-bit pixels / JPEG stream) and method
+        assert ds.LossyImageCompression == "01" and values(ds, "LossyImageCompressionMethod") == ["ISO_10918_1"]
+        ratio = [float(v) for v in values(ds, "LossyImageCompressionRatio")]
+        assert len(ratio) == 1 and 2.0 < ratio[0] < 200.0
         out = subprocess.run(["dciodvfy", str(f)], capture_output=True, text=True)
         assert [x for x in (out.stdout + out.stderr).splitlines() if x.startswith("Error")] == []
     import json
