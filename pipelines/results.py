@@ -170,6 +170,11 @@ class ImageResult:
     heatmaps: list[HeatMap] = field(default_factory=list)
     """Explanation maps of classifiers on this image (Grad-CAM); encoded as a FRACTIONAL DICOM SEG
     (``pipelines.dicom_out.heatmap``: highdicom cannot build a Parametric Map on a DX source)."""
+    rejected: str = ""
+    """Why this image's keypoints are not trusted ('' when they are): the view failed a gate as a whole
+    ("implausible anatomy: <check>", "keypoint uncertainty too high (...)") and every measurement on it is not
+    measurable. The outputs then draw nothing from its keypoints (no outlines, measurement figures or SEG
+    segments) and say why on the image instead; the keypoints stay here (audit, corrections)."""
 
 
 @dataclass

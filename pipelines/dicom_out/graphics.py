@@ -12,6 +12,7 @@ measurement's own keypoint list: a polyline through them in order, or a point.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,7 +47,9 @@ class Graphic:
 
 
 def keypoints_by_name(image: ImageResult) -> dict[str, Keypoint]:
-    return {k.name: k for k in image.keypoints}
+    """The keypoints the outputs may draw from, by name: none on an image whose keypoints were rejected
+    (``ImageResult.rejected``), so that no outline, figure, segment or finding site is drawn from them."""
+    return {} if image.rejected else {k.name: k for k in image.keypoints}
 
 
 def _xy(kp: dict[str, Keypoint], *names: str) -> np.ndarray | None:
@@ -162,7 +165,7 @@ def keypoint_graphics(image: ImageResult) -> list[tuple[str, str, Graphic]]:
         pts = np.array([[k.x, k.y] for k in lam])
         out.append(("Spinolaminar line", "C2-C7", Graphic("POLYLINE", pts, image.image_uid, lam[0].frame)))
         used.update(k.name for k in lam)
-    for k in image.keypoints:
+    for k in () if image.rejected else image.keypoints:
         if k.name not in used:
             out.append((k.name, k.name, Graphic("POINT", np.array([[k.x, k.y]]), image.image_uid, k.frame)))
     return out
@@ -292,7 +295,9 @@ def measurements_on(image: ImageResult, measurements: list[Measurement]) -> list
 
 
 def headline(image: ImageResult, measurements: list[Measurement]) -> list[str]:
-    """Short lines of the key values on one image (Cobb, SVA), for on-image text."""
+    """Short lines of the key values on one image (Cobb, SVA), for on-image text; on a rejected image the reason."""
+    if image.rejected:  # wrapped: the reason can name two failed checks
+        return textwrap.wrap(f"NOT MEASURABLE ({image.rejected})", 48)
     lines = []
     for m in measurements_on(image, measurements):
         if m.value is not None and (m.key.startswith("cobb") or m.key.startswith("sva")):

@@ -3,7 +3,8 @@
 Masks come from ``ImageResult.masks`` when the pipeline made them (empty masks are skipped). On an X-ray
 result, structures the pipeline did not outline are derived from its keypoints: each vertebral body is
 the quadrilateral of its four corners, the canal is the band between the posterior walls and the
-spinolaminar points (only where those points exist).
+spinolaminar points (only where those points exist); nothing is derived from a rejected view's keypoints
+(``ImageResult.rejected``), so such a radiograph gets no SEG.
 
 One SEG per source series: a radiograph (no plane geometry, no Frame of Reference) gets its own SEG
 with one frame per segment referencing it; MR slices of one series share one SEG (highdicom places

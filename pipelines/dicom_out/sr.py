@@ -21,6 +21,10 @@ Tree::
           the two posterior walls of a level whose listhesis is abnormal (``LISTHESIS_SHOWN_MM``) holding that
                    listhesis distance as their one NUM, so its label sits beside the level
         per image without corners (MRI ...): each keypoint as a POINT, each value its own group on its figure
+        nothing on a rejected radiograph (``ImageResult.rejected``: it failed the plausibility or uncertainty
+                   gate); the reason is a remark. A finding resting on it lands on another view's figure, like
+                   any "not measurable" finding whose own figure is missing; with every view rejected there
+                   are no groups and the Imaging Measurements container is left out
       Qualitative Evaluations: research-use statement, algorithm, findings (evidence, rule), values not
                    measurable, values without a figure, warnings, the prior comparison
 
@@ -295,6 +299,8 @@ def sr_groups(result: StudyResult, sources: Sources, prov: Provenance) -> tuple[
         rule = f" [rule: {f.threshold}]" if f.threshold else ""
         prob = f" p={f.probability:.2f}" if f.probability is not None else ""
         texts.append(f"{f.name} {f.site}: {f.value}{prob}" + (f" - {detail}" if detail else "") + rule)
+    texts += [f"{view_label(image, i)} view not measurable ({image.rejected}): nothing is drawn from its keypoints"
+              for i, image in enumerate(result.images) if image.rejected]
     texts += [f"{_label(m, result)}: {m.not_measurable_text}"
               for m in result.measurements if m.value is None]
     with_corners = {i.image_uid for i in result.images if corner_graphic(i) is not None}
@@ -333,10 +339,8 @@ def build_sr(
     """The TID 1500 SR of ``result`` (see module docstring for the tree). The measurement groups are encoded by
     ``sr_content`` (read the returned dataset's Content Sequence, or the written file with ``hd.sr.srread``).
     ``comparison`` (the prior study) adds its remarks (``sr_compare``)."""
-    groups, remarks = sr_groups(result, sources, prov)
+    groups, remarks = sr_groups(result, sources, prov)  # none when every view was rejected: remarks only
     remarks += comparison_remarks(comparison)
-    if not groups:
-        raise ValueError("nothing to report: the result has no keypoint, measurement or finding with geometry")
     observer = hd.sr.ObserverContext(
         observer_type=dcm_codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(

@@ -377,7 +377,8 @@ def measurement_report(*, evidence: Sequence[Dataset], library: Sequence[Dataset
     sr = hd.sr.Comprehensive3DSR(evidence=evidence, content=root, **document)
     enc = ContentEncoder(sr.get("SpecificCharacterSet"))
     items = [enc.dataset(item) for item in head]
-    items.append(enc.imaging_measurements(groups))
+    if groups:  # TID 1500: Imaging Measurements (row 6) may be absent when Qualitative Evaluations are present
+        items.append(enc.imaging_measurements(groups))
     items.append(enc.container_item(QUALITATIVE_EVALUATIONS, "CONTAINS",
                                     [enc.text_item(COMMENT, t[:1024], "CONTAINS") for t in remarks]))
     doc = Dataset(sr)

@@ -14,7 +14,9 @@ located by those keypoints: one finding per segment C2-C3..C6-C7 and Grad-CAM he
 Plausibility gate (``pipelines.xray.plausibility``): before anything is measured, each view's keypoints must look
 like a cervical spine (six bodies in order, no overlap, plausible sizes, discs and chain). A view that fails has
 every measurement (and the dynamic ones when it is the flexion or extension view) reported as "not measurable:
-implausible anatomy: <check>"; the findings from them follow, and the seed classifiers skip that view.
+implausible anatomy: <check>"; the findings from them follow, and the seed classifiers skip that view. Such a view
+(or one failing the uncertainty gate below) is marked ``ImageResult.rejected`` with the reason and gets no body
+masks: the DICOM outputs draw no outlines, measurement figures or segments on it, only the reason.
 
 Intervals: Monte-Carlo 95 % intervals from the keypoint spread, each side then multiplied by the keypoint model's
 calibration factor for that measurement (``KeypointPrediction.interval_scale``, fitted so that the intervals hold the
@@ -259,8 +261,7 @@ class XrayPipeline:
         rows, cols = image.shape
         kps = [Keypoint(n, float(x), float(y), float(s), uid)
                for n, (x, y), s in zip(KEYPOINT_NAMES, pred.keypoints, pred.sigma_px, strict=True)]
-        img = ImageResult(uid, inst.series_uid, view, rows, cols, spacing if calibrated else None, kps,
-                          body_masks(pred.keypoints, rows, cols, uid))
+        img = ImageResult(uid, inst.series_uid, view, rows, cols, spacing if calibrated else None, kps)
         outside = [n for n, (x, y) in zip(KEYPOINT_NAMES, pred.keypoints, strict=True)
                    if not (-0.5 <= x <= cols - 0.5 and -0.5 <= y <= rows - 0.5)]
         if outside:
@@ -272,6 +273,10 @@ class XrayPipeline:
         median_px = float(np.median(pred.sigma_px))
         # without a spacing, gate as if the pixels were 0.15 mm (a typical DX detector pixel)
         median_mm = median_px * float(np.sqrt(spacing[0] * spacing[1])) if calibrated else median_px * 0.15
+        # a view rejected as a whole is measured nowhere: the outputs draw nothing from its keypoints
+        img.rejected = gate.reason or (self._spread_reason(median_mm) if median_mm > self.max_median_sigma_mm else "")
+        if not img.rejected:
+            img.masks = body_masks(pred.keypoints, rows, cols, uid)
         return _Analysed(img, pred.keypoints, pred.sigma_px, spacing, median_mm, calibrated, image, gate,
                          dict(getattr(pred, "interval_scale", {}) or {}))
 
@@ -289,14 +294,17 @@ class XrayPipeline:
                                                     reason="not measurable: the image has no pixel spacing")
                   for m in ms]
         if a.median_sigma_mm > self.max_median_sigma_mm:
-            reason = (f"not measurable: keypoint uncertainty too high (median spread {a.median_sigma_mm:.2f} mm > "
-                      f"{self.max_median_sigma_mm:.2f} mm)")
+            reason = f"not measurable: {self._spread_reason(a.median_sigma_mm)}"
             ms = [replace(m, value=None, interval=None, reason=reason) for m in ms]
         gate = a.plausibility  # implausible anatomy is the more telling reason: it comes first
         if not gate.canal_passed:
             ms = [replace(m, value=None, interval=None, reason=_first_reason(why, m)) if (why := gate.reason_for(m.key))
                   else m for m in ms]
         return [self._gate(m) for m in ms]
+
+    def _spread_reason(self, median_sigma_mm: float) -> str:
+        return (f"keypoint uncertainty too high (median spread {median_sigma_mm:.2f} mm > "
+                f"{self.max_median_sigma_mm:.2f} mm)")
 
     def _gate(self, m: Measurement) -> Measurement:
         limit = self.max_interval.get(m.unit)

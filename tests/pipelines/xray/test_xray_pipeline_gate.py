@@ -82,9 +82,9 @@ def phantom(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     return st, study, images
 
 
-def run(phantom, bad_view: View):  # noqa: ANN001, ANN201
+def run(phantom, *bad_views: View):  # noqa: ANN001, ANN201
     st, study, images = phantom
-    by_image = {images[v]: (collapse(pv.keypoints) if v == bad_view else pv.keypoints) for v, pv in st.views.items()}
+    by_image = {images[v]: (collapse(pv.keypoints) if v in bad_views else pv.keypoints) for v, pv in st.views.items()}
     cls, seg = FakeClassifier(), FakeSegments()
     result = XrayPipeline(FakeKeypoints(by_image), [cls], seg).run(study, study.instances)
     return result, cls, seg
@@ -134,3 +134,104 @@ def test_implausible_flexion_view_gates_the_dynamic_measurements(phantom) -> Non
     assert cls.calls == [(View.NEUTRAL,)] and seg.calls == 1  # the neutral view passed: the classifiers ran
     assert all(m.value is not None for m in result.measurements
                if m.view == View.NEUTRAL and m.key in ("cobb_c2_c7", "sva_c2_c7"))
+
+
+def _texts(items, concept: str | None = None) -> list[str]:  # noqa: ANN001
+    """Every TEXT value in the tree (of concept code ``concept`` only, e.g. 112039 Tracking Identifier)."""
+    out = []
+    for it in items:
+        if "TextValue" in it and (concept is None or it.ConceptNameCodeSequence[0].CodeValue == concept):
+            out.append(str(it.TextValue))
+        if "ContentSequence" in it:
+            out += _texts(it.ContentSequence, concept)
+    return out
+
+
+def _scoord_images(items) -> set[str]:  # noqa: ANN001
+    """SOP instance UIDs that SCOORDs (anywhere in the tree) are drawn on."""
+    out: set[str] = set()
+    for it in items:
+        if getattr(it, "ValueType", "") == "SCOORD":
+            out |= {str(r.ReferencedSOPSequence[0].ReferencedSOPInstanceUID) for r in it.ContentSequence}
+        if "ContentSequence" in it:
+            out |= _scoord_images(it.ContentSequence)
+    return out
+
+
+def _dciodvfy_errors(ds, path: Path) -> list[str]:  # noqa: ANN001
+    import subprocess
+
+    ds.save_as(path, enforce_file_format=True)
+    out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+    return [ln for ln in (out.stdout + out.stderr).splitlines() if ln.startswith("Error")]
+
+
+def _gsps_drawing(pr) -> tuple[int, list[str]]:  # noqa: ANN001
+    """(graphic objects drawn, texts) of a GSPS."""
+    n, texts = 0, []
+    for ann in pr.GraphicAnnotationSequence:
+        n += len(ann.get("GraphicObjectSequence", []))
+        texts += [str(t.UnformattedTextValue) for t in ann.get("TextObjectSequence", [])]
+    return n, texts
+
+
+def test_gated_view_is_not_drawn(phantom, tmp_path: Path, require) -> None:  # noqa: ANN001
+    """A view that failed the gate gets no outlines, measurement figures or SEG segments in any output: the SR has
+    no group on it (and no finding resting on it is drawn on another view), no SEG references it, its GSPS carries
+    only the reason as text, and the objects pass dciodvfy. The other views are drawn as before."""
+    from pipelines.dicom_out import encode
+    from pipelines.results_json import result_from_json, result_to_json
+
+    st, study, _ = phantom
+    result, _, _ = run(phantom, View.NEUTRAL)
+    uid = {v: pv.sop_instance_uid for v, pv in st.views.items()}
+    image = next(i for i in result.images if i.view == View.NEUTRAL)
+    assert image.rejected.startswith("implausible anatomy: C4 and C5 overlap") and image.masks == []
+    assert all(not i.rejected and len(i.masks) == 6 for i in result.images if i.view != View.NEUTRAL)
+    assert image.keypoints  # kept in the result (audit, corrections) ...
+    assert [i.rejected for i in result_from_json(result_to_json(result)).images] == [i.rejected for i in result.images]
+
+    objects = encode(study, result)
+    sr = next(o for o in objects if o.Modality == "SR")
+    drawn_on = _scoord_images(sr.ContentSequence)
+    assert uid[View.NEUTRAL] not in drawn_on and {uid[View.FLEXION], uid[View.EXTENSION]} <= drawn_on
+    idents = _texts(sr.ContentSequence, "112039")
+    assert not any("[neutral]" in t for t in idents) and any(t.startswith("Vertebral corners C2-C7 [flexion]")
+                                                             for t in idents)
+    texts = _texts(sr.ContentSequence)
+    assert any(t.startswith("neutral view not measurable (implausible anatomy: C4 and C5 overlap") for t in texts)
+    assert any(t.startswith("Cervical kyphosis C2-C7: not measurable") for t in texts)
+    segs = [o for o in objects if o.Modality == "SEG" and o.SegmentationType == "BINARY"]
+    seg_refs = {str(r.ReferencedSOPInstanceUID) for o in segs for s in o.ReferencedSeriesSequence
+                for r in s.ReferencedInstanceSequence}
+    assert uid[View.NEUTRAL] not in seg_refs and {uid[View.FLEXION], uid[View.EXTENSION]} <= seg_refs
+    prs = {str(o.ReferencedSeriesSequence[0].ReferencedImageSequence[0].ReferencedSOPInstanceUID): o
+           for o in objects if o.Modality == "PR"}
+    n, pr_texts = _gsps_drawing(prs[uid[View.NEUTRAL]])
+    assert n == 0 and pr_texts[0].startswith("NOT MEASURABLE (implausible anatomy: C4 and C5")
+    assert not any(t in ("C2", "C3", "C4") for t in pr_texts)  # no vertebra labels either
+    n, pr_texts = _gsps_drawing(prs[uid[View.FLEXION]])
+    assert n > 24 and "C4" in pr_texts
+    require("dciodvfy")
+    for name, ds in (("sr", sr), ("pr", prs[uid[View.NEUTRAL]])):
+        assert _dciodvfy_errors(ds, tmp_path / f"{name}.dcm") == [], name
+
+
+def test_every_view_gated_still_encodes(phantom, tmp_path: Path, require) -> None:  # noqa: ANN001
+    """All three views rejected: an SR of remarks only (no Imaging Measurements container, valid), no SEG, three
+    GSPS with the reason, and the report."""
+    from pipelines.dicom_out import encode
+
+    result, _, _ = run(phantom, View.NEUTRAL, View.FLEXION, View.EXTENSION)
+    assert all(i.rejected for i in result.images)
+    objects = encode(phantom[1], result)
+    kinds = [o.Modality for o in objects]
+    assert "SEG" not in kinds and kinds.count("PR") == 3 and kinds.count("SR") == 1
+    sr = next(o for o in objects if o.Modality == "SR")
+    names = [str(it.ConceptNameCodeSequence[0].CodeValue) for it in sr.ContentSequence]
+    assert "126010" not in names  # no Imaging Measurements
+    texts = _texts(sr.ContentSequence)
+    assert sum("view not measurable (implausible anatomy" in t for t in texts) == 3
+    assert not _scoord_images(sr.ContentSequence)
+    require("dciodvfy")
+    assert _dciodvfy_errors(sr, tmp_path / "sr.dcm") == []
