@@ -32,6 +32,7 @@ from typing import Protocol
 import pydicom
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
+from pynetdicom.association import Association
 
 from node import audit, tls
 from node.logs import log
@@ -98,8 +99,9 @@ def send_rows(dest: Destination, rows: list[OutboxRow], spool: Spool, *, calling
 
 
 class DimseSender:
-    """C-STORE over one association per attempt, one presentation context per SOP class (the files' own
-    transfer syntax plus explicit/implicit VR little endian)."""
+    """C-STORE over one association per attempt, one presentation context per SOP class and transfer syntax (the
+    files' own plus explicit/implicit VR little endian); a compressed file (the RLE Grad-CAM SEG) goes decompressed
+    to a destination that accepts none of its syntax."""
 
     def send(self, dest: Destination, rows: list[OutboxRow], *, calling_aet: str,
              on_sent: OnSent | None = None) -> Attempt:
@@ -125,11 +127,13 @@ def _send_dimse(dest: Destination, rows: list[OutboxRow], calling_aet: str, on_s
     ae.dimse_timeout = dest.timeout_s
     ae.network_timeout = dest.timeout_s
     syntaxes: dict[str, set[str]] = {}
+    file_ts: dict[int, str] = {}
     for r in rows:
-        ts = str(pydicom.dcmread(r.path, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+        ts = file_ts[r.id] = str(pydicom.dcmread(r.path, stop_before_pixels=True).file_meta.TransferSyntaxUID)
         syntaxes.setdefault(r.sop_class_uid, set()).update({ts, ExplicitVRLittleEndian, ImplicitVRLittleEndian})
     for sop_class, ts in syntaxes.items():
-        ae.add_requested_context(sop_class, sorted(ts))
+        for syntax in sorted(ts):  # one context per syntax: a SEG in RLE and one uncompressed both find theirs
+            ae.add_requested_context(sop_class, syntax)
     tls_args = None
     if dest.tls:
         try:
@@ -149,7 +153,7 @@ def _send_dimse(dest: Destination, rows: list[OutboxRow], calling_aet: str, on_s
     try:
         for r in rows:
             try:
-                status = assoc.send_c_store(Path(r.path))
+                status = assoc.send_c_store(_as_accepted(assoc, r, file_ts[r.id]))
             except Exception as e:  # noqa: BLE001 - recorded and retried
                 failed.append(r.id)
                 error = f"{type(e).__name__}: {e}"
@@ -169,6 +173,19 @@ def _send_dimse(dest: Destination, rows: list[OutboxRow], calling_aet: str, on_s
         if assoc.is_established:
             assoc.release()
     return Attempt(sent, failed, error)
+
+
+def _as_accepted(assoc: Association, row: OutboxRow, ts: str) -> Path | pydicom.Dataset:
+    """The file of ``row`` (transfer syntax ``ts``) as the association can carry it: the path when ``ts`` was
+    accepted for its SOP class, else (a compressed object, e.g. an RLE SEG, at a destination that accepts only
+    uncompressed syntaxes) the dataset decompressed."""
+    path = Path(row.path)
+    accepted = {str(c.transfer_syntax[0]) for c in assoc.accepted_contexts if c.abstract_syntax == row.sop_class_uid}
+    if ts in accepted or not accepted & {ExplicitVRLittleEndian, ImplicitVRLittleEndian}:
+        return path  # sent as it is (or refused by pynetdicom with its own error)
+    ds = pydicom.dcmread(path)
+    ds.decompress(generate_instance_uid=False)  # the same object, only re-encoded
+    return ds
 
 
 def _send_stow(dest: Destination, rows: list[OutboxRow], on_sent: OnSent) -> Attempt:

@@ -9,6 +9,9 @@ DX source the way it builds the binary SEG (:mod:`pipelines.dicom_out.seg`).
 One SEG per source image that has ``ImageResult.heatmaps``, one segment per map (e.g. "C4-C5 cord compression
 Grad-CAM"): the fraction is ``probability x Grad-CAM`` (each Grad-CAM normalised to its maximum), so it is high
 only where a segment the model calls likely compressed draws its evidence. Fractional type PROBABILITY.
+
+Transfer syntax RLE Lossless (``pipelines.dicom_out.rle``): the maps are zero outside their crops, so a study's
+maps take a few hundred kB instead of 10-30 MB uncompressed (encode, store and every delivery pay for the bytes).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 from pipelines.dicom_out import codes
 from pipelines.dicom_out._sources import Sources
 from pipelines.dicom_out.identity import Provenance, new_uid
+from pipelines.dicom_out.rle import set_rle_pixel_data
 from pipelines.dicom_out.seg import _copy_if_no_plane
 from pipelines.results import HeatMap, ImageResult, StudyResult
 
@@ -37,15 +41,17 @@ def combined_map(image: ImageResult) -> np.ndarray:
     return out
 
 
-def _stacked(maps: list[HeatMap], rows: int, columns: int) -> np.ndarray:
-    """(1, rows, columns, maps) float32: ``weighted`` of each map, written patch by patch (no full-size copies)."""
-    arr = np.zeros((1, rows, columns, len(maps)), dtype=np.float32)
+def _quantised(maps: list[HeatMap], rows: int, columns: int, max_value: int = 255) -> np.ndarray:
+    """(rows, columns, maps) uint8: ``weighted`` of each map as SEG fractional values (``round(value x
+    max_value)``, as highdicom quantises), written patch by patch (no full-size float copies)."""
+    arr = np.zeros((rows, columns, len(maps)), dtype=np.uint8)
     for i, h in enumerate(maps):
         w = 1.0 if h.probability is None else float(h.probability)
         r0, c0 = h.origin
         r1, c1 = min(r0 + h.array.shape[0], rows), min(c0 + h.array.shape[1], columns)
         if r1 > r0 and c1 > c0:
-            arr[0, r0:r1, c0:c1, i] = np.clip(np.asarray(h.array[: r1 - r0, : c1 - c0], np.float32) * w, 0.0, 1.0)
+            patch = np.clip(np.asarray(h.array[: r1 - r0, : c1 - c0], np.float32) * w, 0.0, 1.0)
+            arr[r0:r1, c0:c1, i] = np.around(patch * float(max_value)).astype(np.uint8)
     return arr
 
 
@@ -61,7 +67,15 @@ def build_heatmap_segs(result: StudyResult, sources: Sources, prov: Provenance, 
         maps = [h for h in image.heatmaps if np.asarray(h.array).size]
         if not maps:
             continue
-        arr = _stacked(maps, rows, cols)
+        values = _quantised(maps, rows, cols)
+        present = [k + 1 for k in range(len(maps)) if values[:, :, k].any()]
+        if not present:
+            continue
+        # highdicom makes the frames (one per non-empty segment) and their functional groups from a label map that
+        # marks one pixel of each non-empty segment (a float stack costs it a sort of every pixel, a bool stack a
+        # sum over segments); the fractional values replace its pixel data below, RLE encoded
+        arr = np.zeros((1, rows, cols), dtype=np.uint8)
+        arr[0, 0, : len(present)] = present
         descriptions = [
             hd.seg.SegmentDescription(
                 segment_number=i + 1,
@@ -87,5 +101,10 @@ def build_heatmap_segs(result: StudyResult, sources: Sources, prov: Provenance, 
             **prov.object_attributes("map", series_uid=series_uid, series_number=series_number, index=n),
         )
         _copy_if_no_plane(seg, src)
+        numbers = [int(f.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+                   for f in seg.PerFrameFunctionalGroupsSequence]
+        set_rle_pixel_data(seg, (values[:, :, k - 1] for k in numbers))
+        if len(maps) > 1:
+            seg.SegmentsOverlap = "UNDEFINED"  # as highdicom says of several truly fractional segments
         out.append(seg)
     return out

@@ -1,5 +1,5 @@
-"""Explanation maps (Grad-CAM) -> a FRACTIONAL SEG on the radiograph (valid, reads back with highdicom) and an
-overlay on the report page. highdicom's Parametric Map cannot be built on a DX source (see
+"""Explanation maps (Grad-CAM) -> a FRACTIONAL SEG on the radiograph (valid, RLE Lossless, reads back with
+highdicom) and an overlay on the report page. highdicom's Parametric Map cannot be built on a DX source (see
 ``pipelines.dicom_out.heatmap``); the first test pins that, so the choice is revisited when highdicom changes."""
 
 from __future__ import annotations
@@ -61,6 +61,9 @@ def test_fractional_seg_is_valid_and_reads_back(case, tmp_path: Path, dciodvfy) 
     frac[0].save_as(path, enforce_file_format=True)
     errors, _ = dciodvfy(path)
     assert errors == []
+    # RLE Lossless: zero outside the maps' crops, a fraction of the uncompressed 8-bit frames
+    assert frac[0].file_meta.TransferSyntaxUID == RLELossless
+    assert path.stat().st_size < 0.2 * len(img.heatmaps) * img.rows * img.columns
     seg = hd.seg.Segmentation.from_dataset(pydicom.dcmread(path))
     assert seg.segmentation_type == hd.seg.SegmentationTypeValues.FRACTIONAL
     assert [seg.get_segment_description(i).segment_label for i in (1, 2)] == [h.label for h in img.heatmaps]
