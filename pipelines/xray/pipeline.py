@@ -14,9 +14,10 @@ located by those keypoints: one finding per segment C2-C3..C6-C7 and Grad-CAM he
 Plausibility gate (``pipelines.xray.plausibility``): before anything is measured, each view's keypoints must look
 like a cervical spine (six bodies in order, no overlap, plausible sizes, discs and chain). A view that fails has
 every measurement (and the dynamic ones when it is the flexion or extension view) reported as "not measurable:
-implausible anatomy: <check>"; the findings from them follow, and the seed classifiers skip that view. Such a view
-(or one failing the uncertainty gate below) is marked ``ImageResult.rejected`` with the reason and gets no body
-masks: the DICOM outputs draw no outlines, measurement figures or segments on it, only the reason.
+implausible anatomy: <check>"; the findings from them follow. Such a view (or one failing the uncertainty gate
+below) is marked ``ImageResult.rejected`` with the reason and gets no body masks: the DICOM outputs draw no outlines,
+measurement figures or segments on it, only the reason; and the seed classifiers skip it (cord compression also
+needs the neutral view's canal checks).
 
 Intervals: Monte-Carlo 95 % intervals from the keypoint spread, each side then multiplied by the keypoint model's
 calibration factor for that measurement (``KeypointPrediction.interval_scale``, fitted so that the intervals hold the
@@ -199,11 +200,11 @@ class XrayPipeline:
         # findings from one image per view (the best), so that duplicates cannot contradict each other
         result.findings.extend(findings_mod.findings_from_measurements(primary))
         # the whole-image classifiers of seeds 003 (curvature class) and 001 (upper cervical), on the views that
-        # passed the plausibility gate
-        plausible = {v: a for v, a in best.items() if a.plausibility.passed}
+        # passed the gates (plausibility and keypoint uncertainty: not rejected)
+        plausible = {v: a for v, a in best.items() if not a.image.rejected}
         if self.image_classifiers:
-            result.warnings.extend(f"seed classifiers skip the {v.value} view: {a.plausibility.reason}"
-                                   for v, a in best.items() if not a.plausibility.passed)
+            result.warnings.extend(f"seed classifiers skip the {v.value} view: {a.image.rejected}"
+                                   for v, a in best.items() if a.image.rejected)
         classified = classify_views(self.image_classifiers,
                                     {v: a.pixels for v, a in plausible.items() if a.pixels is not None},
                                     {v: a.spacing if a.calibrated else None for v, a in plausible.items()})

@@ -36,12 +36,13 @@ class FakeKeypoints:
 
     algorithm = AlgorithmInfo("fake keypoints", "0")
 
-    def __init__(self, by_image: dict[bytes, np.ndarray]) -> None:
+    def __init__(self, by_image: dict[bytes, np.ndarray], sigma_px: dict[bytes, float] | None = None) -> None:
         self.by_image = by_image
+        self.sigma_px = sigma_px or {}
 
     def predict(self, image: np.ndarray) -> KeypointPrediction:
         pts = self.by_image[image.tobytes()]
-        return KeypointPrediction(pts, np.full(30, 0.5), {View.NEUTRAL: 1.0})
+        return KeypointPrediction(pts, np.full(30, self.sigma_px.get(image.tobytes(), 0.5)), {View.NEUTRAL: 1.0})
 
 
 class FakeClassifier:
@@ -123,6 +124,21 @@ def test_implausible_neutral_view_is_not_measurable(phantom, tmp_path: Path) -> 
 
     walk(sr.ContentSequence)
     assert any("Cobb angle" in t and "implausible anatomy: C4 and C5 overlap" in t for t in texts)
+
+
+def test_uncertain_neutral_view_is_rejected_and_skipped_by_the_classifiers(phantom) -> None:  # noqa: ANN001
+    """The uncertainty gate rejects a view like the plausibility gate: no masks, and neither the whole-image
+    classifiers nor cord compression run on it (plausible keypoints, but a 20 px spread)."""
+    st, study, images = phantom
+    cls, seg = FakeClassifier(), FakeSegments()
+    keypoints = FakeKeypoints({images[v]: pv.keypoints for v, pv in st.views.items()}, {images[View.NEUTRAL]: 20.0})
+    result = XrayPipeline(keypoints, [cls], seg).run(study, study.instances)
+    neutral = next(i for i in result.images if i.view == View.NEUTRAL)
+    assert neutral.rejected.startswith("keypoint uncertainty too high") and neutral.masks == []
+    assert all(not i.rejected for i in result.images if i.view != View.NEUTRAL)
+    assert cls.calls == [] and seg.calls == 0
+    assert any(w.startswith("seed classifiers skip the neutral view: keypoint uncertainty too high")
+               for w in result.warnings)
 
 
 def test_implausible_flexion_view_gates_the_dynamic_measurements(phantom) -> None:  # noqa: ANN001
