@@ -18,14 +18,16 @@ may carry labels of several models); a folder where no image has them is refused
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from pipelines.vocabulary import KEYPOINT_NAMES, View
 
+T = TypeVar("T")
 SHIPPED = "shipped"
 """``--init shipped``: fine-tune from the model's shipped weights."""
 
@@ -182,5 +184,19 @@ def add_folder_args(ap) -> None:  # noqa: ANN001 - argparse.ArgumentParser
                     help="labelme: JSON {label: keypoint name} for labels other than C3_1 / C3_sl / keypoint names")
 
 
-__all__ = ["SHIPPED", "LabelledImage", "Selected", "UserLabelError", "add_folder_args", "binary", "init_weights",
-           "read_folder", "select", "source_of"]
+def from_folder(args, read: Callable[..., T], *read_args: Any, **read_kwargs: Any) -> T | None:  # noqa: ANN001
+    """The site-folder branch of a model's data / evaluate / thresholds CLI (options of :func:`add_folder_args`):
+    None when neither ``--coco`` nor ``--labelme`` is given (the CLI then uses phantoms or ``--data``), else
+    ``read(*read_args, coco=..., labelme=..., images=..., label_map=..., **read_kwargs)`` (a model's
+    ``user_data.prepare_user`` or ``full_arrays``); a :class:`UserLabelError` ends the CLI with ``error: <why>``."""
+    if args.coco is None and args.labelme is None:
+        return None
+    try:
+        return read(*read_args, coco=args.coco, labelme=args.labelme, images=args.images, label_map=args.label_map,
+                    **read_kwargs)
+    except UserLabelError as exc:
+        raise SystemExit(f"error: {exc}") from exc
+
+
+__all__ = ["SHIPPED", "LabelledImage", "Selected", "UserLabelError", "add_folder_args", "binary", "from_folder",
+           "init_weights", "read_folder", "select", "source_of"]

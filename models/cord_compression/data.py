@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from models.common.images import to_u8
-from models.common.user_labels import UserLabelError, add_folder_args
+from models.common.user_labels import add_folder_args, from_folder
 from models.cord_compression.roi import segment_crops
 from pipelines.results import View
 
@@ -75,16 +75,11 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--difficulty", default="realistic")
     add_folder_args(ap)
     args = ap.parse_args(argv)
-    if args.coco is not None or args.labelme is not None:  # a site's folder (models.cord_compression.user_data)
-        from models.cord_compression.user_data import prepare_user
+    from models.cord_compression.user_data import prepare_user  # here: it imports this module
 
-        try:
-            print(prepare_user(args.out, coco=args.coco, labelme=args.labelme, images=args.images, label_map=args.label_map,
-                               jittered=args.jittered))
-        except UserLabelError as exc:
-            raise SystemExit(f"error: {exc}") from exc
-        return 0
-    print(prepare(args.out, range(args.seed, args.seed + args.count), args.jittered, args.difficulty))
+    done = from_folder(args, prepare_user, args.out, jittered=args.jittered)  # a site's folder, else phantoms
+    print(done if done is not None else prepare(args.out, range(args.seed, args.seed + args.count), args.jittered,
+                                                args.difficulty))
     return 0
 
 

@@ -24,7 +24,7 @@ import torch
 
 from models.common.images import from_u8
 from models.common.metrics import confusion, macro_scores
-from models.common.user_labels import UserLabelError, add_folder_args
+from models.common.user_labels import add_folder_args, from_folder
 from models.curvature import BASELINE_WEIGHTS, CLASSES, DEFAULT_WEIGHTS
 from models.curvature.data import three_class
 from models.curvature.predictor import CurvaturePredictor
@@ -151,10 +151,7 @@ def cli(argv: list[str] | None = None) -> int:
     if data is None:
         from models.curvature.user_data import full_arrays
 
-        try:
-            data = full_arrays(coco=args.coco, labelme=args.labelme, images=args.images, label_map=args.label_map)
-        except UserLabelError as exc:
-            raise SystemExit(f"error: {exc}") from exc
+        data = from_folder(args, full_arrays)
         data["source"] = str(args.coco or args.labelme)
     res = evaluate(data, weights, args.locator, (0,) if args.neutral_only else None, args.keypoint_weights)
     if args.json:

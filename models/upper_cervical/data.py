@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from models.common.images import to_u8
-from models.common.user_labels import UserLabelError, add_folder_args
+from models.common.user_labels import add_folder_args, from_folder
 from models.curvature.roi import crop, landmarks_from_keypoints, locator_input, upper_cervical_box
 from models.upper_cervical import VIEW_ORDER
 
@@ -67,16 +67,11 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--full", action="store_true", help="also store the whole images (held-out sets)")
     add_folder_args(ap)
     args = ap.parse_args(argv)
-    if args.coco is not None or args.labelme is not None:  # a site's folder (models.upper_cervical.user_data)
-        from models.upper_cervical.user_data import prepare_user
+    from models.upper_cervical.user_data import prepare_user  # here: it imports this module
 
-        try:
-            counts = prepare_user(args.out, coco=args.coco, labelme=args.labelme, images=args.images, label_map=args.label_map)
-        except UserLabelError as exc:
-            raise SystemExit(f"error: {exc}") from exc
-        print(f"wrote {args.out}: {counts}")
-        return 0
-    counts = prepare(args.out, range(args.seed, args.seed + args.count), tuple(args.shape), full=args.full)
+    counts = from_folder(args, prepare_user, args.out)  # a site's folder, else phantoms
+    if counts is None:
+        counts = prepare(args.out, range(args.seed, args.seed + args.count), tuple(args.shape), full=args.full)
     print(f"wrote {args.out}: {counts}")
     return 0
 

@@ -21,7 +21,7 @@ import torch
 
 from models.common.checkpoint import save_checkpoint
 from models.common.images import from_u8
-from models.common.user_labels import UserLabelError, add_folder_args
+from models.common.user_labels import add_folder_args, from_folder
 from models.curvature.roi import DEFAULT_LOCATOR, crop, upper_cervical_box
 from models.upper_cervical import DEFAULT_WEIGHTS
 from models.upper_cervical.predictor import UpperCervicalPredictor
@@ -73,10 +73,7 @@ def cli(argv: list[str] | None = None) -> int:
     else:
         from models.upper_cervical.user_data import full_arrays
 
-        try:
-            d = full_arrays(coco=args.coco, labelme=args.labelme, images=args.images, label_map=args.label_map)
-        except UserLabelError as exc:
-            raise SystemExit(f"error: {exc}") from exc
+        d = from_folder(args, full_arrays)
         source = str(args.coco or args.labelme)
     pr = UpperCervicalPredictor.load(args.weights, locator=args.locator)
     probs = located_probabilities(pr, d["images"])
