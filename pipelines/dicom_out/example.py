@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.png:
         from PIL import Image
 
-        Image.fromarray(render(result, load_sources(study, result))).save(args.png)
+        Image.fromarray(render(result, load_sources(study, result)).pixels).save(args.png)
     print(result.summary())
     return 0
 

@@ -101,10 +101,16 @@ def build_heatmap_segs(result: StudyResult, sources: Sources, prov: Provenance, 
             **prov.object_attributes("map", series_uid=series_uid, series_number=series_number, index=n),
         )
         _copy_if_no_plane(seg, src)
-        numbers = [int(f.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
-                   for f in seg.PerFrameFunctionalGroupsSequence]
-        set_rle_pixel_data(seg, (values[:, :, k - 1] for k in numbers))
+        set_rle_pixel_data(seg, (values[:, :, k - 1] for k in _frame_segments(seg)))
         if len(maps) > 1:
             seg.SegmentsOverlap = "UNDEFINED"  # as highdicom says of several truly fractional segments
         out.append(seg)
     return out
+
+
+def _frame_segments(seg: hd.seg.Segmentation) -> list[int]:
+    """The segment number of each frame of ``seg``, in frame order (per frame, or shared when there is one)."""
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    if "SegmentIdentificationSequence" in shared:
+        return [int(shared.SegmentIdentificationSequence[0].ReferencedSegmentNumber)] * int(seg.NumberOfFrames)
+    return [int(f.SegmentIdentificationSequence[0].ReferencedSegmentNumber) for f in seg.PerFrameFunctionalGroupsSequence]

@@ -3,14 +3,20 @@
 matplotlib renders text glyph by glyph from Python (a page of tables, ~7 000 glyphs, took most of a second here);
 Pillow renders a whole string in C. A ``Page`` is an A4 figure whose pictures are matplotlib axes, plus text and
 tables recorded in figure coordinates (fractions, origin bottom left, sizes in points, as in matplotlib) and drawn
-by Pillow onto the rendered canvas in ``pixels()``. The same pixels become the secondary capture and, through
+by Pillow onto the rendered canvas in ``render()``. The same pixels become the secondary capture and, through
 ``pdf_bytes``, the PDF page: the page is rendered once, at the resolution a viewer shows (``DPI``).
+
+The PDF has a text layer: every string Pillow drew (titles, table cells, the research statement) is also written as
+invisible PDF text (rendering mode 3, Helvetica) at its place over the page image, as OCR'd scans do, so a PDF
+viewer finds, selects and copies it and text extraction reads it. The PDF is written here (no PDF library needed):
+the page as one JPEG image XObject plus a Flate-compressed content stream.
 """
 
 from __future__ import annotations
 
 import io
 import textwrap
+import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -32,6 +38,29 @@ _FONTS = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 def font(size_px: int, bold: bool = False) -> ImageFont.FreeTypeFont:
     """matplotlib's own DejaVu Sans (always installed with it) at ``size_px`` pixels."""
     return ImageFont.truetype(str(_FONTS / ("DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf")), max(size_px, 1))
+
+
+@dataclass(frozen=True)
+class TextRun:
+    """One line of text drawn on the page: left end of its baseline (pixels, origin top left), size in pixels."""
+
+    x: float
+    baseline: float
+    size: float
+    text: str
+    bold: bool = False
+
+
+@dataclass(frozen=True)
+class RenderedPage:
+    """A rendered report page: (rows, columns, 3) uint8 RGB ``pixels`` and the ``runs`` of text drawn on them."""
+
+    pixels: np.ndarray
+    runs: tuple[TextRun, ...] = ()
+
+    def pdf(self) -> bytes:
+        """The page as a one-page PDF with its text layer (``pdf_bytes``)."""
+        return pdf_bytes(self.pixels, self.runs)
 
 
 @dataclass
@@ -67,6 +96,7 @@ class Page:
     fig: Figure = field(default_factory=lambda: plt.figure(figsize=PAGE_INCHES, dpi=DPI))
     _texts: list[_Text] = field(default_factory=list)
     _tables: list[_Table] = field(default_factory=list)
+    _runs: list[TextRun] = field(default_factory=list)
 
     def text(self, x: float, y: float, text: str, size: float, *, ha: str = "left", va: str = "baseline",
              bold: bool = False, color: str = "black", wrap: float | None = None) -> None:
@@ -84,8 +114,8 @@ class Page:
         self._tables.append(_Table(rect, header, rows, widths, title, list(highlight or []), set(shaded or ()),
                                    max_size, align))
 
-    def pixels(self) -> np.ndarray:
-        """The page as (rows, columns, 3) uint8 RGB; closes the figure."""
+    def render(self) -> RenderedPage:
+        """The page as (rows, columns, 3) uint8 RGB pixels with the text runs drawn on them; closes the figure."""
         try:
             self.fig.canvas.draw()
             image = Image.fromarray(np.asarray(self.fig.canvas.buffer_rgba())[..., :3].copy())
@@ -96,7 +126,27 @@ class Page:
             self._draw_table(draw, image.size, t)
         for t in self._texts:
             self._draw_text(draw, image.size, t)
-        return np.asarray(image)
+        return RenderedPage(np.asarray(image), tuple(self._runs))
+
+    def _record(self, xy: tuple[float, float], text: str, f: ImageFont.FreeTypeFont, anchor: str, spacing: int,
+                bold: bool) -> None:
+        """Keep the lines of ``text`` drawn at ``xy`` with Pillow's ``anchor`` as runs (left ends of their
+        baselines). Pillow stacks multiline text by ``anchor``'s vertical part (top, middle or bottom of the block)
+        and places every line by its horizontal part (the alignment used here matches it)."""
+        lines = text.split("\n")
+        step = f.getbbox("A")[3] + spacing  # Pillow's line spacing of multiline text
+        n = len(lines)
+        for k, line in enumerate(lines):
+            if not line.strip():
+                continue
+            if n == 1:
+                line_anchor, y = anchor, xy[1]
+            else:  # place each line by its own anchor: top/middle/bottom of the block as Pillow stacks it
+                line_anchor = anchor[0] + {"a": "a", "m": "m", "d": "d", "s": "d"}[anchor[1]]
+                shift = {"a": k, "m": k - (n - 1) / 2, "d": k - (n - 1)}[line_anchor[1]]
+                y = xy[1] + shift * step
+            at, base = f.getbbox(line, anchor=line_anchor), f.getbbox(line, anchor="ls")
+            self._runs.append(TextRun(xy[0] + at[0] - base[0], y + at[1] - base[1], float(f.size), line, bold))
 
     # -- drawing (Pillow: pixels, origin top left) ----------------------------------------------------
     @staticmethod
@@ -118,14 +168,17 @@ class Page:
                                 align={"l": "left", "m": "center", "r": "right"}[anchor[0]], spacing=2)
         else:
             draw.text((t.x * w, (1 - t.y) * h), text, font=f, fill=t.color, anchor=anchor)
+        self._record((t.x * w, (1 - t.y) * h), text, f, anchor, 2, t.bold)
 
     def _draw_table(self, draw: ImageDraw.ImageDraw, size: tuple[int, int], t: _Table) -> None:
         w, h = size
         left, bottom, width, height = t.rect
         x0, x1, y0 = left * w, (left + width) * w, (1 - bottom - height) * h
         draw.text((x0, y0 - 3), t.title, font=font(self._px(8)), fill="black", anchor="ld")
+        self._record((x0, y0 - 3), t.title, font(self._px(8)), "ld", 0, False)
         if not t.rows:
             draw.text((x0, y0 + 3), "none", font=font(self._px(7)), fill="black", anchor="la")
+            self._record((x0, y0 + 3), "none", font(self._px(7)), "la", 0, False)
             return
         n = len(t.rows) + 1
         row_h = height * h / n
@@ -159,6 +212,7 @@ class Page:
                                         align="center" if centre else "left", spacing=1)
                 else:
                     draw.text((x, y), text, font=f, fill="black", anchor="mm" if centre else "lm")
+                self._record((x, y), text, f, "mm" if centre else "lm", 1, False)
 
 
 def _fit(text: str, f: ImageFont.FreeTypeFont, room: float) -> str:
@@ -171,8 +225,46 @@ def _fit(text: str, f: ImageFont.FreeTypeFont, room: float) -> str:
     return text[:n] + "…" if n else ""
 
 
-def pdf_bytes(rgb: np.ndarray, dpi: int = DPI) -> bytes:
-    """A one-page PDF of the page pixels (page size from ``dpi``: A4 for a page of ``PAGE_INCHES``)."""
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PDF", resolution=float(dpi), quality=92)
-    return buf.getvalue()
+def _pdf_string(text: str) -> bytes:
+    """``text`` as a PDF literal string in WinAnsiEncoding (characters it lacks become '?')."""
+    text = text.replace("≥", ">=").replace("≤", "<=").replace("\u2009", " ")
+    raw = text.encode("cp1252", errors="replace")
+    return b"(" + raw.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)").replace(b"\r", b" ") + b")"
+
+
+def pdf_bytes(rgb: np.ndarray, runs: tuple[TextRun, ...] | list[TextRun] = (), dpi: int = DPI) -> bytes:
+    """A one-page PDF: the page pixels as a JPEG image filling the page (page size from ``dpi``: A4 for a page of
+    ``PAGE_INCHES``) and ``runs`` as invisible text (rendering mode 3) at their places over it."""
+    rows, columns = rgb.shape[:2]
+    scale = 72.0 / dpi  # points per pixel
+    width, height = columns * scale, rows * scale
+    jpeg = io.BytesIO()
+    Image.fromarray(rgb).save(jpeg, format="JPEG", quality=92)
+    content = [b"q %.2f 0 0 %.2f 0 0 cm /Im0 Do Q" % (width, height), b"BT 3 Tr"]
+    for r in runs:
+        content.append(b"/F%d %.2f Tf 1 0 0 1 %.2f %.2f Tm %s Tj" % (
+            2 if r.bold else 1, r.size * scale, r.x * scale, height - r.baseline * scale, _pdf_string(r.text)))
+    content.append(b"ET")
+    stream = zlib.compress(b"\n".join(content), 6)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %.2f %.2f] /Contents 4 0 R /Resources << /ProcSet [/PDF "
+        b"/Text /ImageC] /XObject << /Im0 5 0 R >> /Font << /F1 6 0 R /F2 7 0 R >> >> >>" % (width, height),
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(stream), stream),
+        b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceRGB /BitsPerComponent 8 "
+        b"/Filter /DCTDecode /Length %d >>\nstream\n%s\nendstream" % (columns, rows, jpeg.tell(), jpeg.getvalue()),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold /Encoding /WinAnsiEncoding >>",
+    ]
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for n, body in enumerate(objects, start=1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n%s\nendobj\n" % (n, body))
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
+    out.write(b"".join(b"%010d 00000 n \n" % o for o in offsets))
+    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref))
+    return out.getvalue()

@@ -35,7 +35,6 @@ import textwrap
 from datetime import UTC, datetime
 
 import highdicom as hd
-import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes as dcm_codes
 from pydicom.sr.coding import Code
@@ -51,7 +50,7 @@ from pipelines.dicom_out.identity import (
     run_number,
     series_number,
 )
-from pipelines.dicom_out.page import Page
+from pipelines.dicom_out.page import Page, RenderedPage
 from pipelines.dicom_out.report import build_pdf
 from pipelines.dicom_out.sr_content import Group, ImageRef, Num, Region, measurement_report
 from pipelines.patient.report import FACTORS, RULES, PatientReport, sites_overlap, vertebrae_of
@@ -259,9 +258,9 @@ def _shaded(rows: list[list[str]], col: int) -> set[tuple[int, int]]:
     return out
 
 
-def render_patient(report: PatientReport, results: dict[str, StudyResult]) -> np.ndarray:
-    """The one-page patient report (A4) as RGB pixels: factors by level (Fig. 7), then every factor and
-    corroboration (Fig. 8) with its evidence."""
+def render_patient(report: PatientReport, results: dict[str, StudyResult]) -> RenderedPage:
+    """The one-page patient report (A4) as RGB pixels with its text: factors by level (Fig. 7), then every factor
+    and corroboration (Fig. 8) with its evidence."""
     page = Page()
     page.text(0.5, 0.985, "Cervical spondylosis - patient-level report (X-ray + MRI)", 12, ha="center", va="top",
               bold=True)
@@ -283,7 +282,7 @@ def render_patient(report: PatientReport, results: dict[str, StudyResult]) -> np
         page.text(0.04, 0.055 + 0.012 * (len(report.warnings[:3]) - 1 - i), _wrap(f"Warning: {w}", 160, 1), 5,
                   color="#805000")
     page.text(0.5, 0.035, RESEARCH_STATEMENT, 7, ha="center", bold=True, color="#b00000", wrap=0.9)
-    return page.pixels()
+    return page.render()
 
 
 def encode_patient(report: PatientReport, results: dict[str, StudyResult], sources: Sources, *, current: str,

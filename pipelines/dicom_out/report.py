@@ -4,7 +4,8 @@ Rendered once as pixels (``pipelines.dicom_out.page``: matplotlib draws the anno
 tables), delivered twice:
 
 * a Secondary Capture image (RGB) - every PACS viewer shows an image;
-* an Encapsulated PDF of the same pixels - for printing and for viewers with a PDF viewer (OHIF has one).
+* an Encapsulated PDF of the same pixels - for printing and for viewers with a PDF viewer (OHIF has one); its
+  text is also in the PDF as a text layer (searchable, selectable, extractable).
 
 The page carries no patient identifiers (BurnedInAnnotation NO): the DICOM header identifies the patient.
 """
@@ -25,7 +26,7 @@ from pydicom.uid import ExplicitVRLittleEndian  # noqa: E402
 from pipelines.dicom_out._sources import Sources  # noqa: E402
 from pipelines.dicom_out.graphics import figure_graphics, headline, vertebra_labels  # noqa: E402
 from pipelines.dicom_out.identity import RESEARCH_STATEMENT, SERIES_DESCRIPTIONS, Provenance, new_uid  # noqa: E402
-from pipelines.dicom_out.page import Page, pdf_bytes  # noqa: E402
+from pipelines.dicom_out.page import Page, RenderedPage  # noqa: E402
 from pipelines.dicom_out.sr import view_label  # noqa: E402
 from pipelines.dicom_out.sr_compare import comparison_table  # noqa: E402
 from pipelines.patient.compare import Comparison  # noqa: E402
@@ -132,9 +133,10 @@ def finding_rows(result: StudyResult) -> list[list[str]]:
     return out
 
 
-def render(result: StudyResult, sources: Sources, comparison: Comparison | None = None) -> np.ndarray:
-    """The report page as (rows, columns, 3) uint8 RGB (``pipelines.dicom_out.page``: A4 at ``DPI``); with a
-    ``comparison``, a "Compared with <date>" table between the measurements and the findings (``sr_compare``)."""
+def render(result: StudyResult, sources: Sources, comparison: Comparison | None = None) -> RenderedPage:
+    """The report page: (rows, columns, 3) uint8 RGB pixels and its text (``pipelines.dicom_out.page``: A4 at
+    ``DPI``); with a ``comparison``, a "Compared with <date>" table between the measurements and the findings
+    (``sr_compare``)."""
     page = Page()
     title = "Cervical spine AI analysis - lateral radiographs" if result.pipeline == "xray" else "Cervical spine AI analysis - MRI"
     page.text(0.5, 0.985, title, 12, ha="center", va="top", bold=True)
@@ -164,17 +166,17 @@ def render(result: StudyResult, sources: Sources, comparison: Comparison | None 
     page.text(0.5, 0.035, RESEARCH_STATEMENT, 7, ha="center", bold=True, color="#b00000", wrap=0.9)
     if notes:
         page.text(0.5, 0.012, f"Warnings: {notes}"[:200], 6, ha="center")
-    return page.pixels()
+    return page.render()
 
 
-def build_sc(result: StudyResult, sources: Sources, prov: Provenance, page: np.ndarray, *, series_uid: str,
+def build_sc(result: StudyResult, sources: Sources, prov: Provenance, page: RenderedPage, *, series_uid: str,
              series_number: int) -> hd.sc.SCImage:
-    """The report ``page`` (RGB pixels of ``render``) as a Secondary Capture image (RGB, 8 bit) in the study of the
+    """The report ``page`` (its RGB pixels) as a Secondary Capture image (RGB, 8 bit) in the study of the
     source images."""
     ref = sources[result.images[0].image_uid]
     sc = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=ref,
-        pixel_array=page,
+        pixel_array=page.pixels,
         photometric_interpretation="RGB",
         bits_allocated=8,
         coordinate_system="PATIENT",
@@ -202,11 +204,12 @@ _PATIENT_STUDY = (
 )
 
 
-def build_pdf(result: StudyResult, sources: Sources, prov: Provenance, page: np.ndarray, *, series_uid: str,
+def build_pdf(result: StudyResult, sources: Sources, prov: Provenance, page: RenderedPage, *, series_uid: str,
               series_number: int) -> Dataset:
-    """The report ``page`` (RGB pixels) as an Encapsulated PDF (modality DOC): one A4 page holding those pixels."""
+    """The report ``page`` as an Encapsulated PDF (modality DOC): one A4 page holding its pixels, with its text as
+    a text layer (``RenderedPage.pdf``)."""
     ref = sources[result.images[0].image_uid]
-    pdf = pdf_bytes(page)
+    pdf = page.pdf()
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian

@@ -75,6 +75,24 @@ def test_fractional_seg_is_valid_and_reads_back(case, tmp_path: Path, dciodvfy) 
         assert raw[k].max() == pytest.approx(h.probability, abs=0.01)
 
 
+def test_one_map_and_an_empty_map(case, tmp_path: Path, dciodvfy) -> None:
+    """One non-empty map (highdicom shares its segment identification across frames) beside a map of zeros (a
+    segment without a frame): the frame holds the non-empty map's values."""
+    study, result, img = case
+    one = replace(img, heatmaps=[replace(img.heatmaps[0], array=np.zeros((10, 10), np.float32)), img.heatmaps[1]])
+    (frac,) = [o for o in encode(study, replace(result, images=[one if i is img else i for i in result.images]))
+               if o.Modality == "SEG" and o.SegmentationType == "FRACTIONAL"]
+    path = tmp_path / "one.dcm"
+    frac.save_as(path, enforce_file_format=True)
+    assert dciodvfy(path)[0] == []
+    ds = pydicom.dcmread(path)
+    assert int(ds.NumberOfFrames) == 1
+    expected = img.heatmaps[1].full(img.rows, img.columns) * img.heatmaps[1].probability
+    assert np.abs(ds.pixel_array.astype(float) / 255.0 - expected).max() <= 1 / 255 + 1e-6
+    seg = hd.seg.Segmentation.from_dataset(ds)
+    assert seg.get_segment_description(2).segment_label == img.heatmaps[1].label
+
+
 def test_no_heatmaps_no_fractional_seg(xray_objects) -> None:
     assert not [o for o in xray_objects if o.get("SegmentationType") == "FRACTIONAL"]
 
@@ -85,7 +103,7 @@ def test_report_draws_the_overlay(case) -> None:
     sources = load_sources(study, result)
     figs = []
     for images in (result.images, [replace(i, heatmaps=[]) for i in result.images]):
-        figs.append(render(replace(result, images=images), sources).astype(int))
+        figs.append(render(replace(result, images=images), sources).pixels.astype(int))
     with_map, without = figs
     changed = np.abs(with_map - without).sum(axis=2) > 30
     assert changed.sum() > 100
