@@ -37,6 +37,15 @@ SECOND_PEAK_MM = 8.0
 """A level's heatmap mass farther than this from its chosen centre counts as a second peak (``second_peaks``)."""
 
 
+def apply_calibration(logits: np.ndarray, cal: dict | None) -> np.ndarray:
+    """``sigmoid(a * logits + b)`` in float64 (``cal``: ``{"a", "b"}``, fitted by ``models.mri.calibration``; None:
+    the plain sigmoid)."""
+    z = np.asarray(logits, np.float64)
+    if cal:
+        z = float(cal["a"]) * z + float(cal["b"])
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # the logistic function, stable for any z
+
+
 def spatial_softmax(logits: np.ndarray) -> np.ndarray:
     """(n, H, W) logits -> (n, H, W) probability maps, each summing to 1."""
     n = logits.shape[0]
@@ -133,7 +142,10 @@ def second_peaks(prob: np.ndarray, pts: np.ndarray, radius: float, window: int =
 
 class MriPredictor(Predictor):
     """Both networks (an ``mri`` checkpoint, parts ``localiser`` and ``classifier``) on one device; ``analyse``
-    runs localisation then per-level classification."""
+    runs localisation then per-level classification.
+
+    ``calibration``: task -> ``{"a", "b"}`` from the checkpoint's meta (``models.mri.calibration``); each finding's
+    probability is ``sigmoid(a * logit + b)``. Set it to ``{}`` for the raw probabilities."""
 
     checkpoint_model = "mri"
     default_weights = DEFAULT_WEIGHTS
@@ -149,6 +161,8 @@ class MriPredictor(Predictor):
         self.localiser.load_state_dict(checkpoint.part("localiser"))
         self.classifier = LevelClassifier()
         self.classifier.load_state_dict(checkpoint.part("classifier"))
+        self.calibration: dict[str, dict] = {t: dict(c) for t, c in
+                                             checkpoint.meta.get("calibration", {}).get("tasks", {}).items()}
         self.localiser.to(self.device).eval()
         self.classifier.to(self.device).eval()
 
@@ -182,11 +196,11 @@ class MriPredictor(Predictor):
         masks = [ndimage.map_coordinates(out[len(LEVELS) + i], [yy, xx], order=1, mode="nearest") > 0 for i in range(2)]
         inside = (yy >= -0.5) & (yy <= LOCALISER_SIZE - 0.5) & (xx >= -0.5) & (xx <= LOCALISER_SIZE - 0.5)
         mids, lefts, rights = level_crops(volume, mid, left, right, centres, pixel_spacing_mm)
-        pm = torch.sigmoid(self.classifier(torch.from_numpy(mids).to(self.device))).cpu().numpy()
-        side = torch.sigmoid(self.classifier(torch.from_numpy(np.concatenate([lefts, rights])).to(self.device))[:, 2])
-        side = side.cpu().numpy()
+        zm = self.classifier(torch.from_numpy(mids).to(self.device)).cpu().numpy()
+        side = self.classifier(torch.from_numpy(np.concatenate([lefts, rights])).to(self.device))[:, 2].cpu().numpy()
         n = len(LEVELS)
-        probs = {TASKS[0]: pm[:, 0], TASKS[1]: pm[:, 1], TASKS[2]: side[:n], TASKS[3]: side[n:]}
+        logits = {TASKS[0]: zm[:, 0], TASKS[1]: zm[:, 1], TASKS[2]: side[:n], TASKS[3]: side[n:]}
+        probs = {t: apply_calibration(z, self.calibration.get(t)) for t, z in logits.items()}
         top = max(0.0, grid.from_localiser(0.0, -0.5)[1])
         return VolumeAnalysis(centres, spread * grid.fx, peak, masks[0] & inside, masks[1] & inside, probs, mid, left, right,
                               second_peak=second, view_top_px=top)
