@@ -20,6 +20,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from contourpy import contour_generator  # noqa: E402
+from matplotlib.collections import PathCollection  # noqa: E402
+from matplotlib.path import Path as MplPath  # noqa: E402
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian  # noqa: E402
 
@@ -63,15 +66,22 @@ def draw_image(ax: plt.Axes, image: ImageResult, result: StudyResult, src: Datas
         ax.plot(pts[:, 0], pts[:, 1], "-", lw=0.8, color=colours.get(layer, "w"))
         if g.kind == "POINT" or layer == "keypoints":
             ax.plot(g.points[:, 0], g.points[:, 1], "o", ms=1.6, color="#ff5ad2")
-    for mask in image.masks:  # outlines of the pipeline's own masks (MRI discs, canal), at the picture's resolution
+    outlines = []  # of the pipeline's own masks (MRI discs, canal, bodies), at the picture's resolution
+    for mask in image.masks:
         arr = np.asarray(mask.array)
         arr = arr if arr.ndim == 2 else arr[0]
         small = arr[::step, ::step]
         if small.any():
             rows, cols = np.nonzero(small)
             r0, r1, c0, c1 = max(rows.min() - 1, 0), rows.max() + 2, max(cols.min() - 1, 0), cols.max() + 2
-            ax.contour(np.arange(c0, min(c1, small.shape[1])) * step, np.arange(r0, min(r1, small.shape[0])) * step,
-                       small[r0:r1, c0:c1].astype(np.float32), levels=[0.5], colors="#7CFC00", linewidths=0.6)
+            # the lines ax.contour(levels=[0.5]) draws (its algorithm, mpl2014), without an artist per mask
+            points, codes = contour_generator(np.arange(c0, min(c1, small.shape[1])) * step,
+                                              np.arange(r0, min(r1, small.shape[0])) * step,
+                                              small[r0:r1, c0:c1].astype(np.float32), name="mpl2014").lines(0.5)
+            outlines += [MplPath(v, c) for v, c in zip(points, codes, strict=True)]
+    if outlines:
+        ax.add_collection(PathCollection(outlines, facecolors="none", edgecolors="#7CFC00", linewidths=0.6,
+                                         zorder=2))  # as a line contour: over the image, in drawing order
     if image.heatmaps:
         draw_heatmaps(ax, image, result, px.shape)
     for v, anchor in vertebra_labels(image):
