@@ -66,15 +66,13 @@ def dicom_clinical(*headers: Dataset) -> dict[str, float | None]:
 
 def neck_pain_inputs(xray: StudyResult, mri: StudyResult, sources: Sources) -> NeckPainInputs:
     """The neutral radiograph with its 24 corners and the MRI slice with its five disc centres; ValueError
-    when a result does not have them, or when the neutral view was rejected by the X-ray gates."""
+    when a result does not have them."""
     from pipelines.xray.preprocessing import image_from_dataset
 
     neutral = [i for i in xray.images if i.view == View.NEUTRAL and i.image_uid in sources.datasets]
     if not neutral:
         raise ValueError("no neutral radiograph in the X-ray result")
     img = neutral[0]
-    if img.rejected:  # the X-ray pipeline's gates refused its keypoints: nothing built on them is reported
-        raise ValueError(f"the neutral radiograph is not measurable ({img.rejected})")
     kp = {k.name: (k.x, k.y) for k in img.keypoints}
     if not all(n in kp for n in KEYPOINT_NAMES[:24]):
         raise ValueError("the neutral radiograph lacks vertebral corners C2..C7")
