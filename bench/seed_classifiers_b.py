@@ -1,0 +1,168 @@
+"""The seed classifiers on renderer B through the node's X-ray pipeline (issue 13 item 5).
+
+    nice -n 10 .venv/bin/python bench/seed_classifiers_b.py --seed 700 --count 40 --threads 1 --json OUT.json
+
+Each study of renderer B (``pipelines.phantoms.xray_b``, realistic sizes unless ``--max-size``) is written as DICOM
+and analysed by ``XrayPipeline`` with the shipped models (``models.registry.build_models``: keypoints, curvature
+class (seed 003), upper cervical (seed 001), cord compression (seed 004)), exactly as ``cspine-node analyze`` runs
+them: the classifiers see only views that passed the gates. Reported, per model:
+
+* the views the gates rejected (by reason) and how many studies each classifier ran on;
+* curvature class (neutral view): accuracy against B's truth class, the rule of the training labels
+  (``models.curvature.data.class_from_cobb`` of the neutral view's true C2-C7 Cobb angle);
+* upper cervical: renderer B draws no C0-C2 abnormality, so every "present" is a false positive: the false-positive
+  rate per label and the studies with any, at the shipped thresholds (specificity = 1 - rate);
+* cord compression: renderer B draws no canal encroachment (no herniation, no posterior osteophyte; 15 % of its
+  patients have a narrow developmental canal of 10-13 mm) and has no cord, so it offers no compression truth: the
+  positive rate per segment, split by normal / narrow canal (true canal depth C3-C7 below ``NARROW_MM`` on average).
+
+The same three models are also run on every study *without* the gates (the same images; cord compression on the
+neutral view's predicted keypoints, whatever the gates said), to show what the gates keep away from the reader.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+NARROW_MM = 13.0
+"""A spine whose true canal depth (SDVC) averages below this over C3-C7 counts as narrow (developmental stenosis)."""
+
+
+def _reason_kind(reason: str) -> str:
+    if reason.startswith("implausible anatomy"):
+        return "implausible anatomy"
+    if reason.startswith("keypoint uncertainty"):
+        return "keypoint uncertainty too high"
+    return reason[:40] or "passed"
+
+
+def run_study(seed: int, models, max_size: int | None) -> dict:  # noqa: ANN001
+    import numpy as np
+
+    from models.curvature.data import class_from_cobb
+    from pipelines.phantoms.dicom import write_study
+    from pipelines.phantoms.xray_b import generate_study_b
+    from pipelines.study import Study
+    from pipelines.vocabulary import UPPER_CERVICAL_LABELS, View
+    from pipelines.xray.pipeline import XrayPipeline
+    from pipelines.xray.preprocessing import image_from_dataset
+
+    st = generate_study_b(seed, max_size=max_size)
+    neutral = st.views[View.NEUTRAL]
+    cobb = next(m.value for m in neutral.truth if m.key == "cobb_c2_c7")
+    out: dict = {"seed": seed, "truth_class": class_from_cobb(cobb), "true_cobb_deg": round(float(cobb), 2),
+                 "narrow_canal": bool(np.mean(st.params.spine.canal_mm[1:6]) < NARROW_MM)}
+    pipe = XrayPipeline.from_models(models)
+    with tempfile.TemporaryDirectory() as tmp:
+        study = Study.from_paths(write_study(st, Path(tmp)))[0]
+        result = pipe.run(study, study.instances)
+        images = {inst.sop_instance_uid: image_from_dataset(inst.read()) for inst in study.instances}
+    by_view = {i.view: i for i in result.images}
+    out["rejected"] = {v.value: i.rejected for v, i in by_view.items()}
+    f = [x for x in result.findings if x.key == "curvature_class_model"]
+    out["curvature"] = f[0].value if f else None
+    out["upper_cervical"] = {x.key: x.value for x in result.findings if x.key in UPPER_CERVICAL_LABELS} or None
+    cc = {x.site: (x.value, round(float(x.probability), 3)) for x in result.findings if x.key == "cord_compression"}
+    out["cord_compression"] = cc or None
+    # the same models without the gates
+    views = {v: images[i.image_uid] for v, i in by_view.items()}
+    spacing = {v: i.pixel_spacing_mm for v, i in by_view.items()}
+    curv, upper = models.image_classifiers
+    out["ungated_curvature"] = curv.classify({View.NEUTRAL: views[View.NEUTRAL]}, spacing)[0].value
+    out["ungated_upper_cervical"] = {x.key: x.value for x in upper.classify(views, spacing)}
+    img = by_view[View.NEUTRAL]
+    kp = np.array([[k.x, k.y] for k in img.keypoints[:30]])
+    try:
+        found, _ = models.cord_compression.classify(views[View.NEUTRAL], kp, img.image_uid)
+        out["ungated_cord_compression"] = {x.site: x.value for x in found}
+    except (ValueError, RuntimeError) as exc:
+        out["ungated_cord_compression"] = f"did not run: {exc}"
+    return out
+
+
+def summarize(rows: list[dict]) -> dict:
+    from pipelines.vocabulary import UPPER_CERVICAL_LABELS
+
+    n = len(rows)
+    reasons = Counter(_reason_kind(r) for row in rows for r in row["rejected"].values())
+    s: dict = {"studies": n, "views": 3 * n, "views_by_gate": dict(reasons.most_common())}
+    for gated in (True, False):
+        tag = "" if gated else "ungated_"
+        curv = [(r[f"{tag}curvature"], r["truth_class"]) for r in rows if r[f"{tag}curvature"] is not None]
+        ok = [(p, t) for p, t in curv if p != "not measurable"]
+        s[f"{tag}curvature"] = {"ran": len(curv), "classified": len(ok),
+                                "correct": sum(p == t for p, t in ok),
+                                "accuracy": sum(p == t for p, t in ok) / len(ok) if ok else None,
+                                "truth_counts": dict(Counter(t for _, t in ok))}
+        uc = [r[f"{tag}upper_cervical"] for r in rows if r[f"{tag}upper_cervical"]]
+        s[f"{tag}upper_cervical"] = {
+            "ran": len(uc), "studies_with_any_positive": sum(any(v == "present" for v in d.values()) for d in uc),
+            "false_positive_rate": {k: (sum(d.get(k) == "present" for d in uc) / len(uc) if uc else None)
+                                    for k in UPPER_CERVICAL_LABELS}}
+        cc = [(r[f"{tag}cord_compression"], r["narrow_canal"]) for r in rows
+              if isinstance(r[f"{tag}cord_compression"], dict)]
+        entry: dict = {"ran": len(cc)}
+        for name, want in (("normal_canal", False), ("narrow_canal", True)):
+            segs = [v[0] if isinstance(v, list | tuple) else v for d, narrow in cc if narrow == want
+                    for v in d.values()]
+            entry[name] = {"studies": sum(narrow == want for _, narrow in cc), "segments": len(segs),
+                           "positive": sum(v == "present" for v in segs),
+                           "positive_rate": sum(v == "present" for v in segs) / len(segs) if segs else None}
+        s[f"{tag}cord_compression"] = entry
+    return s
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seed", type=int, default=700)
+    ap.add_argument("--count", type=int, default=40)
+    ap.add_argument("--max-size", type=int, default=None, help="largest image side (default: realistic sizes)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", type=Path, help="write the per-study rows and the summary here")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from models.registry import build_models
+
+    torch.set_num_threads(args.threads)
+
+    class _Default:
+        weights = None
+        device = "cpu"
+        enabled = True
+
+    models = build_models(lambda name: _Default())
+    versions = {m.algorithm.name: m.algorithm.version
+                for m in (models.keypoints, *models.image_classifiers, models.cord_compression)}
+    rows = []
+    t0 = time.perf_counter()
+    for seed in range(args.seed, args.seed + args.count):
+        t = time.perf_counter()
+        rows.append(run_study(seed, models, args.max_size))
+        r = rows[-1]
+        print(f"seed {seed}: {time.perf_counter() - t:.1f} s, rejected "
+              f"{sum(bool(v) for v in r['rejected'].values())}/3, curvature {r['curvature']} (truth "
+              f"{r['truth_class']}), upper cervical {'ran' if r['upper_cervical'] else 'skipped'}, cord "
+              f"{'ran' if r['cord_compression'] else 'skipped'}", flush=True)
+    summary = summarize(rows)
+    summary.update({"seeds": [args.seed, args.seed + args.count - 1], "max_size": args.max_size,
+                    "versions": versions, "seconds": round(time.perf_counter() - t0, 1)})
+    print(json.dumps(summary, indent=1))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"summary": summary, "studies": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
