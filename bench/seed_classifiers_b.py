@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--count", type=int, default=40)
     ap.add_argument("--max-size", type=int, default=None, help="largest image side (default: realistic sizes)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--keypoint-weights", type=Path, help="another keypoint model (default: the shipped one)")
     ap.add_argument("--json", type=Path, help="write the per-study rows and the summary here")
     args = ap.parse_args(argv)
 
@@ -136,12 +137,13 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
 
-    class _Default:
-        weights = None
-        device = "cpu"
-        enabled = True
+    class _Config:  # the four X-ray models on the CPU, the shipped weights unless --keypoint-weights
+        def __init__(self, name: str) -> None:
+            self.weights = args.keypoint_weights if name == "keypoints" else None
+            self.device = "cpu"
+            self.enabled = name in ("keypoints", "curvature", "upper_cervical", "cord_compression")
 
-    models = build_models(lambda name: _Default())
+    models = build_models(_Config)
     versions = {m.algorithm.name: m.algorithm.version
                 for m in (models.keypoints, *models.image_classifiers, models.cord_compression)}
     rows = []
