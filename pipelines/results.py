@@ -175,6 +175,10 @@ class ImageResult:
     ("implausible anatomy: <check>", "keypoint uncertainty too high (...)") and every measurement on it is not
     measurable. The outputs then draw nothing from its keypoints (no outlines, measurement figures or SEG
     segments) and say why on the image instead; the keypoints stay here (audit, corrections)."""
+    canal_rejected: str = ""
+    """Why this image's spinolaminar points are not trusted while its bodies are ('' otherwise): the canal checks
+    of the plausibility gate failed ("implausible anatomy: C4 canal depth ..."). The outputs then draw no
+    spinolaminar line or canal segment from them."""
 
 
 @dataclass

@@ -44,7 +44,8 @@ def result_from_json(data: bytes | str) -> StudyResult:
         study_uid=d["study_uid"], pipeline=d["pipeline"], algorithm=AlgorithmInfo(**d["algorithm"]),
         images=[ImageResult(image_uid=i["image_uid"], series_uid=i["series_uid"], view=_view(i["view"]),
                             rows=i["rows"], columns=i["columns"], pixel_spacing_mm=_tuple(i["pixel_spacing_mm"]),
-                            keypoints=[Keypoint(**k) for k in i["keypoints"]], rejected=i.get("rejected", ""))
+                            keypoints=[Keypoint(**k) for k in i["keypoints"]], rejected=i.get("rejected", ""),
+                            canal_rejected=i.get("canal_rejected", ""))
                 for i in d["images"]],
         measurements=[Measurement(**{**m, "view": _view(m["view"]), "interval": _tuple(m["interval"]),
                                      "image_uids": tuple(m["image_uids"]), "keypoints": tuple(m["keypoints"])})

@@ -48,8 +48,11 @@ class Graphic:
 
 def keypoints_by_name(image: ImageResult) -> dict[str, Keypoint]:
     """The keypoints the outputs may draw from, by name: none on an image whose keypoints were rejected
-    (``ImageResult.rejected``), so that no outline, figure, segment or finding site is drawn from them."""
-    return {} if image.rejected else {k.name: k for k in image.keypoints}
+    (``ImageResult.rejected``), so that no outline, figure, segment or finding site is drawn from them, and no
+    spinolaminar point where only the canal checks failed (``ImageResult.canal_rejected``)."""
+    if image.rejected:
+        return {}
+    return {k.name: k for k in image.keypoints if not (image.canal_rejected and k.name.endswith(" spinolaminar"))}
 
 
 def _xy(kp: dict[str, Keypoint], *names: str) -> np.ndarray | None:
@@ -165,8 +168,8 @@ def keypoint_graphics(image: ImageResult) -> list[tuple[str, str, Graphic]]:
         pts = np.array([[k.x, k.y] for k in lam])
         out.append(("Spinolaminar line", "C2-C7", Graphic("POLYLINE", pts, image.image_uid, lam[0].frame)))
         used.update(k.name for k in lam)
-    for k in () if image.rejected else image.keypoints:
-        if k.name not in used:
+    for k in image.keypoints:
+        if k.name in kp and k.name not in used:
             out.append((k.name, k.name, Graphic("POINT", np.array([[k.x, k.y]]), image.image_uid, k.frame)))
     return out
 
@@ -295,11 +298,14 @@ def measurements_on(image: ImageResult, measurements: list[Measurement]) -> list
 
 
 def headline(image: ImageResult, measurements: list[Measurement]) -> list[str]:
-    """Short lines of the key values on one image (Cobb, SVA), for on-image text; on a rejected image the reason."""
+    """Short lines of the key values on one image (Cobb, SVA), for on-image text; on a rejected image the reason, and
+    on an image whose canal checks failed that reason after the values."""
     if image.rejected:  # wrapped: the reason can name two failed checks
         return textwrap.wrap(f"NOT MEASURABLE ({image.rejected})", 48)
     lines = []
     for m in measurements_on(image, measurements):
         if m.value is not None and (m.key.startswith("cobb") or m.key.startswith("sva")):
             lines.append(f"{m.name}: {m.value:.1f} {m.unit}")
+    if image.canal_rejected:
+        lines += textwrap.wrap(f"CANAL NOT MEASURABLE ({image.canal_rejected})", 48)
     return lines

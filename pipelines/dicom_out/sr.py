@@ -301,6 +301,8 @@ def sr_groups(result: StudyResult, sources: Sources, prov: Provenance) -> tuple[
         texts.append(f"{f.name} {f.site}: {f.value}{prob}" + (f" - {detail}" if detail else "") + rule)
     texts += [f"{view_label(image, i)} view not measurable ({image.rejected}): nothing is drawn from its keypoints"
               for i, image in enumerate(result.images) if image.rejected]
+    texts += [f"{view_label(image, i)} view canal not measurable ({image.canal_rejected}): its spinolaminar points "
+              "are not drawn" for i, image in enumerate(result.images) if image.canal_rejected]
     texts += [f"{_label(m, result)}: {m.not_measurable_text}"
               for m in result.measurements if m.value is None]
     with_corners = {i.image_uid for i in result.images if corner_graphic(i) is not None}

@@ -17,7 +17,8 @@ every measurement (and the dynamic ones when it is the flexion or extension view
 implausible anatomy: <check>"; the findings from them follow. Such a view (or one failing the uncertainty gate
 below) is marked ``ImageResult.rejected`` with the reason and gets no body masks: the DICOM outputs draw no outlines,
 measurement figures or segments on it, only the reason; and the seed classifiers skip it (cord compression also
-needs the neutral view's canal checks).
+needs the neutral view's canal checks). A view that fails only the canal checks is marked ``canal_rejected``: its
+spinolaminar points are not drawn (no spinolaminar line, no canal segment).
 
 Intervals: Monte-Carlo 95 % intervals from the keypoint spread, each side then multiplied by the keypoint model's
 calibration factor for that measurement (``KeypointPrediction.interval_scale``, fitted so that the intervals hold the
@@ -278,6 +279,7 @@ class XrayPipeline:
         img.rejected = gate.reason or (self._spread_reason(median_mm) if median_mm > self.max_median_sigma_mm else "")
         if not img.rejected:
             img.masks = body_masks(pred.keypoints, rows, cols, uid)
+            img.canal_rejected = gate.canal_reason if not gate.canal_passed else ""
         return _Analysed(img, pred.keypoints, pred.sigma_px, spacing, median_mm, calibrated, image, gate,
                          dict(getattr(pred, "interval_scale", {}) or {}))
 

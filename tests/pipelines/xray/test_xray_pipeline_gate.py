@@ -233,6 +233,38 @@ def test_gated_view_is_not_drawn(phantom, tmp_path: Path, require) -> None:  # n
         assert _dciodvfy_errors(ds, tmp_path / f"{name}.dcm") == [], name
 
 
+def test_failed_canal_checks_hide_only_the_spinolaminar_points(phantom) -> None:  # noqa: ANN001
+    """Spinolaminar points put on the posterior walls (no canal): the bodies pass, the canal checks fail. The view is
+    measured and drawn, but no spinolaminar line, no canal segment, and its GSPS says the canal is not measurable."""
+    from pipelines.dicom_out import encode
+
+    st, study, images = phantom
+    bad = st.views[View.NEUTRAL].keypoints.copy()
+    bad[24:30] = 0.5 * (bad[2:24:4] + bad[3:24:4])  # each vertebra's posterior-wall midpoint
+    by_image = {images[v]: (bad if v == View.NEUTRAL else pv.keypoints) for v, pv in st.views.items()}
+    result = XrayPipeline(FakeKeypoints(by_image)).run(study, study.instances)
+    neutral = next(i for i in result.images if i.view == View.NEUTRAL)
+    assert not neutral.rejected and neutral.canal_rejected.startswith("implausible anatomy: C")
+    assert next(m for m in result.measurements if m.key == "cobb_c2_c7" and m.view == View.NEUTRAL).value is not None
+    objects = encode(study, result)
+    sr = next(o for o in objects if o.Modality == "SR")
+    idents = _texts(sr.ContentSequence, "112039")
+    assert "Spinolaminar line [flexion]" in idents and "Spinolaminar line [neutral]" not in idents
+    assert any(t.startswith("Vertebral corners C2-C7 [neutral]") for t in idents)
+    assert any(t.startswith("neutral view canal not measurable (implausible anatomy") for t in _texts(sr.ContentSequence))
+    segments = {str(o.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID):
+                [str(s.SegmentLabel) for s in o.SegmentSequence]
+                for o in objects if o.Modality == "SEG" and o.SegmentationType == "BINARY"}
+    uid = {v: pv.sop_instance_uid for v, pv in st.views.items()}
+    assert "spinal canal" not in segments[uid[View.NEUTRAL]] and len(segments[uid[View.NEUTRAL]]) == 6
+    assert "spinal canal" in segments[uid[View.FLEXION]]
+    pr = next(o for o in objects if o.Modality == "PR"
+              and o.ReferencedSeriesSequence[0].ReferencedImageSequence[0].ReferencedSOPInstanceUID == uid[View.NEUTRAL])
+    _, texts = _gsps_drawing(pr)
+    assert any(t.startswith("CANAL NOT MEASURABLE (implausible anatomy") for t in texts)
+    assert any(t.startswith("C2-C7 Cobb angle") for t in texts)
+
+
 def test_every_view_gated_still_encodes(phantom, tmp_path: Path, require) -> None:  # noqa: ANN001
     """All three views rejected: an SR of remarks only (no Imaging Measurements container, valid), no SEG, three
     GSPS with the reason, and the report."""
