@@ -57,6 +57,11 @@ class FakeClassifier:
         return [Finding("curvature_class_model", "Curvature", "normal", "C2-C7", probability=0.9)]
 
 
+class FakeThreeViews(FakeClassifier):
+    algorithm = AlgorithmInfo("fake upper cervical", "0")
+    required_views = (View.EXTENSION, View.NEUTRAL, View.FLEXION)
+
+
 class FakeSegments:
     algorithm = AlgorithmInfo("fake cord", "0")
 
@@ -124,6 +129,19 @@ def test_implausible_neutral_view_is_not_measurable(phantom, tmp_path: Path) -> 
 
     walk(sr.ContentSequence)
     assert any("Cobb angle" in t and "implausible anatomy: C4 and C5 overlap" in t for t in texts)
+
+
+def test_three_view_classifier_needs_every_view_through_the_gates(phantom) -> None:  # noqa: ANN001
+    """The upper-cervical model (all three views) does not run when one view failed the gate; it runs when none did."""
+    st, study, images = phantom
+    for bad, runs in ((View.FLEXION, False), (None, True)):
+        by_image = {images[v]: (collapse(pv.keypoints) if v == bad else pv.keypoints) for v, pv in st.views.items()}
+        three = FakeThreeViews()
+        result = XrayPipeline(FakeKeypoints(by_image), [three]).run(study, study.instances)
+        assert three.calls == ([(View.EXTENSION, View.NEUTRAL, View.FLEXION)] if runs else []), bad
+        if not runs:
+            assert any(w.startswith("fake upper cervical did not run: it needs the extension, neutral, flexion")
+                       and w.endswith("missing flexion") for w in result.warnings)
 
 
 def test_uncertain_neutral_view_is_rejected_and_skipped_by_the_classifiers(phantom) -> None:  # noqa: ANN001
