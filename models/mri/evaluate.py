@@ -97,6 +97,8 @@ def cli(argv: list[str] | None = None) -> int:
                     help="evaluate through the real pipeline on written series of renderer A or B (models.mri.evaluate_series)")
     ap.add_argument("--shift", nargs="+", default=[], metavar="NAME[:VALUE]", help="shift suite items, or 'suite'")
     ap.add_argument("--json", type=Path, default=None, help="with --style: write the summary and per-level records")
+    ap.add_argument("--single-pass", action="store_true",
+                    help="one localiser pass on the image-centred window (MriPredictor.recentre off, as before mri-2.1.0)")
     args = ap.parse_args(argv)
     if args.style or args.shift:
         from models.mri import evaluate_series
@@ -109,6 +111,7 @@ def cli(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     pred = MriPredictor.load(args.weights)
+    pred.recentre = not args.single_pass
     res = evaluate(pred, list(range(args.seed, args.seed + args.count)), weighting=args.weighting)
     args.out.mkdir(parents=True, exist_ok=True)
     plot_rocs(res, args.out)

@@ -181,7 +181,9 @@ def cli(args) -> int:  # noqa: ANN001
     from pipelines.mri.pipeline import MriPipeline
 
     torch.set_num_threads(args.threads)
-    pipe = MriPipeline(RecordingModel(MriPredictor.load(args.weights)))
+    pred = MriPredictor.load(args.weights)
+    pred.recentre = not getattr(args, "single_pass", False)
+    pipe = MriPipeline(RecordingModel(pred))
     seeds = list(range(args.seed, args.seed + args.count))
     summary, records = evaluate_series(pipe, args.style, seeds, args.shift or [])
     title = f"renderer {args.style.upper()}" + (f", shifts {' '.join(args.shift)}" if args.shift else "")

@@ -129,6 +129,11 @@ def decode_levels(prob: np.ndarray, gap_px: tuple[float, float], k: int = 12, wi
     return pts, spread, mass[np.arange(n), ys[idx], xs[idx]]
 
 
+def chain_confidence(peak: np.ndarray) -> float:
+    """Joint confidence of a decoded chain: the summed log of each level's heatmap mass at its centre (floored)."""
+    return float(np.log(np.maximum(np.asarray(peak, float), 1e-3)).sum())
+
+
 def second_peaks(prob: np.ndarray, pts: np.ndarray, radius: float, window: int = 3) -> np.ndarray:
     """(n,) the largest window mass of each map once the disk of ``radius`` (pixels) about its point ``pts[i]``
     ((x, y)) is removed: how much of a level's heatmap says it could be somewhere else."""
@@ -145,7 +150,14 @@ class MriPredictor(Predictor):
     runs localisation then per-level classification.
 
     ``calibration``: task -> ``{"a", "b"}`` from the checkpoint's meta (``models.mri.calibration``); each finding's
-    probability is ``sigmoid(a * logit + b)``. Set it to ``{}`` for the raw probabilities."""
+    probability is ``sigmoid(a * logit + b)``. Set it to ``{}`` for the raw probabilities.
+
+    ``recentre`` (default True): the localiser runs a second time on a window centred on the chain found in the
+    first (image-centred) window, and the pass whose chain is more confident (``chain_confidence``) is kept; a spine
+    far from the image centre (a tall field of view, an off-centre or strongly curved neck) is then seen where the
+    training windows put it."""
+
+    recentre = True
 
     checkpoint_model = "mri"
     default_weights = DEFAULT_WEIGHTS
@@ -176,18 +188,29 @@ class MriPredictor(Predictor):
     def algorithm(self) -> AlgorithmInfo:
         return AlgorithmInfo(name=ALGORITHM_NAME, version=self.version, model_card=self.card_text())
 
+    def _localise(self, image: np.ndarray, pixel_spacing_mm: tuple[float, float], grid: LocaliserGrid) -> tuple:
+        """One localiser pass on ``grid``'s window -> (logits, centres (5, 2) image px, spreads (localiser px), peak
+        masses, second peaks)."""
+        x = torch.from_numpy(localiser_input(image, pixel_spacing_mm, grid))[None, None].to(self.device)
+        out = self.localiser(x)[0].cpu().numpy()
+        prob = spatial_softmax(out[: len(LEVELS)])
+        pts, spread, peak = decode_levels(prob, (DISC_GAP_MM[0] / LOCALISER_MM_PER_PX, DISC_GAP_MM[1] / LOCALISER_MM_PER_PX))
+        second = second_peaks(prob, pts, SECOND_PEAK_MM / LOCALISER_MM_PER_PX)
+        return out, np.array([grid.from_localiser(px, py) for px, py in pts]), spread, peak, second
+
     @torch.no_grad()
     def analyse(self, volume: np.ndarray, pixel_spacing_mm: tuple[float, float], mid: int, left: int,
                 right: int) -> VolumeAnalysis:
         """``volume`` canonical and normalised ((slices, rows, columns), see ``preprocessing``)."""
         rows, cols = volume.shape[1:]
         grid = LocaliserGrid.for_image(rows, cols, pixel_spacing_mm)
-        x = torch.from_numpy(localiser_input(volume[mid], pixel_spacing_mm))[None, None].to(self.device)
-        out = self.localiser(x)[0].cpu().numpy()
-        pts, spread, peak = decode_levels(spatial_softmax(out[: len(LEVELS)]),
-                                          (DISC_GAP_MM[0] / LOCALISER_MM_PER_PX, DISC_GAP_MM[1] / LOCALISER_MM_PER_PX))
-        second = second_peaks(spatial_softmax(out[: len(LEVELS)]), pts, SECOND_PEAK_MM / LOCALISER_MM_PER_PX)
-        centres = np.array([grid.from_localiser(px, py) for px, py in pts])
+        out, centres, spread, peak, second = self._localise(volume[mid], pixel_spacing_mm, grid)
+        if self.recentre:
+            c = centres.mean(0)
+            g2 = LocaliserGrid(grid.fx, grid.fy, float(c[0]), float(c[1]))
+            second_pass = self._localise(volume[mid], pixel_spacing_mm, g2)
+            if chain_confidence(second_pass[3]) > chain_confidence(peak):
+                grid, (out, centres, spread, peak, second) = g2, second_pass
         # masks back to the original grid (bilinear on the logits)
         c0 = (LOCALISER_SIZE - 1) / 2
         gy = c0 + (np.arange(rows) - grid.cy) / grid.fy

@@ -195,9 +195,11 @@ class LocaliserGrid:
         return np.meshgrid(self.cy + g * self.fy, self.cx + g * self.fx, indexing="ij")
 
 
-def localiser_input(image: np.ndarray, pixel_spacing_mm: tuple[float, float]) -> np.ndarray:
-    """(rows, columns) canonical slice -> (LOCALISER_SIZE, LOCALISER_SIZE) float32 on ``LocaliserGrid``."""
-    grid = LocaliserGrid.for_image(*image.shape, pixel_spacing_mm)
+def localiser_input(image: np.ndarray, pixel_spacing_mm: tuple[float, float],
+                    grid: LocaliserGrid | None = None) -> np.ndarray:
+    """(rows, columns) canonical slice -> (LOCALISER_SIZE, LOCALISER_SIZE) float32 on ``grid`` (default
+    ``LocaliserGrid.for_image``, the window centred on the image)."""
+    grid = grid or LocaliserGrid.for_image(*image.shape, pixel_spacing_mm)
     f = min(grid.fx, grid.fy)
     sm = ndimage.gaussian_filter(image, (0.5 * grid.fy, 0.5 * grid.fx)) if f > 1.2 else image
     yy, xx = grid.sample_points()
