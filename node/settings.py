@@ -260,6 +260,10 @@ class NodeSettings(BaseSettings):
     radiographs in one forward pass; 1 turns batching off."""
     batch_wait_ms: float = 20.0
     """How long the first radiograph of a batch waits for others (ms)."""
+    torch_threads: int = 1
+    """CPU threads of a worker's torch operations (``torch.set_num_threads``); 0: torch's default, one per core.
+    One: on a CPU shared with other jobs a forward waits for its slowest, descheduled thread (3-view X-ray pipeline
+    here at load average 4: 1.3 s with 1 thread, 5-18 s with 2); raise it on a CPU the worker has to itself."""
     models: dict[str, ModelSettings] = Field(default_factory=dict)
     """Per model (``MODEL_NAMES``): weights path, device, enabled, e.g.
     ``CSPINE_MODELS='{"keypoints": {"weights": "/data/kp.pt", "device": "cuda:1"}}'``. Models not named here use

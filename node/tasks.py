@@ -149,6 +149,10 @@ def configure_worker(settings: NodeSettings, *, queues: list[str], pool: str, co
     if hostname:
         status.hostname = hostname
         _write_status(status)
+    if settings.torch_threads > 0:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
     encoding = _EncodingWarmUp()  # beside the models: its imports and first encode overlap their loading and forwards
     # Batching only helps where analyses run concurrently in this process (threads pool, concurrency > 1).
     batch = settings.batch_max_images if pool == "threads" and concurrency > 1 else 1

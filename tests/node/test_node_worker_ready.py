@@ -57,3 +57,19 @@ def test_health_says_ready_only_after_the_warm_up(tmp_path: Path, monkeypatch: p
     ok, why = check_worker(settings, hostname="w1@host")
     assert ok and "ready" in why, why
     assert tasks.worker_models().keypoints is model
+
+
+def test_worker_sets_its_torch_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import models.registry
+    import torch
+
+    monkeypatch.setattr(models.registry, "build_models", lambda *a, **k: ModelSet())
+    monkeypatch.setattr(tasks, "_state", {**tasks._state})
+    before = torch.get_num_threads()
+    try:
+        for threads, expected in ((1, 1), (2, 2), (0, 2)):  # 0: left as it is
+            tasks.configure_worker(NodeSettings(spool_dir=tmp_path / "spool", device="cpu", metrics_port=None,
+                                                torch_threads=threads), queues=["cspine"], pool="solo")
+            assert torch.get_num_threads() == expected
+    finally:
+        torch.set_num_threads(before)
