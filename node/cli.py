@@ -144,6 +144,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     summaries = []
     n_objects = 0
+    if settings.torch_threads > 0:  # as a worker does (settings.torch_threads)
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
     models = build_models(settings.model, store=settings.model_store, batch_wait_ms=settings.batch_wait_ms)
     for study in Study.from_paths(dicom_files):
         analysis = analyze(study, models)
