@@ -64,6 +64,7 @@ def send_and_wait(pacs: Orthanc, spool: Spool, files: list[Path], needed: dict[s
     requests.post(pacs.http_url + "/modalities/CSPINE/store", json={"Resources": [study_id]},
                   timeout=300).raise_for_status()
     t0 = time.time()  # Orthanc answers after its C-STORE association is released
+    SENT.append(time.monotonic())
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         have = series_modalities(pacs.dicomweb_url, study_uid)
@@ -83,9 +84,17 @@ def send_and_wait(pacs: Orthanc, spool: Spool, files: list[Path], needed: dict[s
     return t1 - t0, study_uid, row.analyzed_generation if row else 0
 
 
+SENT: list[float] = []
+"""``time.monotonic()`` of each association release (``send_and_wait``)."""
+
+
 def stages_text(spool: Spool, study_uid: str, generation: int) -> str:
+    """The node's stage times of the study, then the number and size of its result objects."""
     st = spool.study_stages(study_uid, generation)
-    return "  ".join(f"{k} {v:.2f}" for k, v in sorted(st.items(), key=lambda kv: stage_order(kv[0])))
+    rows = [o for o in spool.outbox(study_uid) if o.destination == "pacs" and o.generation == generation]
+    size = sum(Path(o.path).stat().st_size for o in rows if Path(o.path).exists())
+    return ("  ".join(f"{k} {v:.2f}" for k, v in sorted(st.items(), key=lambda kv: stage_order(kv[0])))
+            + f"  | {len(rows)} objects {size / 1e6:.2f} MB")
 
 
 def wait_worker_ready(env: dict[str, str], timeout: float = 300) -> float:
@@ -143,7 +152,7 @@ def main() -> None:
         start()
         spool = Spool(spool_dir)
         dt, uid, gen = send_and_wait(pacs, spool, files[0], xray, args.timeout)
-        print(f"cold (sent {time.monotonic() - t:.1f} s after start, worker loading): {dt:6.2f} s   "
+        print(f"cold (sent {SENT[-1] - t:.1f} s after start, worker loading): {dt:6.2f} s   "
               f"[{stages_text(spool, uid, gen)}]")
         stop()
         start()
