@@ -153,7 +153,6 @@ def configure_worker(settings: NodeSettings, *, queues: list[str], pool: str, co
         import torch
 
         torch.set_num_threads(settings.torch_threads)
-    encoding = _EncodingWarmUp()  # beside the models: its imports and first encode overlap their loading and forwards
     # Batching only helps where analyses run concurrently in this process (threads pool, concurrency > 1).
     batch = settings.batch_max_images if pool == "threads" and concurrency > 1 else 1
     with _MODELS_LOCK:
@@ -163,40 +162,19 @@ def configure_worker(settings: NodeSettings, *, queues: list[str], pool: str, co
     import pipelines.mri.pipeline  # noqa: F401 - imported now, not by the first study
     import pipelines.patient  # noqa: F401
     import pipelines.xray.pipeline  # noqa: F401
+    from pipelines.dicom_out.warmup import warm_up as warm_up_encoding
 
     warmed = warm_up(_state["models"])
-    seconds = encoding.result()
-    if seconds is not None:
-        warmed["encode"] = round(seconds, 3)
+    try:  # the encoder's first use (highdicom, matplotlib, Pillow), on a synthetic 64 x 64 result
+        warmed["encode"] = round(warm_up_encoding(), 3)
+    except Exception as exc:  # noqa: BLE001 - a warm-up never stops a worker
+        log(LOG, "encoding warm-up failed", logging.WARNING, error=f"{type(exc).__name__}: {str(exc)[:300]}")
     status.record_ready(warmed)
     if hostname:
         _write_status(status)
     log(LOG, "worker ready", seconds=round(time.perf_counter() - t0, 3), warmup_s=status.warmup_s)
     _state["status"] = status
     return status
-
-
-class _EncodingWarmUp:
-    """The encoder's first use (imports of highdicom, matplotlib, Pillow; ``pipelines.dicom_out.warmup`` on a synthetic
-    64 x 64 result) in a thread, started with the worker's model loading; ``result()`` waits for it: seconds, or
-    ``None`` when it failed (logged; a warm-up never stops a worker)."""
-
-    def __init__(self) -> None:
-        self._seconds: float | None = None
-        self._thread = threading.Thread(target=self._run, name="encoding-warm-up", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            from pipelines.dicom_out.warmup import warm_up as warm_up_encoding
-
-            self._seconds = warm_up_encoding()
-        except Exception as exc:  # noqa: BLE001
-            log(LOG, "encoding warm-up failed", logging.WARNING, error=f"{type(exc).__name__}: {str(exc)[:300]}")
-
-    def result(self) -> float | None:
-        self._thread.join()
-        return self._seconds
 
 
 def _write_status(status: WorkerStatus) -> None:
