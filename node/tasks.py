@@ -93,7 +93,7 @@ def celery_config(settings: NodeSettings) -> dict[str, Any]:
             "processed_folder": str(broker / "processed"),
             "control_folder": str(broker / "control"),
             "store_processed": False,
-            "polling_interval": 0.2,
+            "polling_interval": 0.05,  # a dispatched study waits at most this long for the worker (s)
         }
         conf["worker_enable_remote_control"] = False
     else:
