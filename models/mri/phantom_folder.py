@@ -21,7 +21,8 @@ import pydicom
 from pipelines.vocabulary import LEVELS, TASKS
 
 
-def _stored_points(dcm: Path, mm: np.ndarray) -> np.ndarray:
+def stored_points(dcm: Path, mm: np.ndarray) -> np.ndarray:
+    """Patient mm -> pixel (x, y) of the stored image ``dcm`` (projected on its plane)."""
     ds = pydicom.dcmread(dcm, stop_before_pixels=True)
     ipp = np.array([float(v) for v in ds.ImagePositionPatient])
     iop = np.array([float(v) for v in ds.ImageOrientationPatient])
@@ -45,7 +46,7 @@ def write_phantom_folder(out: Path, style: str, seeds: list[int], shifts: list[s
                     key=lambda f: float(np.dot([float(v) for v in pydicom.dcmread(f, stop_before_pixels=True)
                                                 .ImagePositionPatient], [1, 0, 0])))
         f = t2[len(t2) // 2]
-        pts = _stored_points(f, np.array([t.disc_centre_mm for t in case.levels]))
+        pts = stored_points(f, np.array([t.disc_centre_mm for t in case.levels]))
         grades = np.array([[t.disc_herniation, t.canal_stenosis, t.foraminal_stenosis_left, t.foraminal_stenosis_right]
                            for t in case.levels], int)
         images.append({"id": n, "file_name": str(f.relative_to(out))})

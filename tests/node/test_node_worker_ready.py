@@ -60,8 +60,9 @@ def test_health_says_ready_only_after_the_warm_up(tmp_path: Path, monkeypatch: p
 
 
 def test_worker_sets_its_torch_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import models.registry
     import torch
+
+    import models.registry
 
     monkeypatch.setattr(models.registry, "build_models", lambda *a, **k: ModelSet())
     monkeypatch.setattr(tasks, "_state", {**tasks._state})

@@ -11,26 +11,16 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import pytest
 import torch
 
 from models.mri import DEFAULT_WEIGHTS
 from models.mri.data import case_samples, phantom_samples
+from models.mri.phantom_folder import stored_points
 from models.mri.user_data import UserLabelError, read_labels, series_example, user_dataset
 from pipelines.vocabulary import LEVELS, TASKS
 
 pytestmark = pytest.mark.skipif(not DEFAULT_WEIGHTS.exists(), reason="MRI weights not shipped")
-
-
-def _stored_points(dcm: Path, mm: np.ndarray) -> np.ndarray:
-    """Patient mm -> pixel (x, y) of the stored image ``dcm`` (projected on its plane)."""
-    ds = pydicom.dcmread(dcm, stop_before_pixels=True)
-    ipp = np.array([float(v) for v in ds.ImagePositionPatient])
-    iop = np.array([float(v) for v in ds.ImageOrientationPatient])
-    ps = [float(v) for v in ds.PixelSpacing]
-    d = np.asarray(mm, float) - ipp
-    return np.stack([d @ iop[:3] / ps[1], d @ iop[3:] / ps[0]], 1)
 
 
 def _annotation(image_id: int, pts: np.ndarray, labels: np.ndarray) -> dict:
@@ -66,7 +56,7 @@ def user_folder(tmp_path_factory: pytest.TempPathFactory) -> dict:
     mm = np.array([t.disc_centre_mm for t in case.levels])
     f2 = files2[len(files2) // 2 + 1]
     images.append({"id": 2, "file_name": str(f2.relative_to(root))})
-    anns.append(_annotation(2, _stored_points(f2, mm), _truth_labels(case.levels)))
+    anns.append(_annotation(2, stored_points(f2, mm), _truth_labels(case.levels)))
     doc = {"images": images, "annotations": anns,
            "categories": [{"id": 7, "name": "cervical_discs", "keypoints": list(reversed(LEVELS))}]}
     # the category lists the levels in another order: reorder the keypoints to match
