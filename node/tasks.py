@@ -43,7 +43,7 @@ from node.priors import PriorHistory
 from node.settings import NodeSettings
 from node.spool import Spool, write_atomic
 from node.spool.attempts import AnalysisAbandoned, AnalysisDeferred, RetryPolicy, backoff
-from node.spool.stages import STORE
+from node.spool.stages import FIRST_QUEUED, STORE
 from node.worker_status import WorkerStatus
 from pipelines.interfaces import ModelSet
 from pipelines.study import Study
@@ -245,9 +245,50 @@ def _write_objects(sp: Spool, study_uid: str, generation: int, objects: list[Dat
     return written
 
 
+class FirstObjects:
+    """The first objects of an analysis (its SR and SEGs, ``pipelines.dicom_out.encode``'s ``first``): written and
+    fsync'd, queued (``Spool.queue_first``) and sent by ``send`` in a thread while the worker encodes the rest
+    (presentation states, report, Grad-CAM maps, the patient-level report). The radiologist's key results reach the
+    PACS first; ``finish_analysis`` then queues the rest. ``send`` failing leaves the rows pending: the delivery
+    after the analysis sends them with the rest."""
+
+    def __init__(self, sp: Spool, study_uid: str, generation: int, destinations: list[str], attempt_id: str,
+                 send: Any) -> None:
+        self.sp, self.study_uid, self.generation = sp, study_uid, generation
+        self.destinations, self.attempt_id, self.send = destinations, attempt_id, send
+        self.written: list[tuple[str, str, Path]] = []
+        self.queued: set[str] = set()
+        self.seconds: float | None = None
+        self._t0 = time.perf_counter()
+        self._threads: list[threading.Thread] = []
+
+    def __call__(self, objects: list[Dataset]) -> None:
+        written = _write_objects(self.sp, self.study_uid, self.generation, objects)
+        self.written.extend(written)
+        if self.destinations and self.sp.queue_first(self.study_uid, self.generation, written, self.destinations,
+                                                     attempt_id=self.attempt_id):
+            self.queued.update(uid for uid, _, _ in written)
+            if self.seconds is None:
+                self.seconds = time.perf_counter() - self._t0
+            t = threading.Thread(target=self._send, name="deliver-first", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _send(self) -> None:
+        try:
+            self.send()
+        except Exception as exc:  # noqa: BLE001 - the rows stay pending; the delivery after the analysis retries
+            log(LOG, "first delivery failed", logging.WARNING, study_uid=self.study_uid,
+                error=f"{type(exc).__name__}: {str(exc)[:300]}")
+
+    def join(self) -> None:
+        for t in self._threads:
+            t.join()
+
+
 def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: Any = None, *,
                  patient_window_days: float = 90.0, attempt_id: str = "", prior_destinations: Any = (),
-                 calling_aet: str = "CSPINE") -> dict[str, Any]:
+                 calling_aet: str = "CSPINE", send_first: Any = None) -> dict[str, Any]:
     """Analyse the newest generation of a study and queue its results for ``destinations``.
 
     ``analyze(study, history)`` defaults to ``pipelines.analyze`` with this worker's models; ``history`` is the
@@ -260,24 +301,39 @@ def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: An
     (the comparison goes into the SR, the report and ``summary.txt``).
     ``attempt_id`` (the task id) names the attempt ``Spool.begin_analysis`` opens; it raises ``AnalysisDeferred`` /
     ``AnalysisAbandoned`` when no attempt may start (``node.spool.attempts``).
+    ``send_first`` (with the default ``analyze``): a callable that sends the study's pending results; each
+    pipeline's SR and SEGs are then queued and sent with it as soon as they are encoded (``FirstObjects``).
     """
-    if analyze is None:
-        import pipelines
-
-        def analyze(study: Study, history: SpoolHistory | None) -> Any:
-            return pipelines.analyze(study, worker_models(), history)
-
     snap = sp.begin_analysis(study_uid, attempt_id=attempt_id)
     if snap is None:
         log(LOG, "analysis up to date", study_uid=study_uid)
         return {"study_uid": study_uid, "generation": None, "objects": 0, "skipped": [], "queued": False,
                 "models": []}
     study, generation = snap
+    first = FirstObjects(sp, study_uid, generation, destinations if send_first is not None else [], attempt_id,
+                         send_first)
+    if analyze is None:
+        import pipelines
+
+        def analyze(study: Study, history: SpoolHistory | None) -> Any:
+            return pipelines.analyze(study, worker_models(), history, on_first=first)
+
     t0 = time.perf_counter()
-    history = PriorHistory(sp, patient_window_days, prior_destinations, calling_aet=calling_aet)
+    try:
+        return _analyse_and_store(sp, destinations, study_uid, study, generation, analyze, first, t0,
+                                  PriorHistory(sp, patient_window_days, prior_destinations, calling_aet=calling_aet))
+    finally:
+        first.join()
+
+
+def _analyse_and_store(sp: Spool, destinations: list[str], study_uid: str, study: Study, generation: int,
+                       analyze: Any, first: FirstObjects, t0: float, history: PriorHistory) -> dict[str, Any]:
     analysis = analyze(study, history)
     t_store = time.perf_counter()
-    written = _write_objects(sp, study_uid, generation, [*analysis.objects, *analysis.patient_objects])
+    done = {uid for uid, _, _ in first.written}
+    written = first.written + _write_objects(sp, study_uid, generation,
+                                             [o for o in [*analysis.objects, *analysis.patient_objects]
+                                              if str(o.SOPInstanceUID) not in done])
     result_rows = save_results(sp, study_uid, generation, analysis.results,
                                history.identity(study)) if analysis.results else []
     summary = "\n".join(r.summary() for r in analysis.results)
@@ -288,8 +344,10 @@ def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: An
         write_atomic(text.encode(), sp.outbox_path(study_uid, generation, "x").parent / "summary.txt", sp.tmp_dir)
     queued = sp.finish_analysis(study_uid, generation, written, destinations if written else [],
                                 skipped_reason=skipped if not analysis.results else "", summary=summary,
-                                results=result_rows)
+                                results=result_rows, queued_first=first.queued)
     stages = {**getattr(analysis, "timings", {}), STORE: time.perf_counter() - t_store}
+    if first.seconds is not None:
+        stages[FIRST_QUEUED] = first.seconds
     sp.record_stages(study_uid, generation, stages)
     if analysis.skipped:
         log(LOG, "study not analysed" if not analysis.results else "part of study not analysed",
@@ -331,9 +389,12 @@ def analyze_study(self: Task, study_uid: str, generation: int = 0) -> dict[str, 
     task_id = self.request.id or ""
     try:
         try:
-            report = run_analysis(spool(), [d.name for d in s.destinations], study_uid,
+            names = [d.name for d in s.destinations]
+            send_first = (lambda: fanout.attempt_all(spool(), s, study_uid, names)) if _delivers(s) else None
+            report = run_analysis(spool(), names, study_uid,
                                   patient_window_days=s.patient_window_days, attempt_id=task_id,
-                                  prior_destinations=[d for d in s.destinations if d.priors], calling_aet=s.ae_title)
+                                  prior_destinations=[d for d in s.destinations if d.priors], calling_aet=s.ae_title,
+                                  send_first=send_first)
         except (AnalysisDeferred, AnalysisAbandoned):
             raise
         except Exception as exc:  # noqa: BLE001 - this attempt failed: the spool says retry or dead letter
@@ -361,14 +422,19 @@ def analyze_study(self: Task, study_uid: str, generation: int = 0) -> dict[str, 
     return report
 
 
+def _delivers(s: NodeSettings) -> bool:
+    """This worker takes deliveries (it consumes the delivery queue): it sends results itself, at once."""
+    status = _state.get("status")
+    consumed = status.queues if status is not None and status.queues else s.consumed_queues
+    return s.deliver_queue in consumed
+
+
 def _deliver_results(s: NodeSettings, study_uid: str, names: list[str]) -> None:
     """A worker that also takes deliveries makes the first attempt to every destination at once, here
     (``node.fanout``); a destination that fails (or every destination, on a worker that does not deliver, e.g. a GPU
     worker) gets its own delivery task with its own retries."""
-    status = _state.get("status")
-    consumed = status.queues if status is not None and status.queues else s.consumed_queues
-    failed: dict[str, Exception] = dict.fromkeys(names, None) if s.deliver_queue not in consumed else \
-        fanout.attempt_all(spool(), s, study_uid, names)
+    failed: dict[str, Exception] = fanout.attempt_all(spool(), s, study_uid, names) if _delivers(s) else \
+        dict.fromkeys(names, None)
     for name, error in failed.items():
         countdown = None
         if error is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -74,10 +75,11 @@ def pipeline_for(name: PipelineName | str, models: ModelSet) -> Pipeline:
 
 
 def analyze(study: Study, models: ModelSet, history: PatientHistory | None = None, *,
-            now: datetime | None = None) -> Analysis:
+            now: datetime | None = None, on_first: Callable[[list[Dataset]], None] | None = None) -> Analysis:
     """Route the study, run every applicable pipeline, encode the results as DICOM objects, and add the patient-level
     report (``pipelines.patient``) when this study or ``history`` holds the patient's other modality. A failure of
-    the patient-level report is a warning: the study's own results still go out."""
+    the patient-level report is a warning: the study's own results still go out. ``on_first``: called with each
+    pipeline's SR and SEGs as soon as they are encoded (``pipelines.dicom_out.encode``'s ``first``)."""
     from pipelines.dicom_out import encode
 
     analysis = Analysis(study.study_uid)
@@ -101,7 +103,7 @@ def analyze(study: Study, models: ModelSet, history: PatientHistory | None = Non
             analysis.comparisons.append(comparison)
         t2 = time.perf_counter()
         analysis.results.append(result)
-        analysis.objects.extend(encode(study, result, now=now, comparison=comparison))
+        analysis.objects.extend(encode(study, result, now=now, comparison=comparison, first=on_first))
         key = f"pipeline:{pipeline.name}"
         analysis.timings[key] = analysis.timings.get(key, 0.0) + t1 - t
         analysis.timings["encode"] = analysis.timings.get("encode", 0.0) + time.perf_counter() - t2

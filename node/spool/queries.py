@@ -69,10 +69,13 @@ class SpoolQueries:
             "SELECT * FROM outbox WHERE study_uid=? ORDER BY id", (study_uid,))]
 
     def stale_outbox(self, older_than_s: float, now: float | None = None) -> list[tuple[str, str]]:
-        """(study, destination) pairs with pending rows untouched for ``older_than_s`` (a lost delivery task)."""
+        """(study, destination) pairs with pending rows untouched for ``older_than_s`` (a lost delivery task).
+        Rows of an analysis that has not finished (its first objects, ``Spool.queue_first``) are not counted: that
+        attempt delivers them, or its retry supersedes them."""
         now = now if now is not None else time.time()
         rows = self._db().execute(
-            "SELECT DISTINCT study_uid, destination FROM outbox WHERE state=? AND updated_at <= ?",
+            "SELECT DISTINCT o.study_uid, o.destination FROM outbox o LEFT JOIN studies s ON s.study_uid = o.study_uid"
+            " WHERE o.state=? AND o.updated_at <= ? AND (s.study_uid IS NULL OR o.generation <= s.analyzed_generation)",
             (OutboxState.PENDING.value, now - older_than_s),
         ).fetchall()
         return [(r[0], r[1]) for r in rows]

@@ -6,6 +6,8 @@ Stages (seconds; ``STAGES`` is their order):
 * ``stability``: the last instance -> dispatch (association released, the grace for a second association);
 * ``queue``: dispatch -> the analysis starting on a worker (broker, a free worker, backoff after a failure);
 * ``pipeline:<name>``: one pipeline's run (models and measurements), per pipeline (``xray``, ``mri``);
+* ``first``: the analysis starting -> its first SR and SEGs written and queued, sent at once while the rest is
+  encoded (``node.tasks.FirstObjects``; only where the worker delivers);
 * ``encode``: the DICOM result objects of every pipeline (SR, SEG, GSPS, report);
 * ``patient``: the patient-level report (when the patient's other modality is known);
 * ``store``: the result objects written (fsync'd) and the analysis recorded;
@@ -25,7 +27,8 @@ import time
 from collections.abc import Mapping
 
 RECEIVE, STABILITY, QUEUE, ENCODE, PATIENT, STORE = "receive", "stability", "queue", "encode", "patient", "store"
-STAGES = (RECEIVE, STABILITY, QUEUE, "pipeline:", ENCODE, PATIENT, STORE, "deliver:")
+FIRST_QUEUED = "first"
+STAGES = (RECEIVE, STABILITY, QUEUE, "pipeline:", FIRST_QUEUED, ENCODE, PATIENT, STORE, "deliver:")
 """Stage names in the order a study passes them (``pipeline:`` and ``deliver:`` are prefixes)."""
 
 

@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -356,13 +356,17 @@ class Spool(SpoolQueries, StudyReadiness, StageTimes):
         skipped_reason: str = "",
         summary: str = "",
         results: list[ResultRow] | tuple[ResultRow, ...] = (),
+        queued_first: Collection[str] = (),
         now: float | None = None,
     ) -> bool:
         """Record an analysis of ``generation`` with its written objects ``(sop uid, sop class, path)`` and
         queue them for every destination. Returns False (nothing queued) when a newer analysis already
         finished; otherwise older pending outbox rows of the study are superseded. ``results`` (typed
-        result files, see ``node.patients``) are indexed in the same transaction."""
+        result files, see ``node.patients``) are indexed in the same transaction. ``queued_first``: SOP
+        instance UIDs this attempt already queued with ``queue_first`` (not queued again); pending rows of the
+        same generation left by an earlier attempt that died are superseded."""
         now = now if now is not None else time.time()
+        first = set(queued_first)
         with self._tx() as db:
             s = db.execute("SELECT * FROM studies WHERE study_uid=?", (study_uid,)).fetchone()
             if s is None or s["analyzed_generation"] >= generation:
@@ -372,6 +376,7 @@ class Spool(SpoolQueries, StudyReadiness, StageTimes):
                 (OutboxState.SUPERSEDED.value, now, study_uid, OutboxState.PENDING.value, OutboxState.FAILED.value,
                  generation),
             )
+            _supersede_leftovers(db, study_uid, generation, first, now)
             if s["generation"] > generation:
                 state = StudyState.RECEIVING  # late instances arrived meanwhile: it will be re-dispatched
             elif not objects and skipped_reason:
@@ -391,14 +396,24 @@ class Spool(SpoolQueries, StudyReadiness, StageTimes):
                     " created_at) VALUES (?,?,?,?,?,?,?)",
                     (study_uid, generation, r.pipeline, r.patient_key, r.study_time, r.path, now),
                 )
-            for dest in destinations:
-                for sop_uid, sop_class, path in objects:
-                    db.execute(
-                        "INSERT INTO outbox(study_uid, generation, destination, sop_instance_uid, sop_class_uid, path,"
-                        " state, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                        (study_uid, generation, dest, sop_uid, sop_class, str(path), OutboxState.PENDING.value,
-                         now, now),
-                    )
+            _queue(db, study_uid, generation, [o for o in objects if o[0] not in first], destinations, now)
+        return True
+
+    def queue_first(self, study_uid: str, generation: int, objects: list[tuple[str, str, Path]],
+                    destinations: list[str], *, attempt_id: str = "", now: float | None = None) -> bool:
+        """Queue the first objects of an analysis that is still running (its SR and SEG, written and fsync'd), so
+        that they can be delivered while the rest is encoded. ``finish_analysis`` (with ``queued_first``) then
+        records the analysis and queues the rest. Returns False, queuing nothing, when a newer analysis already
+        finished or (with ``attempt_id``) another attempt owns the study. Pending rows of the same generation
+        left by an earlier attempt that died before finishing are superseded (its objects already sent stay
+        sent: the PACS may then hold that attempt's SR as well)."""
+        now = now if now is not None else time.time()
+        with self._tx() as db:
+            s = db.execute("SELECT * FROM studies WHERE study_uid=?", (study_uid,)).fetchone()
+            if s is None or s["analyzed_generation"] >= generation or (attempt_id and s["attempt_id"] != attempt_id):
+                return False
+            _supersede_leftovers(db, study_uid, generation, set(), now)
+            _queue(db, study_uid, generation, objects, destinations, now)
         return True
 
     def fail_study(self, study_uid: str, generation: int, error: str, task_id: str = "", now: float | None = None) -> None:
@@ -440,3 +455,25 @@ class Spool(SpoolQueries, StudyReadiness, StageTimes):
         with self._tx() as db:
             db.execute("UPDATE outbox SET updated_at=? WHERE study_uid=? AND destination=? AND state=?",
                        (now, study_uid, destination, OutboxState.PENDING.value))
+
+
+def _queue(db: sqlite3.Connection, study_uid: str, generation: int, objects: list[tuple[str, str, Path]],
+           destinations: list[str], now: float) -> None:
+    for dest in destinations:
+        for sop_uid, sop_class, path in objects:
+            db.execute(
+                "INSERT INTO outbox(study_uid, generation, destination, sop_instance_uid, sop_class_uid, path,"
+                " state, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                (study_uid, generation, dest, sop_uid, sop_class, str(path), OutboxState.PENDING.value, now, now),
+            )
+
+
+def _supersede_leftovers(db: sqlite3.Connection, study_uid: str, generation: int, keep: set[str],
+                         now: float) -> None:
+    """Supersede pending/failed rows of ``generation`` not in ``keep``: the first objects of an attempt that died."""
+    rows = db.execute("SELECT id, sop_instance_uid FROM outbox WHERE study_uid=? AND generation=? AND state IN (?,?)",
+                      (study_uid, generation, OutboxState.PENDING.value, OutboxState.FAILED.value)).fetchall()
+    for r in rows:
+        if r["sop_instance_uid"] not in keep:
+            db.execute("UPDATE outbox SET state=?, updated_at=? WHERE id=?",
+                       (OutboxState.SUPERSEDED.value, now, r["id"]))

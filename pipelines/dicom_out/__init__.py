@@ -20,6 +20,7 @@ Series/UID policy: see ``pipelines.dicom_out.identity``. Codes: ``pipelines.dico
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from pydicom.dataset import Dataset
@@ -40,12 +41,15 @@ __all__ = ["encode", "encode_patient"]
 
 
 def encode(study: Study, result: StudyResult, *, now: datetime | None = None,
-           comparison: Comparison | None = None) -> list[Dataset]:
+           comparison: Comparison | None = None,
+           first: Callable[[list[Dataset]], None] | None = None) -> list[Dataset]:
     """All DICOM result objects of ``result`` (SR, SEG..., GSPS..., report SC, report PDF, Grad-CAM SEG...).
 
     ``now`` fixes the creation time and InstanceNumber (tests); it defaults to the current UTC time. ``comparison``
     (with the patient's prior study, ``pipelines.patient.compare``) goes into the SR and the report page.
-    Raises ValueError when the result does not belong to the study or refers to images it lacks.
+    ``first`` is called with the SR and the SEGs as soon as they are built, before the rest is encoded (the node
+    stores and sends them while it encodes the presentation states and the report); they are in the returned list
+    too. Raises ValueError when the result does not belong to the study or refers to images it lacks.
     """
     if not result.images:
         return []
@@ -59,6 +63,8 @@ def encode(study: Study, result: StudyResult, *, now: datetime | None = None,
     objects: list[Dataset] = [build_sr(result, sources, prov, previous=previous_results(study, sr_series["series_uid"]),
                                        comparison=comparison, **sr_series)]
     objects += build_segs(result, sources, prov, **series("seg"))
+    if first is not None:
+        first(list(objects))
     objects += build_gsps(result, sources, prov, **series("pr"))
     objects += build_heatmap_segs(result, sources, prov, **series("map"))
     page = render(result, sources, comparison)
