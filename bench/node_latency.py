@@ -77,8 +77,14 @@ def send_and_wait(pacs: Orthanc, spool: Spool, files: list[Path], needed: dict[s
     else:
         sys.exit(f"no results within {timeout} s")
     t1 = time.time()
-    settle = time.monotonic() + 60  # every delivery recorded (the archive may finish after the PACS)
-    while time.monotonic() < settle and any(o.state == "pending" for o in spool.outbox(study_uid)):
+    settle = time.monotonic() + 60  # the analysis and every delivery recorded (the SR and SEG go out first)
+
+    def settled() -> bool:
+        r = spool.study(study_uid)
+        return (r is not None and r.analyzed_generation >= r.generation
+                and not any(o.state == "pending" for o in spool.outbox(study_uid)))
+
+    while time.monotonic() < settle and not settled():
         time.sleep(0.1)
     row = spool.study(study_uid)
     return t1 - t0, study_uid, row.analyzed_generation if row else 0

@@ -58,13 +58,19 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from node.logs import setup_logging
-    from node.service import Node
+    from node import embedded
 
     s = _settings(args, spool_dir=args.spool, port=args.port, ae_title=args.ae_title, host=args.host,
                   stable_age_s=args.stable_age, broker_url=args.broker_url, metrics_port=args.metrics_port)
+    start_worker = True if args.with_worker else (False if args.no_worker else s.embedded_broker and s.embedded_worker)
+    # The worker child first: it imports torch and warms its models while this process imports the rest, recovers
+    # the spool and opens the port; it consumes once released (node.embedded).
+    worker = embedded.spawn(s) if start_worker else None
+    from node.logs import setup_logging
+    from node.service import Node
+
     setup_logging(s.log_level, s.log_json)
-    node = Node(s, start_worker=True if args.with_worker else (False if args.no_worker else None))
+    node = Node(s, start_worker=start_worker, worker=worker)
     # pynetdicom writes received C-STORE data sets to temporary files: on the spool's file system they are renamed
     # into place, not copied (``Spool.store``), and ``recover`` removes those of a crash.
     tempfile.tempdir = str(node.spool.tmp_dir)
@@ -89,6 +95,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     tasks.configure_worker(s, queues=queues, pool=args.pool, concurrency=args.concurrency,
                            hostname=worker_nodename(args.hostname))
+    from node.embedded import wait_for_release
+
+    wait_for_release()  # started by serve before its spool recovery: consume only after it (node.embedded)
     # The banner is plain text on stdout: not in JSON logs, nor under the demo (WARNING).
     quiet = s.log_json or logging.getLevelName(s.log_level.upper()) >= logging.WARNING
     argv = [*(["--quiet"] if quiet else []), "worker", "--pool", args.pool, "--concurrency", str(args.concurrency),

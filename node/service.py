@@ -1,59 +1,49 @@
 """The running node (``cspine-node serve``): SCP + assembler + (embedded) worker + metrics, with recovery.
 
-Start-up order: open the spool and ``recover`` it (partial files removed, associations of the dead
-process closed, complete-but-unindexed files indexed, unfinished studies re-queued); configure Celery;
-start the embedded worker child when there is no broker URL; re-queue pending deliveries; then listen.
+Start-up order: (``serve`` starts the embedded worker child first, ``node.embedded``: it loads its models meanwhile
+and waits to be released); open the spool and ``recover`` it (partial files removed, associations of the dead
+process closed, complete-but-unindexed files indexed, unfinished studies re-queued); configure Celery; start the
+embedded worker child when there is no broker URL (unless ``serve`` did) and release it; re-queue pending
+deliveries; then listen.
 The assembler thread dispatches ready studies and watches the embedded worker (restarting it, and
 re-queuing its unfinished studies, if it dies). The worker is this node's child, so an analysis attempt still open
 when it died (or when the node starts) died with it: it counts as an attempt, and its study is re-dispatched after
 its backoff or becomes a dead letter ("worker died N times during analysis", ``node.spool.attempts``).
 
-The embedded worker is a child process (``python -m node.cli worker --pool solo``) that reads the same
-settings from ``<spool>/run/settings.json`` (mode 0600, without secrets: destination headers and passwords reach
-it through its environment, ``NodeSettings.secret_env``) and dies with its parent (``PR_SET_PDEATHSIG``), so a
+The embedded worker is a child process (``python -m node.cli worker --pool solo``, ``node.embedded``) that reads the
+same settings from ``<spool>/run/settings.json`` (mode 0600, without secrets: destination headers and passwords
+reach it through its environment, ``NodeSettings.secret_env``) and dies with its parent (``PR_SET_PDEATHSIG``), so a
 ``kill -9`` of the node behaves like a crash of the whole machine and recovery is exercised as such.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
-from node import tasks
+from node import embedded, tasks
 from node.assembly import Assembler
 from node.corrections import CorrectionsWorker
 from node.dispatch import CeleryDispatcher, Dispatcher
 from node.logs import log
 from node.metrics import serve_metrics
 from node.scp import StorageSCP
-from node.settings import CONFIG_ENV, NodeSettings
+from node.settings import NodeSettings
 from node.spool import Spool
 
 LOG = logging.getLogger("node.service")
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def worker_command(pool: str = "solo", concurrency: int = 1) -> list[str]:
-    return [sys.executable, "-m", "node.cli", "worker", "--pool", pool, "--concurrency", str(concurrency)]
 
 
 class Node:
     """Everything ``serve`` runs, startable in-process (tests, demo) or from the CLI."""
 
     def __init__(self, settings: NodeSettings, dispatcher: Dispatcher | None = None,
-                 start_worker: bool | None = None):
+                 start_worker: bool | None = None, worker: subprocess.Popen | None = None):
+        """``worker``: the embedded worker child already started by ``serve`` (``node.embedded.spawn``), waiting
+        for this node to recover its spool."""
         self.settings = settings
         self.spool = Spool(settings.spool_dir, retry=tasks.retry_policy(settings))
         self.dispatcher = dispatcher or CeleryDispatcher()
@@ -61,7 +51,9 @@ class Node:
         self.scp = StorageSCP(settings, self.spool)
         self.assembler = Assembler(self.spool, settings, self.dispatcher)
         self.corrections = CorrectionsWorker(self.scp.corrections)  # SRs that correct results (node.corrections)
-        self.worker: subprocess.Popen | None = None
+        self.worker: subprocess.Popen | None = worker
+        if worker is not None:
+            self.start_worker = True
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -74,7 +66,11 @@ class Node:
         log(LOG, "spool recovered", spool=str(self.spool.root), **report)
         tasks.configure(self.settings)
         if self.start_worker:
-            self._start_worker()
+            if self.worker is None:
+                self._start_worker(wait_for_release=True)
+            else:
+                log(LOG, "embedded worker started", pid=self.worker.pid, started="before recovery")
+            embedded.release(self.spool.root)  # recovered: the worker may consume
         self.assembler.sweep_outbox(0.0)
         self.scp.start()
         if self.settings.metrics_port:
@@ -88,15 +84,8 @@ class Node:
         self.corrections.start()
         return self
 
-    def _start_worker(self) -> None:
-        cfg = self.settings.to_json_file(self.spool.root / "run" / "settings.json")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CSPINE_")}
-        env[CONFIG_ENV] = str(cfg)
-        env.update(self.settings.secret_env())  # never in the file
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        repo_root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = repo_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        self.worker = subprocess.Popen(worker_command(), env=env, preexec_fn=_die_with_parent)  # noqa: PLW1509
+    def _start_worker(self, *, wait_for_release: bool) -> None:
+        self.worker = embedded.spawn(self.settings, wait_for_release=wait_for_release)
         log(LOG, "embedded worker started", pid=self.worker.pid)
 
     def _loop(self) -> None:
@@ -111,7 +100,7 @@ class Node:
                     report = self.spool.requeue_unfinished(lost_attempts=True)
                     log(LOG, "embedded worker died; restarting", logging.ERROR, returncode=self.worker.returncode,
                         analyses_lost=report["worker_deaths"])
-                    self._start_worker()
+                    self._start_worker(wait_for_release=False)
                     self.assembler.sweep_outbox(0.0)
             except Exception:  # noqa: BLE001 - keep the node alive; logged
                 LOG.exception("assembler loop error")

@@ -108,21 +108,23 @@ def analyze(study: Study, models: ModelSet, history: PatientHistory | None = Non
         analysis.timings[key] = analysis.timings.get(key, 0.0) + t1 - t
         analysis.timings["encode"] = analysis.timings.get("encode", 0.0) + time.perf_counter() - t2
     t = time.perf_counter()
-    add_patient_level(analysis, study, models.neck_pain, history, now=now)
+    add_patient_level(analysis, study, models.neck_pain, history, now=now, on_first=on_first)
     if analysis.patient_objects:
         analysis.timings["patient"] = time.perf_counter() - t
     return analysis
 
 
 def add_patient_level(analysis: Analysis, study: Study, predictor: PatientModel | None,
-                      history: PatientHistory | None, *, now: datetime | None = None) -> None:
-    """Add the patient-level SR + PDF of ``analysis.results`` (``pipelines.patient.patient_objects``). A failure is a
-    warning in ``analysis``: the study's own results still go out."""
+                      history: PatientHistory | None, *, now: datetime | None = None,
+                      on_first: Callable[[list[Dataset]], None] | None = None) -> None:
+    """Add the patient-level SR + PDF of ``analysis.results`` (``pipelines.patient.patient_objects``; ``on_first``
+    gets the SR before the PDF is rendered). A failure is a warning in ``analysis``: the study's own results still
+    go out."""
     from pipelines.patient import patient_objects
 
     try:
         analysis.patient_objects, analysis.partner_study_uid = patient_objects(
-            study, analysis.results, predictor, history, now)
+            study, analysis.results, predictor, history, now, first=on_first)
     except Exception as exc:  # noqa: BLE001 - the study's own results must still go out
         LOG.warning("patient-level report failed: %s", type(exc).__name__)
         analysis.warnings.append(f"patient-level report not built: {type(exc).__name__}: {str(exc)[:300]}")

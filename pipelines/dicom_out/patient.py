@@ -32,6 +32,7 @@ Series: ``result_series_uid(study, "patient", "sr" | "pdf")`` (deterministic per
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import highdicom as hd
@@ -286,8 +287,9 @@ def render_patient(report: PatientReport, results: dict[str, StudyResult]) -> Re
 
 
 def encode_patient(report: PatientReport, results: dict[str, StudyResult], sources: Sources, *, current: str,
-                   now: datetime | None = None) -> list[Dataset]:
-    """``[sr, pdf]`` of a patient report, in the study of ``results[current]``.
+                   now: datetime | None = None, first: Callable[[list[Dataset]], None] | None = None) -> list[Dataset]:
+    """``[sr, pdf]`` of a patient report, in the study of ``results[current]``. ``first`` is called with ``[sr]``
+    before the PDF is rendered (``pipelines.dicom_out.encode``).
 
     ``results`` maps ``"xray"``/``"mri"`` to the two studies' results; ``sources`` holds the headers of
     their images (those of the other study may be missing: then it is referenced by text only).
@@ -303,6 +305,8 @@ def encode_patient(report: PatientReport, results: dict[str, StudyResult], sourc
         return {"series_uid": result_series_uid(study_uid, PIPELINE, kind), "series_number": series_number(PIPELINE, kind)}
 
     sr = build_patient_sr(report, results, sources, current, prov, **series("sr"))
+    if first is not None:
+        first([sr])
     pdf = build_pdf(results[current], sources, prov, render_patient(report, results), **series("pdf"))
     pdf.DocumentTitle = "Cervical spondylosis patient-level AI report - research use only"
     pdf.SeriesDescription = "AI patient-level report X-ray + MRI (PDF) - RESEARCH USE ONLY"

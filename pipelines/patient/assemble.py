@@ -146,18 +146,21 @@ def build_patient_report(results: dict[str, StudyResult], sources: Sources,
 
 def build_patient_objects(study: Study, mine: dict[str, StudyResult], partner: tuple[Study, StudyResult] | None,
                           predictor: PatientModel | None, now: datetime | None = None, *,
-                          on_partner_error: Callable[[Exception], None] | None = None) -> list[Dataset]:
+                          on_partner_error: Callable[[Exception], None] | None = None,
+                          first: Callable[[list[Dataset]], None] | None = None) -> list[Dataset]:
     """Encode the patient report of ``mine`` (this study's results by pipeline) and ``partner`` (the other study
-    and its result) in this study: ``[sr, pdf]``."""
+    and its result) in this study: ``[sr, pdf]`` (``first``: called with ``[sr]`` before the PDF is rendered)."""
     from pipelines.dicom_out.patient import encode_patient
 
     results, sources, current = merged_sources(study, mine, partner, on_partner_error)
     report = build_patient_report(results, sources, predictor)
-    return encode_patient(report, {"xray": results["xray"], "mri": results["mri"]}, sources, current=current, now=now)
+    return encode_patient(report, {"xray": results["xray"], "mri": results["mri"]}, sources, current=current, now=now,
+                          first=first)
 
 
 def patient_objects(study: Study, results: list[StudyResult], predictor: PatientModel | None,
-                    history: PatientHistory | None, now: datetime | None = None) -> tuple[list[Dataset], str]:
+                    history: PatientHistory | None, now: datetime | None = None, *,
+                    first: Callable[[list[Dataset]], None] | None = None) -> tuple[list[Dataset], str]:
     """The patient-level SR + PDF for this study's ``results``, or none: ``(objects, partner study UID)``.
 
     A study holding both modalities pairs with itself; one holding one modality asks ``history`` for the
@@ -167,7 +170,7 @@ def patient_objects(study: Study, results: list[StudyResult], predictor: Patient
     if not mine:
         return [], ""
     if len(mine) == len(PAIRED):
-        return build_patient_objects(study, mine, None, predictor, now), study.study_uid
+        return build_patient_objects(study, mine, None, predictor, now, first=first), study.study_uid
     if history is None:
         return [], ""
     (pipeline,) = mine
@@ -178,5 +181,5 @@ def patient_objects(study: Study, results: list[StudyResult], predictor: Patient
     def unreadable(exc: Exception) -> None:
         LOG.warning("partner images not readable (%s): referenced by study UID only", type(exc).__name__)
 
-    objects = build_patient_objects(study, mine, partner, predictor, now, on_partner_error=unreadable)
+    objects = build_patient_objects(study, mine, partner, predictor, now, on_partner_error=unreadable, first=first)
     return objects, partner[0].study_uid

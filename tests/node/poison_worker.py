@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pipelines
-from node import cli, service
+from node import cli, embedded
 
 POISON_ENV = "POISON_STUDIES_FILE"  # not CSPINE_*: the node passes no CSPINE_* variable to its worker child
 _analyze = pipelines.analyze
@@ -29,7 +29,7 @@ def _poisoned(study_uid: str) -> Path | None:
     return Path(name) if study_uid in Path(name).read_text().split() else None
 
 
-def analyze(study, models, history=None):  # noqa: ANN001, ANN201 - pipelines.analyze's signature
+def analyze(study, models, history=None, **kwargs):  # noqa: ANN001, ANN003, ANN201 - pipelines.analyze's signature
     poison = _poisoned(study.study_uid)
     if poison is not None:
         with open(f"{poison}.deaths", "a") as f:
@@ -37,7 +37,7 @@ def analyze(study, models, history=None):  # noqa: ANN001, ANN201 - pipelines.an
             f.flush()
             os.fsync(f.fileno())
         os.kill(os.getpid(), signal.SIGKILL)
-    return _analyze(study, models, history)
+    return _analyze(study, models, history, **kwargs)
 
 
 def worker_command(pool: str = "solo", concurrency: int = 1) -> list[str]:
@@ -46,7 +46,7 @@ def worker_command(pool: str = "solo", concurrency: int = 1) -> list[str]:
 
 
 pipelines.analyze = analyze
-service.worker_command = worker_command
+embedded.worker_command = worker_command
 
 if __name__ == "__main__":
     raise SystemExit(cli.main())

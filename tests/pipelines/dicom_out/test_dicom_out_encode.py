@@ -130,3 +130,23 @@ def test_files_readable(xray_files: dict[str, list]) -> None:
         for p in paths:
             ds = pydicom.dcmread(p)
             assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+
+
+def test_first_gets_the_sr_and_segs_before_the_rest_is_encoded(xray_case: tuple[Study, StudyResult],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """``first`` (the node sends these while it encodes the rest) is called once, with the SR and the SEGs, before
+    a presentation state or the report is built; the returned list still holds every object, those first."""
+    import pipelines.dicom_out as dicom_out
+
+    study, result = xray_case
+    calls: list[list[str]] = []
+    build_gsps = dicom_out.build_gsps
+
+    def gsps_after_first(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        assert calls, "presentation states built before the SR and SEGs were handed out"
+        return build_gsps(*args, **kwargs)
+
+    monkeypatch.setattr(dicom_out, "build_gsps", gsps_after_first)
+    objects = encode(study, result, first=lambda objs: calls.append([str(o.Modality) for o in objs]))
+    assert calls == [["SR", "SEG", "SEG", "SEG"]]
+    assert [str(o.Modality) for o in objects][:4] == calls[0] and len(objects) == 9

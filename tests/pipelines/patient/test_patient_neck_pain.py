@@ -119,3 +119,11 @@ def test_patient_neck_pain_shipped_model_in_the_report(studies: dict, models) ->
     assert 0 < p < 1 and "clinical variables used: age, female" in text
     assert any("neck-pain" in str(e.ManufacturerModelName) for e in sr.ContributingEquipmentSequence)
     assert np.isfinite(p)
+
+
+def test_patient_sr_is_handed_out_before_the_pdf(studies: dict) -> None:
+    """``first`` gets the patient-level SR before the PDF page is rendered (the node sends it meanwhile)."""
+    handed: list = []
+    sr, pdf = build_patient_objects(studies["ms"], {"mri": studies["mri"]}, (studies["xs"], studies["xray"]),
+                                    predictor=FixedPredictor(0.4), first=handed.append)
+    assert handed == [[sr]] and pdf.Modality == "DOC"
