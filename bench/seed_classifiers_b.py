@@ -18,6 +18,16 @@ them: the classifiers see only views that passed the gates. Reported, per model:
 
 The same three models are also run on every study *without* the gates (the same images; cord compression on the
 neutral view's predicted keypoints, whatever the gates said), to show what the gates keep away from the reader.
+
+``--ungated-only`` (issue 13, the classifiers' own out-of-distribution gates): no keypoint model and no pipeline
+gates; every view of every study goes to the classifiers (the phantom's [0, 1] image, equal to the DICOM round trip
+within 1e-4), cord compression on the *true* keypoints, so each classifier's own trust checks are measured alone:
+its out-of-distribution gate (``models.common.ood``, in the weights' meta) and, for the curvature class, the check
+against the keypoint geometry (``pipelines.xray.classifiers.check_curvature_geometry``, here with the true C2-C7
+Cobb angle: what a keypoint model that handles B would measure). Reported: how many outputs each check withholds
+and the accuracy / false positives of what is still reported, next to the raw outputs::
+
+    nice -n 10 .venv/bin/python bench/seed_classifiers_b.py --ungated-only --seed 700 --count 100 --json OUT.json
 """
 
 from __future__ import annotations
@@ -89,6 +99,90 @@ def run_study(seed: int, models, max_size: int | None) -> dict:  # noqa: ANN001
     return out
 
 
+def run_study_ungated(seed: int, models, max_size: int | None) -> dict:  # noqa: ANN001
+    """The three classifiers on every view of one renderer-B study, with their own trust checks only."""
+    import numpy as np
+
+    from models.curvature.data import class_from_cobb
+    from pipelines.phantoms.xray import unit_image
+    from pipelines.phantoms.xray_b import generate_study_b
+    from pipelines.vocabulary import UPPER_CERVICAL_LABELS, View
+    from pipelines.xray.classifiers import check_curvature_geometry
+
+    st = generate_study_b(seed, max_size=max_size)
+    neutral = st.views[View.NEUTRAL]
+    cobb = next(m.value for m in neutral.truth if m.key == "cobb_c2_c7")
+    views = {v: unit_image(pv.pixels, pv.photometric).astype(np.float32) for v, pv in st.views.items()}
+    spacing = {v: pv.pixel_spacing_mm for v, pv in st.views.items()}
+    curv, upper = models.image_classifiers
+    out: dict = {"seed": seed, "truth_class": class_from_cobb(cobb), "true_cobb_deg": round(float(cobb), 2),
+                 "narrow_canal": bool(np.mean(st.params.spine.canal_mm[1:6]) < NARROW_MM)}
+    p = curv.predict(views[View.NEUTRAL])
+    (f,) = curv.classify({View.NEUTRAL: views[View.NEUTRAL]}, spacing)
+    g = check_curvature_geometry(f, neutral.truth)
+    out["curvature"] = {"raw": p.label, "distance": p.distance, "ood": bool(p.ood_reason), "finding": f.value,
+                        "after_geometry": g.value}
+    from models.upper_cervical.predictor import decide
+
+    u = upper.predict(views)
+    raw = decide(np.array([u.probabilities[k] for k in UPPER_CERVICAL_LABELS]),
+                 np.array([upper.threshold(k) for k in UPPER_CERVICAL_LABELS]), upper.exclusive)[0]
+    out["upper_cervical"] = {"distance": u.distance, "ood": bool(u.ood_reason),
+                             "raw": {k: "present" if r else "absent" for k, r in zip(UPPER_CERVICAL_LABELS, raw,
+                                                                                    strict=True)},
+                             "finding": {x.key: x.value for x in upper.classify(views, spacing)}}
+    kp = np.asarray(neutral.keypoints[:30], dtype=np.float64)
+    sp = models.cord_compression.predict(views[View.NEUTRAL], kp, gradcam=False)
+    found, _ = models.cord_compression.classify(views[View.NEUTRAL], kp, neutral.sop_instance_uid)
+    out["cord_compression"] = {s.segment: {"raw": "present" if s.present else "absent", "distance": s.distance,
+                                           "ood": bool(s.ood_reason), "finding": x.value}
+                               for s, x in zip(sp, found, strict=True)}
+    return out
+
+
+def summarize_ungated(rows: list[dict]) -> dict:
+    """Per classifier: outputs withheld by each check, and accuracy / false positives of the raw vs reported ones."""
+    from pipelines.vocabulary import UPPER_CERVICAL_LABELS
+
+    classes = ("normal", "straightened", "reversed")
+    c = [r["curvature"] | {"truth": r["truth_class"]} for r in rows]
+    located = [x for x in c if x["finding"] != "not measurable"]
+    passed_ood = [x for x in located if x["finding"] in classes]
+    reported = [x for x in passed_ood if x["after_geometry"] in classes]
+
+    def acc(xs: list[dict], key: str) -> dict:
+        n = len(xs)
+        k = sum(x[key] == x["truth"] for x in xs)
+        return {"n": n, "correct": k, "accuracy": k / n if n else None}
+
+    s: dict = {"studies": len(rows)}
+    s["curvature"] = {"neutral_views": len(c), "not_measurable_locator": len(c) - len(located),
+                      "raw_on_located": acc(located, "raw"), "ood_rejected": len(located) - len(passed_ood),
+                      "raw_on_ood_rejected": acc([x for x in located if x["ood"]], "raw"),
+                      "after_ood": acc(passed_ood, "raw"), "geometry_rejected": len(passed_ood) - len(reported),
+                      "reported": acc(reported, "raw"), "truth_counts_reported": dict(Counter(x["truth"] for x in reported))}
+    u = [r["upper_cervical"] for r in rows]
+    kept = [x for x in u if not x["ood"]]
+
+    def fp(xs: list[dict], key: str) -> dict:
+        return {"studies": len(xs), "studies_with_any_positive": sum(any(v == "present" for v in x[key].values())
+                                                                     for x in xs),
+                "false_positive_rate": {k: (sum(x[key][k] == "present" for x in xs) / len(xs) if xs else None)
+                                        for k in UPPER_CERVICAL_LABELS}}
+    s["upper_cervical"] = {"ood_rejected": len(u) - len(kept), "raw_all": fp(u, "raw"), "reported": fp(kept, "finding")}
+    entry: dict = {}
+    for name, want in (("normal_canal", False), ("narrow_canal", True)):
+        segs = [v for r in rows if r["narrow_canal"] == want for v in r["cord_compression"].values()]
+        rep = [v for v in segs if not v["ood"]]
+        entry[name] = {"studies": sum(r["narrow_canal"] == want for r in rows), "segments": len(segs),
+                       "raw_positive": sum(v["raw"] == "present" for v in segs), "ood_rejected": len(segs) - len(rep),
+                       "reported": len(rep), "reported_positive": sum(v["finding"] == "present" for v in rep)}
+    entry["studies_with_a_rejected_segment"] = sum(any(v["ood"] for v in r["cord_compression"].values()) for r in rows)
+    entry["studies_all_segments_rejected"] = sum(all(v["ood"] for v in r["cord_compression"].values()) for r in rows)
+    s["cord_compression"] = entry
+    return s
+
+
 def summarize(rows: list[dict]) -> dict:
     from pipelines.vocabulary import UPPER_CERVICAL_LABELS
 
@@ -129,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--keypoint-weights", type=Path, help="another keypoint model (default: the shipped one)")
     ap.add_argument("--json", type=Path, help="write the per-study rows and the summary here")
+    ap.add_argument("--ungated-only", action="store_true",
+                    help="no keypoint model or pipeline gates: the classifiers on every view (true keypoints for cord "
+                         "compression), measuring their own out-of-distribution gates")
     args = ap.parse_args(argv)
 
     import torch
@@ -141,13 +238,32 @@ def main(argv: list[str] | None = None) -> int:
         def __init__(self, name: str) -> None:
             self.weights = args.keypoint_weights if name == "keypoints" else None
             self.device = "cpu"
-            self.enabled = name in ("keypoints", "curvature", "upper_cervical", "cord_compression")
+            self.enabled = name in ("curvature", "upper_cervical", "cord_compression") or (
+                name == "keypoints" and not args.ungated_only)
 
     models = build_models(_Config)
     versions = {m.algorithm.name: m.algorithm.version
-                for m in (models.keypoints, *models.image_classifiers, models.cord_compression)}
+                for m in (models.keypoints, *models.image_classifiers, models.cord_compression) if m is not None}
     rows = []
     t0 = time.perf_counter()
+    if args.ungated_only:
+        for seed in range(args.seed, args.seed + args.count):
+            t = time.perf_counter()
+            rows.append(run_study_ungated(seed, models, args.max_size))
+            r = rows[-1]
+            print(f"seed {seed}: {time.perf_counter() - t:.1f} s, curvature {r['curvature']['after_geometry']} (raw "
+                  f"{r['curvature']['raw']}, truth {r['truth_class']}, d {r['curvature']['distance']}), upper "
+                  f"cervical d {r['upper_cervical']['distance']}, cord rejected "
+                  f"{sum(v['ood'] for v in r['cord_compression'].values())}/5", flush=True)
+        summary = summarize_ungated(rows)
+        summary.update({"mode": "ungated-only, true keypoints", "seeds": [args.seed, args.seed + args.count - 1],
+                        "max_size": args.max_size, "versions": versions,
+                        "seconds": round(time.perf_counter() - t0, 1)})
+        print(json.dumps(summary, indent=1))
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"summary": summary, "studies": rows}, indent=1, default=float))
+        return 0
     for seed in range(args.seed, args.seed + args.count):
         t = time.perf_counter()
         rows.append(run_study(seed, models, args.max_size))

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from models.common.checkpoint import Checkpoint
+from models.common.ood import NOT_ASSESSABLE, FeatureGate
 from models.common.predictor import Predictor, resolve_device
 from models.cord_compression import ALGORITHM_NAME, DEFAULT_WEIGHTS, MODEL_CARD
 from models.cord_compression.network import SegmentCNN
@@ -40,6 +41,11 @@ class SegmentPrediction:
     """Grad-CAM on the crop grid (rows, cols) in [0, 1]."""
     transform: AffineTransform
     """Crop -> original pixels."""
+    distance: float | None = None
+    """Feature distance of the crop to the training crops of its segment (``models.common.ood``); None without a
+    gate."""
+    ood_reason: str = ""
+    """Why the crop is out of distribution; empty when the gate accepts it or there is none."""
 
 
 class CordCompressionPredictor(Predictor):
@@ -57,6 +63,8 @@ class CordCompressionPredictor(Predictor):
         net = SegmentCNN()
         net.load_state_dict(checkpoint.part("network"))
         self.net = net.to(self.device).eval()
+        self.gate = FeatureGate.from_meta(self.meta.get("ood"))
+        """Out-of-distribution gate per segment (``meta["ood"]``, ``python -m models.cord_compression.ood``)."""
 
     @classmethod
     def load(cls, weights: Path | str | None = None, device: torch.device | str = "cpu") -> CordCompressionPredictor:
@@ -95,18 +103,36 @@ class CordCompressionPredictor(Predictor):
             cams = torch.zeros(x.shape[0], *x.shape[-2:])
         probs = torch.sigmoid(logits).cpu().numpy()
         cams = cams.cpu().numpy()
-        return [SegmentPrediction(s, float(p), bool(p >= self.threshold), cams[j], tfs[j])
+        dist: list[float | None] = [None] * len(SEGMENTS)
+        why = [""] * len(SEGMENTS)
+        if self.gate is not None:
+            dist = [float(d) for d in self.gate.distance(self.features(x), group=seg.cpu().numpy())]
+            why = ["" if self.gate.accepts(d) else self.gate.reason(d) for d in dist]
+        return [SegmentPrediction(s, float(p), bool(p >= self.threshold), cams[j], tfs[j], dist[j], why[j])
                 for j, (s, p) in enumerate(zip(SEGMENTS, probs, strict=True))]
+
+    @torch.no_grad()
+    def features(self, x: torch.Tensor) -> np.ndarray:
+        """(N, 1, H, W) normalised crops -> (N, 64) pooled features of the last conv block (what the head reads
+        beside the segment's one-hot; the out-of-distribution gate measures their distance)."""
+        return self.net.forward_features(x).mean(dim=(2, 3)).cpu().numpy()
 
     def classify(self, image: np.ndarray, keypoints: np.ndarray, image_uid: str
                  ) -> tuple[list[Finding], list[HeatMap]]:
         """One :class:`Finding` per segment (key ``cord_compression``, value present/absent, probability) and one
         Grad-CAM :class:`HeatMap` per segment on the original pixels of ``image`` (SOPInstanceUID ``image_uid``).
-        ``keypoints``: the 30 keypoints (x, y px) of that image."""
+        ``keypoints``: the 30 keypoints (x, y px) of that image. A segment whose crop the out-of-distribution gate
+        rejects is ``not assessable`` with the reason, without a probability or heat map."""
         preds = self.predict(image, keypoints)
         rows, cols = np.asarray(image).shape
         findings, maps = [], []
         for sp in preds:
+            if sp.ood_reason:
+                findings.append(Finding("cord_compression", FINDING_NAME, NOT_ASSESSABLE, sp.segment,
+                                        evidence=(f"{sp.segment} segment crop: {sp.ood_reason}",),
+                                        threshold=f"per-segment CNN trained on synthetic phantoms against the "
+                                                  f"{REFERENCE}; not run on crops unlike its training data"))
+                continue
             findings.append(Finding(
                 "cord_compression", FINDING_NAME, "present" if sp.present else "absent", sp.segment,
                 evidence=(f"p={sp.probability:.2f} from the {sp.segment} segment crop of the neutral radiograph "

@@ -76,10 +76,15 @@ class ResNet34(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) in [-1, 1] -> (B, widths[-1]) pooled features, the input of the linear head (penultimate
+        layer; the out-of-distribution gate measures its distance, ``models.common.ood``)."""
+        h = self.blocks(self.stem(x))
+        return torch.flatten(F.adaptive_avg_pool2d(h, 1), 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, H, W) in [-1, 1] -> (B, classes) logits."""
-        h = self.blocks(self.stem(x))
-        return self.head(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
+        return self.head(self.features(x))
 
 
 def build(arch: str, num_classes: int = 3, input_size: int = 128) -> ResNet34:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from models.common.checkpoint import Checkpoint
+from models.common.ood import NOT_ASSESSABLE, FeatureGate
 from models.common.predictor import Predictor, resolve_device
 from models.curvature import CLASSES, DEFAULT_WEIGHTS, MODEL_CARD
 from models.curvature.network import build
@@ -41,6 +42,10 @@ class CurvaturePrediction:
     probabilities: dict[str, float]
     landmarks: np.ndarray
     """(3, 2) located c2_top, c4_centre, c7_bottom (original px)."""
+    distance: float | None = None
+    """Feature distance of the crop to the training distribution (``models.common.ood``); None without a gate."""
+    ood_reason: str = ""
+    """Why the crop is out of distribution; empty when the gate accepts it or there is none."""
 
 
 class CurvaturePredictor(Predictor):
@@ -61,6 +66,8 @@ class CurvaturePredictor(Predictor):
         net.load_state_dict(checkpoint.part("network"))
         self.net = net.to(self.device).eval()
         self.locator = locator
+        self.gate = FeatureGate.from_meta(self.meta.get("ood"))
+        """Out-of-distribution gate (``meta["ood"]``, ``python -m models.curvature.ood``); None: every crop passes."""
 
     @classmethod
     def load(cls, weights: Path | str | None = None, device: torch.device | str = "cpu", *,
@@ -82,8 +89,14 @@ class CurvaturePredictor(Predictor):
     @torch.no_grad()
     def probabilities(self, crops: np.ndarray) -> np.ndarray:
         """(N, S, S) crops in [-1, 1] -> (N, 3) class probabilities."""
+        return self.probabilities_and_features(crops)[0]
+
+    @torch.no_grad()
+    def probabilities_and_features(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, S, S) crops in [-1, 1] -> (N, 3) class probabilities and (N, D) penultimate-layer features."""
         x = torch.from_numpy(np.asarray(crops, dtype=np.float32))[:, None].to(self.device)
-        return torch.softmax(self.net(x), dim=1).cpu().numpy()
+        f = self.net.features(x)
+        return torch.softmax(self.net.head(f), dim=1).cpu().numpy(), f.cpu().numpy()
 
     def predict(self, image: np.ndarray, landmarks: np.ndarray | None = None) -> CurvaturePrediction:
         """[0, 1] image (rows, cols) -> prediction; ``landmarks`` overrides the locator (tests, evaluation)."""
@@ -91,9 +104,13 @@ class CurvaturePredictor(Predictor):
         if img.ndim != 2:
             raise ValueError(f"expected a 2-D greyscale image, got shape {img.shape}")
         pts = self.locator.locate(img) if landmarks is None else np.asarray(landmarks, dtype=np.float64)
-        p = self.probabilities(crop(img, curvature_box(pts, self.input_size))[None])[0]
-        probs = {c: float(v) for c, v in zip(CLASSES, p, strict=True)}
-        return CurvaturePrediction(CLASSES[int(np.argmax(p))], probs, pts)
+        p, f = self.probabilities_and_features(crop(img, curvature_box(pts, self.input_size))[None])
+        probs = {c: float(v) for c, v in zip(CLASSES, p[0], strict=True)}
+        distance, why = None, ""
+        if self.gate is not None:
+            distance = float(self.gate.distance(f)[0])
+            why = "" if self.gate.accepts(distance) else self.gate.reason(distance)
+        return CurvaturePrediction(CLASSES[int(np.argmax(p[0]))], probs, pts, distance, why)
 
     def classify(self, images: Mapping[View, np.ndarray],
                  spacing_mm: Mapping[View, tuple[float, float] | None]) -> list[Finding]:
@@ -107,7 +124,8 @@ class CurvaturePredictor(Predictor):
 
         ``image``: float (rows, cols) in [0, 1], bone bright, original pixels. ``pixel_spacing_mm`` (row, col)
         at the patient plane is optional: the ROI adapts to the located spine, the spacing only serves a sanity
-        check of the located C2-C7 length (outside 50-200 mm the finding is ``not measurable``).
+        check of the located C2-C7 length (outside 50-200 mm the finding is ``not measurable``). A crop that the
+        out-of-distribution gate rejects gives ``not assessable`` with the reason, without a class or probability.
         """
         return _finding(self.predict(image), pixel_spacing_mm)
 
@@ -126,5 +144,8 @@ def _finding(pred: CurvaturePrediction, pixel_spacing_mm: tuple[float, float] | 
         if not CHORD_RANGE_MM[0] <= chord <= CHORD_RANGE_MM[1]:
             return Finding(FINDING_KEY, name, "not measurable", "C2-C7",
                            evidence=(*evidence, "cervical spine not found reliably"), threshold=rule)
+    if pred.ood_reason:
+        return Finding(FINDING_KEY, name, NOT_ASSESSABLE, "C2-C7", evidence=(pred.ood_reason, *evidence[1:]),
+                       threshold=rule)
     return Finding(FINDING_KEY, name, pred.label, "C2-C7", evidence=tuple(evidence),
                    probability=pred.probabilities[pred.label], threshold=rule)

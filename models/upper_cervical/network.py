@@ -79,11 +79,16 @@ class CerviHFENet(nn.Module):
                                   nn.Linear(128, num_labels))
         self.relation = LabelRelation(num_labels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) in [-1, 1] -> (B, 6) logits (after the label-relation layer)."""
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) in [-1, 1] -> (B, 128) the head's hidden layer after its ReLU (penultimate layer; the
+        out-of-distribution gate measures its distance, ``models.common.ood``)."""
         b = x.shape[0]
         per_view = self.anatomy(x.reshape(b * 3, 1, *x.shape[-2:])).view(b, 3, -1)
         ext, neu, flx = per_view.unbind(1)
         _, h = self.gru(per_view)
         feats = torch.cat([ext, neu, flx, flx - ext, neu - ext, h[-1], self.motion(x)], dim=1)
-        return self.relation(self.head(feats))
+        return self.head[1](self.head[0](feats))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) in [-1, 1] -> (B, 6) logits (after the label-relation layer)."""
+        return self.relation(self.head[3](self.head[2](self.features(x))))

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from models.common.checkpoint import Checkpoint
+from models.common.ood import NOT_ASSESSABLE, FeatureGate
 from models.common.predictor import Predictor, resolve_device
 from models.curvature.roi import Locator, crop, upper_cervical_box
 from models.upper_cervical import DEFAULT_WEIGHTS, MODEL_CARD, VIEW_ORDER
@@ -37,6 +38,11 @@ THRESHOLD = 0.5
 class UpperCervicalPrediction:
     probabilities: dict[str, float]
     landmarks: dict[View, np.ndarray]
+    distance: float | None = None
+    """Feature distance of the three ROIs to the training distribution (``models.common.ood``); None without a
+    gate."""
+    ood_reason: str = ""
+    """Why the input is out of distribution; empty when the gate accepts it or there is none."""
 
 
 class UpperCervicalPredictor(Predictor):
@@ -57,6 +63,8 @@ class UpperCervicalPredictor(Predictor):
         net.load_state_dict(checkpoint.part("network"))
         self.net = net.to(self.device).eval()
         self.locator = locator
+        self.gate = FeatureGate.from_meta(self.meta.get("ood"))
+        """Out-of-distribution gate (``meta["ood"]``, ``python -m models.upper_cervical.ood``); None: all pass."""
 
     @classmethod
     def load(cls, weights: Path | str | None = None, device: torch.device | str = "cpu", *,
@@ -87,8 +95,15 @@ class UpperCervicalPredictor(Predictor):
     @torch.no_grad()
     def probabilities(self, crops: np.ndarray) -> np.ndarray:
         """(N, 3, S, S) ROI crops in [-1, 1] (view order extension, neutral, flexion) -> (N, 6)."""
+        return self.probabilities_and_features(crops)[0]
+
+    @torch.no_grad()
+    def probabilities_and_features(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 3, S, S) ROI crops in [-1, 1] -> (N, 6) probabilities and (N, 128) penultimate-layer features."""
         x = torch.from_numpy(np.asarray(crops, dtype=np.float32)).to(self.device)
-        return torch.sigmoid(self.net(x)).cpu().numpy()
+        f = self.net.features(x)
+        logits = self.net.relation(self.net.head[3](self.net.head[2](f)))
+        return torch.sigmoid(logits).cpu().numpy(), f.cpu().numpy()
 
     def predict(self, views: Mapping[View, np.ndarray],
                 landmarks: Mapping[View, np.ndarray] | None = None) -> UpperCervicalPrediction:
@@ -103,8 +118,13 @@ class UpperCervicalPredictor(Predictor):
             p = self.locator.locate(img) if landmarks is None else np.asarray(landmarks[v], dtype=np.float64)
             pts[v] = p
             crops.append(crop(img, upper_cervical_box(p, self.input_size)))
-        prob = self.probabilities(np.stack(crops)[None])[0]
-        return UpperCervicalPrediction({k: float(q) for k, q in zip(UPPER_CERVICAL_LABELS, prob, strict=True)}, pts)
+        prob, f = self.probabilities_and_features(np.stack(crops)[None])
+        distance, why = None, ""
+        if self.gate is not None:
+            distance = float(self.gate.distance(f)[0])
+            why = "" if self.gate.accepts(distance) else self.gate.reason(distance)
+        return UpperCervicalPrediction({k: float(q) for k, q in zip(UPPER_CERVICAL_LABELS, prob[0], strict=True)},
+                                       pts, distance, why)
 
     def classify(self, images: Mapping[View, np.ndarray],
                  spacing_mm: Mapping[View, tuple[float, float] | None] | None = None, *,
@@ -113,8 +133,15 @@ class UpperCervicalPredictor(Predictor):
         probability reaches the label's threshold (fitted on validation phantoms and stored with the weights;
         ``threshold`` overrides it for all labels) else ``absent``, with the probability. ``spacing_mm`` is not
         used (the ROI adapts to the located spine). Raises ``ValueError`` unless the extension, neutral and
-        flexion views are all given."""
+        flexion views are all given. When the out-of-distribution gate rejects the input, all six are ``not
+        assessable`` with the reason, without a probability."""
         pred = self.predict(images)
+        if pred.ood_reason:
+            return [Finding(key, UPPER_CERVICAL_NAMES[key], NOT_ASSESSABLE, UPPER_CERVICAL_SITES[key],
+                            evidence=(pred.ood_reason,),
+                            threshold="CerviHFENet-style classifier trained on synthetic phantoms; not run on inputs "
+                                      "unlike its training data")
+                    for key in UPPER_CERVICAL_LABELS]
         probs = np.array([pred.probabilities[k] for k in UPPER_CERVICAL_LABELS])
         th = np.array([threshold if threshold is not None else self.threshold(k) for k in UPPER_CERVICAL_LABELS])
         present = decide(probs, th, self.exclusive)[0]

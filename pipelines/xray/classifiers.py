@@ -9,21 +9,81 @@
 The models are handed in (``models.registry`` builds them); this module only decides whether each can run on
 the views at hand and turns a model that cannot run (not configured, a view missing, a failure) into a warning
 instead of a finding.
+
+Trust (issue 13): each model checks its own input against its training distribution (an out-of-distribution gate on
+its penultimate-layer features, stored with its weights: ``models.common.ood``) and gives "not assessable" findings
+with the reason ("image unlike the training data: ...") instead of a class or probability; those reasons are
+repeated here as warnings. The curvature class is also checked against the keypoint geometry
+(:func:`check_curvature_geometry`): a class that the measured C2-C7 Cobb angle contradicts by more than
+``CURVATURE_MARGIN_DEG`` is not assessable either.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from pipelines.interfaces import ImageClassifier, SegmentClassifier
-from pipelines.results import AlgorithmInfo, Finding, HeatMap
+from pipelines.results import AlgorithmInfo, Finding, HeatMap, Measurement
 from pipelines.vocabulary import View
+from pipelines.xray.findings import Thresholds
 
 log = logging.getLogger(__name__)
+
+NOT_ASSESSABLE = "not assessable"
+"""The value of a classifier finding that is not a result (the model's input failed a trust check)."""
+CURVATURE_MODEL_KEY = "curvature_class_model"
+"""The finding key of the seed-003 curvature class model."""
+CURVATURE_MARGIN_DEG = 5.0
+"""How far (deg) the measured C2-C7 Cobb angle may lie outside the Cobb range of the model's class before the class
+is not assessable. Chosen from the renderer-A held-out disagreements of model and geometry (69 of 83 lie within 5 deg
+of a class boundary, where the measurement's own error and the narrow straightened band decide; see the card)."""
+
+
+def not_assessable_warnings(name: str, findings: Sequence[Finding]) -> list[str]:
+    """One warning per distinct reason among ``findings`` that are not assessable, naming their sites."""
+    by_reason: dict[str, list[str]] = {}
+    for f in findings:
+        if f.value == NOT_ASSESSABLE:
+            sites = by_reason.setdefault(f.evidence[0] if f.evidence else "no reason given", [])
+            if f.site not in sites:
+                sites.append(f.site)
+    return [f"{name}: not assessable at {', '.join(sites)} ({why})" for why, sites in by_reason.items()]
+
+
+def curvature_class_range(label: str, thresholds: Thresholds | None = None) -> tuple[float, float]:
+    """The C2-C7 Cobb range (deg, low inclusive) of a curvature class of the model (the rule of its labels)."""
+    t = thresholds or Thresholds()
+    ranges = {"normal": (t.lordosis_normal_deg, np.inf), "straightened": (t.kyphotic_class_deg, t.lordosis_normal_deg),
+              "reversed": (-np.inf, t.kyphotic_class_deg)}
+    if label not in ranges:
+        raise ValueError(f"unknown curvature class {label!r}")
+    return ranges[label]
+
+
+def check_curvature_geometry(finding: Finding, measurements: Sequence[Measurement],
+                             margin_deg: float = CURVATURE_MARGIN_DEG) -> Finding:
+    """The curvature model's ``finding`` checked against the C2-C7 Cobb angle measured from the keypoints of the same
+    view (``measurements``: that view's): ``not assessable`` with the reason when the angle lies more than
+    ``margin_deg`` outside the class's Cobb range; unchanged otherwise, with a remark when no angle was measured."""
+    if finding.value not in ("normal", "straightened", "reversed"):
+        return finding
+    cobb = next((m for m in measurements if m.key == "cobb_c2_c7" and m.value is not None), None)
+    if cobb is None:
+        return replace(finding, evidence=(*finding.evidence, "not checked against the keypoint geometry (C2-C7 Cobb "
+                                                             "angle not measured)"))
+    lo, hi = curvature_class_range(finding.value)
+    off = max(lo - cobb.value, cobb.value - hi, 0.0)
+    if off <= margin_deg:
+        return replace(finding, evidence=(*finding.evidence, f"consistent with the keypoint geometry (C2-C7 Cobb "
+                                                             f"{cobb.value:.1f} deg)"))
+    span = f">= {lo:g}" if not np.isfinite(hi) else f"< {hi:g}" if not np.isfinite(lo) else f"{lo:g} to {hi:g}"
+    why = (f"image classifier disagrees with the keypoint geometry: class {finding.value} needs C2-C7 Cobb {span} deg, "
+           f"measured {cobb.value:.1f} deg ({off:.1f} deg beyond, margin {margin_deg:g} deg)")
+    return replace(finding, value=NOT_ASSESSABLE, probability=None, evidence=(why,))
 
 
 @dataclass
@@ -35,6 +95,17 @@ class ClassifierOutput:
     warnings: list[str] = field(default_factory=list)
     heatmaps: list[HeatMap] = field(default_factory=list)
     """Explanation maps (Grad-CAM) on the original pixels of the image they were made on."""
+
+
+def check_against_geometry(out: ClassifierOutput, neutral_measurements: Sequence[Measurement]) -> None:
+    """Apply :func:`check_curvature_geometry` to the curvature model's finding in ``out`` (in place), with a warning
+    when it becomes not assessable. ``neutral_measurements``: those of the neutral view the model classified."""
+    for i, f in enumerate(out.findings):
+        if f.key == CURVATURE_MODEL_KEY:
+            checked = check_curvature_geometry(f, neutral_measurements)
+            if checked.value == NOT_ASSESSABLE and f.value != NOT_ASSESSABLE:
+                out.warnings.extend(not_assessable_warnings("curvature class model", [checked]))
+            out.findings[i] = checked
 
 
 def classify_views(classifiers: Sequence[ImageClassifier], images: Mapping[View, np.ndarray],
@@ -53,9 +124,11 @@ def classify_views(classifiers: Sequence[ImageClassifier], images: Mapping[View,
             out.warnings.append(f"{name} did not run: it needs the {needs} view(s); missing {', '.join(missing)}")
             continue
         try:
-            out.findings.extend(model.classify({v: images[v] for v in model.required_views},
-                                               {v: spacing_mm.get(v) for v in model.required_views}))
+            found = model.classify({v: images[v] for v in model.required_views},
+                                   {v: spacing_mm.get(v) for v in model.required_views})
+            out.findings.extend(found)
             out.algorithms.append(model.algorithm)
+            out.warnings.extend(not_assessable_warnings(name, found))
         except (ValueError, RuntimeError) as e:
             log.warning("%s did not run: %s", name, e)
             out.warnings.append(f"{name} did not run: {e}")
@@ -76,6 +149,7 @@ def classify_segments(model: SegmentClassifier | None, image: np.ndarray, keypoi
         out.findings.extend(findings)
         out.heatmaps.extend(maps)
         out.algorithms.append(model.algorithm)
+        out.warnings.extend(not_assessable_warnings(model.algorithm.name, findings))
     except (ValueError, RuntimeError) as e:
         log.warning("cord compression classifier did not run: %s", e)
         out.warnings.append(f"cord compression model did not run: {e}")

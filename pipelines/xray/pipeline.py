@@ -10,6 +10,9 @@ neutral view) and 001 (six upper-cervical abnormalities, all three views) run on
 (``pipelines.xray.classifiers``); their findings and algorithms join the result. On the neutral view, when
 its keypoints passed the uncertainty gate, the per-segment cord-compression model of seed 004 runs on crops
 located by those keypoints: one finding per segment C2-C3..C6-C7 and Grad-CAM heat maps on that image.
+Each of these models reports "not assessable" with the reason instead of a class when its input is unlike its
+training data (its out-of-distribution gate), and the curvature class also when the neutral view's measured C2-C7
+Cobb angle contradicts it (``classifiers.check_curvature_geometry``); the reasons also become warnings.
 
 Plausibility gate (``pipelines.xray.plausibility``): before anything is measured, each view's keypoints must look
 like a cervical spine (six bodies in order, no overlap, plausible sizes, discs and chain). A view that fails has
@@ -41,7 +44,7 @@ from pipelines.interfaces import ImageClassifier, KeypointModel, ModelSet, Segme
 from pipelines.results import AlgorithmInfo, ImageResult, Keypoint, Mask, Measurement, StudyResult
 from pipelines.study import Instance, Study
 from pipelines.vocabulary import KEYPOINT_NAMES, VERTEBRAE, PipelineName, View
-from pipelines.xray.classifiers import classify_segments, classify_views
+from pipelines.xray.classifiers import check_against_geometry, classify_segments, classify_views
 from pipelines.xray.plausibility import Plausibility, check_view
 from pipelines.xray.preprocessing import image_from_dataset, view_of
 
@@ -209,6 +212,7 @@ class XrayPipeline:
         classified = classify_views(self.image_classifiers,
                                     {v: a.pixels for v, a in plausible.items() if a.pixels is not None},
                                     {v: a.spacing if a.calibrated else None for v, a in plausible.items()})
+        check_against_geometry(classified, [m for m in primary if m.view == View.NEUTRAL])
         result.findings.extend(classified.findings)
         result.contributors.extend(classified.algorithms)
         result.warnings.extend(classified.warnings)
