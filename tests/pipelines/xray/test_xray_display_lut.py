@@ -68,3 +68,22 @@ def test_same_numbers_as_pydicom_per_pixel(name: str) -> None:
 def test_range_wider_than_the_image_uses_pydicom_directly() -> None:
     ds = _image(False, rows=4, cols=40, bits=16, WindowCenter=30000, WindowWidth=20000)
     assert np.array_equal(display_pixels(ds), _pydicom(ds))
+
+
+def test_unit_range_in_float32_matches_the_float64_stretch() -> None:
+    """``to_unit_range`` computes in float32 in place: the same values as the plain float64 stretch (within float32
+    rounding), bone bright for MONOCHROME1, a flat image all 0, the input untouched."""
+    from pipelines.xray.preprocessing import to_unit_range
+
+    x = (np.random.default_rng(3).random((700, 500)) * 4000).astype(np.float32)
+    before = x.copy()
+    for mono1 in (False, True):
+        y = -x.astype(np.float64) if mono1 else x.astype(np.float64)
+        sample = y[:: 700 // 256, :: 500 // 256]
+        lo, hi = np.percentile(sample, [1.0, 99.5])
+        want = np.clip((y - lo) / (hi - lo), 0, 1)
+        got = to_unit_range(x, monochrome1=mono1)
+        assert got.dtype == np.float32 and got.shape == x.shape
+        assert np.abs(got - want).max() < 1e-6
+    assert np.array_equal(x, before)
+    assert to_unit_range(np.full((40, 40), 7.0, np.float32), monochrome1=False).max() == 0.0
