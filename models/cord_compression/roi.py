@@ -95,9 +95,16 @@ def crop_to_image(values: np.ndarray, transform: AffineTransform, shape: tuple[i
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, cols - 1), min(y1, rows - 1)
     if x1 < x0 or y1 < y0:
         return np.zeros((0, 0), np.float32), (0, 0)
-    yy, xx = np.mgrid[y0 : y1 + 1, x0 : x1 + 1]
-    m = transform.to_model(np.stack([xx.ravel(), yy.ravel()], axis=1).astype(np.float64))
-    out = ndimage.map_coordinates(np.asarray(values, np.float32), [m[:, 1], m[:, 0]], order=1, cval=0.0,
-                                  mode="constant")
-    inside = (m[:, 0] >= -0.5) & (m[:, 0] <= w - 0.5) & (m[:, 1] >= -0.5) & (m[:, 1] <= h - 0.5)
-    return np.where(inside, out, 0.0).reshape(yy.shape).astype(np.float32), (int(y0), int(x0))
+    # crop (model) coordinates of image pixel (x, y): inv @ ((x, y) - t), affine in the patch's row and column
+    inv = np.linalg.inv(transform.matrix[:, :2].astype(np.float64))
+    base = inv @ (np.array([x0, y0], np.float64) - transform.matrix[:, 2])
+    out_shape = (int(y1 - y0 + 1), int(x1 - x0 + 1))
+    out = ndimage.affine_transform(np.asarray(values, np.float32), [[inv[1, 1], inv[1, 0]], [inv[0, 1], inv[0, 0]]],
+                                   offset=(base[1], base[0]), output_shape=out_shape, order=1, cval=0.0,
+                                   mode="constant")
+    rr = np.arange(out_shape[0], dtype=np.float64)[:, None]
+    cc = np.arange(out_shape[1], dtype=np.float64)[None, :]
+    mx = inv[0, 0] * cc + inv[0, 1] * rr + base[0]
+    my = inv[1, 0] * cc + inv[1, 1] * rr + base[1]
+    inside = (mx >= -0.5) & (mx <= w - 0.5) & (my >= -0.5) & (my <= h - 0.5)
+    return np.where(inside, out, np.float32(0.0)).astype(np.float32), (int(y0), int(x0))

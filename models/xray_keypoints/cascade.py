@@ -96,7 +96,11 @@ def block_reduce(image: np.ndarray, f: int) -> np.ndarray:
     if f <= 1:
         return img
     r, c = (img.shape[0] // f) * f, (img.shape[1] // f) * f
-    return img[:r, :c].reshape(r // f, f, c // f, f).mean(axis=(1, 3))
+    # rows of each block, then its columns, in float32 (as pipelines.xray.preprocessing.block_mean: 1.6-3.6x faster
+    # than one mean over two strided axes, the same values to float32 rounding)
+    out = img[:r, :c].reshape(r // f, f, c // f, f).sum(axis=1, dtype=np.float32).sum(axis=2, dtype=np.float32)
+    out *= np.float32(1.0 / (f * f))
+    return out
 
 
 def sample_crops(image: np.ndarray, transforms: list[AffineTransform], *, reduced: tuple[np.ndarray, int] | None = None

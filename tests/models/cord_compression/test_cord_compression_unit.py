@@ -113,3 +113,23 @@ def test_gradcam_map_lies_inside_the_segment_crop(view) -> None:
     ys, xs = np.nonzero(patch > 0)
     m = t.to_model(np.stack([xs + x0, ys + y0], axis=1).astype(float))
     assert len(m) and np.all((m[:, 0] > -1) & (m[:, 0] < CROP[1]) & (m[:, 1] > -1) & (m[:, 1] < CROP[0]))
+
+
+def test_crop_to_image_equals_sampling_at_every_pixel(view) -> None:
+    """``crop_to_image`` (one affine resampling) gives what sampling the map at each image pixel's crop coordinates
+    gives (``map_coordinates`` on ``to_model`` of every pixel, the definition), for every segment."""
+    from scipy import ndimage
+
+    _, _, pv = view
+    rng = np.random.default_rng(4)
+    for j in range(5):
+        t = segment_transform(pv.keypoints, j)
+        cam = rng.random(CROP).astype(np.float32)
+        patch, (y0, x0) = crop_to_image(cam, t, pv.shape)
+        yy, xx = np.mgrid[y0 : y0 + patch.shape[0], x0 : x0 + patch.shape[1]]
+        m = t.to_model(np.stack([xx.ravel(), yy.ravel()], axis=1).astype(np.float64))
+        want = ndimage.map_coordinates(cam, [m[:, 1], m[:, 0]], order=1, cval=0.0, mode="constant")
+        h, w = t.size
+        inside = (m[:, 0] >= -0.5) & (m[:, 0] <= w - 0.5) & (m[:, 1] >= -0.5) & (m[:, 1] <= h - 0.5)
+        want = np.where(inside, want, 0.0).reshape(patch.shape)
+        assert patch.dtype == np.float32 and np.abs(patch - want).max() < 1e-5
