@@ -27,6 +27,7 @@ attempts the study is a dead letter with the reason ("worker died N times during
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from io import BytesIO
@@ -269,19 +270,36 @@ class FirstObjects:
         self.queued: set[str] = set()
         self.seconds: float | None = None
         self._t0 = time.perf_counter()
-        self._threads: list[threading.Thread] = []
+        self._kicks: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
 
     def __call__(self, objects: list[Dataset]) -> None:
         written = _write_objects(self.sp, self.study_uid, self.generation, objects)
         self.written.extend(written)
-        if self.destinations and self.sp.queue_first(self.study_uid, self.generation, written, self.destinations,
-                                                     attempt_id=self.attempt_id):
+        try:
+            queued = bool(self.destinations) and self.sp.queue_first(
+                self.study_uid, self.generation, written, self.destinations, attempt_id=self.attempt_id,
+                queued_before=self.queued)
+        except Exception as exc:  # noqa: BLE001 - not sent early: finish_analysis queues them with the rest
+            log(LOG, "first objects not queued", logging.WARNING, study_uid=self.study_uid,
+                error=f"{type(exc).__name__}: {str(exc)[:300]}")
+            queued = False
+        if queued:
             self.queued.update(uid for uid, _, _ in written)
             if self.seconds is None:
                 self.seconds = time.perf_counter() - self._t0
-            t = threading.Thread(target=self._send, name="deliver-first", daemon=True)
-            t.start()
-            self._threads.append(t)
+            self._kicks.put(True)
+            if self._thread is None:  # one sender thread: two sends never take the same pending rows at once
+                self._thread = threading.Thread(target=self._sender, name="deliver-first", daemon=True)
+                self._thread.start()
+
+    def _sender(self) -> None:
+        while self._kicks.get():
+            while not self._kicks.empty():  # objects queued meanwhile go in the same attempt
+                if not self._kicks.get():
+                    self._send()
+                    return
+            self._send()
 
     def _send(self) -> None:
         try:
@@ -291,8 +309,11 @@ class FirstObjects:
                 error=f"{type(exc).__name__}: {str(exc)[:300]}")
 
     def join(self) -> None:
-        for t in self._threads:
-            t.join()
+        """Wait until every first object queued so far was sent (or its attempt failed)."""
+        if self._thread is not None:
+            self._kicks.put(False)
+            self._thread.join()
+            self._thread = None
 
 
 def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: Any = None, *,

@@ -400,19 +400,21 @@ class Spool(SpoolQueries, StudyReadiness, StageTimes):
         return True
 
     def queue_first(self, study_uid: str, generation: int, objects: list[tuple[str, str, Path]],
-                    destinations: list[str], *, attempt_id: str = "", now: float | None = None) -> bool:
+                    destinations: list[str], *, attempt_id: str = "", queued_before: Collection[str] = (),
+                    now: float | None = None) -> bool:
         """Queue the first objects of an analysis that is still running (its SR and SEG, written and fsync'd), so
         that they can be delivered while the rest is encoded. ``finish_analysis`` (with ``queued_first``) then
         records the analysis and queues the rest. Returns False, queuing nothing, when a newer analysis already
         finished or (with ``attempt_id``) another attempt owns the study. Pending rows of the same generation
         left by an earlier attempt that died before finishing are superseded (its objects already sent stay
-        sent: the PACS may then hold that attempt's SR as well)."""
+        sent: the PACS may then hold that attempt's SR as well); ``queued_before``: SOP instance UIDs this attempt
+        queued with earlier calls (another pipeline's, the patient-level SR), kept."""
         now = now if now is not None else time.time()
         with self._tx() as db:
             s = db.execute("SELECT * FROM studies WHERE study_uid=?", (study_uid,)).fetchone()
             if s is None or s["analyzed_generation"] >= generation or (attempt_id and s["attempt_id"] != attempt_id):
                 return False
-            _supersede_leftovers(db, study_uid, generation, set(), now)
+            _supersede_leftovers(db, study_uid, generation, set(queued_before), now)
             _queue(db, study_uid, generation, objects, destinations, now)
         return True
 

@@ -153,3 +153,31 @@ def test_sr_and_seg_reach_the_pacs_while_the_report_is_still_being_rendered(
     assert sorted(stored) == sorted(r.sop_instance_uid for r in rows)  # every object once
     assert {r.state for r in rows} == {OutboxState.SENT}
     assert "first" in sp.study_stages(study_uid, report["generation"])
+
+
+def test_first_objects_are_sent_by_one_thread_never_two_sends_at_once(tmp_path: Path) -> None:
+    """Each pipeline's SR/SEGs and the patient-level SR are handed out separately: they are queued as they come and
+    sent by one sender thread (objects queued during a send go in the next one), so two sends never take the same
+    pending rows; ``join`` returns once everything queued was sent."""
+    sp = Spool(tmp_path / "spool")
+    study, gen = _analysing(sp)
+    active, most, sends = [0], [0], []
+    lock = threading.Lock()
+
+    def send() -> None:
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.2)
+        sends.append(len(sp.pending_outbox(study, "pacs")))
+        sp.mark_sent([r.id for r in sp.pending_outbox(study, "pacs")])
+        with lock:
+            active[0] -= 1
+
+    first = tasks.FirstObjects(sp, study, gen, ["pacs"], "attempt-1", send)
+    for i in range(3):
+        first([make_image(study, seed=i)])
+        time.sleep(0.05)
+    first.join()
+    assert most[0] == 1 and sum(sends) == 3 and 1 <= len(sends) <= 3
+    assert len(first.queued) == 3 and {r.state for r in sp.outbox(study)} == {OutboxState.SENT}
