@@ -3,7 +3,8 @@
 ``python -m models.mri.train --out models/mri/mri_v1.pt`` (renderer A only), or with ``--b-count``,
 ``--a-shift-count`` and ``--views`` the domain-randomised mix of renderer A, renderer B (T2 and some T1/STIR) and
 the shift suite read through the pipeline's own preprocessing (``data.make_mixed_dataset``; the shipped
-``mri_v2.pt``, command in the model card; see ``--help``). Weights are saved in fp16
+``mri_v2.pt``, command in the model card; see ``--help``); ``--dr`` adds the domain randomisation of
+``models.mri.augment`` (off by default). Weights are saved in fp16
 with their configuration and the validation metrics measured at the end of training.
 """
 
@@ -23,7 +24,7 @@ from monai.losses import DiceLoss
 from models.common.checkpoint import save_checkpoint
 from models.common.metrics import roc_auc
 from models.common.training import seed_everything
-from models.mri import DEFAULT_WEIGHTS
+from models.mri import DEFAULT_WEIGHTS, augment
 from models.mri.data import heatmaps, make_dataset, make_mixed_dataset, mixed_plan
 from models.mri.network import CLASSIFIER_OUT, DiscLocaliser, LevelClassifier
 from models.mri.predictor import MriPredictor, decode_heatmaps, spatial_softmax
@@ -69,9 +70,29 @@ def _shift(tensors: list[torch.Tensor], g: torch.Generator, max_px: int) -> list
     return out
 
 
+def localiser_batch(x: torch.Tensor, hm: torch.Tensor, mk: torch.Tensor, centres: torch.Tensor, idx: torch.Tensor,
+                    g: torch.Generator, shift_px: int, dr: tuple[str, ...] = ()) -> tuple[torch.Tensor, ...]:
+    """One augmented localiser batch (rows ``idx``) -> images, heatmap targets, masks. Without ``dr`` (the default)
+    the same random draws as before domain randomisation: a batch translation, bias field and noise, intensity."""
+    if dr:
+        xb, hb, mb = augment.localiser_batch(x[idx], centres[idx], mk[idx], g, dr)
+        if "fov" not in dr:
+            xb, hb, mb = _shift([xb, hb, mb], g, shift_px)
+    else:
+        xb, hb, mb = _shift([x[idx], hm[idx], mk[idx]], g, shift_px)
+    return _augment_intensity(_augment_bias(xb, g), g), hb, mb
+
+
+def classifier_batch(x: torch.Tensor, g: torch.Generator, dr: tuple[str, ...] = ()) -> torch.Tensor:
+    """One augmented batch of level crops (without ``dr`` the draws of before: bias field and noise, intensity)."""
+    if dr:
+        x = augment.classifier_batch(x, g, dr)
+    return _augment_intensity(_augment_bias(x, g, 0.3), g)
+
+
 def train_localiser(data: dict, val: dict, epochs: int, batch: int, lr: float, seed: int,
                     channels: tuple[int, ...] = (16, 32, 64, 128), shift_px: int = 0,
-                    init: dict | None = None) -> tuple[DiscLocaliser, dict]:
+                    init: dict | None = None, dr: tuple[str, ...] = ()) -> tuple[DiscLocaliser, dict]:
     seed_everything(seed)
     g = torch.Generator().manual_seed(seed)
     net = DiscLocaliser(channels)
@@ -83,6 +104,7 @@ def train_localiser(data: dict, val: dict, epochs: int, batch: int, lr: float, s
     hm = torch.from_numpy(np.stack([heatmaps(c) for c in data["loc_centres"]]))
     mk = torch.from_numpy(data["loc_masks"].astype(np.float32))
     has = torch.from_numpy(data.get("loc_has_mask", np.ones(len(x), bool)).astype(bool))  # masks: plain A only
+    centres = torch.from_numpy(np.asarray(data["loc_centres"], np.float32))
     n = len(x)
     steps = epochs * ((n + batch - 1) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
@@ -93,8 +115,8 @@ def train_localiser(data: dict, val: dict, epochs: int, batch: int, lr: float, s
         tot = 0.0
         for i in range(0, n, batch):
             idx = perm[i:i + batch]
-            xb, hb, mb = _shift([x[idx], hm[idx], mk[idx]], g, shift_px)
-            out = net(_augment_intensity(_augment_bias(xb, g), g))
+            xb, hb, mb = localiser_batch(x, hm, mk, centres, idx, g, shift_px, dr)
+            out = net(xb)
             target = hb.flatten(2) + 1e-12
             target = target / target.sum(-1, keepdim=True)
             ce = -(target * F.log_softmax(out[:, :5].flatten(2), -1)).sum(-1).mean()
@@ -137,7 +159,7 @@ def _class_arrays(d: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, to
 
 
 def train_classifier(data: dict, val: dict, epochs: int, batch: int, lr: float, seed: int,
-                     init: dict | None = None) -> tuple[LevelClassifier, dict]:
+                     init: dict | None = None, dr: tuple[str, ...] = ()) -> tuple[LevelClassifier, dict]:
     seed_everything(seed + 1)
     g = torch.Generator().manual_seed(seed + 1)
     net = LevelClassifier()
@@ -156,8 +178,8 @@ def train_classifier(data: dict, val: dict, epochs: int, batch: int, lr: float, 
         for i in range(steps_per_epoch):
             im = pm[i * batch:(i + 1) * batch]
             js = ps[(2 * i * batch) % ns:][: 2 * batch]
-            om = net(_augment_intensity(_augment_bias(xm[im], g, 0.3), g))
-            os_ = net(_augment_intensity(_augment_bias(xs[js], g, 0.3), g))
+            om = net(classifier_batch(xm[im], g, dr))
+            os_ = net(classifier_batch(xs[js], g, dr))
             loss = F.binary_cross_entropy_with_logits(om[:, :2], ym[im]) + \
                 F.binary_cross_entropy_with_logits(os_[:, 2], ys[js])
             opt.zero_grad()
@@ -234,9 +256,16 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--user-repeat", type=int, default=1, help="repeat the user series N times in the mix")
     ap.add_argument("--user-val", type=Path, nargs="+", default=None, metavar="FOLDER",
                     help="annotated site series for validation (instead of the phantom validation set)")
+    ap.add_argument("--dr", nargs="+", default=[], metavar="NAME",
+                    help="domain randomisation (models/mri/augment.py): any of " + ", ".join(augment.NAMES)
+                    + "; all = " + " ".join(augment.ALL) + "; default none (the batches of before)")
     ap.add_argument("--version", default=None, help="version of the written weights (default mri-2.0.0, "
                     "mri-2.0.0+site with --user-data)")
     args = ap.parse_args(argv)
+    try:
+        dr = augment.parse(args.dr)
+    except ValueError as exc:
+        ap.error(str(exc))
     torch.set_num_threads(args.threads)
     t0 = time.time()
     mixed = args.b_count > 0 or args.a_shift_count > 0 or args.views > 1
@@ -275,7 +304,8 @@ def cli(argv: list[str] | None = None) -> int:
     metrics: dict = dict(old.meta.get("metrics", {})) if old else {}
     if args.only != "classifier":
         loc, m = train_localiser(tr, va, args.loc_epochs, args.batch, args.lr, args.seed,
-                                 tuple(args.loc_channels), args.loc_shift, init.parts["localiser"] if init else None)
+                                 tuple(args.loc_channels), args.loc_shift, init.parts["localiser"] if init else None,
+                                 dr)
         metrics.update(m)
         loc_state = loc.state_dict()
     else:
@@ -283,7 +313,7 @@ def cli(argv: list[str] | None = None) -> int:
         args.loc_channels = old.meta["config"].get("loc_channels", [16, 32, 64, 128])
     if args.only != "localiser":
         cls, m = train_classifier(tr, va, args.cls_epochs, args.cls_batch, args.lr, args.seed,
-                                  init.parts["classifier"] if init else None)
+                                  init.parts["classifier"] if init else None, dr)
         metrics.update(m)
         cls_state = cls.state_dict()
     else:
@@ -292,6 +322,7 @@ def cli(argv: list[str] | None = None) -> int:
     config = {"version": VERSION, "train_seeds": [args.train_seed, args.train_count],
               "val_seeds": [args.val_seed, args.val_count], "loc_epochs": args.loc_epochs,
               "cls_epochs": args.cls_epochs, "loc_channels": list(args.loc_channels), "loc_shift": args.loc_shift, "lr": args.lr, "seed": args.seed,
+              "domain_randomisation": list(dr),
               "weighting": "T2" if not mixed else "T2 (+T1/STIR of B)",
               "mixed": {"a_plain": [args.train_seed, args.train_count], "a_shifted": [args.a_shift_seed, args.a_shift_count],
                         "b": [args.b_seed, args.b_count], "extra_fraction": args.extra_fraction, "views": args.views,
