@@ -122,6 +122,9 @@ def run_study_ungated(seed: int, models, max_size: int | None) -> dict:  # noqa:
     g = check_curvature_geometry(f, neutral.truth)
     out["curvature"] = {"raw": p.label, "distance": p.distance, "ood": bool(p.ood_reason), "finding": f.value,
                         "after_geometry": g.value}
+    other = {v: curv.predict(views[v]) for v in views if v != View.NEUTRAL}
+    out["curvature_gate_by_view"] = {View.NEUTRAL.value: bool(p.ood_reason),
+                                     **{v.value: bool(q.ood_reason) for v, q in other.items()}}
     from models.upper_cervical.predictor import decide
 
     u = upper.predict(views)
@@ -170,6 +173,12 @@ def summarize_ungated(rows: list[dict]) -> dict:
                 "false_positive_rate": {k: (sum(x[key][k] == "present" for x in xs) / len(xs) if xs else None)
                                         for k in UPPER_CERVICAL_LABELS}}
     s["upper_cervical"] = {"ood_rejected": len(u) - len(kept), "raw_all": fp(u, "raw"), "reported": fp(kept, "finding")}
+    # exploratory (not what the node does): the curvature model's gate on any of the three views as an image-level
+    # "unlike the training data" flag for the upper-cervical model, whose own gate does not separate B
+    clean = [r["upper_cervical"] for r in rows if "curvature_gate_by_view" in r
+             and not any(r["curvature_gate_by_view"].values())]
+    s["upper_cervical"]["exploratory_curvature_gate_any_view"] = {"rejected": len(rows) - len(clean),
+                                                                   "left": fp(clean, "raw")}
     entry: dict = {}
     for name, want in (("normal_canal", False), ("narrow_canal", True)):
         segs = [v for r in rows if r["narrow_canal"] == want for v in r["cord_compression"].values()]

@@ -119,6 +119,36 @@ def test_rejected_inputs_are_not_assessable_with_the_reason(phantom) -> None:  #
     assert any("C4-C5: not assessable" in t and REASON in t for t in texts)
 
 
+def test_shipped_gates_reject_an_inverted_radiograph(tmp_path) -> None:  # noqa: ANN001
+    """A real out-of-distribution input: the same phantom with its photometric interpretation flipped (bone dark).
+    The shipped cord-compression gate refuses every segment crop and the curvature model gives no class."""
+    import pydicom
+
+    from models.cord_compression.predictor import CordCompressionPredictor
+    from models.curvature.predictor import CurvaturePredictor
+
+    torch.set_num_threads(1)
+    st = generate_study(970_001, shape=(768, 640), views=(View.NEUTRAL,))
+    files = write_study(st, tmp_path)
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.PhotometricInterpretation = {"MONOCHROME1": "MONOCHROME2", "MONOCHROME2": "MONOCHROME1"}[
+            ds.PhotometricInterpretation]
+        ds.save_as(path)
+    study = Study.from_paths(files)[0]
+    (inst,) = study.instances
+    kp = TruthKeypoints({image_from_dataset(inst.read()).tobytes(): st.views[View.NEUTRAL].keypoints})
+    cord, curv = CordCompressionPredictor.load(), CurvaturePredictor.load()
+    assert cord.gate is not None and curv.gate is not None  # the shipped weights carry their gates
+    result = XrayPipeline(kp, [curv], cord).run(study, study.instances)
+    assert not any(i.rejected for i in result.images)
+    segs = [f for f in result.findings if f.key == "cord_compression"]
+    assert len(segs) == 5 and all(f.value == NOT_ASSESSABLE and REASON in f.evidence[0] for f in segs)
+    assert not any(i.heatmaps for i in result.images)
+    (c,) = [f for f in result.findings if f.key == "curvature_class_model"]
+    assert c.value in (NOT_ASSESSABLE, "not measurable") and c.probability is None
+
+
 def test_curvature_class_contradicted_by_the_geometry_is_not_assessable(phantom) -> None:  # noqa: ANN001
     st, study, kp = phantom
     cobb = next(m.value for m in st.views[View.NEUTRAL].truth if m.key == "cobb_c2_c7")
