@@ -165,20 +165,11 @@ def configure_worker(settings: NodeSettings, *, queues: list[str], pool: str, co
     import pipelines.xray.pipeline  # noqa: F401
     from pipelines.dicom_out.warmup import warm_up as warm_up_encoding
 
-    encoded: dict[str, float] = {}
-
-    def warm_encoder() -> None:  # the encoder's first use (highdicom, matplotlib, Pillow), on a synthetic result
-        try:
-            encoded["encode"] = round(warm_up_encoding(), 3)
-        except Exception as exc:  # noqa: BLE001 - a warm-up never stops a worker
-            log(LOG, "encoding warm-up failed", logging.WARNING, error=f"{type(exc).__name__}: {str(exc)[:300]}")
-
-    # Side by side: the models' forwards run in torch kernels that release the GIL, the encoder is Python.
-    encoder = threading.Thread(target=warm_encoder, name="warm-encoder", daemon=True)
-    encoder.start()
     warmed = warm_up(_state["models"])
-    encoder.join()
-    warmed.update(encoded)
+    try:  # the encoder's first use (highdicom, matplotlib, Pillow), on a synthetic 64 x 64 result
+        warmed["encode"] = round(warm_up_encoding(), 3)
+    except Exception as exc:  # noqa: BLE001 - a warm-up never stops a worker
+        log(LOG, "encoding warm-up failed", logging.WARNING, error=f"{type(exc).__name__}: {str(exc)[:300]}")
     status.record_ready(warmed)
     if hostname:
         _write_status(status)
