@@ -12,9 +12,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pipelines.interfaces import Model, ModelSet
+if TYPE_CHECKING:  # imported when models are built: `serve` reads this table before it starts its worker
+    from pipelines.interfaces import Model, ModelSet
 
 LOG = logging.getLogger("models.registry")
 ROOT = Path(__file__).resolve().parent
@@ -98,6 +99,8 @@ def build_models(config: Callable[[str], ModelConfig], *, store: Path | None = N
     reported as not configured), except that an explicitly configured weights path that fails raises: a site
     that names its own weights wants to know at start, not per study. ``batch_max_images`` > 1 wraps the keypoint
     model in a cross-study batcher (threads-pool workers)."""
+    from pipelines.interfaces import ModelSet
+
     loaded: dict[str, Model] = {}
     for e in REGISTRY:
         ms = config(e.name)
