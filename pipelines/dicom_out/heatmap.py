@@ -34,10 +34,17 @@ def weighted(h: HeatMap, rows: int, columns: int) -> np.ndarray:
 
 
 def combined_map(image: ImageResult) -> np.ndarray:
-    """(rows, columns) float32: per pixel the maximum of ``probability x map`` over the image's heat maps."""
+    """(rows, columns) float32: per pixel the maximum of ``probability x map`` over the image's heat maps (``weighted``
+    of each, taken patch by patch: a map is 0 outside its patch, so no full-size copy per map)."""
     out = np.zeros((image.rows, image.columns), dtype=np.float32)
     for h in image.heatmaps:
-        np.maximum(out, weighted(h, image.rows, image.columns), out=out)
+        w = 1.0 if h.probability is None else float(h.probability)
+        r0, c0 = h.origin
+        r1, c1 = min(r0 + h.array.shape[0], image.rows), min(c0 + h.array.shape[1], image.columns)
+        if r1 > r0 and c1 > c0:
+            patch = np.clip(np.asarray(h.array[: r1 - r0, : c1 - c0], np.float32) * w, 0.0, 1.0)
+            view = out[r0:r1, c0:c1]
+            np.maximum(view, patch, out=view)
     return out
 
 

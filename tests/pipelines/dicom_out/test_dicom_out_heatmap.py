@@ -18,7 +18,7 @@ from pipelines.dicom_out._sources import load_sources
 from pipelines.dicom_out.example import phantom_example
 from pipelines.dicom_out.heatmap import combined_map
 from pipelines.dicom_out.report import render
-from pipelines.results import Finding, HeatMap, View
+from pipelines.results import Finding, HeatMap, ImageResult, View
 
 
 def _blob(h: int, w: int) -> np.ndarray:
@@ -109,3 +109,20 @@ def test_report_draws_the_overlay(case) -> None:
     assert changed.sum() > 100
     ys, _ = np.nonzero(changed)
     assert ys.max() < 0.45 * with_map.shape[0]  # in the image panels at the top of the page, not the tables
+
+
+def test_combined_map_is_the_maximum_of_the_weighted_full_maps() -> None:
+    """``combined_map`` (patch by patch) equals the per-pixel maximum of ``weighted`` over the full-size maps,
+    overlapping patches, a patch cut by the image edge and a map without probability included."""
+    from pipelines.dicom_out.heatmap import weighted
+
+    rng = np.random.default_rng(5)
+    maps = [HeatMap(label=f"{s} map", image_uid="1.2.3", site=s, array=rng.random(shape).astype(np.float32),
+                    origin=o, probability=p)
+            for s, shape, o, p in (("C3-C4", (40, 30), (10, 12), 0.7), ("C4-C5", (40, 30), (30, 20), 0.4),
+                                   ("C5-C6", (50, 60), (70, 70), None))]
+    img = ImageResult(image_uid="1.2.3", series_uid="1.2.4", view=None, rows=100, columns=90, pixel_spacing_mm=None,
+                      heatmaps=maps)
+    want = np.max(np.stack([weighted(h, 100, 90) for h in maps]), axis=0)
+    got = combined_map(img)
+    assert got.dtype == np.float32 and np.array_equal(got, want)
