@@ -19,6 +19,7 @@ Timings on a shared CPU are noisy: compare medians of one run, and the load aver
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import subprocess
@@ -78,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
 
     result = pipe.run(study, r.instances)  # warm-up: first forwards, first encoding
     write(analyze(study, models).objects)
+    gc.collect()
+    gc.freeze()  # as a worker does after its warm-up (node.tasks.configure_worker)
     times: dict[str, list[float]] = {"sr": [], "encode": [], "pipeline": [], "analyze": []}
     n_objects = 0
     for _ in range(args.runs):

@@ -26,6 +26,7 @@ attempts the study is a dead letter with the reason ("worker died N times during
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
@@ -170,6 +171,11 @@ def configure_worker(settings: NodeSettings, *, queues: list[str], pool: str, co
         warmed["encode"] = round(warm_up_encoding(), 3)
     except Exception as exc:  # noqa: BLE001 - a warm-up never stops a worker
         log(LOG, "encoding warm-up failed", logging.WARNING, error=f"{type(exc).__name__}: {str(exc)[:300]}")
+    # What the worker loaded so far (torch and its modules, the models, highdicom's standard tables: ~550 000
+    # objects) lives as long as the worker: out of the collector's sight, so that a full collection during an
+    # analysis does not walk it again (0.2 s each, one every few studies, measured here).
+    gc.collect()
+    gc.freeze()
     status.record_ready(warmed)
     if hostname:
         _write_status(status)
