@@ -27,6 +27,7 @@ from pipelines.xray.classifiers import (
 )
 from pipelines.xray.pipeline import XrayPipeline
 from pipelines.xray.preprocessing import image_from_dataset
+from tests.pipelines.xray.xraytest_sr import sr_texts
 
 
 class TruthKeypoints:
@@ -74,23 +75,6 @@ def _shut(pred, dims: int):  # noqa: ANN001, ANN202
     return pred
 
 
-def _sr_texts(study: Study, result) -> list[str]:  # noqa: ANN001
-    from pipelines.dicom_out import encode
-
-    sr = next(o for o in encode(study, result) if o.Modality == "SR")
-    texts: list[str] = []
-
-    def walk(items) -> None:  # noqa: ANN001
-        for it in items:
-            if "TextValue" in it:
-                texts.append(str(it.TextValue))
-            if "ContentSequence" in it:
-                walk(it.ContentSequence)
-
-    walk(sr.ContentSequence)
-    return texts
-
-
 def test_rejected_inputs_are_not_assessable_with_the_reason(phantom) -> None:  # noqa: ANN001
     from models.cord_compression.predictor import CordCompressionPredictor
     from models.curvature.predictor import CurvaturePredictor
@@ -114,7 +98,7 @@ def test_rejected_inputs_are_not_assessable_with_the_reason(phantom) -> None:  #
         assert any(w.startswith(f"{name}: not assessable") and REASON in w for w in result.warnings), name
     summary = result.summary()
     assert f"C2-C7: not assessable - {REASON}" in summary
-    texts = _sr_texts(study, result)
+    texts = sr_texts(study, result)
     assert any(f"C2-C7: not assessable - {REASON}" in t for t in texts)
     assert any("C4-C5: not assessable" in t and REASON in t for t in texts)
 

@@ -115,19 +115,9 @@ def test_implausible_neutral_view_is_not_measurable(phantom, tmp_path: Path) -> 
     summary = result.summary()
     assert "C2-C7 Cobb angle C2-C7 [neutral]: not measurable (implausible anatomy: C4 and C5" in summary
 
-    from pipelines.dicom_out import encode
+    from tests.pipelines.xray.xraytest_sr import sr_texts
 
-    sr = next(o for o in encode(phantom[1], result) if o.Modality == "SR")
-    texts = []
-
-    def walk(items) -> None:  # noqa: ANN001
-        for it in items:
-            if "TextValue" in it:
-                texts.append(str(it.TextValue))
-            if "ContentSequence" in it:
-                walk(it.ContentSequence)
-
-    walk(sr.ContentSequence)
+    texts = sr_texts(phantom[1], result)
     assert any("Cobb angle" in t and "implausible anatomy: C4 and C5 overlap" in t for t in texts)
 
 
