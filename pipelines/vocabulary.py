@@ -25,6 +25,10 @@ KEYPOINT_NAMES: tuple[str, ...] = tuple(f"{v} {r}" for v in VERTEBRAE for r in C
 FORAMEN_LATERAL_MM = 14.0
 """Lateral distance (mm) of the intervertebral foramen centre from the mid-sagittal plane."""
 
+NOT_ASSESSABLE = "not assessable"
+"""The value of a graded finding that is not a result: its input failed a trust check (an MRI level the plausibility
+gate did not pass, a classifier input unlike the model's training data, a class the keypoint geometry contradicts)."""
+
 
 class View(str, Enum):  # noqa: UP042 - str() of a member stays "View.X" as code expects
     """Position of a lateral cervical radiograph."""

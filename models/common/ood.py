@@ -28,8 +28,6 @@ from typing import Any
 
 import numpy as np
 
-NOT_ASSESSABLE = "not assessable"
-"""The value of a classifier's finding when its input failed the gate (as the MRI pipeline's failed levels)."""
 REASON = "image unlike the training data"
 """The head of the reason such a finding gives."""
 QUANTILE = 0.99
@@ -76,6 +74,11 @@ class FeatureGate:
         if group is None or len(self.means) == 1:
             return d.min(axis=1)
         return d[np.arange(len(f)), np.asarray(group, int)]
+
+    def check(self, features: np.ndarray, group: Sequence[int] | np.ndarray | None = None) -> list[tuple[float, str]]:
+        """``(distance, reason)`` of each input (``distance``'s arguments): the reason is empty when the gate accepts
+        the input, else :meth:`reason`."""
+        return [(float(d), "" if self.accepts(d) else self.reason(d)) for d in self.distance(features, group)]
 
     def accepts(self, distance: float) -> bool:
         return bool(np.isfinite(distance) and distance <= self.threshold)

@@ -20,12 +20,13 @@ import numpy as np
 import torch
 
 from models.common.checkpoint import Checkpoint
-from models.common.ood import NOT_ASSESSABLE, FeatureGate
+from models.common.ood import FeatureGate
 from models.common.predictor import Predictor, resolve_device
 from models.cord_compression import ALGORITHM_NAME, DEFAULT_WEIGHTS, MODEL_CARD
 from models.cord_compression.network import SegmentCNN
 from models.cord_compression.roi import crop_to_image, normalise, segment_crops
 from pipelines.results import SEGMENTS, AlgorithmInfo, Finding, HeatMap
+from pipelines.vocabulary import NOT_ASSESSABLE
 from pipelines.xray.preprocessing import AffineTransform
 
 FINDING_NAME = "Spinal cord compression"
@@ -103,12 +104,10 @@ class CordCompressionPredictor(Predictor):
             cams = torch.zeros(x.shape[0], *x.shape[-2:])
         probs = torch.sigmoid(logits).cpu().numpy()
         cams = cams.cpu().numpy()
-        dist: list[float | None] = [None] * len(SEGMENTS)
-        why = [""] * len(SEGMENTS)
+        checked: list[tuple[float | None, str]] = [(None, "")] * len(SEGMENTS)
         if self.gate is not None:
-            dist = [float(d) for d in self.gate.distance(self.features(x), group=seg.cpu().numpy())]
-            why = ["" if self.gate.accepts(d) else self.gate.reason(d) for d in dist]
-        return [SegmentPrediction(s, float(p), bool(p >= self.threshold), cams[j], tfs[j], dist[j], why[j])
+            checked = self.gate.check(self.features(x), group=seg.cpu().numpy())
+        return [SegmentPrediction(s, float(p), bool(p >= self.threshold), cams[j], tfs[j], *checked[j])
                 for j, (s, p) in enumerate(zip(SEGMENTS, probs, strict=True))]
 
     @torch.no_grad()

@@ -21,13 +21,13 @@ import numpy as np
 import torch
 
 from models.common.checkpoint import Checkpoint
-from models.common.ood import NOT_ASSESSABLE, FeatureGate
+from models.common.ood import FeatureGate
 from models.common.predictor import Predictor, resolve_device
 from models.curvature import CLASSES, DEFAULT_WEIGHTS, MODEL_CARD
 from models.curvature.network import build
 from models.curvature.roi import Locator, crop, curvature_box
 from pipelines.results import AlgorithmInfo, Finding
-from pipelines.vocabulary import View
+from pipelines.vocabulary import NOT_ASSESSABLE, View
 
 ALGORITHM_NAME = "cspine-node curvature class (S-ResNet-34, seed 003)"
 
@@ -106,10 +106,7 @@ class CurvaturePredictor(Predictor):
         pts = self.locator.locate(img) if landmarks is None else np.asarray(landmarks, dtype=np.float64)
         p, f = self.probabilities_and_features(crop(img, curvature_box(pts, self.input_size))[None])
         probs = {c: float(v) for c, v in zip(CLASSES, p[0], strict=True)}
-        distance, why = None, ""
-        if self.gate is not None:
-            distance = float(self.gate.distance(f)[0])
-            why = "" if self.gate.accepts(distance) else self.gate.reason(distance)
+        distance, why = self.gate.check(f)[0] if self.gate is not None else (None, "")
         return CurvaturePrediction(CLASSES[int(np.argmax(p[0]))], probs, pts, distance, why)
 
     def classify(self, images: Mapping[View, np.ndarray],

@@ -22,13 +22,19 @@ import numpy as np
 import torch
 
 from models.common.checkpoint import Checkpoint
-from models.common.ood import NOT_ASSESSABLE, FeatureGate
+from models.common.ood import FeatureGate
 from models.common.predictor import Predictor, resolve_device
 from models.curvature.roi import Locator, crop, upper_cervical_box
 from models.upper_cervical import DEFAULT_WEIGHTS, MODEL_CARD, VIEW_ORDER
 from models.upper_cervical.network import CerviHFENet
 from pipelines.results import AlgorithmInfo, Finding
-from pipelines.vocabulary import UPPER_CERVICAL_LABELS, UPPER_CERVICAL_NAMES, UPPER_CERVICAL_SITES, View
+from pipelines.vocabulary import (
+    NOT_ASSESSABLE,
+    UPPER_CERVICAL_LABELS,
+    UPPER_CERVICAL_NAMES,
+    UPPER_CERVICAL_SITES,
+    View,
+)
 
 ALGORITHM_NAME = "cspine-node upper cervical abnormalities (CerviHFENet-style, seed 001)"
 THRESHOLD = 0.5
@@ -119,10 +125,7 @@ class UpperCervicalPredictor(Predictor):
             pts[v] = p
             crops.append(crop(img, upper_cervical_box(p, self.input_size)))
         prob, f = self.probabilities_and_features(np.stack(crops)[None])
-        distance, why = None, ""
-        if self.gate is not None:
-            distance = float(self.gate.distance(f)[0])
-            why = "" if self.gate.accepts(distance) else self.gate.reason(distance)
+        distance, why = self.gate.check(f)[0] if self.gate is not None else (None, "")
         return UpperCervicalPrediction({k: float(q) for k, q in zip(UPPER_CERVICAL_LABELS, prob[0], strict=True)},
                                        pts, distance, why)
 

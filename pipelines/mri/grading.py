@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from pipelines.results import Finding
-from pipelines.vocabulary import FINDING_NAMES, LEVELS, TASKS, TRUTH_RULES
+from pipelines.vocabulary import FINDING_NAMES, LEVELS, NOT_ASSESSABLE, TASKS, TRUTH_RULES
 
 THRESHOLDS: dict[str, float] = {
     "disc_degeneration": 0.5,
@@ -22,8 +22,6 @@ THRESHOLDS: dict[str, float] = {
 """Probability at or above which a level is reported positive."""
 UNCERTAIN_BAND = 0.15
 """Probabilities within this distance of the threshold get an 'uncertain' remark in the evidence."""
-NOT_ASSESSABLE = "not assessable"
-"""The value of a finding at a level the plausibility gate (``pipelines.mri.plausibility``) did not pass."""
 
 
 def _rule(task: str) -> str:

@@ -28,13 +28,11 @@ import numpy as np
 
 from pipelines.interfaces import ImageClassifier, SegmentClassifier
 from pipelines.results import AlgorithmInfo, Finding, HeatMap, Measurement
-from pipelines.vocabulary import View
+from pipelines.vocabulary import NOT_ASSESSABLE, View
 from pipelines.xray.findings import Thresholds
 
 log = logging.getLogger(__name__)
 
-NOT_ASSESSABLE = "not assessable"
-"""The value of a classifier finding that is not a result (the model's input failed a trust check)."""
 CURVATURE_MODEL_KEY = "curvature_class_model"
 """The finding key of the seed-003 curvature class model."""
 CURVATURE_MARGIN_DEG = 5.0

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from models.common.checkpoint import load_checkpoint, save_checkpoint
-from models.common.ood import NOT_ASSESSABLE, REASON, FeatureGate, fit_gate, ledoit_wolf
+from models.common.ood import REASON, FeatureGate, fit_gate, ledoit_wolf
+from pipelines.vocabulary import NOT_ASSESSABLE
 
 
 def _data(n: int = 400, d: int = 8, seed: int = 0) -> np.ndarray:
