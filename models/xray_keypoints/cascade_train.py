@@ -35,6 +35,7 @@ import torch
 
 from models.common.checkpoint import load_checkpoint, save_checkpoint
 from models.common.training import seed_everything, warmup_cosine
+from models.xray_keypoints.appearance import randomize
 from models.xray_keypoints.cascade import (
     N_LEVELS,
     STAGE1_POINTS,
@@ -172,9 +173,10 @@ class CropConfig:
     """Training: fraction of crops with a small jitter (shift / 5, rotation / 3, scale / 3)."""
 
 
-def stage2_examples(views: list[StoredView], cfg: CropConfig, rng: np.random.Generator
+def stage2_examples(views: list[StoredView], cfg: CropConfig, rng: np.random.Generator, appearance: float = 0.0
                     ) -> dict[str, torch.Tensor]:
-    """All 6 vertebra crops of each view in ``views`` with augmentation: the stage-2 training batch."""
+    """All 6 vertebra crops of each view in ``views`` with augmentation: the stage-2 training batch.
+    ``appearance``: probability of a crop's appearance being redrawn (``appearance.py``)."""
     images, targets, levels, known = [], [], [], []
     for v in views:
         lab = getattr(v, "labelled", None)
@@ -212,6 +214,7 @@ def stage2_examples(views: list[StoredView], cfg: CropConfig, rng: np.random.Gen
     g = rng.uniform(0.7, 1.4, (n, 1, 1)).astype(np.float32)
     x = np.clip(x, 0, 1) ** g * rng.uniform(0.8, 1.2, (n, 1, 1)).astype(np.float32) + rng.uniform(-0.1, 0.1, (n, 1, 1)).astype(np.float32)
     x = x * 2 - 1 + rng.normal(0, 1, x.shape).astype(np.float32) * rng.uniform(0, 0.04, (n, 1, 1)).astype(np.float32)
+    x = randomize(x, rng, appearance)
     lvl = np.stack([level_channel(lv, cfg.size) for lv in levels])
     kp = np.stack(targets).astype(np.float32)
     valid = (kp >= 0).all(-1) & (kp <= cfg.size - 1).all(-1) & np.stack(known)
@@ -304,11 +307,12 @@ def cmd_stage2(args: argparse.Namespace) -> int:
     per = max(1, args.batch // N_LEVELS)
 
     def next_batch(step: int) -> dict[str, torch.Tensor]:
-        return stage2_examples([views[i] for i in rng.integers(0, len(views), per)], cfg, rng)
+        return stage2_examples([views[i] for i in rng.integers(0, len(views), per)], cfg, rng, args.appearance)
 
     loss_cfg = LossConfig(coord_weight=args.coord_weight, view_weight=0.0)
     return _train_loop(args, model, next_batch, loss_cfg, {"crop": cfg.__dict__, "loss": loss_cfg.to_dict(),
-                                                           "stage": 2, "views": len(views), **init})
+                                                           "stage": 2, "views": len(views),
+                                                           "appearance": args.appearance, **init})
 
 
 def cmd_stage1(args: argparse.Namespace) -> int:
@@ -326,11 +330,15 @@ def cmd_stage1(args: argparse.Namespace) -> int:
     def next_batch(step: int) -> dict[str, torch.Tensor]:
         ds.epoch = step
         items = [ds[int(i)] for i in rng.integers(0, len(ds), args.batch)]
-        return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+        batch = {k: torch.stack([it[k] for it in items]) for k in items[0]}
+        if args.appearance > 0:
+            batch["image"][:, 0] = torch.from_numpy(randomize(batch["image"][:, 0].numpy(), rng, args.appearance))
+        return batch
 
     loss_cfg = LossConfig(coord_weight=args.coord_weight)
     return _train_loop(args, model, next_batch, loss_cfg, {"size": args.size, "loss": loss_cfg.to_dict(), "stage": 1,
-                                                           "views": len(views), **init})
+                                                           "views": len(views), "appearance": args.appearance,
+                                                           **init})
 
 
 def export_cascade(stage1: dict, stage2: dict, path: Path, *, version: str = VERSION, sigma_scale: float = 1.0,
@@ -442,6 +450,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         s.add_argument("--warmup", type=int, default=50, help="learning-rate warm-up steps")
         s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (a GPU when there is one)")
         s.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: --minutes only)")
+        s.add_argument("--appearance", type=float, default=0.0,
+                       help="probability that an example's appearance is redrawn (appearance.py; 0: off)")
     t = sub.add_parser("take", help="a stage of a cascade weights file as an (untrained) stage checkpoint")
     t.add_argument("--weights", type=Path, required=True)
     t.add_argument("--stage", type=int, choices=(1, 2), required=True)
