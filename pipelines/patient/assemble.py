@@ -72,7 +72,10 @@ def neck_pain_inputs(xray: StudyResult, mri: StudyResult, sources: Sources) -> N
     neutral = [i for i in xray.images if i.view == View.NEUTRAL and i.image_uid in sources.datasets]
     if not neutral:
         raise ValueError("no neutral radiograph in the X-ray result")
-    img = neutral[0]
+    trusted = [i for i in neutral if not i.rejected]
+    if not trusted:  # the X-ray gates refused its keypoints: the model must not use them either
+        raise ValueError(f"the neutral radiograph's keypoints are not trusted ({neutral[0].rejected})")
+    img = trusted[0]
     kp = {k.name: (k.x, k.y) for k in img.keypoints}
     if not all(n in kp for n in KEYPOINT_NAMES[:24]):
         raise ValueError("the neutral radiograph lacks vertebral corners C2..C7")

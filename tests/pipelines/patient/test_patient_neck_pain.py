@@ -127,3 +127,19 @@ def test_patient_sr_is_handed_out_before_the_pdf(studies: dict) -> None:
     sr, pdf = build_patient_objects(studies["ms"], {"mri": studies["mri"]}, (studies["xs"], studies["xray"]),
                                     predictor=FixedPredictor(0.4), first=handed.append)
     assert handed == [[sr]] and pdf.Modality == "DOC"
+
+
+def test_patient_neck_pain_skips_a_rejected_neutral_view(studies: dict) -> None:
+    """A neutral view that failed the X-ray gates (``rejected``) gives no keypoints to the neck-pain model: the
+    prediction is not made and the report says why, instead of a probability built on untrusted corners."""
+    from pipelines.results import View
+
+    gated = type(studies["xray"])(**{**studies["xray"].__dict__, "images": [
+        type(i)(**{**i.__dict__, "rejected": "implausible anatomy: C3 overlaps C4" if i.view == View.NEUTRAL else ""})
+        for i in studies["xray"].images]})
+    pred = FixedPredictor(0.9)
+    sr, _ = build_patient_objects(studies["ms"], {"mri": studies["mri"]}, (studies["xs"], gated), predictor=pred)
+    assert pred.seen == []
+    texts = _texts(sr)
+    assert any("neutral radiograph's keypoints are not trusted (implausible anatomy: C3 overlaps C4)" in t for t in texts)
+    assert not any("Postoperative neck pain recovery C2-C7" in t for t in texts)
