@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import pickle
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -108,9 +109,12 @@ def conformal_quantile(values: Sequence[float], level: float = LEVEL, weights: S
 
 
 def fit(domains: dict[str, list[ViewOutcome]], *, level: float = LEVEL, max_interval: dict[str, float] | None = None,
-        rounds: int = 5, min_factor: float = MIN_FACTOR, equal_domains: bool = True) -> dict[str, Any]:
+        rounds: int = 5, min_factor: float = MIN_FACTOR, equal_domains: bool = True, worst: bool = False
+        ) -> dict[str, Any]:
     """Factors per key and per unit from the calibration ``domains`` (name -> views run without the interval gate),
-    each domain weighing the same; refit on what the interval gate lets through."""
+    each domain weighing the same; refit on what the interval gate lets through. ``worst``: a key's factor is the
+    largest of the domains' own conformal quantiles (each domain with at least ``MIN_SCORES`` scores of that key),
+    so that the intervals hold on every domain seen, not on their mixture only."""
     factors: dict[str, float] | None = None
     history = []
     for _ in range(rounds):
@@ -125,7 +129,11 @@ def fit(domains: dict[str, list[ViewOutcome]], *, level: float = LEVEL, max_inte
                     vals += s[key]
                     wts += [1.0 / len(s[key]) if equal_domains else 1.0] * len(s[key])
             counts[key] = len(vals)
-            if len(vals) >= MIN_SCORES:
+            if worst:
+                own = [conformal_quantile(s[key], level) for s in per.values() if len(s.get(key, [])) >= MIN_SCORES]
+                if own:
+                    new[key] = max(min_factor, max(own))
+            elif len(vals) >= MIN_SCORES:
                 new[key] = max(min_factor, conformal_quantile(vals, level, wts))
         for unit in UNITS:
             mine = [f for k, f in new.items() if unit_of(k) == unit and math.isfinite(f)]
@@ -192,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="folder for calibration.json")
     p.add_argument("--update-weights", action="store_true", help="store the factors and the variants in the weights")
     p.add_argument("--version", help="with --update-weights: the new version (e.g. 1.1.1)")
+    p.add_argument("--pool", choices=("renderer", "worst-set"), default="renderer",
+                   help="renderer: the two renderers weigh the same (1.1.1); worst-set: each key's factor is the "
+                        "largest of the four calibration sets' own factors (1.2.0)")
+    p.add_argument("--views", type=Path, help="reuse the calibration views saved by an earlier run (views.pkl in its "
+                   "--out folder) instead of running the sets again (same weights and variants only)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     predictor = KeypointPredictor.load(args.weights)
@@ -199,12 +212,24 @@ def main(argv: list[str] | None = None) -> int:
     predictor.interval_scale = {}
     sets = tuple((s, sh, seed, max(1, round(n * args.scale))) for s, sh, seed, n in CALIBRATION_SETS)
     t0 = time.perf_counter()
-    domains = run_sets(predictor, sets)
+    if args.views:
+        with args.views.open("rb") as fh:
+            domains = pickle.load(fh)
+    else:
+        domains = run_sets(predictor, sets)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        with (args.out / "views.pkl").open("wb") as fh:
+            pickle.dump(domains, fh)
     limits = dict(XrayPipeline.max_interval)
-    renderers: dict[str, list[ViewOutcome]] = {}
-    for name, vs in domains.items():
-        renderers.setdefault(name.split(" ")[0], []).extend(vs)
-    result = fit(renderers, max_interval=limits)
+    if args.pool == "worst-set":
+        result = fit(domains, max_interval=limits, worst=True)
+    else:
+        renderers: dict[str, list[ViewOutcome]] = {}
+        for name, vs in domains.items():
+            renderers.setdefault(name.split(" ")[0], []).extend(vs)
+        result = fit(renderers, max_interval=limits)
+    result["pool"] = args.pool
     result["coverage"] = {d: coverage(vs, result["scale"], max_interval=limits) for d, vs in domains.items()}
     result["coverage_uncalibrated"] = {d: coverage(vs, {}, max_interval=limits) for d, vs in domains.items()}
     result["sets"] = [list(s) for s in sets]
@@ -217,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.update_weights:
         ck = KeypointPredictor.read_checkpoint(args.weights)
         meta = {**ck.meta, "tta": result["tta"],
-                "interval_calibration": {k: result[k] for k in ("scale", "level", "counts", "sets", "coverage")}}
+                "interval_calibration": {k: result[k] for k in ("scale", "level", "counts", "sets", "coverage", "pool")}}
         path = save_checkpoint(ck.path, ck.model, args.version or ck.version, ck.parts, meta, dtype=None)
         print(f"stored the interval calibration in {path} (version {args.version or ck.version})")
     return 0
