@@ -122,6 +122,11 @@ def test_conformal_factor_and_domain_weights() -> None:
     assert cov["cobb_c2_c7"]["0.95"] >= 0.95 and cov["cobb_c2_c7"]["n"] == 240
     # the interval gate: with a limit the widened intervals exceed, nothing is left to fit
     assert ic.fit({"a": a}, max_interval={"deg": 1.0})["rounds"] >= 1
+    # worst-set pooling: the factor of the domain that needs the widest intervals (about 3), so both hold
+    worst = ic.fit({"a": a, "b": b}, max_interval={"deg": 100.0}, worst=True)["scale"]["cobb_c2_c7"]
+    assert worst > f and 2.4 < worst < 6.0  # b has 40 scores: its 39th smallest
+    for dom in (a, b):
+        assert ic.coverage(dom, {"cobb_c2_c7": worst}, keys=("cobb_c2_c7",))["cobb_c2_c7"]["0.95"] >= 0.9
 
 
 def test_trust_reports_reliability() -> None:
