@@ -28,6 +28,17 @@ Cobb angle: what a keypoint model that handles B would measure). Reported: how m
 and the accuracy / false positives of what is still reported, next to the raw outputs::
 
     nice -n 10 .venv/bin/python bench/seed_classifiers_b.py --ungated-only --seed 700 --count 100 --json OUT.json
+
+The study-level input check of the upper-cervical model (the curvature model's gate refusing any of the three views,
+``pipelines.xray.classifiers.check_upper_cervical_input``, ``XrayPipeline.upper_cervical_curvature_check``): the
+gated run forces it with ``--study-check on|off`` (default: the pipeline's default) and also records the check on
+every study's three views whatever the keypoint gates said (``study_check_ungated`` in the summary).
+``--study-check-only`` runs only that check and the upper-cervical model on every view of every study, of renderer B
+or (``--renderer a``) the node's plain renderer-A phantoms (``generate_study``, realistic sizes unless
+``--max-size``), to measure how many in-domain studies it withholds::
+
+    nice -n 15 .venv/bin/python bench/seed_classifiers_b.py --study-check-only --renderer a --seed 975000 \
+        --count 200 --threads 1 --json OUT.json
 """
 
 from __future__ import annotations
@@ -63,6 +74,7 @@ def run_study(seed: int, models, max_size: int | None) -> dict:  # noqa: ANN001
     from pipelines.phantoms.xray_b import generate_study_b
     from pipelines.study import Study
     from pipelines.vocabulary import UPPER_CERVICAL_LABELS, View
+    from pipelines.xray.classifiers import CURVATURE_CHECK, NOT_ASSESSABLE
     from pipelines.xray.pipeline import XrayPipeline
     from pipelines.xray.preprocessing import image_from_dataset
 
@@ -81,7 +93,8 @@ def run_study(seed: int, models, max_size: int | None) -> dict:  # noqa: ANN001
     f = [x for x in result.findings if x.key == "curvature_class_model"]
     out["curvature"] = f[0].value if f else None
     out["upper_cervical"] = {x.key: x.value for x in result.findings if x.key in UPPER_CERVICAL_LABELS} or None
-    cc = {x.site: (x.value, round(float(x.probability), 3)) for x in result.findings if x.key == "cord_compression"}
+    cc = {x.site: (x.value, None if x.probability is None else round(float(x.probability), 3))
+          for x in result.findings if x.key == "cord_compression"}
     out["cord_compression"] = cc or None
     # the same models without the gates
     views = {v: images[i.image_uid] for v, i in by_view.items()}
@@ -89,6 +102,14 @@ def run_study(seed: int, models, max_size: int | None) -> dict:  # noqa: ANN001
     curv, upper = models.image_classifiers
     out["ungated_curvature"] = curv.classify({View.NEUTRAL: views[View.NEUTRAL]}, spacing)[0].value
     out["ungated_upper_cervical"] = {x.key: x.value for x in upper.classify(views, spacing)}
+    # the study-level check on all three views, whatever the keypoint gates said (the node checks only the views
+    # that reach the upper-cervical model)
+    checks = {v: curv.predict(img) for v, img in views.items()}
+    out["study_check_ungated"] = {v.value: bool(p.ood_reason) for v, p in checks.items()}
+    out["curvature_distance_by_view"] = {v.value: p.distance for v, p in checks.items()}
+    uc = [x for x in result.findings if x.key in UPPER_CERVICAL_LABELS]
+    out["upper_cervical_withheld_by_study_check"] = bool(uc) and all(
+        x.value == NOT_ASSESSABLE and CURVATURE_CHECK in x.evidence[0] for x in uc)
     img = by_view[View.NEUTRAL]
     kp = np.array([[k.x, k.y] for k in img.keypoints[:30]])
     try:
@@ -141,6 +162,70 @@ def run_study_ungated(seed: int, models, max_size: int | None) -> dict:  # noqa:
                                            "ood": bool(s.ood_reason), "finding": x.value}
                                for s, x in zip(sp, found, strict=True)}
     return out
+
+
+def run_study_check(seed: int, models, max_size: int | None, renderer: str) -> dict:  # noqa: ANN001
+    """The upper-cervical model and its study-level input check (the curvature gate on each of the three views, as
+    ``XrayPipeline`` applies it) on every view of one study of renderer ``a`` (the node's plain phantoms) or ``b``."""
+    import numpy as np
+
+    from models.upper_cervical.predictor import decide
+    from pipelines.phantoms.xray import unit_image
+    from pipelines.vocabulary import UPPER_CERVICAL_LABELS, View
+    from pipelines.xray.classifiers import CURVATURE_CHECK, NOT_ASSESSABLE, check_upper_cervical_input
+
+    if renderer == "a":
+        from pipelines.phantoms.xray import generate_study
+
+        st = generate_study(seed, shape=None if max_size is None else (max_size, max_size))
+    else:
+        from pipelines.phantoms.xray_b import generate_study_b
+
+        st = generate_study_b(seed, max_size=max_size)
+    views = {v: unit_image(pv.pixels, pv.photometric).astype(np.float32) for v, pv in st.views.items()}
+    spacing = {v: pv.pixel_spacing_mm for v, pv in st.views.items()}
+    curv, upper = models.image_classifiers
+    checks = {v: curv.predict(views[v]) for v in (View.EXTENSION, View.NEUTRAL, View.FLEXION)}
+    u = upper.predict(views)
+    raw = decide(np.array([u.probabilities[k] for k in UPPER_CERVICAL_LABELS]),
+                 np.array([upper.threshold(k) for k in UPPER_CERVICAL_LABELS]), upper.exclusive)[0]
+    verdicts = {v: p.ood_reason for v, p in checks.items()}  # the same verdicts the check would compute
+    found = check_upper_cervical_input(upper.classify(views, spacing), curv, views, verdicts)
+    return {"seed": seed, "shape": {v.value: list(pv.pixels.shape) for v, pv in st.views.items()},
+            "curvature_distance_by_view": {v.value: p.distance for v, p in checks.items()},
+            "study_check_by_view": {v.value: bool(p.ood_reason) for v, p in checks.items()},
+            "upper_cervical": {"distance": u.distance, "ood": bool(u.ood_reason),
+                               "raw": {k: "present" if r else "absent"
+                                       for k, r in zip(UPPER_CERVICAL_LABELS, raw, strict=True)},
+                               "finding": {x.key: x.value for x in found},
+                               "withheld_by_study_check": any(x.value == NOT_ASSESSABLE and CURVATURE_CHECK in
+                                                              x.evidence[0] for x in found)}}
+
+
+def summarize_study_check(rows: list[dict]) -> dict:
+    """How many studies the check withholds (by view), and the upper-cervical "present" calls with and without it."""
+    from pipelines.vocabulary import UPPER_CERVICAL_LABELS
+
+    n = len(rows)
+    withheld = [r for r in rows if r["upper_cervical"]["withheld_by_study_check"]]
+    refused_any = sum(any(r["study_check_by_view"].values()) for r in rows)
+    by_view = Counter(v for r in rows for v, bad in r["study_check_by_view"].items() if bad)
+    dist = {v: sorted(r["curvature_distance_by_view"][v] for r in rows) for v in ("extension", "neutral", "flexion")}
+
+    def any_present(key: str, xs: list[dict]) -> int:
+        return sum(any(v == "present" for v in r["upper_cervical"][key].values()) for r in xs)
+
+    return {"studies": n, "withheld_by_study_check": len(withheld),
+            "withheld_fraction": len(withheld) / n if n else None,
+            "studies_with_a_refused_view": refused_any, "refused_views_by_view": dict(by_view),
+            "studies_with_1_2_3_refused_views": [sum(sum(r["study_check_by_view"].values()) == k for r in rows)
+                                                 for k in (1, 2, 3)],
+            "own_gate_rejected": sum(r["upper_cervical"]["ood"] for r in rows),
+            "curvature_distance_median_by_view": {v: float(d[len(d) // 2]) for v, d in dist.items() if d},
+            "studies_with_any_present_raw": any_present("raw", rows),
+            "studies_with_any_present_reported": any_present("finding", rows),
+            "present_rate_raw": {k: sum(r["upper_cervical"]["raw"][k] == "present" for r in rows) / n
+                                 for k in UPPER_CERVICAL_LABELS} if n else None}
 
 
 def summarize_ungated(rows: list[dict]) -> dict:
@@ -221,6 +306,17 @@ def summarize(rows: list[dict]) -> dict:
                            "positive": sum(v == "present" for v in segs),
                            "positive_rate": sum(v == "present" for v in segs) / len(segs) if segs else None}
         s[f"{tag}cord_compression"] = entry
+    if rows and "study_check_ungated" in rows[0]:
+        ran = [r for r in rows if r["upper_cervical"]]
+        s["upper_cervical_study_check"] = {
+            "upper_cervical_ran": len(ran),
+            "withheld_by_study_check": sum(r["upper_cervical_withheld_by_study_check"] for r in ran),
+            "shown_with_any_present": sum(any(v == "present" for v in r["upper_cervical"].values()) for r in ran),
+            "would_show_any_present_without_check": sum(any(v == "present" for v in r["ungated_upper_cervical"].values())
+                                                        for r in ran),
+            "ungated_studies_with_a_refused_view": sum(any(r["study_check_ungated"].values()) for r in rows),
+            "ungated_refused_views_by_view": dict(Counter(v for r in rows for v, bad in
+                                                          r["study_check_ungated"].items() if bad))}
     return s
 
 
@@ -232,6 +328,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--keypoint-weights", type=Path, help="another keypoint model (default: the shipped one)")
     ap.add_argument("--json", type=Path, help="write the per-study rows and the summary here")
+    ap.add_argument("--study-check", choices=("on", "off"),
+                    help="force the pipeline's upper-cervical study-level input check (default: its default)")
+    ap.add_argument("--study-check-only", action="store_true",
+                    help="only the upper-cervical model and its study-level input check, on every view (no keypoint "
+                         "model, no pipeline gates)")
+    ap.add_argument("--renderer", choices=("a", "b"), default="b", help="with --study-check-only: the phantoms")
     ap.add_argument("--ungated-only", action="store_true",
                     help="no keypoint model or pipeline gates: the classifiers on every view (true keypoints for cord "
                          "compression), measuring their own out-of-distribution gates")
@@ -247,14 +349,32 @@ def main(argv: list[str] | None = None) -> int:
         def __init__(self, name: str) -> None:
             self.weights = args.keypoint_weights if name == "keypoints" else None
             self.device = "cpu"
-            self.enabled = name in ("curvature", "upper_cervical", "cord_compression") or (
-                name == "keypoints" and not args.ungated_only)
+            self.enabled = name in ("curvature", "upper_cervical") or (
+                name == "cord_compression" and not args.study_check_only) or (
+                name == "keypoints" and not (args.ungated_only or args.study_check_only))
 
     models = build_models(_Config)
     versions = {m.algorithm.name: m.algorithm.version
                 for m in (models.keypoints, *models.image_classifiers, models.cord_compression) if m is not None}
     rows = []
     t0 = time.perf_counter()
+    if args.study_check_only:
+        for seed in range(args.seed, args.seed + args.count):
+            t = time.perf_counter()
+            rows.append(run_study_check(seed, models, args.max_size, args.renderer))
+            r = rows[-1]
+            print(f"seed {seed}: {time.perf_counter() - t:.1f} s, refused views "
+                  f"{[v for v, bad in r['study_check_by_view'].items() if bad]}, withheld "
+                  f"{r['upper_cervical']['withheld_by_study_check']}", flush=True)
+        summary = summarize_study_check(rows)
+        summary.update({"mode": f"study check only, renderer {args.renderer.upper()}",
+                        "seeds": [args.seed, args.seed + args.count - 1], "max_size": args.max_size,
+                        "versions": versions, "seconds": round(time.perf_counter() - t0, 1)})
+        print(json.dumps(summary, indent=1))
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"summary": summary, "studies": rows}, indent=1, default=float))
+        return 0
     if args.ungated_only:
         for seed in range(args.seed, args.seed + args.count):
             t = time.perf_counter()
@@ -273,6 +393,10 @@ def main(argv: list[str] | None = None) -> int:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps({"summary": summary, "studies": rows}, indent=1, default=float))
         return 0
+    if args.study_check is not None:
+        from pipelines.xray.pipeline import XrayPipeline
+
+        XrayPipeline.upper_cervical_curvature_check = args.study_check == "on"
     for seed in range(args.seed, args.seed + args.count):
         t = time.perf_counter()
         rows.append(run_study(seed, models, args.max_size))
@@ -282,8 +406,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['truth_class']}), upper cervical {'ran' if r['upper_cervical'] else 'skipped'}, cord "
               f"{'ran' if r['cord_compression'] else 'skipped'}", flush=True)
     summary = summarize(rows)
+    from pipelines.xray.pipeline import XrayPipeline
+
     summary.update({"seeds": [args.seed, args.seed + args.count - 1], "max_size": args.max_size,
-                    "versions": versions, "seconds": round(time.perf_counter() - t0, 1)})
+                    "versions": versions, "study_check_on": XrayPipeline.upper_cervical_curvature_check,
+                    "keypoint_weights": str(args.keypoint_weights) if args.keypoint_weights else None,
+                    "seconds": round(time.perf_counter() - t0, 1)})
     print(json.dumps(summary, indent=1))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

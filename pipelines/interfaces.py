@@ -72,6 +72,18 @@ class ImageClassifier(Model, Protocol):
                  spacing_mm: Mapping[View, tuple[float, float] | None]) -> list[Finding]: ...
 
 
+@runtime_checkable
+class ImageInputCheck(Protocol):
+    """A model that can say whether one radiograph is like its training data without classifying it (its
+    out-of-distribution gate). The X-ray pipeline borrows the curvature model's (seed 003) for the upper-cervical
+    model (seed 001), whose own gate does not separate unlike images (issue 13; see
+    ``pipelines.xray.classifiers.check_upper_cervical_input``)."""
+
+    def input_check(self, image: np.ndarray) -> str:
+        """Why ``image`` is unlike the model's training data (the reason text); empty when it passes."""
+        ...
+
+
 class SegmentClassifier(Model, Protocol):
     """A per-segment classifier on crops located by the keypoints of one view (seed 004), with explanation
     maps (Grad-CAM) on that image's pixels."""

@@ -28,6 +28,9 @@ FORAMEN_LATERAL_MM = 14.0
 NOT_ASSESSABLE = "not assessable"
 """The value of a graded finding that is not a result: its input failed a trust check (an MRI level the plausibility
 gate did not pass, a classifier input unlike the model's training data, a class the keypoint geometry contradicts)."""
+UNLIKE_TRAINING_DATA = "image unlike the training data"
+"""The head of the reason of a finding that is not assessable because a model's input check (its out-of-distribution
+gate, ``models.common.ood``) refused the image."""
 
 
 class View(str, Enum):  # noqa: UP042 - str() of a member stays "View.X" as code expects

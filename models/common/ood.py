@@ -28,7 +28,9 @@ from typing import Any
 
 import numpy as np
 
-REASON = "image unlike the training data"
+from pipelines.vocabulary import UNLIKE_TRAINING_DATA
+
+REASON = UNLIKE_TRAINING_DATA
 """The head of the reason such a finding gives."""
 QUANTILE = 0.99
 

@@ -109,6 +109,12 @@ class CurvaturePredictor(Predictor):
         distance, why = self.gate.check(f)[0] if self.gate is not None else (None, "")
         return CurvaturePrediction(CLASSES[int(np.argmax(p[0]))], probs, pts, distance, why)
 
+    def input_check(self, image: np.ndarray) -> str:
+        """The out-of-distribution gate's verdict on ``image`` (``interfaces.ImageInputCheck``): the reason its
+        located C2-C7 crop is unlike the training data, empty when the gate accepts it (or there is none). Any
+        lateral view; the X-ray pipeline uses it on all three views for the upper-cervical model."""
+        return self.predict(image).ood_reason
+
     def classify(self, images: Mapping[View, np.ndarray],
                  spacing_mm: Mapping[View, tuple[float, float] | None]) -> list[Finding]:
         """``[finding]`` of the neutral view: :meth:`finding` of ``images[View.NEUTRAL]``."""

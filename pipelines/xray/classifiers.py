@@ -15,7 +15,9 @@ its penultimate-layer features, stored with its weights: ``models.common.ood``) 
 with the reason ("image unlike the training data: ...") instead of a class or probability; those reasons are
 repeated here as warnings. The curvature class is also checked against the keypoint geometry
 (:func:`check_curvature_geometry`): a class that the measured C2-C7 Cobb angle contradicts by more than
-``CURVATURE_MARGIN_DEG`` is not assessable either.
+``CURVATURE_MARGIN_DEG`` is not assessable either. The upper-cervical model's own gate does not separate unlike images
+(renderer B, see its card), so its six findings are also withheld when the curvature model's gate refuses any of the
+three views it read (:func:`check_upper_cervical_input`).
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from pipelines.interfaces import ImageClassifier, SegmentClassifier
+from pipelines.interfaces import ImageClassifier, ImageInputCheck, SegmentClassifier
 from pipelines.results import AlgorithmInfo, Finding, HeatMap, Measurement
-from pipelines.vocabulary import NOT_ASSESSABLE, View
+from pipelines.vocabulary import NOT_ASSESSABLE, UNLIKE_TRAINING_DATA, UPPER_CERVICAL_LABELS, View
 from pipelines.xray.findings import Thresholds
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,40 @@ def check_curvature_geometry(finding: Finding, measurements: Sequence[Measuremen
     return replace(finding, value=NOT_ASSESSABLE, probability=None, evidence=(why,))
 
 
+CURVATURE_CHECK = "the curvature model's input check refused the"
+"""The part of an upper-cervical finding's reason that names the borrowed check (:func:`check_upper_cervical_input`)."""
+
+
+def check_upper_cervical_input(findings: Sequence[Finding], check: ImageInputCheck,
+                               images: Mapping[View, np.ndarray],
+                               verdicts: dict[View, str] | None = None) -> list[Finding]:
+    """The upper-cervical ``findings`` (keys ``UPPER_CERVICAL_LABELS``; others pass unchanged) checked with the
+    curvature model's input gate (``check``) on each of the views the model read (``images``): when it refuses any,
+    each of them is ``not assessable`` (no probability) with the reason "image unlike the training data: the curvature
+    model's input check refused the <view> view (...)"; a finding already not assessable keeps its own reason.
+
+    Renderer B (issue 13): the upper-cervical model's own gate (on its penultimate layer) rejects none of B's studies
+    and it reports a false abnormality in ~97 % of them; the curvature model's gate refuses their views (see the
+    upper-cervical card for its cost on renderer A). ``verdicts``: per view, the check's reason (filled in here, so
+    a view is checked once per study)."""
+    if not any(f.key in UPPER_CERVICAL_LABELS and f.value != NOT_ASSESSABLE for f in findings):
+        return list(findings)
+    verdicts = {} if verdicts is None else verdicts
+    for v, img in images.items():
+        if v not in verdicts:
+            verdicts[v] = check.input_check(img)
+    refused = [(v, verdicts[v]) for v in images if verdicts[v]]
+    if not refused:
+        return list(findings)
+    which = " and ".join(v.value for v, _ in refused)
+    details = "; ".join(f"{v.value}: {why.removeprefix(UNLIKE_TRAINING_DATA).lstrip(': ')}" for v, why in refused)
+    reason = f"{UNLIKE_TRAINING_DATA}: {CURVATURE_CHECK} {which} view{'s' if len(refused) > 1 else ''} ({details})"
+    rule = ("not run on inputs unlike the training data: the upper-cervical model's findings are withheld when the "
+            "curvature model's input gate refuses any of its three views")
+    return [replace(f, value=NOT_ASSESSABLE, probability=None, evidence=(reason,), threshold=rule)
+            if f.key in UPPER_CERVICAL_LABELS and f.value != NOT_ASSESSABLE else f for f in findings]
+
+
 @dataclass
 class ClassifierOutput:
     """Findings of the classifiers, the algorithms that made them, and why any did not run."""
@@ -107,13 +143,17 @@ def check_against_geometry(out: ClassifierOutput, neutral_measurements: Sequence
 
 
 def classify_views(classifiers: Sequence[ImageClassifier], images: Mapping[View, np.ndarray],
-                   spacing_mm: Mapping[View, tuple[float, float] | None]) -> ClassifierOutput:
+                   spacing_mm: Mapping[View, tuple[float, float] | None],
+                   input_check: ImageInputCheck | None = None) -> ClassifierOutput:
     """Run every whole-image classifier whose ``required_views`` are all in ``images``.
 
     ``images``: one float image (rows, cols) in [0, 1], bone bright, per view present in the study (only views
     whose keypoints passed the gate). ``spacing_mm``: (row, col) mm/px at the patient plane per view, or None.
+    ``input_check``: when given (the curvature model), upper-cervical findings go through
+    :func:`check_upper_cervical_input` on the views their model read.
     """
     out = ClassifierOutput()
+    verdicts: dict[View, str] = {}
     for model in classifiers:
         name = model.algorithm.name
         missing = [v.value for v in model.required_views if v not in images]
@@ -124,6 +164,9 @@ def classify_views(classifiers: Sequence[ImageClassifier], images: Mapping[View,
         try:
             found = model.classify({v: images[v] for v in model.required_views},
                                    {v: spacing_mm.get(v) for v in model.required_views})
+            if input_check is not None:
+                found = check_upper_cervical_input(found, input_check,
+                                                   {v: images[v] for v in model.required_views}, verdicts)
             out.findings.extend(found)
             out.algorithms.append(model.algorithm)
             out.warnings.extend(not_assessable_warnings(name, found))

@@ -12,7 +12,10 @@ its keypoints passed the uncertainty gate, the per-segment cord-compression mode
 located by those keypoints: one finding per segment C2-C3..C6-C7 and Grad-CAM heat maps on that image.
 Each of these models reports "not assessable" with the reason instead of a class when its input is unlike its
 training data (its out-of-distribution gate), and the curvature class also when the neutral view's measured C2-C7
-Cobb angle contradicts it (``classifiers.check_curvature_geometry``); the reasons also become warnings.
+Cobb angle contradicts it (``classifiers.check_curvature_geometry``); the reasons also become warnings. The
+upper-cervical model's own gate does not catch unlike images, so (``upper_cervical_curvature_check``) its six
+findings are also not assessable when the curvature model's gate refuses any of its three views
+(``classifiers.check_upper_cervical_input``).
 
 Plausibility gate (``pipelines.xray.plausibility``): before anything is measured, each view's keypoints must look
 like a cervical spine (six bodies in order, no overlap, plausible sizes, discs and chain). A view that fails has
@@ -40,7 +43,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from pipelines.interfaces import ImageClassifier, KeypointModel, ModelSet, SegmentClassifier
+from pipelines.interfaces import ImageClassifier, ImageInputCheck, KeypointModel, ModelSet, SegmentClassifier
 from pipelines.results import AlgorithmInfo, ImageResult, Keypoint, Mask, Measurement, StudyResult
 from pipelines.study import Instance, Study
 from pipelines.vocabulary import KEYPOINT_NAMES, VERTEBRAE, PipelineName, View
@@ -121,6 +124,11 @@ class XrayPipeline:
     max_interval: dict[str, float] = {"deg": 20.0, "mm": 8.0, "1": 0.5}  # noqa: RUF012
     """Widest acceptable 95 % interval per unit."""
     n_samples: int = 400
+    upper_cervical_curvature_check: bool = True
+    """Withhold the upper-cervical findings ("not assessable", with the reason) when the input gate of the curvature
+    model (the first image classifier with an ``input_check``) refuses any of the three views: the upper-cervical
+    model's own gate lets renderer-B images through and it calls an abnormality in ~97 % of them. Its pre-registered
+    test and cost on renderer A: models/upper_cervical/MODEL_CARD.md."""
 
     def __init__(self, keypoints: KeypointModel, image_classifiers: Sequence[ImageClassifier] = (),
                  cord_compression: SegmentClassifier | None = None) -> None:
@@ -209,9 +217,11 @@ class XrayPipeline:
         if self.image_classifiers:
             result.warnings.extend(f"seed classifiers skip the {v.value} view: {a.image.rejected}"
                                    for v, a in best.items() if a.image.rejected)
+        check = next((m for m in self.image_classifiers if isinstance(m, ImageInputCheck)), None)
         classified = classify_views(self.image_classifiers,
                                     {v: a.pixels for v, a in plausible.items() if a.pixels is not None},
-                                    {v: a.spacing if a.calibrated else None for v, a in plausible.items()})
+                                    {v: a.spacing if a.calibrated else None for v, a in plausible.items()},
+                                    input_check=check if self.upper_cervical_curvature_check else None)
         check_against_geometry(classified, [m for m in primary if m.view == View.NEUTRAL])
         result.findings.extend(classified.findings)
         result.contributors.extend(classified.algorithms)

@@ -26,7 +26,7 @@ from pipelines.xray.classifiers import (
     curvature_class_range,
 )
 from pipelines.xray.pipeline import XrayPipeline
-from pipelines.xray.preprocessing import image_from_dataset
+from pipelines.xray.preprocessing import image_from_dataset, view_of
 from tests.pipelines.xray.xraytest_sr import sr_texts
 
 
@@ -131,6 +131,61 @@ def test_shipped_gates_reject_an_inverted_radiograph(tmp_path) -> None:  # noqa:
     assert not any(i.heatmaps for i in result.images)
     (c,) = [f for f in result.findings if f.key == "curvature_class_model"]
     assert c.value in (NOT_ASSESSABLE, "not measurable") and c.probability is None
+
+
+def test_curvature_gate_refusing_one_view_withholds_the_upper_cervical_findings(phantom) -> None:  # noqa: ANN001
+    """The study-level input check of the upper-cervical model: the curvature model's gate, with its threshold set
+    between the largest and the second-largest distance of the study's three views, refuses exactly one view; the six
+    upper-cervical findings are then not assessable with that view named, in the warnings, summary and SR. With the
+    threshold above all three (a clean study), or with the check turned off, the findings are reported."""
+    from models.curvature.predictor import CurvaturePredictor
+    from models.upper_cervical.predictor import UpperCervicalPredictor
+    from pipelines.xray.classifiers import CURVATURE_CHECK
+
+    torch.set_num_threads(1)
+    _, study, kp = phantom
+    curv, upper = CurvaturePredictor.load(), UpperCervicalPredictor.load()
+    assert curv.gate is not None
+    images = {}
+    for inst in study.instances:
+        ds = inst.read()
+        images[view_of(ds)] = image_from_dataset(ds)
+    assert set(images) == {View.NEUTRAL, View.FLEXION, View.EXTENSION}
+    dist = {v: curv.predict(img).distance for v, img in images.items()}
+    order = sorted(dist, key=dist.__getitem__)
+    worst, second = order[-1], order[-2]
+    assert dist[worst] - dist[second] > 1e-3, dist
+
+    def run(threshold: float, check: bool = True):  # noqa: ANN202
+        curv.gate = dataclasses.replace(curv.gate, threshold=threshold)
+        pipe = XrayPipeline(kp, [curv, upper])
+        pipe.upper_cervical_curvature_check = check
+        result = pipe.run(study, study.instances)
+        assert not any(i.rejected for i in result.images)  # the pipeline's own gates passed
+        return result, [f for f in result.findings if f.key in UPPER_CERVICAL_LABELS]
+
+    # clean: the gate accepts all three views; the upper-cervical model's own gate accepts the study too
+    result, uc = run(max(dist.values()) + 1.0)
+    assert len(uc) == 6
+    assert all(f.value in ("present", "absent") and f.probability is not None for f in uc), uc
+    assert not any(CURVATURE_CHECK in w for w in result.warnings)
+
+    # one view refused
+    result, uc = run((dist[worst] + dist[second]) / 2)
+    head = f"{REASON}: {CURVATURE_CHECK} {worst.value} view ("
+    assert len(uc) == 6
+    for f in uc:
+        assert f.value == NOT_ASSESSABLE and f.probability is None, f
+        assert f.evidence[0].startswith(head), f.evidence
+        assert "feature distance" in f.evidence[0]
+    assert any(w.startswith(f"{upper.algorithm.name}: not assessable") and head in w for w in result.warnings)
+    assert upper.algorithm in result.contributors  # the model ran; its output was withheld
+    assert f"C1-C2: not assessable - {head}" in result.summary()
+    assert any(f"C1-C2: not assessable - {head}" in t for t in sr_texts(study, result))
+
+    # the check turned off: the same threshold, the findings are reported
+    _, uc = run((dist[worst] + dist[second]) / 2, check=False)
+    assert all(f.value in ("present", "absent") and f.probability is not None for f in uc), uc
 
 
 def test_curvature_class_contradicted_by_the_geometry_is_not_assessable(phantom) -> None:  # noqa: ANN001
