@@ -37,7 +37,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
     root = tmp_path_factory.mktemp("neck_site")
     rows = []
-    for n, seed in enumerate((7_100_001, 7_100_002, 7_100_003, 7_100_004)):
+    # patients whose true C2 is clearly taller than C3-C7 (ratio >= 1.16; the gate needs 1.07: 7_100_001 has 1.05 in
+    # the paired phantom: its radiographs are rightly "not measurable" and it gives the neck-pain model no input)
+    for n, seed in enumerate((7_100_002, 7_100_003, 7_100_004, 7_100_010)):
         paired_phantom_studies(seed, root / f"p{n}", outcome=True)
         out = json.loads((root / f"p{n}" / "outcome.json").read_text())
         (root / f"p{n}" / "xray" / "notes.txt").write_text("not DICOM: skipped")
