@@ -33,18 +33,25 @@ def weighted(h: HeatMap, rows: int, columns: int) -> np.ndarray:
     return np.clip(h.full(rows, columns) * w, 0.0, 1.0)
 
 
+def _weighted_patch(h: HeatMap, rows: int, columns: int) -> tuple[tuple[slice, slice], np.ndarray] | None:
+    """``weighted`` of ``h`` where it can be non-zero: (rows slice, columns slice) of a ``rows x columns`` image and
+    the float32 values there (the map's patch clipped to the image); None when the patch lies outside it."""
+    w = 1.0 if h.probability is None else float(h.probability)
+    r0, c0 = h.origin
+    r1, c1 = min(r0 + h.array.shape[0], rows), min(c0 + h.array.shape[1], columns)
+    if r1 <= r0 or c1 <= c0:
+        return None
+    return (slice(r0, r1), slice(c0, c1)), np.clip(np.asarray(h.array[: r1 - r0, : c1 - c0], np.float32) * w, 0.0, 1.0)
+
+
 def combined_map(image: ImageResult) -> np.ndarray:
     """(rows, columns) float32: per pixel the maximum of ``probability x map`` over the image's heat maps (``weighted``
     of each, taken patch by patch: a map is 0 outside its patch, so no full-size copy per map)."""
     out = np.zeros((image.rows, image.columns), dtype=np.float32)
     for h in image.heatmaps:
-        w = 1.0 if h.probability is None else float(h.probability)
-        r0, c0 = h.origin
-        r1, c1 = min(r0 + h.array.shape[0], image.rows), min(c0 + h.array.shape[1], image.columns)
-        if r1 > r0 and c1 > c0:
-            patch = np.clip(np.asarray(h.array[: r1 - r0, : c1 - c0], np.float32) * w, 0.0, 1.0)
-            view = out[r0:r1, c0:c1]
-            np.maximum(view, patch, out=view)
+        if (wp := _weighted_patch(h, image.rows, image.columns)) is not None:
+            view = out[wp[0]]
+            np.maximum(view, wp[1], out=view)
     return out
 
 
@@ -53,12 +60,8 @@ def _quantised(maps: list[HeatMap], rows: int, columns: int, max_value: int = 25
     max_value)``, as highdicom quantises), written patch by patch (no full-size float copies)."""
     arr = np.zeros((rows, columns, len(maps)), dtype=np.uint8)
     for i, h in enumerate(maps):
-        w = 1.0 if h.probability is None else float(h.probability)
-        r0, c0 = h.origin
-        r1, c1 = min(r0 + h.array.shape[0], rows), min(c0 + h.array.shape[1], columns)
-        if r1 > r0 and c1 > c0:
-            patch = np.clip(np.asarray(h.array[: r1 - r0, : c1 - c0], np.float32) * w, 0.0, 1.0)
-            arr[r0:r1, c0:c1, i] = np.around(patch * float(max_value)).astype(np.uint8)
+        if (wp := _weighted_patch(h, rows, columns)) is not None:
+            arr[(*wp[0], i)] = np.around(wp[1] * float(max_value)).astype(np.uint8)
     return arr
 
 
