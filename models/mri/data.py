@@ -209,9 +209,10 @@ def case_samples(style: str, seed: int, shifts: list[str], weightings: tuple[str
     return out
 
 
-def a_phantom_views(seed: int, views: int, rng: np.random.Generator) -> dict:
-    """A plain renderer-A phantom (with its disc and canal masks) -> ``views`` localiser windows and crops."""
-    ph = generate_series(seed, weighting="T2")
+def a_phantom_views(seed: int, views: int, rng: np.random.Generator, upper: bool = False) -> dict:
+    """A plain renderer-A phantom (with its disc and canal masks) -> ``views`` localiser windows and crops.
+    ``upper``: rendered with the anatomy above C2 (``generate_series(..., upper=True)``)."""
+    ph = generate_series(seed, weighting="T2", upper=upper)
     s = phantom_samples(ph, rng)
     vol = normalise(ph.volume.astype(np.float32))
     centres = np.array([t.disc_centre_px for t in ph.levels])
@@ -224,13 +225,18 @@ def a_phantom_views(seed: int, views: int, rng: np.random.Generator) -> dict:
 
 
 def mixed_plan(a_seed: int, a_count: int, as_seed: int, as_count: int, b_seed: int, b_count: int,
-               extra_fraction: float = 0.3) -> list[tuple[str, int, list[str], tuple[str, ...]]]:
+               extra_fraction: float = 0.3, a_upper: float = 0.0) -> list[tuple[str, int, list[str], tuple[str, ...]]]:
     """(style, seed, shifts, weightings) for every training study: ``a_count`` plain A phantoms (style ``"A"``,
     with masks), ``as_count`` shifted A studies (one random shift each), ``b_count`` B studies (half with one suite
-    shift; ``extra_fraction`` of them also hold a T1 or STIR series, which is used as well)."""
+    shift; ``extra_fraction`` of them also hold a T1 or STIR series, which is used as well).
+
+    ``a_upper`` (default 0: the plan of before): each plain A phantom is drawn (``default_rng([seed, 43])``) to be
+    rendered with the anatomy above C2 with this probability (style ``"AU"``; ``generate_series(upper=True)``)."""
     from pipelines.phantoms.mri_shift import SUITE
 
-    plan: list[tuple[str, int, list[str], tuple[str, ...]]] = [("A", s, [], ("T2",)) for s in range(a_seed, a_seed + a_count)]
+    plan: list[tuple[str, int, list[str], tuple[str, ...]]] = [
+        ("AU" if a_upper > 0 and np.random.default_rng([s, 43]).random() < a_upper else "A", s, [], ("T2",))
+        for s in range(a_seed, a_seed + a_count)]
     for s in range(as_seed, as_seed + as_count):
         r = np.random.default_rng([s, 7])
         plan.append(("a", s, [str(r.choice(MIX_SHIFTS_A))], ("T2",)))
@@ -259,8 +265,8 @@ def make_mixed_dataset(plan: list[tuple[str, int, list[str], tuple[str, ...]]], 
     with tempfile.TemporaryDirectory(prefix="mri-train-") as tmp:
         for n, (style, seed, shifts, wts) in enumerate(plan):
             rng = np.random.default_rng([seed, 99])
-            if style == "A":
-                parts = [a_phantom_views(seed, views, rng)]
+            if style in ("A", "AU"):
+                parts = [a_phantom_views(seed, views, rng, upper=style == "AU")]
             else:
                 parts = case_samples(style, seed, shifts, wts, views, rng, Path(tmp))
             for p in parts:

@@ -244,6 +244,9 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--extra-fraction", type=float, default=0.25, help="share of B studies also holding T1/STIR")
     ap.add_argument("--val-b-seed", type=int, default=810_000)
     ap.add_argument("--val-b-count", type=int, default=0)
+    ap.add_argument("--a-upper", type=float, default=0.0, metavar="P",
+                    help="fraction of the plain renderer-A training phantoms rendered with the anatomy above C2 "
+                    "(pipelines.phantoms.mri.upper; needs the mixed plan, e.g. --views 3); default 0: as before")
     ap.add_argument("--views", type=int, default=1, help="localiser windows per series (the first is the inference "
                     "window, the others random: offset, scale, rotation)")
     ap.add_argument("--init", type=Path, default=None, help="start both networks from these weights")
@@ -269,6 +272,8 @@ def cli(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     t0 = time.time()
     mixed = args.b_count > 0 or args.a_shift_count > 0 or args.views > 1
+    if args.a_upper and not mixed:
+        ap.error("--a-upper needs the mixed plan (--views > 1, --a-shift-count or --b-count)")
     if args.train_count == 0 and not mixed and not args.user_data:
         ap.error("no training data: --train-count 0 needs --user-data or other phantoms")
     # the user's series first: a bad label file stops before minutes of phantom rendering
@@ -281,7 +286,7 @@ def cli(argv: list[str] | None = None) -> int:
     tr = _dataset(range(args.train_seed, args.train_seed + args.train_count),
                   args.cache.with_suffix(".train.npz") if args.cache else None,
                   mixed_plan(args.train_seed, args.train_count, args.a_shift_seed, args.a_shift_count, args.b_seed,
-                             args.b_count, args.extra_fraction) if mixed else None, args.views)
+                             args.b_count, args.extra_fraction, args.a_upper) if mixed else None, args.views)
     if va is None:
         va = _dataset(range(args.val_seed, args.val_seed + args.val_count),
                       args.cache.with_suffix(".val.npz") if args.cache else None,
@@ -327,6 +332,7 @@ def cli(argv: list[str] | None = None) -> int:
               "mixed": {"a_plain": [args.train_seed, args.train_count], "a_shifted": [args.a_shift_seed, args.a_shift_count],
                         "b": [args.b_seed, args.b_count], "extra_fraction": args.extra_fraction, "views": args.views,
                         "val_b": [args.val_b_seed, args.val_b_count], "init": str(args.init) if args.init else None,
+                        "a_upper": args.a_upper,
                         "loc_windows": int(len(tr["loc_image"])), "series": int(len(tr["labels"]))} if mixed else None,
               "classifier_outputs": list(CLASSIFIER_OUT), "command": "python -m models.mri.train " + " ".join(sys.argv[1:] if argv is None else argv)}
     if args.user_data:

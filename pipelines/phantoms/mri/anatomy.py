@@ -8,10 +8,15 @@ signed distance from it (posterior positive).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from pipelines.phantoms.patient import VirtualPatient
 from pipelines.vocabulary import FORAMEN_LATERAL_MM, LEVELS
+
+if TYPE_CHECKING:
+    from pipelines.phantoms.mri.upper import UpperAnatomy
 
 # tissue labels (``SpineGeometry.labels``), the index into the signal table of ``pipelines.phantoms.mri.series``
 (AIR, FAT, MUSCLE, MARROW, CORTEX, NUCLEUS, ANNULUS, NUCLEUS_DEG, HERNIATION, CSF, CORD, MYELO, LIGAMENT,
@@ -22,14 +27,15 @@ CANAL_GRADE_NAMES = ("none", "mild (CSF partly effaced)", "moderate (cord contac
 """Canal grades 0..3 (:func:`canal_grade`)."""
 
 
-def spine_curve(p: VirtualPatient, u0: float, v0: float, ds: float = 0.2) -> dict:
-    """Vertebra/disc positions along the arc and the dense curve (u, v, tilt) sampled every ``ds`` mm."""
+def spine_curve(p: VirtualPatient, u0: float, v0: float, ds: float = 0.2, top: float = -90.0) -> dict:
+    """Vertebra/disc positions along the arc and the dense curve (u, v, tilt) sampled every ``ds`` mm, from
+    ``top`` mm (arc length, negative: above the C2 centre) to 90 mm below C7."""
     h, dh = np.array(p.body_height_mm), np.array(p.disc_height_mm)
     centres = [0.0]
     for i in range(1, len(h)):
         centres.append(centres[-1] + h[i - 1] / 2 + dh[i - 1] + h[i] / 2)
     centres = np.array(centres)
-    top, bottom = -90.0, centres[-1] + h[-1] / 2 + 90.0
+    bottom = centres[-1] + h[-1] / 2 + 90.0
     s = np.arange(top, bottom, ds)
     tilt = np.radians(np.interp(s, centres, p.tilt_deg))
     du, dv = np.sin(tilt) * ds, np.cos(tilt) * ds
@@ -70,8 +76,10 @@ class SpineGeometry:
     """Paints tissue labels of one sagittal plane at lateral position ``w`` in spine coordinates ``(s, a)`` of
     the pixels; also the residual canal as rendered."""
 
-    def __init__(self, p: VirtualPatient, curve: dict, s: np.ndarray, a: np.ndarray) -> None:
+    def __init__(self, p: VirtualPatient, curve: dict, s: np.ndarray, a: np.ndarray,
+                 upper: UpperAnatomy | None = None) -> None:
         self.p, self.s, self.a = p, s.astype(np.float32), a.astype(np.float32)
+        self.upper = upper
         self.centres = curve["centres"]
         self.disc_centres = curve["disc_centres"]
         h, dh = np.array(p.body_height_mm), np.array(p.disc_height_mm)
@@ -163,10 +171,11 @@ class SpineGeometry:
             # posterior fat planes between muscle layers
             lab[inside & (np.abs(a - (c_back + 28)) < 1.5)] = FAT
             lab[inside & (np.abs(a - (c_back + 45)) < 1.2)] = FAT
-            # skull base / brain above C2
-            skull = self.centres[0] - self.h[0] / 2 - 22.0
-            lab[inside & (s < skull) & (a > -half_d - 8)] = BRAIN
-            lab[inside & (s < skull) & (s > skull - 6) & (a > c_back + 2) & (a < c_back + 40)] = CORTEX
+            # skull base / brain above C2 (the plain block of before; ``upper`` paints the craniocervical junction)
+            if self.upper is None:
+                skull = self.centres[0] - self.h[0] / 2 - 22.0
+                lab[inside & (s < skull) & (a > -half_d - 8)] = BRAIN
+                lab[inside & (s < skull) & (s > skull - 6) & (a > c_back + 2) & (a < c_back + 40)] = CORTEX
         # vertebral artery flow void (transverse foramina)
         if 13.0 < aw < 18.0:
             lab[(np.abs(a - 0.5) < 2.2) & (s > self.centres[0]) & (s < self.centres[6])] = VESSEL
@@ -179,7 +188,7 @@ class SpineGeometry:
                 sb, ab, lb = s[bb], a[bb], lab[bb]
                 hh, dd = self.h[i] / 2, self.d[i] / 2
                 r = (np.abs(sb - c) / hh) ** 8 + (np.abs(ab) / dd) ** 4 + wf
-                if i == 0:  # dens of C2
+                if i == 0 and self.upper is None:  # dens of C2 (``upper`` draws its own)
                     r = np.minimum(r, (np.abs(sb - (c - hh - 6)) / 8.0) ** 2 + (np.abs(ab) / (dd * 0.55)) ** 2 + wf)
                 lb[r <= 1] = CORTEX
                 lb[r <= 0.72] = MARROW
@@ -282,4 +291,12 @@ class SpineGeometry:
                 lb[fora] = FORAMEN_FAT
                 root = ((ab - ac) / max(min(1.6, ra * 0.6), 0.3)) ** 2 + ((sb - sd - 0.3 * rs) / 1.6) ** 2 <= 1
                 lb[root & fora] = ROOT
+        if self.upper is not None:
+            self.upper.paint(self, lab, w)
         return lab
+
+    def intracranial(self) -> np.ndarray:
+        """bool map of the pixels above the foramen magnum (all False without ``upper``)."""
+        if self.upper is None:
+            return np.zeros(self.s.shape, bool)
+        return self.upper.frame(self)["h_fm"] > 0

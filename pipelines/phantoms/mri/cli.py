@@ -12,7 +12,7 @@ from pipelines.phantoms.mri.truth import write_truth
 
 def cli(argv: list[str] | None = None) -> int:
     """``cspine-node phantom mri --out DIR --seed N --count K [--style a|b] [--shift NAME[:VALUE] ...]
-    [--weighting T2 T1 STIR]``.
+    [--weighting T2 T1 STIR] [--upper]``.
 
     Writes ``DIR/mri_<seed>/`` per patient: one series per weighting (same study, same patient) and
     ``truth.json``. ``--style a`` (default) is renderer A (``pipelines.phantoms.mri``), ``--style b`` renderer B
@@ -30,7 +30,12 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=None)
     ap.add_argument("--columns", type=int, default=None)
     ap.add_argument("--slices", type=int, default=None)
+    ap.add_argument("--upper", action="store_true", help="renderer A only, no --shift: draw the anatomy above C2 "
+                    "(dens, C1, clivus, foramen magnum, brainstem, cerebellum) with the field of view moved up "
+                    "(pipelines.phantoms.mri.upper)")
     args = ap.parse_args(argv)
+    if args.upper and (args.style == "b" or args.shift or "STIR" in args.weighting):
+        ap.error("--upper is for renderer A without --shift (and without STIR)")
     if args.weighting[0] != "T2" and (args.style == "b" or args.shift):
         ap.error("with --style b or --shift the first weighting is T2 (the series the truth refers to)")
     if args.style == "a" and not args.shift and "STIR" not in args.weighting:
@@ -46,7 +51,7 @@ def _renderer_a(args: argparse.Namespace) -> int:
         d = args.out / f"mri_{seed:06d}"
         study_uid = None
         for wt in args.weighting:
-            ph = generate_series(seed, weighting=wt, shape=(rows, cols), n_slices=slices)
+            ph = generate_series(seed, weighting=wt, shape=(rows, cols), n_slices=slices, upper=args.upper)
             files = write_series(ph, d, study_uid=study_uid)
             study_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
             if wt == args.weighting[0]:

@@ -19,6 +19,7 @@ from scipy.spatial import cKDTree
 from pipelines.phantoms.mri.anatomy import (
     AIR,
     ANNULUS,
+    BRAIN,
     CANAL_GRADE_NAMES,
     CORD,
     CSF,
@@ -32,6 +33,7 @@ from pipelines.phantoms.mri.anatomy import (
     spine_curve,
 )
 from pipelines.phantoms.mri.truth import LevelTruth
+from pipelines.phantoms.mri.upper import UpperAnatomy
 from pipelines.phantoms.patient import DISC_POSITIVE, VirtualPatient, virtual_patient
 from pipelines.results import Finding
 from pipelines.vocabulary import FINDING_NAMES, LEVELS, TASKS, TRUTH_RULES
@@ -97,7 +99,8 @@ def generate_series(seed: int, *, weighting: str = "T2", shape: tuple[int, int] 
                     n_slices: int = 11, fov_mm: float = 240.0, slice_thickness_mm: float = 3.0,
                     spacing_between_slices_mm: float = 3.3, patient: VirtualPatient | None = None,
                     noise: float | None = None,
-                    endplate_marrow: dict[str, tuple[float, float]] | None = None) -> MriPhantom:
+                    endplate_marrow: dict[str, tuple[float, float]] | None = None,
+                    upper: bool = False) -> MriPhantom:
     """Render one sagittal series (deterministic for ``seed``, ``weighting`` and the geometry).
 
     ``shape`` is (rows, columns); pixels are square with ``fov_mm / columns`` mm. ``n_slices`` odd is
@@ -107,6 +110,12 @@ def generate_series(seed: int, *, weighting: str = "T2", shape: tuple[int, int] 
     the marrow of the two endplate zones (5 mm) next to disc ``level`` by ``gain`` and modulates it with a
     mottled texture (2 mm grain, relative amplitude ``texture``; 0 = a plain grey-level change), a
     Modic-like endplate change. Without it the output is unchanged.
+
+    ``upper`` (opt-in, default off: the series of before, bit for bit): the anatomy above C2
+    (:mod:`pipelines.phantoms.mri.upper`: dens, C1 arches, clivus, foramen magnum, occipital bone, brainstem,
+    cerebellum, CSF spaces, nasopharynx) with the field of view moved up by a random amount
+    (``UpperAnatomy.extra_mm``, drawn from its own stream of ``seed``); ``extra["upper"]`` holds its parameters.
+    The truth keeps its meaning; the canal mask stops at the foramen magnum.
     """
     if weighting not in SIGNAL:
         raise ValueError(f"weighting must be one of {sorted(SIGNAL)}, not {weighting!r}")
@@ -119,7 +128,12 @@ def generate_series(seed: int, *, weighting: str = "T2", shape: tuple[int, int] 
     ps = fov_mm / cols
     u0 = fov_mm * 0.47 + grng.normal(0, 6)
     v0 = rows * ps * 0.2 + grng.normal(0, 6)
-    curve = spine_curve(p, u0, v0)
+    up = UpperAnatomy.draw(seed) if upper else None
+    if up is None:
+        curve = spine_curve(p, u0, v0)
+    else:
+        v0 += up.extra_mm
+        curve = spine_curve(p, u0, v0, top=min(-90.0, -(v0 + 80.0)))
     # pixel -> (s, a) in spine coordinates
     uu, vv = np.meshgrid(np.arange(cols) * ps, np.arange(rows) * ps)
     tree = cKDTree(np.stack([curve["u"], curve["v"]], 1))
@@ -135,8 +149,10 @@ def generate_series(seed: int, *, weighting: str = "T2", shape: tuple[int, int] 
     subs = np.array([-1 / 3, 0.0, 1 / 3]) * slice_thickness_mm
     lut = np.array(SIGNAL[weighting]) * rng.normal(1, 0.06, len(SIGNAL[weighting]))
     lut[AIR] = 0.0
+    if up is not None:
+        lut[BRAIN] *= up.brain_gain
     vol = np.zeros((n_slices, rows, cols), np.float32)
-    geo = SpineGeometry(p, curve, s, a)
+    geo = SpineGeometry(p, curve, s, a, upper=up)
     zones = _endplate_zones(seed, p, curve, s, a, ps, endplate_marrow) if endplate_marrow else None
     for k, w in enumerate(positions):
         acc = np.zeros((rows, cols), np.float32)
@@ -166,6 +182,8 @@ def generate_series(seed: int, *, weighting: str = "T2", shape: tuple[int, int] 
     volume = np.clip(vol * gain, 0, 4095).astype(np.uint16)
 
     canal_mask = np.isin(mid_labels, (CSF, CORD, MYELO))
+    if up is not None:
+        canal_mask &= ~geo.intracranial()
     disc_mask = np.where(np.isin(mid_labels, (NUCLEUS, ANNULUS, NUCLEUS_DEG, HERNIATION)), mid_level, 0).astype(np.int8)
     levels = []
     for j, lv in enumerate(LEVELS):
@@ -182,7 +200,8 @@ def generate_series(seed: int, *, weighting: str = "T2", shape: tuple[int, int] 
             disc_centre_px=(float(curve["u"][i] / ps), float(curve["v"][i] / ps)),
         ))
     return MriPhantom(p, weighting, volume, (ps, ps), slice_thickness_mm, spacing_between_slices_mm, positions, mid,
-                      tuple(levels), disc_mask, canal_mask, {"noise_sigma": sigma, "seed": seed})
+                      tuple(levels), disc_mask, canal_mask,
+                      {"noise_sigma": sigma, "seed": seed, **({"upper": up.to_dict()} if up is not None else {})})
 
 
 def _endplate_zones(seed: int, p: VirtualPatient, curve: dict, s: np.ndarray, a: np.ndarray, ps: float,
