@@ -21,7 +21,7 @@ import torch
 
 from models.common.checkpoint import Checkpoint
 from models.common.ood import FeatureGate
-from models.common.predictor import Predictor, resolve_device
+from models.common.predictor import Predictor, for_inference, resolve_device
 from models.cord_compression import ALGORITHM_NAME, DEFAULT_WEIGHTS, MODEL_CARD
 from models.cord_compression.network import SegmentCNN
 from models.cord_compression.roi import crop_to_image, normalise, segment_crops
@@ -63,7 +63,7 @@ class CordCompressionPredictor(Predictor):
         self.weights_version = checkpoint.version
         net = SegmentCNN()
         net.load_state_dict(checkpoint.part("network"))
-        self.net = net.to(self.device).eval()
+        self.net = for_inference(net, self.device)
         self.gate = FeatureGate.from_meta(self.meta.get("ood"))
         """Out-of-distribution gate per segment (``meta["ood"]``, ``python -m models.cord_compression.ood``)."""
 

@@ -22,7 +22,7 @@ import torch
 
 from models.common.checkpoint import Checkpoint
 from models.common.ood import FeatureGate
-from models.common.predictor import Predictor, resolve_device
+from models.common.predictor import Predictor, for_inference, resolve_device
 from models.curvature import CLASSES, DEFAULT_WEIGHTS, MODEL_CARD
 from models.curvature.network import build
 from models.curvature.roi import Locator, crop, curvature_box
@@ -64,7 +64,7 @@ class CurvaturePredictor(Predictor):
         self.input_size = int(self.meta.get("input_size", 128))
         net = build(self.meta["arch"], len(self.meta["classes"]), self.input_size)
         net.load_state_dict(checkpoint.part("network"))
-        self.net = net.to(self.device).eval()
+        self.net = for_inference(net, self.device)
         self.locator = locator
         self.gate = FeatureGate.from_meta(self.meta.get("ood"))
         """Out-of-distribution gate (``meta["ood"]``, ``python -m models.curvature.ood``); None: every crop passes."""

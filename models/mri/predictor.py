@@ -15,7 +15,7 @@ import torch
 from scipy import ndimage
 
 from models.common.checkpoint import Checkpoint
-from models.common.predictor import Predictor, resolve_device
+from models.common.predictor import Predictor, for_inference, resolve_device
 from models.mri import DEFAULT_WEIGHTS, MODEL_CARD
 from models.mri.network import DiscLocaliser, LevelClassifier
 from pipelines.interfaces import VolumeAnalysis
@@ -175,8 +175,8 @@ class MriPredictor(Predictor):
         self.classifier.load_state_dict(checkpoint.part("classifier"))
         self.calibration: dict[str, dict] = {t: dict(c) for t, c in
                                              checkpoint.meta.get("calibration", {}).get("tasks", {}).items()}
-        self.localiser.to(self.device).eval()
-        self.classifier.to(self.device).eval()
+        self.localiser = for_inference(self.localiser, self.device)
+        self.classifier = for_inference(self.classifier, self.device)
 
     @classmethod
     def load(cls, weights: Path | str | None = None, device: torch.device | str = "cpu") -> MriPredictor:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from models.common.checkpoint import Checkpoint
-from models.common.predictor import Predictor, resolve_device
+from models.common.predictor import Predictor, for_inference, resolve_device
 from models.neck_pain import DEFAULT_WEIGHTS, MODEL_CARD
 from models.neck_pain.inputs import (
     INPUT,
@@ -52,7 +52,7 @@ class NeckPainPredictor(Predictor):
         self.weights_version = checkpoint.version
         net = make_net(self.meta["variant"])
         net.load_state_dict(checkpoint.part("network"))
-        self.net = net.to(self.device).eval()
+        self.net = for_inference(net, self.device)
 
     @classmethod
     def load(cls, weights: Path | str | None = None, device: torch.device | str = "cpu") -> NeckPainPredictor:

@@ -23,7 +23,7 @@ import torch
 
 from models.common.checkpoint import Checkpoint
 from models.common.ood import FeatureGate
-from models.common.predictor import Predictor, resolve_device
+from models.common.predictor import Predictor, for_inference, resolve_device
 from models.curvature.roi import Locator, crop, upper_cervical_box
 from models.upper_cervical import DEFAULT_WEIGHTS, MODEL_CARD, VIEW_ORDER
 from models.upper_cervical.network import CerviHFENet
@@ -67,7 +67,7 @@ class UpperCervicalPredictor(Predictor):
         self.input_size = int(self.meta.get("input_size", 96))
         net = CerviHFENet(len(self.meta["labels"]))
         net.load_state_dict(checkpoint.part("network"))
-        self.net = net.to(self.device).eval()
+        self.net = for_inference(net, self.device)
         self.locator = locator
         self.gate = FeatureGate.from_meta(self.meta.get("ood"))
         """Out-of-distribution gate (``meta["ood"]``, ``python -m models.upper_cervical.ood``); None: all pass."""

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from models.common.checkpoint import Checkpoint, CheckpointError
-from models.common.predictor import Predictor, resolve_device
+from models.common.predictor import Predictor, for_inference, resolve_device
 from models.xray_keypoints import DEFAULT_WEIGHTS, MODEL_CARD
 from models.xray_keypoints.cascade import (
     N_LEVELS,
@@ -293,4 +293,4 @@ def _loss_config(d: dict) -> LossConfig:
 def _network(config: NetworkConfig, state: dict[str, torch.Tensor], device: torch.device) -> KeypointNet:
     model = KeypointNet(config)
     model.load_state_dict(state)
-    return model.to(device).eval()
+    return for_inference(model, device)

@@ -39,15 +39,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 import numpy as np
+from matplotlib.path import Path as MplPath
+from pydicom.dataset import Dataset
 
 from pipelines.interfaces import ImageClassifier, ImageInputCheck, KeypointModel, ModelSet, SegmentClassifier
 from pipelines.results import AlgorithmInfo, ImageResult, Keypoint, Mask, Measurement, StudyResult
 from pipelines.study import Instance, Study
 from pipelines.vocabulary import KEYPOINT_NAMES, VERTEBRAE, PipelineName, View
-from pipelines.xray.classifiers import check_against_geometry, classify_segments, classify_views
+from pipelines.xray.calibration import CalibrationError, measurement_spacing
+from pipelines.xray.classifiers import (
+    ClassifierOutput,
+    check_against_geometry,
+    classify_segments,
+    classify_views,
+)
 from pipelines.xray.plausibility import Plausibility, check_view
 from pipelines.xray.preprocessing import image_from_dataset, view_of
 
@@ -79,8 +89,6 @@ def corner_quadrilateral(points: np.ndarray, vertebra: int) -> np.ndarray:
 
 def body_masks(points: np.ndarray, rows: int, cols: int, image_uid: str) -> list[Mask]:
     """Vertebral body masks C2..C7 (bool rows x cols) filled from the predicted corner quadrilaterals."""
-    from matplotlib.path import Path as MplPath
-
     masks = []
     for v, name in enumerate(VERTEBRAE):
         quad = corner_quadrilateral(points, v)
@@ -130,6 +138,18 @@ class XrayPipeline:
     model's own gate lets renderer-B images through and it calls an abnormality in ~97 % of them. Its pre-registered
     test and cost on renderer A: models/upper_cervical/MODEL_CARD.md."""
 
+    view_threads: int = 3
+    """Radiographs of a study read and run through the keypoint model at once (threads; torch and NumPy release
+    the GIL in their kernels, and each forward uses the worker's ``torch_threads``); above 1, the seed classifiers
+    also run beside the measurements. On this 2-core CPU the X-ray pipeline of a 3-view study takes ~0.65 of the
+    time one after another (``bench/analyze_latency.py``); on a busy CPU the threads share the cores. 1: one after
+    another."""
+
+    warm: ClassVar[bool] = False
+    """Whether this process has run the pipeline through, or its models once (a worker sets it after
+    ``models.warmup``): until then ``run`` uses no threads, because the first use of a model may import modules and
+    Python's imports are not safe from several threads at once."""
+
     def __init__(self, keypoints: KeypointModel, image_classifiers: Sequence[ImageClassifier] = (),
                  cord_compression: SegmentClassifier | None = None) -> None:
         """``keypoints``: the keypoint model (its ``algorithm`` names the result); ``image_classifiers`` (seeds 003,
@@ -149,12 +169,12 @@ class XrayPipeline:
 
     def run(self, study: Study, instances: tuple[Instance, ...]) -> StudyResult:
         from pipelines.xray import findings as findings_mod
-        from pipelines.xray import geometry
 
         result = StudyResult(study.study_uid, self.name, self.algorithm())
         analysed: list[_Analysed] = []
-        for inst in instances:
-            a = self._analyse(inst, result.warnings)
+        threaded = self.view_threads > 1 and XrayPipeline.warm
+        for a, warnings in self._analyse_all(instances, threaded):
+            result.warnings.extend(warnings)
             if a is not None:
                 result.images.append(a.image)
                 analysed.append(a)
@@ -170,9 +190,40 @@ class XrayPipeline:
                 result.warnings.append(
                     f"{len(items)} radiographs labelled {view.value}: each is measured; the dynamic comparison uses "
                     f"the one with the lowest keypoint spread")
-        rng = np.random.default_rng(0)
         best = {v: min(items, key=lambda a: (not a.plausibility.passed, a.median_sigma_mm))
                 for v, items in by_view.items()}
+        # the seed classifiers need only the views and their gates: they run beside the measurements (threads)
+        if threaded:
+            with ThreadPoolExecutor(2, thread_name_prefix="xray-cls") as pool:
+                classified_f = pool.submit(self._classify, best)
+                cord_f = pool.submit(self._cord_compression, best.get(View.NEUTRAL))
+                primary = self._measure(analysed, best, by_view, result)
+                classified, cord = classified_f.result(), cord_f.result()
+        else:
+            primary = self._measure(analysed, best, by_view, result)
+            classified, cord = self._classify(best), self._cord_compression(best.get(View.NEUTRAL))
+        # findings from one image per view (the best), so that duplicates cannot contradict each other
+        result.findings.extend(findings_mod.findings_from_measurements(primary))
+        if self.image_classifiers:
+            result.warnings.extend(f"seed classifiers skip the {v.value} view: {a.image.rejected}"
+                                   for v, a in best.items() if a.image.rejected)
+        check_against_geometry(classified, [m for m in primary if m.view == View.NEUTRAL])
+        for out in (classified, cord):
+            result.findings.extend(out.findings)
+            result.contributors.extend(out.algorithms)
+            result.warnings.extend(out.warnings)
+        if cord.heatmaps:
+            best[View.NEUTRAL].image.heatmaps.extend(cord.heatmaps)
+        XrayPipeline.warm = True
+        return result
+
+    def _measure(self, analysed: list[_Analysed], best: dict[View, _Analysed], by_view: dict[View, list[_Analysed]],
+                 result: StudyResult) -> list[Measurement]:
+        """Measure every image and the flexion-extension pair into ``result``; returns the measurements of the best
+        image per view (and the dynamic ones), from which the findings come."""
+        from pipelines.xray import geometry
+
+        rng = np.random.default_rng(0)
         primary: list[Measurement] = []
         for a in analysed:
             ms = self._measure_image(a, geometry, rng)
@@ -209,56 +260,60 @@ class XrayPipeline:
         elif by_view.keys() & {View.FLEXION, View.EXTENSION}:
             missing = View.EXTENSION if flex is not None else View.FLEXION
             result.warnings.append(f"no {missing.value} radiograph: dynamic instability (flexion-extension) not assessed")
-        # findings from one image per view (the best), so that duplicates cannot contradict each other
-        result.findings.extend(findings_mod.findings_from_measurements(primary))
-        # the whole-image classifiers of seeds 003 (curvature class) and 001 (upper cervical), on the views that
-        # passed the gates (plausibility and keypoint uncertainty: not rejected)
+        return primary
+
+    def _classify(self, best: dict[View, _Analysed]) -> ClassifierOutput:
+        """The whole-image classifiers of seeds 003 (curvature class) and 001 (upper cervical) on the views that
+        passed the gates (plausibility and keypoint uncertainty: not rejected)."""
         plausible = {v: a for v, a in best.items() if not a.image.rejected}
-        if self.image_classifiers:
-            result.warnings.extend(f"seed classifiers skip the {v.value} view: {a.image.rejected}"
-                                   for v, a in best.items() if a.image.rejected)
         check = next((m for m in self.image_classifiers if isinstance(m, ImageInputCheck)), None)
-        classified = classify_views(self.image_classifiers,
-                                    {v: a.pixels for v, a in plausible.items() if a.pixels is not None},
-                                    {v: a.spacing if a.calibrated else None for v, a in plausible.items()},
-                                    input_check=check if self.upper_cervical_curvature_check else None)
-        check_against_geometry(classified, [m for m in primary if m.view == View.NEUTRAL])
-        result.findings.extend(classified.findings)
-        result.contributors.extend(classified.algorithms)
-        result.warnings.extend(classified.warnings)
-        self._cord_compression(best.get(View.NEUTRAL), result)
-        return result
+        return classify_views(self.image_classifiers,
+                              {v: a.pixels for v, a in plausible.items() if a.pixels is not None},
+                              {v: a.spacing if a.calibrated else None for v, a in plausible.items()},
+                              input_check=check if self.upper_cervical_curvature_check else None)
 
-    def _cord_compression(self, neutral: _Analysed | None, result: StudyResult) -> None:
-        """Seed 004: cord compression per segment on the neutral view, when its keypoints passed the gate."""
+    def _cord_compression(self, neutral: _Analysed | None) -> ClassifierOutput:
+        """Seed 004: cord compression per segment on the neutral view, when its keypoints passed the gate (else only
+        the warning why not)."""
         if neutral is None or neutral.pixels is None:
-            result.warnings.append("cord compression model: no neutral view")
-            return
+            return ClassifierOutput(warnings=["cord compression model: no neutral view"])
         if neutral.median_sigma_mm > self.max_median_sigma_mm:
-            result.warnings.append(
+            return ClassifierOutput(warnings=[
                 f"cord compression model did not run: keypoint uncertainty too high on the neutral view (median "
-                f"spread {neutral.median_sigma_mm:.2f} mm > {self.max_median_sigma_mm:.2f} mm)")
-            return
+                f"spread {neutral.median_sigma_mm:.2f} mm > {self.max_median_sigma_mm:.2f} mm)"])
         if not neutral.plausibility.canal_passed:
-            result.warnings.append(f"cord compression model did not run: {neutral.plausibility.canal_reason} "
-                                   "(neutral view)")
-            return
-        out = classify_segments(self.cord_compression, neutral.pixels, neutral.points, neutral.image.image_uid)
-        result.findings.extend(out.findings)
-        result.contributors.extend(out.algorithms)
-        result.warnings.extend(out.warnings)
-        neutral.image.heatmaps.extend(out.heatmaps)
+            return ClassifierOutput(warnings=[f"cord compression model did not run: {neutral.plausibility.canal_reason} "
+                                              "(neutral view)"])
+        return classify_segments(self.cord_compression, neutral.pixels, neutral.points, neutral.image.image_uid)
 
-    def _analyse(self, inst: Instance, warnings: list[str]) -> _Analysed | None:
-        from pipelines.xray.calibration import CalibrationError, measurement_spacing
+    def _analyse_all(self, instances: Sequence[Instance], threaded: bool) -> list[tuple[_Analysed | None, list[str]]]:
+        """``_analyse`` of every instance with its own warnings, in the order of ``instances``: the files are read
+        and decoded here, one after another (a decoder's first use imports its plugin, and Python's imports are not
+        safe from several threads at once), then, if ``threaded``, up to ``view_threads`` radiographs go through the
+        keypoint model at once."""
+        read: list[tuple[Instance, Dataset | None, np.ndarray | None, list[str]]] = []
+        for inst in instances:
+            warnings: list[str] = []
+            try:
+                ds = inst.read()
+                read.append((inst, ds, image_from_dataset(ds), warnings))
+            except Exception as exc:  # a broken file must not stop the other images
+                warnings.append(f"image {inst.sop_instance_uid}: not analysed ({exc})")
+                read.append((inst, None, None, warnings))
 
+        def one(item: tuple[Instance, Dataset | None, np.ndarray | None, list[str]]
+                ) -> tuple[_Analysed | None, list[str]]:
+            inst, ds, image, warnings = item
+            return (self._analyse(inst, ds, image, warnings) if ds is not None and image is not None else None), warnings
+
+        n = min(self.view_threads, len(read)) if threaded else 1
+        if n <= 1:
+            return [one(item) for item in read]
+        with ThreadPoolExecutor(n, thread_name_prefix="xray-view") as pool:
+            return list(pool.map(one, read))
+
+    def _analyse(self, inst: Instance, ds: Dataset, image: np.ndarray, warnings: list[str]) -> _Analysed:
         uid = inst.sop_instance_uid
-        try:
-            ds = inst.read()
-            image = image_from_dataset(ds)
-        except Exception as exc:  # a broken file must not stop the other images
-            warnings.append(f"image {uid}: not analysed ({exc})")
-            return None
         pred = self.keypoints.predict(image)
         view = view_of(ds)
         if view is None:

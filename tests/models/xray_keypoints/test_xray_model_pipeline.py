@@ -148,3 +148,25 @@ def test_body_masks_fill_the_quadrilaterals() -> None:
     assert [m.label for m in masks][0] == "C2 vertebral body"
     assert masks[0].array.sum() == pytest.approx(30 * 15, rel=0.15)
     assert masks[0].array[17, 45] and not masks[0].array[17, 70]
+
+
+def test_threaded_run_equals_one_after_another(models, phantom) -> None:
+    """``view_threads`` (views, then seed classifiers beside the measurements, in threads) changes nothing in the
+    result: the same keypoints, measurements, findings, warnings and Grad-CAM maps, in the same order."""
+    _, paths = phantom
+    (st,) = Study.from_paths(paths)
+    serial, threaded = XrayPipeline.from_models(models), XrayPipeline.from_models(models)
+    serial.view_threads, threaded.view_threads = 1, 3
+    a, b = serial.run(st, st.instances), threaded.run(st, st.instances)
+    assert [im.image_uid for im in a.images] == [im.image_uid for im in b.images]
+    for ia, ib in zip(a.images, b.images, strict=True):
+        assert [(k.x, k.y, k.sigma_px) for k in ia.keypoints] == [(k.x, k.y, k.sigma_px) for k in ib.keypoints]
+        assert [(h.key, h.site, h.probability) for h in ia.heatmaps] == [(h.key, h.site, h.probability)
+                                                                         for h in ib.heatmaps]
+        assert all(np.array_equal(ha.array, hb.array) for ha, hb in zip(ia.heatmaps, ib.heatmaps, strict=True))
+    assert [(m.key, m.view, m.site, m.value, m.interval, m.reason) for m in a.measurements] == \
+        [(m.key, m.view, m.site, m.value, m.interval, m.reason) for m in b.measurements]
+    assert [(f.key, f.site, f.value, f.probability, f.evidence) for f in a.findings] == \
+        [(f.key, f.site, f.value, f.probability, f.evidence) for f in b.findings]
+    assert a.warnings == b.warnings and [c.name for c in a.contributors] == [c.name for c in b.contributors]
+    assert any(im.heatmaps for im in a.images)  # the cord-compression thread's maps reached the neutral image
