@@ -142,8 +142,9 @@ class XrayPipeline:
     """Radiographs of a study read and run through the keypoint model at once (threads; torch and NumPy release
     the GIL in their kernels, and each forward uses the worker's ``torch_threads``); above 1, the seed classifiers
     also run beside the measurements. On this 2-core CPU the X-ray pipeline of a 3-view study takes ~0.65 of the
-    time one after another (``bench/analyze_latency.py``); on a busy CPU the threads share the cores. 1: one after
-    another."""
+    time one after another (``bench/analyze_latency.py``); on a busy CPU the threads share the cores. The views' crops
+    and activations are then in memory together: peak RSS of the bench study 627 MB against 529 MB one after another.
+    1: one after another."""
 
     warm: ClassVar[bool] = False
     """Whether this process has run the pipeline through, or its models once (a worker sets it after
