@@ -15,28 +15,19 @@ from __future__ import annotations
 
 import highdicom as hd
 import numpy as np
-from matplotlib.path import Path as MplPath
 from pydicom.dataset import Dataset
 
 from pipelines.dicom_out import codes
 from pipelines.dicom_out._sources import Sources
 from pipelines.dicom_out.graphics import keypoints_by_name, vertebra_polygon
 from pipelines.dicom_out.identity import Provenance, new_uid
+from pipelines.raster import fill_polygon
 from pipelines.results import VERTEBRAE, ImageResult, Mask, StudyResult
 
 
 def rasterize(polygon: np.ndarray, rows: int, cols: int) -> np.ndarray:
     """Bool mask of the pixels whose centres lie inside ``polygon`` ((n, 2) x, y in pixel coordinates)."""
-    out = np.zeros((rows, cols), dtype=bool)
-    x0, y0 = np.floor(polygon.min(axis=0)).astype(int)
-    x1, y1 = np.ceil(polygon.max(axis=0)).astype(int)
-    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, cols - 1), min(y1, rows - 1)
-    if x1 < x0 or y1 < y0:
-        return out
-    yy, xx = np.mgrid[y0 : y1 + 1, x0 : x1 + 1]
-    inside = MplPath(polygon).contains_points(np.column_stack([xx.ravel(), yy.ravel()]))
-    out[y0 : y1 + 1, x0 : x1 + 1] = inside.reshape(yy.shape)
-    return out
+    return fill_polygon(polygon, rows, cols)
 
 
 def canal_polygon(image: ImageResult) -> np.ndarray | None:

@@ -44,10 +44,10 @@ from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import numpy as np
-from matplotlib.path import Path as MplPath
 from pydicom.dataset import Dataset
 
 from pipelines.interfaces import ImageClassifier, ImageInputCheck, KeypointModel, ModelSet, SegmentClassifier
+from pipelines.raster import fill_polygon
 from pipelines.results import AlgorithmInfo, ImageResult, Keypoint, Mask, Measurement, StudyResult
 from pipelines.study import Instance, Study
 from pipelines.vocabulary import KEYPOINT_NAMES, VERTEBRAE, PipelineName, View
@@ -89,19 +89,8 @@ def corner_quadrilateral(points: np.ndarray, vertebra: int) -> np.ndarray:
 
 def body_masks(points: np.ndarray, rows: int, cols: int, image_uid: str) -> list[Mask]:
     """Vertebral body masks C2..C7 (bool rows x cols) filled from the predicted corner quadrilaterals."""
-    masks = []
-    for v, name in enumerate(VERTEBRAE):
-        quad = corner_quadrilateral(points, v)
-        x0, y0 = np.floor(quad.min(axis=0)).astype(int)
-        x1, y1 = np.ceil(quad.max(axis=0)).astype(int)
-        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, cols - 1), min(y1, rows - 1)
-        arr = np.zeros((rows, cols), dtype=bool)
-        if x1 >= x0 and y1 >= y0:
-            yy, xx = np.mgrid[y0 : y1 + 1, x0 : x1 + 1]
-            inside = MplPath(quad).contains_points(np.column_stack([xx.ravel(), yy.ravel()]))
-            arr[y0 : y1 + 1, x0 : x1 + 1] = inside.reshape(yy.shape)
-        masks.append(Mask(f"{name} vertebral body", image_uid, arr))
-    return masks
+    return [Mask(f"{name} vertebral body", image_uid, fill_polygon(corner_quadrilateral(points, v), rows, cols))
+            for v, name in enumerate(VERTEBRAE)]
 
 
 def calibrated_interval(m: Measurement, scale: dict[str, float]) -> Measurement:
