@@ -1,9 +1,10 @@
-"""A report page as pixels: matplotlib (Agg) draws the pictures, Pillow the text and the tables.
+"""A report page as pixels, drawn by Pillow: pictures, text and tables.
 
-matplotlib renders text glyph by glyph from Python (a page of tables, ~7 000 glyphs, took most of a second here);
-Pillow renders a whole string in C. A ``Page`` is an A4 figure whose pictures are matplotlib axes, plus text and
-tables recorded in figure coordinates (fractions, origin bottom left, sizes in points, as in matplotlib) and drawn
-by Pillow onto the rendered canvas in ``render()``. The same pixels become the secondary capture and, through
+A ``Page`` is an A4 sheet at ``DPI``: pictures (RGB pixels made by the caller, e.g. ``report.draw_panel``) pasted
+into boxes, and text and tables recorded in figure coordinates (fractions, origin bottom left, sizes in points, as
+in matplotlib) and drawn in ``render()``. (Until issue 15 the pictures were matplotlib axes: a page of three
+annotated radiographs cost ~0.25 s more; matplotlib also renders text glyph by glyph from Python, Pillow a whole
+string in C.) The same pixels become the secondary capture and, through
 ``pdf_bytes``, the PDF page: the page is rendered once, at the resolution a viewer shows (``DPI``).
 
 The PDF has a text layer: every string Pillow drew (titles, table cells, the research statement) is also written as
@@ -22,12 +23,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 PAGE_INCHES = (8.27, 11.69)  # A4 portrait
 DPI = 110
@@ -93,10 +90,31 @@ class _Table:
 class Page:
     """One report page: ``fig`` for the pictures (add axes to it), ``text`` and ``table`` for the rest."""
 
-    fig: Figure = field(default_factory=lambda: plt.figure(figsize=PAGE_INCHES, dpi=DPI))
+    _pictures: list[tuple[int, int, np.ndarray]] = field(default_factory=list)
     _texts: list[_Text] = field(default_factory=list)
     _tables: list[_Table] = field(default_factory=list)
     _runs: list[TextRun] = field(default_factory=list)
+
+    @staticmethod
+    def size_px() -> tuple[int, int]:
+        """(width, height) of the page in pixels."""
+        return int(PAGE_INCHES[0] * DPI), int(PAGE_INCHES[1] * DPI)
+
+    @classmethod
+    def box_px(cls, rect: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
+        """``rect`` = (left, bottom, width, height) in figure fractions -> (left, top, width, height) in pixels."""
+        w, h = cls.size_px()
+        left, bottom, width, height = rect
+        return int(round(left * w)), int(round((1 - bottom - height) * h)), int(round(width * w)), int(round(height * h))
+
+    def picture(self, left: int, top: int, rgb: np.ndarray) -> None:
+        """Paste ``rgb`` ((rows, columns, 3) uint8) with its top-left corner at pixel (``left``, ``top``)."""
+        self._pictures.append((left, top, rgb))
+
+    def text_px(self, x: float, y: float, text: str, size: float, **kw: object) -> None:
+        """:meth:`text` at pixel (x, y) of the page (origin top left)."""
+        w, h = self.size_px()
+        self.text(x / w, 1 - y / h, text, size, **kw)
 
     def text(self, x: float, y: float, text: str, size: float, *, ha: str = "left", va: str = "baseline",
              bold: bool = False, color: str = "black", wrap: float | None = None) -> None:
@@ -115,12 +133,10 @@ class Page:
                                    max_size, align))
 
     def render(self) -> RenderedPage:
-        """The page as (rows, columns, 3) uint8 RGB pixels with the text runs drawn on them; closes the figure."""
-        try:
-            self.fig.canvas.draw()
-            image = Image.fromarray(np.asarray(self.fig.canvas.buffer_rgba())[..., :3].copy())
-        finally:
-            plt.close(self.fig)
+        """The page as (rows, columns, 3) uint8 RGB pixels with the pictures and the text runs drawn on them."""
+        image = Image.new("RGB", self.size_px(), "white")
+        for left, top, rgb in self._pictures:
+            image.paste(Image.fromarray(rgb), (left, top))
         draw = ImageDraw.Draw(image)
         for t in self._tables:
             self._draw_table(draw, image.size, t)

@@ -1,7 +1,7 @@
 """The one-page report (after paper 002 fig. 8): annotated views on top, tables of values and findings.
 
-Rendered once as pixels (``pipelines.dicom_out.page``: matplotlib draws the annotated views, Pillow the text and
-tables), delivered twice:
+Rendered once as pixels (``pipelines.dicom_out.page``; Pillow draws the annotated views, the text and the tables),
+delivered twice:
 
 * a Secondary Capture image (RGB) - every PACS viewer shows an image;
 * an Encapsulated PDF of the same pixels - for printing and for viewers with a PDF viewer (OHIF has one); its
@@ -16,24 +16,20 @@ from datetime import datetime
 
 import highdicom as hd
 import matplotlib
+import numpy as np
+from contourpy import contour_generator
+from PIL import Image, ImageDraw
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from contourpy import contour_generator  # noqa: E402
-from matplotlib.collections import PathCollection  # noqa: E402
-from matplotlib.path import Path as MplPath  # noqa: E402
-from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
-from pydicom.uid import ExplicitVRLittleEndian  # noqa: E402
-
-from pipelines.dicom_out._sources import Sources  # noqa: E402
-from pipelines.dicom_out.graphics import figure_graphics, headline, vertebra_labels  # noqa: E402
-from pipelines.dicom_out.identity import RESEARCH_STATEMENT, SERIES_DESCRIPTIONS, Provenance, new_uid  # noqa: E402
-from pipelines.dicom_out.page import Page, RenderedPage  # noqa: E402
-from pipelines.dicom_out.sr import view_label  # noqa: E402
-from pipelines.dicom_out.sr_compare import comparison_table  # noqa: E402
-from pipelines.patient.compare import Comparison  # noqa: E402
-from pipelines.results import ImageResult, StudyResult  # noqa: E402
+from pipelines.dicom_out._sources import Sources
+from pipelines.dicom_out.graphics import figure_graphics, headline, vertebra_labels
+from pipelines.dicom_out.identity import RESEARCH_STATEMENT, SERIES_DESCRIPTIONS, Provenance, new_uid
+from pipelines.dicom_out.page import DPI, Page, RenderedPage, font
+from pipelines.dicom_out.sr import view_label
+from pipelines.dicom_out.sr_compare import comparison_table
+from pipelines.patient.compare import Comparison
+from pipelines.results import ImageResult, StudyResult
 
 ENCAPSULATED_PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"
 
@@ -55,65 +51,111 @@ def display_pixels(src: Dataset, max_size: int = 700) -> tuple[np.ndarray, int]:
     return (1.0 - out if src.get("PhotometricInterpretation", "") == "MONOCHROME1" else out), step
 
 
-def draw_image(ax: plt.Axes, image: ImageResult, result: StudyResult, src: Dataset, title: str) -> None:
-    """One annotated view: outlines, spinolaminar points, Cobb lines, SVA plumb line, labels."""
+_KEYPOINTS, _LINES, _POINTS, _OUTLINES = "#ffd400", "#00e5ff", "#ff5ad2", "#7CFC00"
+_SUPERSAMPLE = 3
+"""Overlays are drawn at this multiple of the panel's pixels and filtered down: antialiased lines."""
+
+
+def _pt(points: float) -> float:
+    """Points -> page pixels."""
+    return points * DPI / 72
+
+
+def draw_panel(page: Page, rect: tuple[float, float, float, float], image: ImageResult, result: StudyResult,
+               src: Dataset, title: str) -> None:
+    """One annotated view in ``rect`` (figure fractions) of ``page``, the picture fitted and centred in it: outlines,
+    spinolaminar points, Cobb lines, SVA plumb line, mask outlines, explanation maps, vertebra labels, the key values
+    and the view's title (text through the page, so that it is also in the PDF's text layer)."""
+    left, top, bw, bh = page.box_px(rect)
     px, step = display_pixels(src)
-    # the decimated picture spans the full image extent, so keypoints stay in original pixel coordinates
-    ax.imshow(px, cmap="gray", interpolation="antialiased", extent=(-0.5, image.columns - 0.5, image.rows - 0.5, -0.5))
-    colours = {"keypoints": "#ffd400", "lines": "#00e5ff"}
-    for layer, g in figure_graphics(image, result.measurements):
-        pts = g.closed_points()
-        ax.plot(pts[:, 0], pts[:, 1], "-", lw=0.8, color=colours.get(layer, "w"))
-        if g.kind == "POINT" or layer == "keypoints":
-            ax.plot(g.points[:, 0], g.points[:, 1], "o", ms=1.6, color="#ff5ad2")
-    outlines = []  # of the pipeline's own masks (MRI discs, canal, bodies), at the picture's resolution
+    scale = min(bw / max(image.columns, 1), bh / max(image.rows, 1))
+    w, h = max(1, round(image.columns * scale)), max(1, round(image.rows * scale))
+    ox, oy = (bw - w) // 2, (bh - h) // 2  # centred in the box, as an equal-aspect picture
+    grey = (np.clip(px, 0, 1) * 255 + 0.5).astype(np.uint8)
+    picture = Image.fromarray(grey).convert("RGB").resize((w, h), Image.Resampling.LANCZOS).convert("RGBA")
+    if image.heatmaps:
+        picture = Image.alpha_composite(picture, _heatmap_layer(image, (w, h)))
+    ss = _SUPERSAMPLE
+    layer = Image.new("RGBA", (w * ss, h * ss), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+
+    def to_px(points: np.ndarray) -> list[tuple[float, float]]:  # results coordinates -> supersampled pixels
+        return [tuple(p) for p in (np.asarray(points, dtype=float).reshape(-1, 2) + 0.5) * scale * ss]
+
+    for name, g in figure_graphics(image, result.measurements):
+        pts = to_px(g.closed_points())
+        if len(pts) > 1:
+            draw.line(pts, fill=_KEYPOINTS if name == "keypoints" else _LINES, width=max(1, round(_pt(0.8) * ss)),
+                      joint="curve")
+        if g.kind == "POINT" or name == "keypoints":
+            r = _pt(1.6 + 1.0) / 2 * ss  # matplotlib's "o" of size 1.6 pt with its 1 pt edge
+            for x, y in to_px(g.points):
+                draw.ellipse((x - r, y - r, x + r, y + r), fill=_POINTS)
+    for line in _mask_outlines(image, step):  # the pipeline's own masks (MRI discs, canal, bodies)
+        draw.line(to_px(line), fill=_OUTLINES, width=max(1, round(_pt(0.6) * ss)))
+    picture = Image.alpha_composite(picture, layer.resize((w, h), Image.Resampling.BOX))
+    labels = headline(image, result.measurements)
+    if labels:  # the key values on a dark box in the top-left corner
+        f = font(round(_pt(6)))
+        text = "\n".join(labels)
+        x0, y0 = 0.03 * w, 0.03 * h
+        box = ImageDraw.Draw(picture).multiline_textbbox((x0, y0), text, font=f, anchor="la", spacing=2)
+        shade = Image.new("RGBA", picture.size, (0, 0, 0, 0))
+        ImageDraw.Draw(shade).rectangle((box[0] - 2, box[1] - 2, box[2] + 2, box[3] + 2), fill=(0, 0, 0, 153))
+        picture = Image.alpha_composite(picture, shade)
+        page.text_px(left + ox + x0, top + oy + y0, text, 6, va="top", color=_LINES)
+    page.picture(left + ox, top + oy, np.asarray(picture.convert("RGB")))
+    for v, anchor in vertebra_labels(image):
+        x, y = (anchor + 0.5) * scale
+        page.text_px(left + ox + x, top + oy + y, v, 6, ha="center", va="center", color="white")
+    for x, y, text in _heatmap_labels(image, result):
+        page.text_px(left + ox + (x + 0.5) * scale, top + oy + (y + 0.5) * scale, text, 5, ha="center",
+                     va="center", color="#ff3030")
+    page.text_px(left + ox + w / 2, top + oy - 3, title, 8, ha="center", va="bottom")
+
+
+def _mask_outlines(image: ImageResult, step: int) -> list[np.ndarray]:
+    """The 0.5 contour lines of the image's masks (results coordinates), traced on the masks decimated by ``step``
+    (the resolution of the picture) with the algorithm of matplotlib's line contours (mpl2014)."""
+    out = []
     for mask in image.masks:
         arr = np.asarray(mask.array)
-        arr = arr if arr.ndim == 2 else arr[0]
-        small = arr[::step, ::step]
+        small = (arr if arr.ndim == 2 else arr[0])[::step, ::step]
         if small.any():
             rows, cols = np.nonzero(small)
             r0, r1, c0, c1 = max(rows.min() - 1, 0), rows.max() + 2, max(cols.min() - 1, 0), cols.max() + 2
-            # the lines ax.contour(levels=[0.5]) draws (its algorithm, mpl2014), without an artist per mask
-            points, codes = contour_generator(np.arange(c0, min(c1, small.shape[1])) * step,
-                                              np.arange(r0, min(r1, small.shape[0])) * step,
-                                              small[r0:r1, c0:c1].astype(np.float32), name="mpl2014").lines(0.5)
-            outlines += [MplPath(v, c) for v, c in zip(points, codes, strict=True)]
-    if outlines:
-        ax.add_collection(PathCollection(outlines, facecolors="none", edgecolors="#7CFC00", linewidths=0.6,
-                                         zorder=2))  # as a line contour: over the image, in drawing order
-    if image.heatmaps:
-        draw_heatmaps(ax, image, result, px.shape)
-    for v, anchor in vertebra_labels(image):
-        ax.text(anchor[0], anchor[1], v, color="w", fontsize=6, ha="center", va="center")
-    lines = headline(image, result.measurements)
-    if lines:
-        ax.text(0.03, 0.97, "\n".join(lines), transform=ax.transAxes, color="#00e5ff", fontsize=6, va="top",
-                ha="left", bbox={"facecolor": "black", "alpha": 0.6, "pad": 1.5, "linewidth": 0})
-    ax.set_title(title, fontsize=8, y=1.0)  # a fixed position: no tick layout to place it
-    ax.set_axis_off()
+            lines, _ = contour_generator(np.arange(c0, min(c1, small.shape[1])) * step,
+                                         np.arange(r0, min(r1, small.shape[0])) * step,
+                                         small[r0:r1, c0:c1].astype(np.float32), name="mpl2014").lines(0.5)
+            out += [np.asarray(v) for v in lines if len(v) > 1]
+    return out
 
 
-def draw_heatmaps(ax: plt.Axes, image: ImageResult, result: StudyResult, shape: tuple[int, int]) -> None:
-    """Overlay the image's explanation maps (Grad-CAM x probability, all segments; transparent where low) and
-    name the segments whose finding is present next to their map."""
+def _heatmap_layer(image: ImageResult, size: tuple[int, int]) -> Image.Image:
+    """The image's explanation maps (Grad-CAM x probability, all segments) as an RGBA layer of ``size``: inferno
+    colours, transparent where low (alpha up to 0.65)."""
     from pipelines.dicom_out.heatmap import combined_map
 
     full = combined_map(image)
-    step_r = max(1, int(round(image.rows / max(shape[0], 1))))
-    step_c = max(1, int(round(image.columns / max(shape[1], 1))))
-    small = full[::step_r, ::step_c]
-    rgba = plt.get_cmap("inferno")(np.clip(small / 0.9, 0, 1))
+    step = max(1, int(np.ceil(max(full.shape) / (2 * max(size)))))
+    small = full[::step, ::step]
+    rgba = matplotlib.colormaps["inferno"](np.clip(small / 0.9, 0, 1))
     rgba[..., 3] = np.clip((small - 0.1) / 0.5, 0, 0.65)
-    ax.imshow(rgba, interpolation="bilinear", extent=(-0.5, image.columns - 0.5, image.rows - 0.5, -0.5))
+    layer = Image.fromarray((rgba * 255 + 0.5).astype(np.uint8), "RGBA")
+    return layer.resize(size, Image.Resampling.BILINEAR)
+
+
+def _heatmap_labels(image: ImageResult, result: StudyResult) -> list[tuple[float, float, str]]:
+    """(x, y, text) naming each segment whose finding is present next to its map (results coordinates)."""
     present = {(f.key, f.site) for f in result.findings if f.value == "present"}
-    for h in image.heatmaps:
-        if (h.key, h.site) in present and h.array.size:
-            yy, xx = np.nonzero(h.array > 0.5 * float(h.array.max()))
+    out = []
+    for hm in image.heatmaps:
+        if (hm.key, hm.site) in present and hm.array.size:
+            yy, xx = np.nonzero(hm.array > 0.5 * float(hm.array.max()))
             if len(xx):
-                x, y = h.origin[1] + float(np.median(xx)), h.origin[0] + float(np.median(yy))
-                ax.text(x, y, f"{h.site} p={h.probability or 0:.2f}", color="#ff3030", fontsize=5, ha="center",
-                        va="center", bbox={"facecolor": "black", "alpha": 0.5, "pad": 0.5, "linewidth": 0})
+                out.append((hm.origin[1] + float(np.median(xx)), hm.origin[0] + float(np.median(yy)),
+                            f"{hm.site} p={hm.probability or 0:.2f}"))
+    return out
 
 
 def _fmt(v: float | None, unit: str) -> str:
@@ -154,8 +196,8 @@ def render(result: StudyResult, sources: Sources, comparison: Comparison | None 
     images = [i for i in result.images][:3]
     n = max(len(images), 1)
     for i, image in enumerate(images):
-        ax = page.fig.add_axes((0.02 + i * 0.96 / n, 0.6, 0.96 / n - 0.01, 0.34))
-        draw_image(ax, image, result, sources.full(image.image_uid), view_label(image, i))
+        draw_panel(page, (0.02 + i * 0.96 / n, 0.6, 0.96 / n - 0.01, 0.34), image, result,
+                   sources.full(image.image_uid), view_label(image, i))
     mrows = measurement_rows(result)
     frows = finding_rows(result)
     # the tables share 0.06..0.575 of the page in proportion to their rows (0.03 for each later title)
