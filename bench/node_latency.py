@@ -10,10 +10,12 @@ SR and SEG both listed by the PACS (QIDO-RS polled every 50 ms). Each line also 
 * ``first after ready``: the node restarted, the first study sent once ``health --role worker`` says ready;
 * ``warm``: the following studies (``--runs``), each a new phantom patient (neutral, flexion, extension DX at the
   phantom's realistic sizes, 1100-3000 px a side);
+* ``--timeline``: per warm study, when each result object for the PACS was queued and sent (its outbox row's
+  ``created_at`` / ``sent_at``, seconds after the release);
 * ``--mri``: then an MRI series of the same virtual patient as the last X-ray study: release -> its SR, SEG and the
   patient-level SR (X-ray + MRI) in the PACS.
 
-    .venv/bin/python bench/node_latency.py [--runs 3] [--mri] [--redis]
+    .venv/bin/python bench/node_latency.py [--runs 3] [--mri] [--redis] [--timeline]
 
 Prints the machine (CPUs, load average): timings on a shared CPU are noisy, compare medians of one run.
 """
@@ -65,6 +67,7 @@ def send_and_wait(pacs: Orthanc, spool: Spool, files: list[Path], needed: dict[s
                   timeout=300).raise_for_status()
     t0 = time.time()  # Orthanc answers after its C-STORE association is released
     SENT.append(time.monotonic())
+    RELEASED.append(t0)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         have = series_modalities(pacs.dicomweb_url, study_uid)
@@ -92,6 +95,17 @@ def send_and_wait(pacs: Orthanc, spool: Spool, files: list[Path], needed: dict[s
 
 SENT: list[float] = []
 """``time.monotonic()`` of each association release (``send_and_wait``)."""
+RELEASED: list[float] = []
+"""``time.time()`` of each association release (``send_and_wait``), for the outbox's timestamps."""
+
+
+def timeline_text(spool: Spool, study_uid: str, generation: int) -> str:
+    """When each result object for the PACS was queued and sent, seconds after the association release."""
+    rows = sorted((o for o in spool.outbox(study_uid) if o.destination == "pacs" and o.generation == generation),
+                  key=lambda o: (o.sent_at or float("inf"), o.created_at))
+    t0 = RELEASED[-1]
+    return "  ".join(f"{pydicom.uid.UID(o.sop_class_uid).name.split()[0]} {o.created_at - t0:.2f}/"
+                     f"{(o.sent_at - t0) if o.sent_at else float('nan'):.2f}" for o in rows)
 
 
 def stages_text(spool: Spool, study_uid: str, generation: int) -> str:
@@ -120,6 +134,8 @@ def main() -> None:
     ap.add_argument("--mri", action="store_true", help="then an MRI study of the last patient (patient report)")
     ap.add_argument("--redis", action="store_true", help="Redis broker + separate worker process")
     ap.add_argument("--timeout", type=float, default=900.0)
+    ap.add_argument("--timeline", action="store_true",
+                    help="also print, per warm study, when each object for the PACS was queued / sent (s after release)")
     args = ap.parse_args()
     from pipelines.phantoms.dicom import write_study
     from pipelines.phantoms.paired import paired_phantom_studies
@@ -171,6 +187,8 @@ def main() -> None:
             dt, uid, gen = send_and_wait(pacs, spool, files[2 + i], xray, args.timeout)
             warm.append(dt)
             print(f"warm {i + 1}: {dt:6.2f} s   [{stages_text(spool, uid, gen)}]")
+            if args.timeline:
+                print(f"    queued/sent: {timeline_text(spool, uid, gen)}")
         if warm:
             print(f"warm median {statistics.median(warm):.2f} s (min {min(warm):.2f}, max {max(warm):.2f})")
         if args.mri:

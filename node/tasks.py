@@ -168,7 +168,7 @@ def configure_worker(settings: NodeSettings, *, queues: list[str], pool: str, co
 
     warmed = warm_up(_state["models"])
     pipelines.xray.pipeline.XrayPipeline.warm = True  # its models ran once: the first study may use threads
-    try:  # the encoder's first use (highdicom, matplotlib, Pillow), on a synthetic 64 x 64 result
+    try:  # the encoder's first use (highdicom, Pillow), on a synthetic 64 x 64 result
         warmed["encode"] = round(warm_up_encoding(), 3)
     except Exception as exc:  # noqa: BLE001 - a warm-up never stops a worker
         log(LOG, "encoding warm-up failed", logging.WARNING, error=f"{type(exc).__name__}: {str(exc)[:300]}")

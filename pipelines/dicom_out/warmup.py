@@ -1,7 +1,7 @@
 """Encode one small synthetic result at worker start, so the first study does not pay for first use.
 
 The first ``encode`` of a process costs about a second more than the next ones (highdicom's and pydicom's lazily
-loaded tables, matplotlib's font cache and first figure, Pillow's fonts). ``warm_up`` pays it with a synthetic
+loaded tables, Pillow's fonts, matplotlib's colormaps). ``warm_up`` pays it with a synthetic
 64 x 64 radiograph written to a temporary folder (no phantom, no patient data) and a result holding one of each
 thing the encoder writes: keypoints, a measurement, a finding, a mask and an explanation map.
 """
