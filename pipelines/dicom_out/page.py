@@ -161,8 +161,8 @@ class Page:
                 line_anchor = anchor[0] + {"a": "a", "m": "m", "d": "d", "s": "d"}[anchor[1]]
                 shift = {"a": k, "m": k - (n - 1) / 2, "d": k - (n - 1)}[line_anchor[1]]
                 y = xy[1] + shift * step
-            at, base = f.getbbox(line, anchor=line_anchor), f.getbbox(line, anchor="ls")
-            self._runs.append(TextRun(xy[0] + at[0] - base[0], y + at[1] - base[1], float(f.size), line, bold))
+            dx = {"l": 0.0, "m": -0.5, "r": -1.0}[line_anchor[0]] * (f.getlength(line) if line_anchor[0] != "l" else 0.0)
+            self._runs.append(TextRun(xy[0] + dx, y + _baseline_offset(f, line_anchor[1]), float(f.size), line, bold))
 
     # -- drawing (Pillow: pixels, origin top left) ----------------------------------------------------
     @staticmethod
@@ -229,6 +229,13 @@ class Page:
                 else:
                     draw.text((x, y), text, font=f, fill="black", anchor="mm" if centre else "lm")
                 self._record((x, y), text, f, "mm" if centre else "lm", 1, False)
+
+
+@lru_cache(maxsize=256)
+def _baseline_offset(f: ImageFont.FreeTypeFont, vertical: str) -> float:
+    """How far below a line's anchor point its baseline lies, for Pillow's vertical anchors a (ascender), m (middle),
+    s (baseline), d (descender): font metrics, the same for every text (measured once per font on "A")."""
+    return float(f.getbbox("A", anchor="l" + vertical)[1] - f.getbbox("A", anchor="ls")[1])
 
 
 def _fit(text: str, f: ImageFont.FreeTypeFont, room: float) -> str:
