@@ -139,6 +139,10 @@ def _pixel_array(shape: tuple[int, int, int], placed: list[tuple[int | slice, np
     for where, mask, label in placed:
         target = label_map[where] if isinstance(where, int) else label_map[: mask.shape[0]]
         mask = mask.astype(bool, copy=False)
+        box = _bounding_box(mask)  # a body or a disc covers a small part of the image: work inside its box
+        if box is None:
+            continue
+        target, mask = target[box], mask[box]
         number = labels.index(label) + 1
         taken = target[mask]
         if np.any((taken != 0) & (taken != number)):
@@ -154,6 +158,17 @@ def _pixel_array(shape: tuple[int, int, int], placed: list[tuple[int | slice, np
         else:
             stack[: mask.shape[0], :, :, k] |= mask.astype(bool)
     return stack
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """The slices of the smallest box holding every True of ``mask`` (any dimensions); None when it has none."""
+    box = []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if not len(hit):
+            return None
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(box)
 
 
 def _copy_if_no_plane(seg: Dataset, source: Dataset) -> None:
