@@ -1,4 +1,5 @@
-"""Polygon fill on the pixel grid: the pixels whose centres lie inside a polygon (even-odd rule).
+"""Masks on the pixel grid: polygon fill (the pixels whose centres lie inside a polygon, even-odd rule) and a mask's
+bounding box.
 
 What ``matplotlib.path.Path(polygon).contains_points`` answers for every pixel centre of the polygon's bounding box,
 computed per row from the edges' crossings instead of per point: a vertebral body or the canal band of a 2800 x 2300
@@ -44,4 +45,15 @@ def fill_polygon(polygon: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return out
 
 
-__all__ = ["fill_polygon"]
+def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """The slices of the smallest box holding every True of ``mask`` (any dimensions); None when it has none."""
+    box = []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if not len(hit):
+            return None
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(box)
+
+
+__all__ = ["bounding_box", "fill_polygon"]

@@ -29,6 +29,7 @@ from pipelines.dicom_out.page import DPI, Page, RenderedPage, font
 from pipelines.dicom_out.sr import view_label
 from pipelines.dicom_out.sr_compare import comparison_table
 from pipelines.patient.compare import Comparison
+from pipelines.raster import bounding_box
 from pipelines.results import ImageResult, StudyResult
 
 ENCAPSULATED_PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"
@@ -121,9 +122,9 @@ def _mask_outlines(image: ImageResult, step: int) -> list[np.ndarray]:
     for mask in image.masks:
         arr = np.asarray(mask.array)
         small = (arr if arr.ndim == 2 else arr[0])[::step, ::step]
-        if small.any():
-            rows, cols = np.nonzero(small)
-            r0, r1, c0, c1 = max(rows.min() - 1, 0), rows.max() + 2, max(cols.min() - 1, 0), cols.max() + 2
+        box = bounding_box(small)
+        if box is not None:
+            r0, r1, c0, c1 = max(box[0].start - 1, 0), box[0].stop + 1, max(box[1].start - 1, 0), box[1].stop + 1
             lines, _ = contour_generator(np.arange(c0, min(c1, small.shape[1])) * step,
                                          np.arange(r0, min(r1, small.shape[0])) * step,
                                          small[r0:r1, c0:c1].astype(np.float32), name="mpl2014").lines(0.5)

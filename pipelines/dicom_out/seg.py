@@ -21,7 +21,7 @@ from pipelines.dicom_out import codes
 from pipelines.dicom_out._sources import Sources
 from pipelines.dicom_out.graphics import keypoints_by_name, vertebra_polygon
 from pipelines.dicom_out.identity import Provenance, new_uid
-from pipelines.raster import fill_polygon
+from pipelines.raster import bounding_box, fill_polygon
 from pipelines.results import VERTEBRAE, ImageResult, Mask, StudyResult
 
 
@@ -139,7 +139,7 @@ def _pixel_array(shape: tuple[int, int, int], placed: list[tuple[int | slice, np
     for where, mask, label in placed:
         target = label_map[where] if isinstance(where, int) else label_map[: mask.shape[0]]
         mask = mask.astype(bool, copy=False)
-        box = _bounding_box(mask)  # a body or a disc covers a small part of the image: work inside its box
+        box = bounding_box(mask)  # a body or a disc covers a small part of the image: work inside its box
         if box is None:
             continue
         target, mask = target[box], mask[box]
@@ -158,17 +158,6 @@ def _pixel_array(shape: tuple[int, int, int], placed: list[tuple[int | slice, np
         else:
             stack[: mask.shape[0], :, :, k] |= mask.astype(bool)
     return stack
-
-
-def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """The slices of the smallest box holding every True of ``mask`` (any dimensions); None when it has none."""
-    box = []
-    for axis in range(mask.ndim):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        if not len(hit):
-            return None
-        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(box)
 
 
 def _copy_if_no_plane(seg: Dataset, source: Dataset) -> None:

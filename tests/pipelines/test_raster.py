@@ -40,3 +40,12 @@ def test_a_rectangle_fills_the_centres_inside() -> None:
     expected = np.zeros((8, 10), dtype=bool)
     expected[3:5, 2:7] = True
     assert np.array_equal(out, expected)
+
+
+def test_bounding_box_holds_every_true_and_nothing_more() -> None:
+    from pipelines.raster import bounding_box
+
+    mask = np.zeros((4, 20, 30), dtype=bool)
+    mask[1, 3, 7] = mask[2, 11, 25] = True
+    assert bounding_box(mask) == (slice(1, 3), slice(3, 12), slice(7, 26))
+    assert bounding_box(np.zeros((5, 6), dtype=bool)) is None
