@@ -71,13 +71,15 @@ def centre_heatmaps(centres: torch.Tensor, size: int, sigma: float = HEATMAP_SIG
     return torch.exp(-(dx + dy) / (2 * sigma**2))
 
 
-def random_fov(x: torch.Tensor, centres: torch.Tensor, masks: torch.Tensor, g: torch.Generator
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def random_fov(x: torch.Tensor, centres: torch.Tensor, masks: torch.Tensor, g: torch.Generator,
+               extra: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
     """A random similarity map per window (zoom, rotation, translation) that keeps every centre ``MARGIN_PX``
-    inside -> images, centres, masks (bilinear, masks thresholded at 0.5)."""
+    inside -> images, centres, masks (bilinear, masks thresholded at 0.5). ``extra`` ((n, m, 2) points, e.g. the
+    anatomy anchors of ``--anchor``): moved by the same map (not kept inside, no extra random draws) and returned
+    fourth; None (the default): the three of before."""
     n, _, h, w = x.shape
     c0 = torch.tensor([(w - 1) / 2, (h - 1) / 2])
-    thetas, out_c = [], []
+    thetas, out_c, out_e = [], [], []
     for i in range(n):
         for attempt in range(12):
             f = 1.0 - attempt / 12
@@ -91,6 +93,8 @@ def random_fov(x: torch.Tensor, centres: torch.Tensor, masks: torch.Tensor, g: t
                 break
         else:
             rot, t, c = torch.eye(2), torch.zeros(2), centres[i].clone()
+        if extra is not None:
+            out_e.append((extra[i] - c0) @ rot.T + c0 + t)
         inv = torch.linalg.inv(rot)
         # grid_sample (align_corners=True) maps output normalised coords to input ones: in = inv (out - c0 - t) + c0
         tn = -(inv @ (t / c0))  # translation in normalised units (c0 = half-size, square-ish windows)
@@ -100,6 +104,8 @@ def random_fov(x: torch.Tensor, centres: torch.Tensor, masks: torch.Tensor, g: t
     grid = F.affine_grid(theta, list(x.shape), align_corners=True)
     xo = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     mo = (F.grid_sample(masks.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=True) > 0.5)
+    if extra is not None:
+        return xo, torch.stack(out_c).to(centres.dtype), mo.to(masks.dtype), torch.stack(out_e).to(extra.dtype)
     return xo, torch.stack(out_c).to(centres.dtype), mo.to(masks.dtype)
 
 
@@ -243,10 +249,40 @@ def localiser_batch(x: torch.Tensor, centres: torch.Tensor, masks: torch.Tensor,
                     names: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Apply the ``names`` options (see module docstring) to a localiser batch -> images, heatmap targets (peak 1,
     from the moved centres), masks. Without ``fov`` the centres do not move."""
+    return _localiser_batch(x, centres, masks, g, names, None)[:3]
+
+
+def localiser_batch_anchors(x: torch.Tensor, centres: torch.Tensor, masks: torch.Tensor, anchors: torch.Tensor,
+                            g: torch.Generator, names: tuple[str, ...]) -> tuple[torch.Tensor, ...]:
+    """``localiser_batch`` (the same random draws) that also moves ``anchors`` ((n, m, 2) points, ``--anchor``: the C2
+    body centre first, then every disc centre) with the ``fov`` map -> images, heatmaps, masks, moved anchors, and
+    (n,) bool: the first anchor (C2) still visible after ``topcut`` and inside the window (its 3 x 3 patch not
+    all zero)."""
+    return _localiser_batch(x, centres, masks, g, names, anchors)
+
+
+def _visible(x: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
+    n, _, h, w = x.shape
+    out = torch.zeros(n, dtype=torch.bool)
+    for i in range(n):
+        px, py = float(pts[i, 0]), float(pts[i, 1])
+        if not (math.isfinite(px) and math.isfinite(py)) or not (1 <= px <= w - 2 and 1 <= py <= h - 2):
+            continue
+        xi, yi = int(round(px)), int(round(py))
+        out[i] = bool((x[i, :, yi - 1:yi + 2, xi - 1:xi + 2] != 0).any())
+    return out
+
+
+def _localiser_batch(x: torch.Tensor, centres: torch.Tensor, masks: torch.Tensor, g: torch.Generator,
+                     names: tuple[str, ...], anchors: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
     if "fov" in names:
-        x, centres, masks = random_fov(x, centres, masks, g)
+        if anchors is None:
+            x, centres, masks = random_fov(x, centres, masks, g)
+        else:
+            x, centres, masks, anchors = random_fov(x, centres, masks, g, anchors)
     if "topcut" in names:
         x = top_cut(x, centres, g)
+    seen = _visible(x, anchors[:, 0]) if anchors is not None else None
     if "distractors" in names:
         x = distractors(x, centres, g)
     if "blur" in names:
@@ -255,6 +291,8 @@ def localiser_batch(x: torch.Tensor, centres: torch.Tensor, masks: torch.Tensor,
         x = local_remap(x, g)
     elif "remap" in names:
         x = remap(x, g)
+    if anchors is not None:
+        return x, centre_heatmaps(centres, x.shape[-1]), masks, anchors, seen
     return x, centre_heatmaps(centres, x.shape[-1]), masks
 
 

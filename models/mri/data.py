@@ -118,10 +118,11 @@ VIEW_OFFSET_MM = (35.0, 50.0)
 
 
 def _view(image: np.ndarray, ps: tuple[float, float], rng: np.random.Generator | None,
-          centres: np.ndarray, masks: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+          centres: np.ndarray, masks: np.ndarray | None, extra: np.ndarray | None = None) -> tuple:
     """One localiser window on a canonical slice: the inference window (``rng`` None) or a random one (offset up
     to ``VIEW_OFFSET_MM``, scale 0.9-1.1, rotation +-10 deg) that keeps every disc centre inside -> image, centres
-    (localiser px), masks."""
+    (localiser px), masks. ``extra`` ((m, 2) image points, the anchors of ``--anchor``): also mapped to localiser
+    pixels (not kept inside the window, no extra random draws) and returned fourth."""
     rows, cols = image.shape
     if rng is None:
         grid = LocaliserGrid.for_image(rows, cols, ps)
@@ -130,6 +131,9 @@ def _view(image: np.ndarray, ps: tuple[float, float], rng: np.random.Generator |
         if masks is not None:
             yy, xx = grid.sample_points()
             m = np.stack([ndimage.map_coordinates(z, [yy, xx], order=1) > 0.5 for z in masks]).astype(np.uint8)
+        if extra is not None:
+            e = np.array([grid.to_localiser(x, y) for x, y in extra], np.float32)
+            return localiser_input(image, ps), c, m, e
         return localiser_input(image, ps), c, m
     c0 = (LOCALISER_SIZE - 1) / 2
     for attempt in range(20):
@@ -152,6 +156,9 @@ def _view(image: np.ndarray, ps: tuple[float, float], rng: np.random.Generator |
     m = None
     if masks is not None:
         m = np.stack([ndimage.map_coordinates(z, [yy, xx], order=1) > 0.5 for z in masks]).astype(np.uint8)
+    if extra is not None:
+        e = (np.linalg.solve(mat, (np.asarray(extra, float) - t).T).T + c0).astype(np.float32)
+        return img, c, m, e
     return img, c, m
 
 
@@ -209,19 +216,44 @@ def case_samples(style: str, seed: int, shifts: list[str], weightings: tuple[str
     return out
 
 
-def a_phantom_views(seed: int, views: int, rng: np.random.Generator, upper: bool = False) -> dict:
+ANCHOR_POINTS = 9
+"""``--anchor`` truth per localiser window: the C2 body centre, then up to 8 disc centres (C2-C3 down), NaN-padded."""
+
+
+def anchor_points(ph: MriPhantom) -> np.ndarray:
+    """(ANCHOR_POINTS, 2) image points of a renderer-A phantom: its C2 body centre, then every disc centre of its
+    spine (``extra["anchors_px"]``), NaN where it has fewer discs."""
+    a = ph.extra["anchors_px"]
+    pts = np.full((ANCHOR_POINTS, 2), np.nan)
+    d = np.asarray(a["discs"], float)[: ANCHOR_POINTS - 1]
+    pts[0] = a["c2"]
+    pts[1:1 + len(d)] = d
+    return pts
+
+
+def a_phantom_views(seed: int, views: int, rng: np.random.Generator, upper: bool = False,
+                    anchors: bool = False) -> dict:
     """A plain renderer-A phantom (with its disc and canal masks) -> ``views`` localiser windows and crops.
-    ``upper``: rendered with the anatomy above C2 (``generate_series(..., upper=True)``)."""
+    ``upper``: rendered with the anatomy above C2 (``generate_series(..., upper=True)``). ``anchors``: also
+    ``loc_anchors`` ((views, ANCHOR_POINTS, 2) localiser px, ``anchor_points``); the same windows and crops."""
     ph = generate_series(seed, weighting="T2", upper=upper)
     s = phantom_samples(ph, rng)
     vol = normalise(ph.volume.astype(np.float32))
     centres = np.array([t.disc_centre_px for t in ph.levels])
     masks = np.stack([ph.disc_mask > 0, ph.canal_mask]).astype(np.float32)
-    vs = [(s.loc_image, s.loc_centres, s.loc_masks)] + [
-        _view(vol[ph.mid_slice], ph.pixel_spacing_mm, rng, centres, masks) for _ in range(views - 1)]
-    return {"loc_image": np.stack([v[0] for v in vs]), "loc_centres": np.stack([v[1] for v in vs]),
-            "loc_masks": np.stack([v[2] for v in vs]), "mid_crops": s.mid_crops, "side_crops": s.side_crops,
-            "labels": s.labels}
+    extra = anchor_points(ph) if anchors else None
+    first: tuple = (s.loc_image, s.loc_centres, s.loc_masks)
+    if extra is not None:
+        grid = LocaliserGrid.for_image(*vol.shape[1:], ph.pixel_spacing_mm)
+        first += (np.array([grid.to_localiser(x, y) for x, y in extra], np.float32),)
+    vs = [first] + [
+        _view(vol[ph.mid_slice], ph.pixel_spacing_mm, rng, centres, masks, extra) for _ in range(views - 1)]
+    out = {"loc_image": np.stack([v[0] for v in vs]), "loc_centres": np.stack([v[1] for v in vs]),
+           "loc_masks": np.stack([v[2] for v in vs]), "mid_crops": s.mid_crops, "side_crops": s.side_crops,
+           "labels": s.labels}
+    if extra is not None:
+        out["loc_anchors"] = np.stack([v[3] for v in vs])
+    return out
 
 
 def mixed_plan(a_seed: int, a_count: int, as_seed: int, as_count: int, b_seed: int, b_count: int,
@@ -254,19 +286,20 @@ def mixed_plan(a_seed: int, a_count: int, as_seed: int, as_count: int, b_seed: i
 
 
 def make_mixed_dataset(plan: list[tuple[str, int, list[str], tuple[str, ...]]], views: int,
-                       log_every: int = 20) -> dict[str, np.ndarray]:
+                       log_every: int = 20, anchors: bool = False) -> dict[str, np.ndarray]:
     """Samples for every study of ``plan`` (``mixed_plan``). Localiser arrays are per window (``loc_*``, with
-    ``loc_has_mask``: masks only from plain A phantoms), classifier arrays per series."""
+    ``loc_has_mask``: masks only from plain A phantoms), classifier arrays per series. ``anchors``: also
+    ``loc_anchors`` (``a_phantom_views``; NaN for the windows of written studies, which carry no such truth)."""
     import tempfile
 
-    loc_i, loc_c, loc_m, has, mids, sides, labels = [], [], [], [], [], [], []
+    loc_i, loc_c, loc_m, has, mids, sides, labels, anc = [], [], [], [], [], [], [], []
     empty = np.zeros((views, 2, LOCALISER_SIZE, LOCALISER_SIZE), np.uint8)
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="mri-train-") as tmp:
         for n, (style, seed, shifts, wts) in enumerate(plan):
             rng = np.random.default_rng([seed, 99])
             if style in ("A", "AU"):
-                parts = [a_phantom_views(seed, views, rng, upper=style == "AU")]
+                parts = [a_phantom_views(seed, views, rng, upper=style == "AU", anchors=anchors)]
             else:
                 parts = case_samples(style, seed, shifts, wts, views, rng, Path(tmp))
             for p in parts:
@@ -274,11 +307,16 @@ def make_mixed_dataset(plan: list[tuple[str, int, list[str], tuple[str, ...]]], 
                 loc_c.append(p["loc_centres"])
                 loc_m.append(p.get("loc_masks", empty))
                 has.append(np.full(views, "loc_masks" in p))
+                if anchors:
+                    anc.append(p.get("loc_anchors", np.full((len(p["loc_image"]), ANCHOR_POINTS, 2), np.nan, np.float32)))
                 mids.append(p["mid_crops"])
                 sides.append(p["side_crops"])
                 labels.append(p["labels"])
             if log_every and (n + 1) % log_every == 0:
                 print(f"  studies {n + 1}/{len(plan)} ({time.time() - t0:.0f}s)", flush=True)
-    return {"loc_image": np.concatenate(loc_i).astype(np.float32), "loc_centres": np.concatenate(loc_c),
-            "loc_masks": np.concatenate(loc_m), "loc_has_mask": np.concatenate(has),
-            "mid_crops": np.stack(mids), "side_crops": np.stack(sides), "labels": np.stack(labels)}
+    out = {"loc_image": np.concatenate(loc_i).astype(np.float32), "loc_centres": np.concatenate(loc_c),
+           "loc_masks": np.concatenate(loc_m), "loc_has_mask": np.concatenate(has),
+           "mid_crops": np.stack(mids), "side_crops": np.stack(sides), "labels": np.stack(labels)}
+    if anchors:
+        out["loc_anchors"] = np.concatenate(anc).astype(np.float32)
+    return out

@@ -18,6 +18,9 @@ from pipelines.vocabulary import LEVELS
 N_LEVELS = len(LEVELS)
 LOCALISER_OUT = N_LEVELS + 2
 """Output channels: one heatmap per disc level C2-C3..C6-C7, then disc and canal mask logits."""
+ANCHOR_OUT = 2
+"""Extra output channels of an ``anchors=True`` localiser (``train --anchor``), after the ``LOCALISER_OUT``: a
+heatmap of the C2 vertebral-body centre and a level-agnostic "any disc" heatmap (every disc centre in one map)."""
 CLASSIFIER_OUT = ("disc_degeneration", "canal_stenosis", "foraminal_stenosis")
 """Classifier logits: the first two read mid-sagittal crops, the third foraminal crops (either side)."""
 
@@ -108,11 +111,12 @@ class ResidualClassifier(nn.Module):
 
 
 class DiscLocaliser(nn.Module):
-    """Mid-sagittal slice (1, 128, 128) -> 5 disc-centre heatmaps + disc mask + canal mask logits."""
+    """Mid-sagittal slice (1, 128, 128) -> 5 disc-centre heatmaps + disc mask + canal mask logits (``anchors``:
+    then the C2-body and any-disc heatmaps, ``ANCHOR_OUT``; default off, the network of before)."""
 
-    def __init__(self, channels: tuple[int, ...] = (16, 32, 64, 128)) -> None:
+    def __init__(self, channels: tuple[int, ...] = (16, 32, 64, 128), anchors: bool = False) -> None:
         super().__init__()
-        self.net = ResidualUNet(1, LOCALISER_OUT, tuple(channels))
+        self.net = ResidualUNet(1, LOCALISER_OUT + (ANCHOR_OUT if anchors else 0), tuple(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -145,6 +145,91 @@ def second_peaks(prob: np.ndarray, pts: np.ndarray, radius: float, window: int =
     return _window_mass(rest, window).reshape(len(prob), -1).max(1)
 
 
+ANCHOR_MIN_C2 = 0.2
+"""C2-body heatmap mass near its peak below which the anatomy anchor gives no verdict (the chain is kept as is)."""
+ANCHOR_MATCH = 0.4
+"""A disc found below C2 matches a place of the chain when closer than this fraction of the median disc gap."""
+ANCHOR_BELOW = (0.2, 1.6)
+"""Where the first disc below C2 is looked for: this many median disc gaps below the C2-body centre along the
+chain, and at most half a gap off the chain's line."""
+ANCHOR_FLAG_PEAK = 0.2
+"""Peak mass given to every level when the anchor moves or contradicts the chain: below
+``pipelines.mri.plausibility.MIN_PEAK``, so the plausibility gate reports those levels not assessable."""
+
+
+def disc_peaks(prob: np.ndarray, window: int = 3, rel: float = 0.15, k: int = 12) -> np.ndarray:
+    """(H, W) "any disc" probability map -> (m, 2) disc centres (x, y): local maxima of the window mass above
+    ``rel`` times the largest (at most ``k``), each refined by the centroid of its window, top to bottom."""
+    mass = _window_mass(prob[None], window)[0]
+    size = 2 * window + 1
+    keep = (ndimage.maximum_filter(mass, size=size, mode="constant") == mass) & (mass >= rel * mass.max()) & (mass > 1e-6)
+    ys, xs = np.nonzero(keep)
+    order = np.argsort(-mass[ys, xs])[:k]
+    h, w = prob.shape
+    out = []
+    for y, x in zip(ys[order], xs[order], strict=True):
+        sy, sx = slice(max(y - window, 0), min(y + window + 1, h)), slice(max(x - window, 0), min(x + window + 1, w))
+        patch = prob[sy, sx]
+        gy, gx = np.mgrid[sy, sx]
+        tot = patch.sum()
+        out.append(((patch * gx).sum() / tot, (patch * gy).sum() / tot) if tot > 0 else (float(x), float(y)))
+    pts = np.array(out, float).reshape(-1, 2)
+    return pts[np.argsort(pts[:, 1])]
+
+
+def anchor_chain(pts: np.ndarray, c2: np.ndarray | None, c2_mass: float, discs: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, str]:
+    """Check the level chain ``pts`` ((5, 2) x, y; C2-C3 first) against the anatomy: the first disc below the C2
+    body (``c2``, its heatmap mass ``c2_mass``) among ``discs`` ((m, 2), ``disc_peaks`` of the any-disc map) is
+    C2-C3. Hypotheses for where that disc ``q`` lies: at the chain's C2-C3 (agree), at its C3-C4 (the chain is one
+    level too high: every level moves down one, C6-C7 from the next disc below or extrapolated), one gap above its
+    C2-C3 (one level too low: every level moves up, C2-C3 = ``q``), or where C2-C3 belongs given C3-C4 and C4-C5
+    while the chain's C2-C3 is elsewhere (only C2-C3 is moved to ``q``). The nearest hypothesis within
+    ``ANCHOR_MATCH`` median gaps wins.
+
+    Returns the (5, 2) chain, the source index per level into ``pts`` (-1: taken from ``discs`` or extrapolated)
+    and the verdict: ``"none"`` (no confident C2, or no disc below it: chain unchanged), ``"agree"``, ``"down"``,
+    ``"up"``, ``"c2c3"`` (the chain moved as said) or ``"disagree"`` (no hypothesis matches: chain unchanged)."""
+    pts = np.asarray(pts, float)
+    n = len(pts)
+    src = np.arange(n)
+    if c2 is None or c2_mass < ANCHOR_MIN_C2 or len(discs) == 0:
+        return pts, src, "none"
+    gaps = np.hypot(*np.diff(pts, axis=0).T)
+    g = float(np.median(gaps))
+    if not g > 0:
+        return pts, src, "none"
+    t = pts[1] - pts[0]
+    t = t / max(float(np.hypot(*t)), 1e-6)
+    if t[1] < 0:
+        t = -t
+    rel = np.asarray(discs, float) - np.asarray(c2, float)[None]
+    along = rel @ t
+    across = np.abs(rel @ np.array([-t[1], t[0]]))
+    ok = (along >= ANCHOR_BELOW[0] * g) & (along <= ANCHOR_BELOW[1] * g) & (across <= 0.5 * g)
+    if not ok.any():
+        return pts, src, "none"
+    q = np.asarray(discs, float)[ok][int(np.argmin(along[ok]))]
+    hyp = {"agree": pts[0], "down": pts[1], "up": 2 * pts[0] - pts[1], "c2c3": 2 * pts[1] - pts[2]}
+    dist = {k: float(np.hypot(*(q - v))) / g for k, v in hyp.items()}
+    best = min(dist, key=dist.get)
+    if dist["agree"] <= ANCHOR_MATCH:
+        return pts, src, "agree"
+    if dist[best] > ANCHOR_MATCH:
+        return pts, src, "disagree"
+    out = pts.copy()
+    if best == "down":
+        out[:-1], src = pts[1:], np.r_[np.arange(1, n), -1]
+        nxt = 2 * pts[-1] - pts[-2]
+        d = np.hypot(*(np.asarray(discs, float) - nxt[None]).T)
+        out[-1] = np.asarray(discs, float)[int(np.argmin(d))] if d.min() <= ANCHOR_MATCH * g else nxt
+    elif best == "up":
+        out[1:], out[0], src = pts[:-1], q, np.r_[-1, np.arange(n - 1)]
+    else:
+        out[0], src = q, np.r_[-1, np.arange(1, n)]
+    return out, src, best
+
+
 class MriPredictor(Predictor):
     """Both networks (an ``mri`` checkpoint, parts ``localiser`` and ``classifier``) on one device; ``analyse``
     runs localisation then per-level classification.
@@ -169,7 +254,9 @@ class MriPredictor(Predictor):
         self.path = checkpoint.path
         self.metrics = dict(checkpoint.meta.get("metrics", {}))
         self.config = dict(checkpoint.meta.get("config", {}))
-        self.localiser = DiscLocaliser(tuple(self.config.get("loc_channels", (16, 32, 64, 128))))
+        self.anchors = bool(self.config.get("anchor", False))  # train --anchor: C2-body and any-disc channels
+        self.last_anchor: str | None = None
+        self.localiser = DiscLocaliser(tuple(self.config.get("loc_channels", (16, 32, 64, 128))), anchors=self.anchors)
         self.localiser.load_state_dict(checkpoint.part("localiser"))
         self.classifier = LevelClassifier()
         self.classifier.load_state_dict(checkpoint.part("classifier"))
@@ -195,8 +282,25 @@ class MriPredictor(Predictor):
         out = self.localiser(x)[0].cpu().numpy()
         prob = spatial_softmax(out[: len(LEVELS)])
         pts, spread, peak = decode_levels(prob, (DISC_GAP_MM[0] / LOCALISER_MM_PER_PX, DISC_GAP_MM[1] / LOCALISER_MM_PER_PX))
+        if self.anchors:
+            pts, spread, peak = self._anchor(out, pts, spread, peak)
         second = second_peaks(prob, pts, SECOND_PEAK_MM / LOCALISER_MM_PER_PX)
         return out, np.array([grid.from_localiser(px, py) for px, py in pts]), spread, peak, second
+
+    def _anchor(self, out: np.ndarray, pts: np.ndarray, spread: np.ndarray, peak: np.ndarray) -> tuple:
+        """``anchor_chain`` on the anchor channels of ``out``; a moved or contradicted chain gets every level's peak
+        mass lowered to ``ANCHOR_FLAG_PEAK`` (the plausibility gate flags it). ``self.last_anchor``: the verdict."""
+        k = len(LEVELS) + 2
+        c2p = spatial_softmax(out[k:k + 1])
+        c2, _, c2_mass = decode_heatmaps(c2p)
+        discs = disc_peaks(spatial_softmax(out[k + 1:k + 2])[0])
+        new, src, verdict = anchor_chain(pts, c2[0], float(c2_mass[0]), discs)
+        self.last_anchor = verdict
+        if verdict in ("none", "agree"):
+            return pts, spread, peak
+        spread = np.where(src >= 0, spread[np.maximum(src, 0)], spread.max())
+        peak = np.minimum(np.where(src >= 0, peak[np.maximum(src, 0)], peak.min()), ANCHOR_FLAG_PEAK)
+        return new, spread, peak
 
     @torch.no_grad()
     def analyse(self, volume: np.ndarray, pixel_spacing_mm: tuple[float, float], mid: int, left: int,

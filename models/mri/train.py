@@ -26,7 +26,7 @@ from models.common.metrics import roc_auc
 from models.common.training import seed_everything
 from models.mri import DEFAULT_WEIGHTS, augment
 from models.mri.data import heatmaps, make_dataset, make_mixed_dataset, mixed_plan
-from models.mri.network import CLASSIFIER_OUT, DiscLocaliser, LevelClassifier
+from models.mri.network import CLASSIFIER_OUT, LOCALISER_OUT, DiscLocaliser, LevelClassifier
 from models.mri.predictor import MriPredictor, decode_heatmaps, spatial_softmax
 from models.mri.user_data import UserLabelError, merge, user_dataset
 
@@ -90,12 +90,46 @@ def classifier_batch(x: torch.Tensor, g: torch.Generator, dr: tuple[str, ...] = 
     return _augment_intensity(_augment_bias(x, g, 0.3), g)
 
 
+def _soft_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(n, H, W) logits, (n, H, W) non-negative targets -> mean cross-entropy of the spatial softmax against the
+    target normalised to sum 1 (as the level heatmaps' loss)."""
+    t = target.flatten(1) + 1e-12
+    t = t / t.sum(-1, keepdim=True)
+    return -(t * F.log_softmax(logits.flatten(1), -1)).sum(-1).mean()
+
+
+def anchor_targets(points: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(n, m, 2) anchor points (C2 body centre, then disc centres; NaN: none) -> C2 heatmaps (n, H, W), any-disc
+    heatmaps (n, H, W: the sum of every disc's Gaussian) and (n,) bool: the window has anchor truth."""
+    ok = torch.isfinite(points[:, 0]).all(-1)
+    p = torch.nan_to_num(points, nan=-1e4)
+    hm = augment.centre_heatmaps(p, size)
+    return hm[:, 0], hm[:, 1:].sum(1), ok
+
+
+def anchor_loss(out: torch.Tensor, points: torch.Tensor, c2_seen: torch.Tensor) -> torch.Tensor:
+    """Loss of the two anchor channels (``out[:, 7:9]``): soft cross-entropy on the C2-body map where C2 is in the
+    window and visible, and on the any-disc map where the window has anchor truth."""
+    c2, discs, ok = anchor_targets(points, out.shape[-1])
+    loss = out.new_zeros(())
+    k = LOCALISER_OUT
+    if (ok & c2_seen).any():
+        m = ok & c2_seen
+        loss = loss + _soft_ce(out[m, k], c2[m])
+    if ok.any():
+        loss = loss + _soft_ce(out[ok, k + 1], discs[ok])
+    return loss
+
+
 def train_localiser(data: dict, val: dict, epochs: int, batch: int, lr: float, seed: int,
                     channels: tuple[int, ...] = (16, 32, 64, 128), shift_px: int = 0,
-                    init: dict | None = None, dr: tuple[str, ...] = ()) -> tuple[DiscLocaliser, dict]:
+                    init: dict | None = None, dr: tuple[str, ...] = (), anchors: bool = False
+                    ) -> tuple[DiscLocaliser, dict]:
+    """``anchors`` (``--anchor``; needs ``data["loc_anchors"]`` and ``dr`` with ``fov``): the localiser has the two
+    anchor channels (``network.ANCHOR_OUT``), trained with ``anchor_loss``; the other random draws as without."""
     seed_everything(seed)
     g = torch.Generator().manual_seed(seed)
-    net = DiscLocaliser(channels)
+    net = DiscLocaliser(channels, anchors=anchors)
     if init is not None:
         net.load_state_dict(init)
     dice = DiceLoss(sigmoid=True, batch=True)  # the discs are small: Dice balances them against the background
@@ -105,6 +139,7 @@ def train_localiser(data: dict, val: dict, epochs: int, batch: int, lr: float, s
     mk = torch.from_numpy(data["loc_masks"].astype(np.float32))
     has = torch.from_numpy(data.get("loc_has_mask", np.ones(len(x), bool)).astype(bool))  # masks: plain A only
     centres = torch.from_numpy(np.asarray(data["loc_centres"], np.float32))
+    anc = torch.from_numpy(np.asarray(data["loc_anchors"], np.float32)) if anchors else None
     n = len(x)
     steps = epochs * ((n + batch - 1) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
@@ -115,7 +150,11 @@ def train_localiser(data: dict, val: dict, epochs: int, batch: int, lr: float, s
         tot = 0.0
         for i in range(0, n, batch):
             idx = perm[i:i + batch]
-            xb, hb, mb = localiser_batch(x, hm, mk, centres, idx, g, shift_px, dr)
+            if anc is not None:
+                xb, hb, mb, ab, seen = augment.localiser_batch_anchors(x[idx], centres[idx], mk[idx], anc[idx], g, dr)
+                xb = _augment_intensity(_augment_bias(xb, g), g)
+            else:
+                xb, hb, mb = localiser_batch(x, hm, mk, centres, idx, g, shift_px, dr)
             out = net(xb)
             target = hb.flatten(2) + 1e-12
             target = target / target.sum(-1, keepdim=True)
@@ -125,15 +164,34 @@ def train_localiser(data: dict, val: dict, epochs: int, batch: int, lr: float, s
             if hb_.any():
                 om, mm = out[hb_, 5:], mb[hb_]
                 loss = loss + F.binary_cross_entropy_with_logits(om, mm) + dice(om, mm)
+            if anc is not None:
+                loss = loss + anchor_loss(out, ab, seen)
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
             tot += float(loss.detach()) * len(idx)
         err = localiser_error_px(net, val)
-        print(f"localiser epoch {ep + 1}/{epochs} loss {tot / n:.4f} val error {err:.2f} px(128) "
+        extra = f" C2 error {anchor_error_px(net, val):.2f} px" if anchors and "loc_anchors" in val else ""
+        print(f"localiser epoch {ep + 1}/{epochs} loss {tot / n:.4f} val error {err:.2f} px(128){extra} "
               f"{time.time() - t0:.0f}s", flush=True)
-    return net, {"val_error_px128": localiser_error_px(net, val)}
+    m = {"val_error_px128": localiser_error_px(net, val)}
+    if anchors and "loc_anchors" in val:
+        m["val_c2_error_px128"] = anchor_error_px(net, val)
+    return net, m
+
+
+@torch.no_grad()
+def anchor_error_px(net: DiscLocaliser, val: dict) -> float:
+    """Mean distance (localiser px) of the C2-body channel's peak from the truth over the validation windows."""
+    net.eval()
+    out = net(torch.from_numpy(val["loc_image"][:, None])).numpy()
+    errs = []
+    for o, a in zip(out, val["loc_anchors"], strict=True):
+        if np.isfinite(a[0]).all():
+            pred, _, _ = decode_heatmaps(spatial_softmax(o[LOCALISER_OUT:LOCALISER_OUT + 1]))
+            errs.append(float(np.hypot(*(pred[0] - a[0]))))
+    return float(np.mean(errs)) if errs else float("nan")
 
 
 @torch.no_grad()
@@ -206,14 +264,15 @@ def classifier_aucs(net: LevelClassifier, val: dict) -> dict[str, float]:
             "foraminal_stenosis_right": roc_auc(lab[:, 3], psd[:, 1])}
 
 
-def _dataset(seeds: range, cache: Path | None, plan: list | None = None, views: int = 1) -> dict | None:
+def _dataset(seeds: range, cache: Path | None, plan: list | None = None, views: int = 1,
+             anchors: bool = False) -> dict | None:
     """Samples of plain renderer-A ``seeds`` or, with ``plan`` (``data.mixed_plan``), of the mixed set."""
     if plan is None and len(seeds) == 0:
         return None
     if cache is not None and cache.exists():
         with np.load(cache) as z:
             return {k: z[k] for k in z.files}
-    d = make_mixed_dataset(plan, views) if plan is not None else make_dataset(seeds)
+    d = make_mixed_dataset(plan, views, anchors=anchors) if plan is not None else make_dataset(seeds)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, **d)
@@ -262,6 +321,11 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--dr", nargs="+", default=[], metavar="NAME",
                     help="domain randomisation (models/mri/augment.py): any of " + ", ".join(augment.NAMES)
                     + "; all = " + " ".join(augment.ALL) + "; default none (the batches of before)")
+    ap.add_argument("--anchor", action="store_true",
+                    help="level identification by anatomy: two more localiser channels (C2 vertebral-body centre, "
+                    "any disc), trained on the plain renderer-A phantoms' own geometry (needs the mixed plan and "
+                    "--dr with fov; a separate --cache); the predictor then anchors the level chain on C2 "
+                    "(predictor.anchor_chain). Default off: the networks and weights format of before")
     ap.add_argument("--version", default=None, help="version of the written weights (default mri-2.0.0, "
                     "mri-2.0.0+site with --user-data)")
     args = ap.parse_args(argv)
@@ -272,6 +336,8 @@ def cli(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     t0 = time.time()
     mixed = args.b_count > 0 or args.a_shift_count > 0 or args.views > 1
+    if args.anchor and (not mixed or "fov" not in dr):
+        ap.error("--anchor needs the mixed plan (e.g. --views 3) and --dr with fov (e.g. --dr all)")
     if args.a_upper and not mixed:
         ap.error("--a-upper needs the mixed plan (--views > 1, --a-shift-count or --b-count)")
     if args.train_count == 0 and not mixed and not args.user_data:
@@ -286,12 +352,13 @@ def cli(argv: list[str] | None = None) -> int:
     tr = _dataset(range(args.train_seed, args.train_seed + args.train_count),
                   args.cache.with_suffix(".train.npz") if args.cache else None,
                   mixed_plan(args.train_seed, args.train_count, args.a_shift_seed, args.a_shift_count, args.b_seed,
-                             args.b_count, args.extra_fraction, args.a_upper) if mixed else None, args.views)
+                             args.b_count, args.extra_fraction, args.a_upper) if mixed else None, args.views,
+                  args.anchor)
     if va is None:
         va = _dataset(range(args.val_seed, args.val_seed + args.val_count),
                       args.cache.with_suffix(".val.npz") if args.cache else None,
                       mixed_plan(args.val_seed, args.val_count, 0, 0, args.val_b_seed, args.val_b_count, 0.0)
-                      if mixed else None, 1)
+                      if mixed else None, 1, args.anchor)
     if user is not None:
         print(f"user data: {len(user['labels'])} series from {len(args.user_data)} folder(s), annotated slice "
               f"{float(user['off_slice_mm'].max()):.1f} mm or less from the analysed one", flush=True)
@@ -310,7 +377,7 @@ def cli(argv: list[str] | None = None) -> int:
     if args.only != "classifier":
         loc, m = train_localiser(tr, va, args.loc_epochs, args.batch, args.lr, args.seed,
                                  tuple(args.loc_channels), args.loc_shift, init.parts["localiser"] if init else None,
-                                 dr)
+                                 dr, args.anchor)
         metrics.update(m)
         loc_state = loc.state_dict()
     else:
@@ -328,6 +395,7 @@ def cli(argv: list[str] | None = None) -> int:
               "val_seeds": [args.val_seed, args.val_count], "loc_epochs": args.loc_epochs,
               "cls_epochs": args.cls_epochs, "loc_channels": list(args.loc_channels), "loc_shift": args.loc_shift, "lr": args.lr, "seed": args.seed,
               "domain_randomisation": list(dr),
+              **({"anchor": True} if args.anchor else {}),
               "weighting": "T2" if not mixed else "T2 (+T1/STIR of B)",
               "mixed": {"a_plain": [args.train_seed, args.train_count], "a_shifted": [args.a_shift_seed, args.a_shift_count],
                         "b": [args.b_seed, args.b_count], "extra_fraction": args.extra_fraction, "views": args.views,

@@ -201,7 +201,19 @@ def generate_series(seed: int, *, weighting: str = "T2", shape: tuple[int, int] 
         ))
     return MriPhantom(p, weighting, volume, (ps, ps), slice_thickness_mm, spacing_between_slices_mm, positions, mid,
                       tuple(levels), disc_mask, canal_mask,
-                      {"noise_sigma": sigma, "seed": seed, **({"upper": up.to_dict()} if up is not None else {})})
+                      {"noise_sigma": sigma, "seed": seed, **({"upper": up.to_dict()} if up is not None else {}),
+                       "anchors_px": _anchors_px(curve, ps)})
+
+
+def _anchors_px(curve: dict, ps: float) -> dict:
+    """Truth for level identification by anatomy, in pixels (x, y) of the mid-sagittal slice (as
+    ``LevelTruth.disc_centre_px``): ``c2`` the C2 vertebral-body centre (arc length 0 of the spine curve) and
+    ``discs`` every disc centre of the curve (C2-C3 down to the last rendered disc below C7), level-agnostic."""
+    def at(sv: float) -> tuple[float, float]:
+        i = int(np.argmin(np.abs(curve["s"] - sv)))
+        return float(curve["u"][i] / ps), float(curve["v"][i] / ps)
+
+    return {"c2": at(float(curve["centres"][0])), "discs": [at(float(sd)) for sd in curve["disc_centres"]]}
 
 
 def _endplate_zones(seed: int, p: VirtualPatient, curve: dict, s: np.ndarray, a: np.ndarray, ps: float,

@@ -1,0 +1,171 @@
+"""Level identification by anatomy (``train --anchor``, issue 14): the anchor decoder (C2 body + any-disc peaks
+decide between the level chain and the chain moved by one level), its truth in renderer A, and that everything is
+opt-in (a localiser and checkpoint without the anchor channels behave as before)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.mri import augment
+from models.mri.network import ANCHOR_OUT, LOCALISER_OUT, DiscLocaliser
+from models.mri.predictor import ANCHOR_FLAG_PEAK, MriPredictor, anchor_chain, disc_peaks
+from models.mri.train import anchor_loss, anchor_targets
+
+GAP = 9.0  # localiser px between neighbouring discs
+C2 = np.array([60.0, 20.0])
+DISCS = np.array([[60.0, 20.0 + 5.0 + GAP * i] for i in range(8)])  # C2-C3 is 5 px below the C2 body centre
+
+
+def _chain(first: int) -> np.ndarray:
+    """Five consecutive discs starting at DISCS[first] (first = 0: right; 1: one level too low)."""
+    return DISCS[first:first + 5].copy()
+
+
+def test_agreeing_chain_is_kept() -> None:
+    pts = _chain(0)
+    out, src, verdict = anchor_chain(pts, C2, 0.9, DISCS)
+    assert verdict == "agree"
+    assert np.array_equal(out, pts) and list(src) == [0, 1, 2, 3, 4]
+
+
+def test_chain_one_level_too_low_moves_up() -> None:
+    pts = _chain(1)  # the model called C3-C4 "C2-C3"
+    out, src, verdict = anchor_chain(pts, C2, 0.9, DISCS)
+    assert verdict == "up"
+    assert np.allclose(out, _chain(0))
+    assert list(src) == [-1, 0, 1, 2, 3]
+
+
+def test_chain_one_level_too_high_moves_down() -> None:
+    above = np.array([[60.0, 20.0 + 5.0 - GAP]])  # the model's "C2-C3" on something above C2's disc
+    pts = np.concatenate([above, DISCS[:4]])
+    out, src, verdict = anchor_chain(pts, C2, 0.9, DISCS)
+    assert verdict == "down"
+    assert np.allclose(out, _chain(0))  # C6-C7 taken from the any-disc peaks
+    assert list(src) == [1, 2, 3, 4, -1]
+    # without a disc peak there: extrapolated one gap on
+    out2, _, _ = anchor_chain(pts, C2, 0.9, DISCS[:4])
+    assert np.allclose(out2[-1], DISCS[4])
+
+
+def test_only_c2c3_off_is_repaired() -> None:
+    pts = _chain(0)
+    pts[0] = [75.0, 18.0]  # C2-C3 somewhere off the chain, the rest right
+    out, src, verdict = anchor_chain(pts, C2, 0.9, DISCS)
+    assert verdict == "c2c3"
+    assert np.allclose(out, _chain(0)) and list(src) == [-1, 1, 2, 3, 4]
+
+
+def test_no_confident_c2_or_no_disc_below_gives_no_verdict() -> None:
+    pts = _chain(1)
+    assert anchor_chain(pts, C2, 0.05, DISCS)[2] == "none"
+    assert anchor_chain(pts, None, 0.9, DISCS)[2] == "none"
+    assert anchor_chain(pts, C2, 0.9, np.zeros((0, 2)))[2] == "none"
+    assert anchor_chain(pts, C2, 0.9, DISCS[:0] + 200.0)[2] == "none"
+    out, _, verdict = anchor_chain(pts, C2 + [0.0, 60.0], 0.9, DISCS[:3])  # C2 below every disc
+    assert verdict == "none" and np.array_equal(out, pts)
+
+
+def test_first_disc_below_c2_matching_nothing_is_a_disagreement() -> None:
+    pts = _chain(0)
+    discs = DISCS.copy()
+    discs[0] = [60.0, 20.0 + 5.0 + 0.5 * GAP]  # half a level off every hypothesis
+    out, _, verdict = anchor_chain(pts, C2, 0.9, discs[:1])
+    assert verdict == "disagree" and np.array_equal(out, pts)
+
+
+def test_disc_peaks_finds_every_blob_top_to_bottom() -> None:
+    pts = torch.tensor(DISCS[None, :6], dtype=torch.float32)
+    m = augment.centre_heatmaps(pts, 128)[0].sum(0).numpy().astype(np.float64)
+    found = disc_peaks(m / m.sum())
+    assert found.shape == (6, 2)
+    assert np.abs(found - DISCS[:6]).max() < 0.3
+    assert np.all(np.diff(found[:, 1]) > 0)
+
+
+def _anchor_out(c2: np.ndarray, discs: np.ndarray, chain: np.ndarray) -> np.ndarray:
+    """Localiser logits whose heatmaps peak at ``chain`` (levels), ``c2`` and ``discs`` (anchor channels)."""
+    def hm(p: np.ndarray) -> np.ndarray:
+        return augment.centre_heatmaps(torch.tensor(p[None], dtype=torch.float32), 128)[0].numpy()
+
+    out = np.full((LOCALISER_OUT + ANCHOR_OUT, 128, 128), -20.0)
+    out[:5] = 20 * hm(chain) - 10
+    out[LOCALISER_OUT] = 20 * hm(c2[None])[0] - 10
+    out[LOCALISER_OUT + 1] = 20 * hm(discs).sum(0) - 10
+    return out
+
+
+def test_predictor_anchor_flags_a_moved_chain() -> None:
+    pred = MriPredictor.__new__(MriPredictor)
+    pts = _chain(1)
+    out = _anchor_out(C2, DISCS, pts)
+    spread, peak = np.full(5, 0.7), np.full(5, 0.9)
+    new, sp, pk = pred._anchor(out, pts, spread, peak)
+    assert pred.last_anchor == "up"
+    assert np.abs(new - _chain(0)).max() < 0.3
+    assert np.all(pk <= ANCHOR_FLAG_PEAK) and sp.shape == (5,)
+    ok = _chain(0)
+    new, sp, pk = pred._anchor(_anchor_out(C2, DISCS, ok), ok, spread, peak)
+    assert pred.last_anchor == "agree" and np.array_equal(new, ok) and np.array_equal(pk, peak)
+
+
+def test_localiser_without_anchors_is_the_network_of_before() -> None:
+    torch.manual_seed(0)
+    a = DiscLocaliser()
+    torch.manual_seed(0)
+    b = DiscLocaliser(anchors=False)
+    assert {k: v.shape for k, v in a.state_dict().items()} == {k: v.shape for k, v in b.state_dict().items()}
+    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+    c = DiscLocaliser(anchors=True)
+    x = torch.zeros(1, 1, 128, 128)
+    assert a(x).shape[1] == LOCALISER_OUT and c(x).shape[1] == LOCALISER_OUT + ANCHOR_OUT
+
+
+def test_shipped_weights_do_not_anchor() -> None:
+    pred = MriPredictor.load()
+    assert pred.anchors is False
+    assert not hasattr(pred.localiser, "anchor")
+
+
+def test_fov_moves_anchors_with_the_same_draws() -> None:
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    x = torch.rand(4, 1, 128, 128)
+    c = torch.tensor(np.tile(_chain(0)[None], (4, 1, 1)), dtype=torch.float32)
+    m = torch.zeros(4, 2, 128, 128)
+    anchors = torch.cat([c[:, :1] - torch.tensor([0.0, 5.0]), c], 1)
+    x1, h1, m1 = augment.localiser_batch(x, c, m, g1, augment.ALL)
+    x2, h2, m2, a2, seen = augment.localiser_batch_anchors(x, c, m, anchors, g2, augment.ALL)
+    assert torch.equal(x1, x2) and torch.equal(h1, h2) and torch.equal(m1, m2)
+    # the moved disc anchors are the moved level centres (the same map)
+    moved = torch.stack([torch.stack([h[i].flatten().argmax() for i in range(5)]) for h in h1])
+    yx = torch.stack([moved // 128, moved % 128], -1).flip(-1).float()
+    assert (a2[:, 1:6] - yx).abs().max() <= 1.0
+    assert seen.dtype == torch.bool and seen.shape == (4,)
+
+
+def test_anchor_targets_and_loss() -> None:
+    pts = torch.tensor(np.concatenate([C2[None], DISCS])[None], dtype=torch.float32)
+    none = torch.full_like(pts, float("nan"))
+    c2, discs, ok = anchor_targets(torch.cat([pts, none]), 128)
+    assert ok.tolist() == [True, False]
+    assert float(c2[0].max()) == pytest.approx(1.0) and float(c2[1].max()) == 0.0
+    assert float(discs[0].sum()) > 8 * float(c2[0].sum()) * 0.9
+    out = torch.zeros(2, LOCALISER_OUT + ANCHOR_OUT, 128, 128, requires_grad=True)
+    loss = anchor_loss(out, torch.cat([pts, none]), torch.tensor([True, True]))
+    loss.backward()
+    assert torch.isfinite(loss) and out.grad[1].abs().sum() == 0
+
+
+def test_renderer_a_anchor_truth() -> None:
+    from models.mri.data import ANCHOR_POINTS, anchor_points
+    from pipelines.phantoms.mri import generate_series
+
+    ph = generate_series(100000, shape=(128, 128), fov_mm=240.0, n_slices=7)
+    a = anchor_points(ph)
+    assert a.shape == (ANCHOR_POINTS, 2)
+    truth = np.array([t.disc_centre_px for t in ph.levels])
+    assert np.allclose(a[1:6], truth)  # the first five discs are the graded ones
+    gap = np.hypot(*(truth[1] - truth[0]))
+    assert 0.3 * gap < np.hypot(*(a[0] - truth[0])) < 0.9 * gap and a[0, 1] < truth[0, 1]  # C2 body above C2-C3
