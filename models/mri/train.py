@@ -162,7 +162,7 @@ def train_localiser(data: dict, val: dict, epochs: int, batch: int, lr: float, s
             hb_ = has[idx]
             loss = ce
             if hb_.any():
-                om, mm = out[hb_, 5:], mb[hb_]
+                om, mm = out[hb_, 5:LOCALISER_OUT], mb[hb_]
                 loss = loss + F.binary_cross_entropy_with_logits(om, mm) + dice(om, mm)
             if anc is not None:
                 loss = loss + anchor_loss(out, ab, seen)
