@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from itertools import pairwise
 from pathlib import Path
 from typing import ClassVar, Protocol, Self, runtime_checkable
 
@@ -46,16 +47,45 @@ def resolve_device(name: str | torch.device | None = "cpu") -> torch.device:
 
 
 def for_inference(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """``net`` on ``device`` in eval mode; on the CPU with its 4-D (convolution) weights in channels-last order.
+    """``net`` on ``device`` in eval mode, its batch norms folded into the convolutions before them
+    (:func:`fold_batch_norms`); on the CPU with its 4-D (convolution) weights in channels-last order.
 
     oneDNN's CPU convolutions run on channels-last weights 1.2-1.7x faster than on the default order here (stage 2
     of the keypoint cascade: 0.11 -> 0.07 s for 18 crops, one thread); the outputs agree to ~1e-5 (summation order).
     Inputs need no conversion: the convolution follows the weights' order. CUDA devices keep the default order
     (not measured here)."""
     net = net.to(device).eval()
+    fold_batch_norms(net)
     if device.type == "cpu":
         net = net.to(memory_format=torch.channels_last)
     return net
+
+
+def fold_batch_norms(net: torch.nn.Module) -> int:
+    """Fold each eval-mode ``BatchNorm2d`` that directly follows a plain ``Conv2d`` / ``ConvTranspose2d`` in an
+    ``nn.Sequential`` into that convolution's weight and bias, and put an ``nn.Identity`` in its place (same module
+    names, so a block's output, the features a gate reads and a Grad-CAM map stay where they were). Returns the
+    number folded. In eval mode a batch norm is a fixed per-channel affine map, so the folded network computes
+    the same function: the keypoint model's points agree to 1e-4 px; one view through it takes 0.84x the time, the
+    X-ray pipeline of a 3-view study 0.90x (views one after another) and 0.95x (views in threads; one torch thread,
+    measured here). Only exact ``Conv2d`` / ``ConvTranspose2d`` types are folded (a subclass may have its
+    own forward, e.g. the neck-pain model's central-difference convolution), and only inside ``nn.Sequential``,
+    where the order of the children is the order of the forward."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = 0
+    for seq in [m for m in net.modules() if isinstance(m, torch.nn.Sequential)]:
+        names = list(seq._modules)
+        for conv_name, bn_name in pairwise(names):
+            conv, bn = seq._modules[conv_name], seq._modules[bn_name]
+            if (type(conv) in (torch.nn.Conv2d, torch.nn.ConvTranspose2d) and type(bn) is torch.nn.BatchNorm2d
+                    and not conv.training and not bn.training and bn.track_running_stats
+                    and bn.num_features == conv.out_channels):
+                seq._modules[conv_name] = fuse_conv_bn_eval(conv, bn,
+                                                            transpose=type(conv) is torch.nn.ConvTranspose2d)
+                seq._modules[bn_name] = torch.nn.Identity()
+                folded += 1
+    return folded
 
 
 @runtime_checkable
