@@ -38,6 +38,6 @@ fi
 .venv/bin/python -m pip install -q -e '.[test]'
 # Byte-compile the node's own sources, as pip does for what it installs into site-packages: an editable install
 # leaves them as .py, and where bytecode is not written at run time (PYTHONDONTWRITEBYTECODE, a read-only checkout)
-# every start of `serve`, its worker and `cspine-node analyze` would compile them again (~0.5 s each, measured).
+# every start of `serve`, its worker and `cspine-node analyze` would compile them again (~0.2 s of CPU each, measured).
 .venv/bin/python -m compileall -q -j 0 node pipelines models >/dev/null
 echo "setup: ready (.venv/bin/cspine-node)"
