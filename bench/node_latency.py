@@ -167,7 +167,7 @@ def main() -> None:
     xray = {"SR": 1, "SEG": 1}
     try:
         print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; broker "
-              f"{'redis' if redis else 'embedded'}; default assembly (release grace 0.5 s); PACS Orthanc -> node -> "
+              f"{'redis' if redis else 'embedded'}; default assembly (dispatch at the release, results held for the 0.5 s grace); PACS Orthanc -> node -> "
               f"PACS (C-STORE) + archive (STOW-RS)")
         files = [write_study(generate_study(200 + i), work / f"x{i}") for i in range(args.runs + 2)]
         t = time.monotonic()

@@ -1,10 +1,13 @@
 """Study assembly: decide when a study is complete and dispatch it; re-dispatch on late instances.
 
 A study is *ready* when it has instances newer than its last dispatch (``generation >
-dispatched_generation``), every association that brought them has ended (the release/abort markers the
-SCP writes into the spool index) and ``release_grace_s`` (default 0.5 s) has passed since that release, room for
-a sender that sends one study over two associations (plus ``stable_age_s`` after the last instance, default 0;
-MONAI Deploy's gateway waits a fixed 5 s, Orthanc 60 s). A sender that keeps its association open is not waited
+dispatched_generation``) and every association that brought them has ended (the release/abort markers the
+SCP writes into the spool index), plus ``stable_age_s`` after the last instance (default 0; MONAI Deploy's gateway
+waits a fixed 5 s, Orthanc 60 s). Room for a sender that sends one study over two associations is
+``release_grace_s`` (default 0.5 s) after the release: by default (``dispatch_at_release``) the study is dispatched
+at the release and the worker holds its results until the grace is over (``node.tasks.GraceHold``: an instance
+arriving meanwhile sets the analysis aside), so the grace overlaps the analysis; otherwise the study is dispatched
+only after the grace. A sender that keeps its association open is not waited
 for forever: after ``open_association_age_s`` without new instances the study is dispatched anyway. The rule is
 ``node.spool.ready``; ``wait_s`` tells the ``serve`` loop when the next waiting study is due, so a released study
 is dispatched at its due time, not at the next fixed tick.
@@ -48,7 +51,7 @@ class Assembler:
         now = self.clock()
         dispatched = []
         for study_uid, generation in self.spool.ready_studies(
-                now, self.settings.stable_age_s, self.settings.open_association_age_s, self.settings.release_grace_s):
+                now, self.settings.stable_age_s, self.settings.open_association_age_s, self._grace_s()):
             try:
                 task_id = self.dispatcher.analyze(study_uid, generation)
             except Exception as e:  # noqa: BLE001 - broker down: try again next tick
@@ -60,12 +63,16 @@ class Assembler:
             dispatched.append(study_uid)
         return dispatched
 
+    def _grace_s(self) -> float:
+        """The release grace the dispatch waits for: none when the worker holds the results instead."""
+        return 0.0 if self.settings.dispatch_at_release else self.settings.release_grace_s
+
     def wait_s(self, longest_s: float) -> float:
         """How long the loop may sleep before the next tick: until the next waiting study is due, at most
         ``longest_s`` (a release the SCP records meanwhile is seen at the next tick). A study already due was
         tried by the tick just done (the broker may be down): ``longest_s`` then, not a busy loop."""
         due = self.spool.next_ready_at(self.settings.stable_age_s, self.settings.open_association_age_s,
-                                       self.settings.release_grace_s)
+                                       self._grace_s())
         now = self.clock()
         return longest_s if due is None or due <= now else min(longest_s, max(0.01, due - now))
 

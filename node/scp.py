@@ -274,13 +274,13 @@ class StorageSCP:
         self.ae.acse_timeout = settings.association_request_timeout_s  # the ARTIM timer too
         self.pending = PendingConnections(settings.association_request_timeout_s, settings.max_pending_per_host)
         self.slots = AssociationSlots(settings.max_associations)
+        self.released = threading.Event()  # set once an association's end is recorded (``Node`` ticks at once)
         self.ae.require_called_aet = False
         self.ae.require_calling_aet = list(settings.allowed_calling_aets)
         self.ae.add_supported_context(Verification)
         for sop_class in STORAGE_SOP_CLASSES:
             self.ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
-        # Bounded memory: C-STORE data sets are written to a file as they arrive (the handler gets its path), and
-        # every connection's PDUs and messages are held to ``limits`` (``node.pdu_limits``).
+        # Bounded memory (module docstring): data sets to files as they arrive, PDUs and messages within ``limits``
         _config.STORE_RECV_CHUNKED_DATASET = True
         self.limits = WireLimits(max_pdu=settings.max_pdu, max_instance_bytes=settings.max_instance_bytes)
         self._servers: list[Any] = []
@@ -497,3 +497,4 @@ class StorageSCP:
             log(LOG, "association close not recorded", logging.ERROR, assoc_id=aid, error=f"{type(e).__name__}: {e}")
             return
         log(LOG, "association closed", assoc_id=aid, how=how.value)
+        self.released.set()

@@ -55,6 +55,8 @@ class Node:
         if worker is not None:
             self.start_worker = True
         self._stop = threading.Event()
+        self._wake = self.scp.released
+        """Set by the SCP when an association's end is recorded (and by ``stop``): the assembler ticks at once."""
         self._thread: threading.Thread | None = None
 
     @property
@@ -108,10 +110,12 @@ class Node:
                 wait = self.assembler.wait_s(self.settings.assembly_interval_s)  # wake when a study is due
             except Exception:  # noqa: BLE001 - an index error: the plain interval
                 wait = self.settings.assembly_interval_s
-            self._stop.wait(wait)
+            self._wake.wait(wait)
+            self._wake.clear()
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         self.scp.stop()
         self.corrections.stop()
         if self._thread is not None:

@@ -226,8 +226,15 @@ class NodeSettings(BaseSettings):
     # Spool and assembly
     spool_dir: Path = Path("cspine-spool")
     release_grace_s: float = 0.5
-    """A study is dispatched this long after the sender released the last association that brought its instances
-    (room for a second association of the same study; a later instance still re-triggers the analysis)."""
+    """Room for a second association of the same study after the sender released the last one that brought its
+    instances (a later instance still re-triggers the analysis). With ``dispatch_at_release`` the analysis runs
+    during it and its results wait for its end; without, the study is dispatched only after it."""
+    dispatch_at_release: bool = True
+    """Dispatch a study as soon as its sender released its association, and hold the analysis's results (nothing
+    written, queued or sent) until ``release_grace_s`` after that release: an instance of the same study arriving
+    before they are written sets the analysis aside, and the study is dispatched again with all its instances
+    (``node.grace``). The grace then overlaps the analysis instead of preceding it. False: dispatch
+    ``release_grace_s`` after the release."""
     stable_age_s: float = 0.0
     """... and at least this long after its last instance (0: the release and its grace decide)."""
     open_association_age_s: float = 60.0

@@ -28,30 +28,27 @@ from __future__ import annotations
 
 import gc
 import logging
-import queue
 import threading
 import time
-from io import BytesIO
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from celery import Celery, Task
 from celery.signals import worker_ready, worker_shutdown
 
 from node import audit, fanout
+from node.first import FirstObjects, write_objects
+from node.grace import GraceHold, SetAside
 from node.logs import log
 from node.patients import SpoolHistory, save_results
 from node.priors import PriorHistory
 from node.settings import NodeSettings
 from node.spool import Spool, write_atomic
 from node.spool.attempts import AnalysisAbandoned, AnalysisDeferred, RetryPolicy, backoff
-from node.spool.stages import FIRST_QUEUED, STORE
+from node.spool.stages import FIRST_QUEUED, HOLD, STORE
 from node.worker_status import WorkerStatus
 from pipelines.interfaces import ModelSet
 from pipelines.study import Study
-
-if TYPE_CHECKING:
-    from pydicom.dataset import Dataset
 
 LOG = logging.getLogger("node.tasks")
 
@@ -242,81 +239,10 @@ def worker_models() -> ModelSet:
         return _state["models"]
 
 
-def _write_objects(sp: Spool, study_uid: str, generation: int, objects: list[Dataset]) -> list[tuple[str, str, Path]]:
-    written = []
-    for ds in objects:
-        buf = BytesIO()
-        ds.save_as(buf, enforce_file_format=True)
-        path = sp.outbox_path(study_uid, generation, str(ds.SOPInstanceUID))
-        write_atomic(buf.getvalue(), path, sp.tmp_dir)
-        written.append((str(ds.SOPInstanceUID), str(ds.SOPClassUID), path))
-    return written
-
-
-class FirstObjects:
-    """The first objects of an analysis (its SR and SEGs, ``pipelines.dicom_out.encode``'s ``first``): written and
-    fsync'd, queued (``Spool.queue_first``) and sent by ``send`` in a thread while the worker encodes the rest
-    (presentation states, report, Grad-CAM maps, the patient-level report). The radiologist's key results reach the
-    PACS first; ``finish_analysis`` then queues the rest. ``send`` failing leaves the rows pending: the delivery
-    after the analysis sends them with the rest."""
-
-    def __init__(self, sp: Spool, study_uid: str, generation: int, destinations: list[str], attempt_id: str,
-                 send: Any) -> None:
-        self.sp, self.study_uid, self.generation = sp, study_uid, generation
-        self.destinations, self.attempt_id, self.send = destinations, attempt_id, send
-        self.written: list[tuple[str, str, Path]] = []
-        self.queued: set[str] = set()
-        self.seconds: float | None = None
-        self._t0 = time.perf_counter()
-        self._kicks: queue.SimpleQueue[bool] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-
-    def __call__(self, objects: list[Dataset]) -> None:
-        written = _write_objects(self.sp, self.study_uid, self.generation, objects)
-        self.written.extend(written)
-        try:
-            queued = bool(self.destinations) and self.sp.queue_first(
-                self.study_uid, self.generation, written, self.destinations, attempt_id=self.attempt_id,
-                queued_before=self.queued)
-        except Exception as exc:  # noqa: BLE001 - not sent early: finish_analysis queues them with the rest
-            log(LOG, "first objects not queued", logging.WARNING, study_uid=self.study_uid,
-                error=f"{type(exc).__name__}: {str(exc)[:300]}")
-            queued = False
-        if queued:
-            self.queued.update(uid for uid, _, _ in written)
-            if self.seconds is None:
-                self.seconds = time.perf_counter() - self._t0
-            self._kicks.put(True)
-            if self._thread is None:  # one sender thread: two sends never take the same pending rows at once
-                self._thread = threading.Thread(target=self._sender, name="deliver-first", daemon=True)
-                self._thread.start()
-
-    def _sender(self) -> None:
-        while self._kicks.get():
-            while not self._kicks.empty():  # objects queued meanwhile go in the same attempt
-                if not self._kicks.get():
-                    self._send()
-                    return
-            self._send()
-
-    def _send(self) -> None:
-        try:
-            self.send()
-        except Exception as exc:  # noqa: BLE001 - the rows stay pending; the delivery after the analysis retries
-            log(LOG, "first delivery failed", logging.WARNING, study_uid=self.study_uid,
-                error=f"{type(exc).__name__}: {str(exc)[:300]}")
-
-    def join(self) -> None:
-        """Wait until every first object queued so far was sent (or its attempt failed)."""
-        if self._thread is not None:
-            self._kicks.put(False)
-            self._thread.join()
-            self._thread = None
-
-
 def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: Any = None, *,
                  patient_window_days: float = 90.0, attempt_id: str = "", prior_destinations: Any = (),
-                 calling_aet: str = "CSPINE", send_first: Any = None) -> dict[str, Any]:
+                 calling_aet: str = "CSPINE", send_first: Any = None,
+                 release_grace_s: float = 0.0) -> dict[str, Any]:
     """Analyse the newest generation of a study and queue its results for ``destinations``.
 
     ``analyze(study, history)`` defaults to ``pipelines.analyze`` with this worker's models; ``history`` is the
@@ -331,6 +257,9 @@ def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: An
     ``AnalysisAbandoned`` when no attempt may start (``node.spool.attempts``).
     ``send_first`` (with the default ``analyze``): a callable that sends the study's pending results; each
     pipeline's SR and SEGs are then queued and sent with it as soon as they are encoded (``FirstObjects``).
+    ``release_grace_s`` (a study dispatched at its release): nothing is written before the grace after the release
+    is over (``node.grace.GraceHold``); an analysis set aside for newer instances returns ``generation`` None and
+    ``set_aside`` (the reason).
     """
     snap = sp.begin_analysis(study_uid, attempt_id=attempt_id)
     if snap is None:
@@ -338,8 +267,9 @@ def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: An
         return {"study_uid": study_uid, "generation": None, "objects": 0, "skipped": [], "queued": False,
                 "models": []}
     study, generation = snap
+    hold = GraceHold(sp, study_uid, generation, release_grace_s)
     first = FirstObjects(sp, study_uid, generation, destinations if send_first is not None else [], attempt_id,
-                         send_first)
+                         send_first, hold)
     if analyze is None:
         import pipelines
 
@@ -350,6 +280,9 @@ def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: An
     try:
         return _analyse_and_store(sp, destinations, study_uid, study, generation, analyze, first, t0,
                                   PriorHistory(sp, patient_window_days, prior_destinations, calling_aet=calling_aet))
+    except SetAside as aside:
+        return {"study_uid": study_uid, "generation": None, "objects": 0, "skipped": [], "queued": False,
+                "models": [], "set_aside": str(aside)}
     finally:
         first.join()
 
@@ -357,9 +290,11 @@ def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: An
 def _analyse_and_store(sp: Spool, destinations: list[str], study_uid: str, study: Study, generation: int,
                        analyze: Any, first: FirstObjects, t0: float, history: PriorHistory) -> dict[str, Any]:
     analysis = analyze(study, history)
+    if first.hold is not None:  # when no first objects came: the end of the release grace before anything is written
+        first.hold.check()
     t_store = time.perf_counter()
     done = {uid for uid, _, _ in first.written}
-    written = first.written + _write_objects(sp, study_uid, generation,
+    written = first.written + write_objects(sp, study_uid, generation,
                                              [o for o in [*analysis.objects, *analysis.patient_objects]
                                               if str(o.SOPInstanceUID) not in done])
     result_rows = save_results(sp, study_uid, generation, analysis.results,
@@ -376,6 +311,8 @@ def _analyse_and_store(sp: Spool, destinations: list[str], study_uid: str, study
     stages = {**getattr(analysis, "timings", {}), STORE: time.perf_counter() - t_store}
     if first.seconds is not None:
         stages[FIRST_QUEUED] = first.seconds
+    if first.hold is not None and first.hold.waited_s > 0:
+        stages[HOLD] = first.hold.waited_s
     sp.record_stages(study_uid, generation, stages)
     if analysis.skipped:
         log(LOG, "study not analysed" if not analysis.results else "part of study not analysed",
@@ -422,7 +359,8 @@ def analyze_study(self: Task, study_uid: str, generation: int = 0) -> dict[str, 
             report = run_analysis(spool(), names, study_uid,
                                   patient_window_days=s.patient_window_days, attempt_id=task_id,
                                   prior_destinations=[d for d in s.destinations if d.priors], calling_aet=s.ae_title,
-                                  send_first=send_first)
+                                  send_first=send_first,
+                                  release_grace_s=s.release_grace_s if s.dispatch_at_release else 0.0)
         except (AnalysisDeferred, AnalysisAbandoned):
             raise
         except Exception as exc:  # noqa: BLE001 - this attempt failed: the spool says retry or dead letter

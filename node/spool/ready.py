@@ -13,6 +13,9 @@ ready (its *due* time has come):
 
 A late instance bumps the generation, so the study waits and is dispatched again. ``next_ready_at`` is the
 earliest due time of the studies still waiting, so the assembler can wake exactly then.
+
+With ``dispatch_at_release`` the assembler passes no grace, and the worker asks ``hold_until`` when the grace of the
+study it analyses ends (``node.tasks.GraceHold``).
 """
 
 from __future__ import annotations
@@ -20,14 +23,24 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-_WAITING = (
-    "SELECT s.study_uid, s.generation, s.last_received_at, s.retry_at, EXISTS("
+_ASSOCIATIONS = (
+    "EXISTS("
     "  SELECT 1 FROM study_associations sa JOIN associations a ON a.id = sa.assoc_id"
     "  WHERE sa.study_uid = s.study_uid AND a.closed_at IS NULL) AS open_assoc, ("
     "  SELECT MAX(a.closed_at) FROM study_associations sa JOIN associations a ON a.id = sa.assoc_id"
     "  WHERE sa.study_uid = s.study_uid) AS released_at"
-    " FROM studies s WHERE s.generation > s.dispatched_generation ORDER BY s.last_received_at"
 )
+"""Columns of a study row ``s``: an association that brought its instances is still open; the latest release."""
+_WAITING = ("SELECT s.study_uid, s.generation, s.last_received_at, s.retry_at, " + _ASSOCIATIONS
+            + " FROM studies s WHERE s.generation > s.dispatched_generation ORDER BY s.last_received_at")
+_ONE = "SELECT s.generation, s.last_received_at, " + _ASSOCIATIONS + " FROM studies s WHERE s.study_uid = ?"
+
+
+def grace_end(row: Any, release_grace_s: float) -> float:  # noqa: ANN401 - a sqlite3.Row or a mapping
+    """``release_grace_s`` after the later of the study's last release and its last instance (POSIX seconds)."""
+    last = float(row["last_received_at"])
+    released = float(row["released_at"]) if row["released_at"] is not None else last
+    return max(last, released) + release_grace_s
 
 
 def due_at(row: Any, stable_age_s: float, open_association_age_s: float, release_grace_s: float) -> float:  # noqa: ANN401 - a sqlite3.Row or a mapping
@@ -36,8 +49,7 @@ def due_at(row: Any, stable_age_s: float, open_association_age_s: float, release
     if row["open_assoc"]:
         due = last + open_association_age_s
     else:
-        released = float(row["released_at"]) if row["released_at"] is not None else last
-        due = max(last + stable_age_s, max(last, released) + release_grace_s)
+        due = max(last + stable_age_s, grace_end(row, release_grace_s))
     return max(due, float(row["retry_at"])) if row["retry_at"] is not None else due
 
 
@@ -58,6 +70,16 @@ class StudyReadiness:
         """``(study_uid, generation)`` of the studies to dispatch now, longest waiting first."""
         return [(uid, gen) for uid, gen, due in self._due(stable_age_s, open_association_age_s, release_grace_s)
                 if due <= now]
+
+    def hold_until(self, study_uid: str, release_grace_s: float) -> tuple[int, float | None]:
+        """``(generation, until)``: the study's newest generation, and when the release grace of its last release
+        ends (``release_grace_s`` after the later of that release and its last instance; POSIX seconds). ``until``
+        is None while an association that brought its instances is still open (a study dispatched by
+        ``open_association_age_s``: nothing to wait for) or for a study not in the index."""
+        r = self._db().execute(_ONE, (study_uid,)).fetchone()
+        if r is None:
+            return 0, None
+        return int(r["generation"]), None if r["open_assoc"] else grace_end(r, release_grace_s)
 
     def next_ready_at(self, stable_age_s: float, open_association_age_s: float,
                       release_grace_s: float = 0.0) -> float | None:

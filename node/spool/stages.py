@@ -3,9 +3,12 @@
 Stages (seconds; ``STAGES`` is their order):
 
 * ``receive``: the first instance of the batch -> its last instance (the sender's C-STOREs);
-* ``stability``: the last instance -> dispatch (association released, the grace for a second association);
+* ``stability``: the last instance -> dispatch (association released; with ``dispatch_at_release`` False, also the
+  grace for a second association);
 * ``queue``: dispatch -> the analysis starting on a worker (broker, a free worker, backoff after a failure);
 * ``pipeline:<name>``: one pipeline's run (models and measurements), per pipeline (``xray``, ``mri``);
+* ``hold``: the results waiting for the end of the release grace (a study dispatched at its release,
+  ``node.grace``; recorded only when they waited: an analysis usually outlasts the grace);
 * ``first``: the analysis starting -> its first SR and SEGs written and queued, sent at once while the rest is
   encoded (``node.tasks.FirstObjects``; only where the worker delivers);
 * ``encode``: the DICOM result objects of every pipeline (SR, SEG, GSPS, report);
@@ -27,8 +30,8 @@ import time
 from collections.abc import Mapping
 
 RECEIVE, STABILITY, QUEUE, ENCODE, PATIENT, STORE = "receive", "stability", "queue", "encode", "patient", "store"
-FIRST_QUEUED = "first"
-STAGES = (RECEIVE, STABILITY, QUEUE, "pipeline:", FIRST_QUEUED, ENCODE, PATIENT, STORE, "deliver:")
+FIRST_QUEUED, HOLD = "first", "hold"
+STAGES = (RECEIVE, STABILITY, QUEUE, "pipeline:", HOLD, FIRST_QUEUED, ENCODE, PATIENT, STORE, "deliver:")
 """Stage names in the order a study passes them (``pipeline:`` and ``deliver:`` are prefixes)."""
 
 

@@ -54,7 +54,8 @@ def _store(spool: Spool, ds, t: float, assoc: str = "") -> None:
 def env(tmp_path: Path):
     spool = Spool(tmp_path / "spool")
     clock = Clock()
-    settings = NodeSettings(spool_dir=tmp_path / "spool", stable_age_s=5, open_association_age_s=60, metrics_port=None)
+    settings = NodeSettings(spool_dir=tmp_path / "spool", stable_age_s=5, open_association_age_s=60, metrics_port=None,
+                            dispatch_at_release=False)
     disp = RecordingDispatcher()
     return spool, clock, Assembler(spool, settings, disp, clock=clock), disp
 
@@ -80,13 +81,24 @@ def test_waits_for_release_then_stable_age(env) -> None:
 
 @pytest.fixture
 def defaults(tmp_path: Path):
-    """The default assembly settings: dispatch 0.5 s after the release, no stable age."""
+    """The default assembly settings but the grace waited for before the dispatch (``dispatch_at_release`` False):
+    dispatch 0.5 s after the release, no stable age."""
     spool = Spool(tmp_path / "spool")
     clock = Clock()
     disp = RecordingDispatcher()
-    settings = NodeSettings(spool_dir=tmp_path / "spool", metrics_port=None)
+    settings = NodeSettings(spool_dir=tmp_path / "spool", metrics_port=None, dispatch_at_release=False)
     assert (settings.release_grace_s, settings.stable_age_s, settings.open_association_age_s) == (0.5, 0.0, 60.0)
     return spool, clock, Assembler(spool, settings, disp, clock=clock), disp
+
+
+@pytest.fixture
+def at_release(tmp_path: Path):
+    """The default assembly settings: dispatch at the release, the worker holds the results for the 0.5 s grace."""
+    spool = Spool(tmp_path / "spool")
+    disp = RecordingDispatcher()
+    settings = NodeSettings(spool_dir=tmp_path / "spool", metrics_port=None)
+    assert settings.dispatch_at_release and settings.release_grace_s == 0.5
+    return spool, Assembler(spool, settings, disp), disp, settings
 
 
 def test_released_study_is_dispatched_after_the_grace_not_a_fixed_quiet_period(defaults) -> None:
@@ -124,6 +136,95 @@ def test_a_second_association_within_the_grace_joins_the_same_dispatch(defaults)
     assert asm.tick() == []
     clock.t += 0.1
     assert asm.tick() == [study] and disp.analyses == [(study, 2), (study, 3)]
+
+
+def _one_per_instance(study: str, during=None):  # noqa: ANN001, ANN202 - a stand-in analyze
+    def stand_in(st, history):  # noqa: ARG001 - one result object per instance, new UIDs each analysis
+        if during is not None:
+            during()
+        objs = [make_image(study, modality="OT", sop_class="1.2.840.10008.5.1.4.1.1.7") for _ in st.instances]
+        return Analysis(st.study_uid, objects=objs)
+
+    return stand_in
+
+
+def test_dispatched_at_the_release_and_results_held_for_the_rest_of_the_grace(at_release) -> None:
+    import time
+
+    spool, asm, disp, settings = at_release
+    study = pydicom.uid.generate_uid()
+    spool.open_association("a1", "PACS", "127.0.0.1")
+    _store(spool, make_image(study, seed=1), time.time(), "a1")
+    spool.close_association("a1", "released")
+    released = time.time()
+    assert asm.tick() == [study] and disp.analyses == [(study, 1)], "dispatched at the release, no grace first"
+    report = run_analysis(spool, ["pacs"], study, analyze=_one_per_instance(study),
+                          release_grace_s=settings.release_grace_s)
+    assert report["generation"] == 1 and report["queued"]
+    assert time.time() - released >= settings.release_grace_s - 0.05, "nothing stored before the grace was over"
+    rows = spool.pending_outbox(study)
+    assert len(rows) == 1 and rows[0].created_at >= released + settings.release_grace_s - 0.05
+    assert spool.study_stages(study, 1)["hold"] > 0.2
+
+
+def test_a_second_association_within_the_grace_sets_the_analysis_aside(at_release) -> None:
+    import time
+
+    spool, asm, disp, settings = at_release
+    study = pydicom.uid.generate_uid()
+    spool.open_association("a1", "PACS", "127.0.0.1")
+    _store(spool, make_image(study, seed=1), time.time(), "a1")
+    spool.close_association("a1", "released")
+    assert asm.tick() == [study]
+
+    def second_association() -> None:  # the sender's next association, while the worker analyses
+        spool.open_association("a2", "PACS", "127.0.0.1")
+        _store(spool, make_image(study, seed=2), time.time(), "a2")
+
+    report = run_analysis(spool, ["pacs", "archive"], study, analyze=_one_per_instance(study, second_association),
+                          attempt_id="task-1", release_grace_s=settings.release_grace_s)
+    assert report["generation"] is None and not report["queued"] and "release grace" in report["set_aside"]
+    assert spool.outbox(study) == [], "nothing of the analysis set aside was queued"
+    row = spool.study(study)
+    assert (row.generation, row.analyzed_generation, row.state) == (2, 0, StudyState.RECEIVING)
+    assert asm.tick() == [], "the second association is still open"
+    spool.close_association("a2", "released")
+    assert asm.tick() == [study] and disp.analyses == [(study, 1), (study, 2)]
+    report = run_analysis(spool, ["pacs", "archive"], study, analyze=_one_per_instance(study), attempt_id="task-2",
+                          release_grace_s=settings.release_grace_s)
+    assert report["generation"] == 2 and report["objects"] == 2 and report["queued"]
+    assert len(spool.pending_outbox(study)) == 4 and spool.study(study).state == StudyState.DONE
+
+
+def test_instances_during_or_after_the_analysis(at_release) -> None:
+    """Long after the grace: an instance that arrives while the analysis runs (before its results are written)
+    sets it aside too; one after the results were written re-triggers the analysis, whose results supersede the
+    pending older ones, as without the hold."""
+    import time
+
+    spool, asm, disp, settings = at_release
+    study = pydicom.uid.generate_uid()
+    spool.open_association("a1", "PACS", "127.0.0.1")
+    _store(spool, make_image(study, seed=1), time.time() - 5, "a1")
+    spool.close_association("a1", "released", now=time.time() - 4)
+    assert asm.tick() == [study]
+
+    def during() -> None:
+        _store(spool, make_image(study, seed=2), time.time())
+
+    t = time.time()
+    r1 = run_analysis(spool, ["pacs"], study, analyze=_one_per_instance(study, during),
+                      release_grace_s=settings.release_grace_s)
+    assert time.time() - t < 0.4, "the grace was over long ago: no wait"
+    assert r1["generation"] is None and "set_aside" in r1 and spool.outbox(study) == []
+    assert asm.tick() == [study] and disp.analyses[-1] == (study, 2)
+    r2 = run_analysis(spool, ["pacs"], study, analyze=_one_per_instance(study), release_grace_s=settings.release_grace_s)
+    assert r2["generation"] == 2 and r2["objects"] == 2
+    _store(spool, make_image(study, seed=3), time.time())  # after the results were written
+    assert asm.tick() == [study] and disp.analyses[-1] == (study, 3)
+    r3 = run_analysis(spool, ["pacs"], study, analyze=_one_per_instance(study), release_grace_s=settings.release_grace_s)
+    assert r3["generation"] == 3 and r3["objects"] == 3
+    assert sorted((r.generation, r.state) for r in spool.outbox(study)) == [(2, "superseded")] * 2 + [(3, "pending")] * 3
 
 
 def test_stable_age_counts_from_last_instance(env) -> None:
