@@ -4,6 +4,7 @@ integration tests (test_node_e2e.py, test_node_kill9.py) run the real ``pipeline
 
 from __future__ import annotations
 
+import time
 from io import BytesIO
 from pathlib import Path
 
@@ -148,16 +149,21 @@ def _one_per_instance(study: str, during=None):  # noqa: ANN001, ANN202 - a stan
     return stand_in
 
 
-def test_dispatched_at_the_release_and_results_held_for_the_rest_of_the_grace(at_release) -> None:
-    import time
-
-    spool, asm, disp, settings = at_release
+def _released(spool: Spool, asm: Assembler, ago_s: float = 0.0) -> str:
+    """A new study: one instance over association a1, released ``ago_s`` seconds ago; dispatched at the release."""
     study = pydicom.uid.generate_uid()
     spool.open_association("a1", "PACS", "127.0.0.1")
-    _store(spool, make_image(study, seed=1), time.time(), "a1")
-    spool.close_association("a1", "released")
+    _store(spool, make_image(study, seed=1), time.time() - ago_s, "a1")
+    spool.close_association("a1", "released", now=time.time() - ago_s)
+    assert asm.tick() == [study], "dispatched at the release, no grace first"
+    return study
+
+
+def test_dispatched_at_the_release_and_results_held_for_the_rest_of_the_grace(at_release) -> None:
+    spool, asm, disp, settings = at_release
+    study = _released(spool, asm)
     released = time.time()
-    assert asm.tick() == [study] and disp.analyses == [(study, 1)], "dispatched at the release, no grace first"
+    assert disp.analyses == [(study, 1)]
     report = run_analysis(spool, ["pacs"], study, analyze=_one_per_instance(study),
                           release_grace_s=settings.release_grace_s)
     assert report["generation"] == 1 and report["queued"]
@@ -168,14 +174,8 @@ def test_dispatched_at_the_release_and_results_held_for_the_rest_of_the_grace(at
 
 
 def test_a_second_association_within_the_grace_sets_the_analysis_aside(at_release) -> None:
-    import time
-
     spool, asm, disp, settings = at_release
-    study = pydicom.uid.generate_uid()
-    spool.open_association("a1", "PACS", "127.0.0.1")
-    _store(spool, make_image(study, seed=1), time.time(), "a1")
-    spool.close_association("a1", "released")
-    assert asm.tick() == [study]
+    study = _released(spool, asm)
 
     def second_association() -> None:  # the sender's next association, while the worker analyses
         spool.open_association("a2", "PACS", "127.0.0.1")
@@ -200,14 +200,8 @@ def test_instances_during_or_after_the_analysis(at_release) -> None:
     """Long after the grace: an instance that arrives while the analysis runs (before its results are written)
     sets it aside too; one after the results were written re-triggers the analysis, whose results supersede the
     pending older ones, as without the hold."""
-    import time
-
     spool, asm, disp, settings = at_release
-    study = pydicom.uid.generate_uid()
-    spool.open_association("a1", "PACS", "127.0.0.1")
-    _store(spool, make_image(study, seed=1), time.time() - 5, "a1")
-    spool.close_association("a1", "released", now=time.time() - 4)
-    assert asm.tick() == [study]
+    study = _released(spool, asm, ago_s=4.0)
 
     def during() -> None:
         _store(spool, make_image(study, seed=2), time.time())
@@ -372,8 +366,6 @@ def test_real_scp_release_markers_and_late_instance(tmp_path: Path) -> None:
 
 
 def _wait(pred, what: str, timeout: float = 60) -> None:
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pred():
