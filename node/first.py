@@ -22,7 +22,7 @@ from node.spool import Spool, write_atomic
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
-LOG = logging.getLogger("node.tasks")
+LOG = logging.getLogger("node.first")
 
 
 def write_objects(sp: Spool, study_uid: str, generation: int, objects: list[Dataset]) -> list[tuple[str, str, Path]]:

@@ -10,7 +10,7 @@ Stages (seconds; ``STAGES`` is their order):
 * ``hold``: the results waiting for the end of the release grace (a study dispatched at its release,
   ``node.grace``; recorded only when they waited: an analysis usually outlasts the grace);
 * ``first``: the analysis starting -> its first SR and SEGs written and queued, sent at once while the rest is
-  encoded (``node.tasks.FirstObjects``; only where the worker delivers);
+  encoded (``node.first.FirstObjects``; only where the worker delivers);
 * ``encode``: the DICOM result objects of every pipeline (SR, SEG, GSPS, report);
 * ``patient``: the patient-level report (when the patient's other modality is known);
 * ``store``: the result objects written (fsync'd) and the analysis recorded;
