@@ -30,6 +30,7 @@ import gc
 import logging
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -242,7 +243,7 @@ def worker_models() -> ModelSet:
 def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: Any = None, *,
                  patient_window_days: float = 90.0, attempt_id: str = "", prior_destinations: Any = (),
                  calling_aet: str = "CSPINE", send_first: Any = None,
-                 release_grace_s: float = 0.0) -> dict[str, Any]:
+                 release_grace_s: float = 0.0, open_association_age_s: float = 60.0) -> dict[str, Any]:
     """Analyse the newest generation of a study and queue its results for ``destinations``.
 
     ``analyze(study, history)`` defaults to ``pipelines.analyze`` with this worker's models; ``history`` is the
@@ -258,16 +259,18 @@ def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: An
     ``send_first`` (with the default ``analyze``): a callable that sends the study's pending results; each
     pipeline's SR and SEGs are then queued and sent with it as soon as they are encoded (``FirstObjects``).
     ``release_grace_s`` (a study dispatched at its release): nothing is written before the grace after the release
-    is over (``node.grace.GraceHold``); an analysis set aside for newer instances returns ``generation`` None and
+    is over (``node.grace.GraceHold``, with ``open_association_age_s``); an analysis set aside (newer instances came,
+    or a second association is still sending) closes its attempt uncounted and returns ``generation`` None and
     ``set_aside`` (the reason).
     """
+    attempt_id = attempt_id or uuid.uuid4().hex  # known here, so that an analysis set aside can close it
     snap = sp.begin_analysis(study_uid, attempt_id=attempt_id)
     if snap is None:
         log(LOG, "analysis up to date", study_uid=study_uid)
         return {"study_uid": study_uid, "generation": None, "objects": 0, "skipped": [], "queued": False,
                 "models": []}
     study, generation = snap
-    hold = GraceHold(sp, study_uid, generation, release_grace_s)
+    hold = GraceHold(sp, study_uid, generation, release_grace_s, open_association_age_s)
     first = FirstObjects(sp, study_uid, generation, destinations if send_first is not None else [], attempt_id,
                          send_first, hold)
     if analyze is None:
@@ -281,6 +284,7 @@ def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: An
         return _analyse_and_store(sp, destinations, study_uid, study, generation, analyze, first, t0,
                                   PriorHistory(sp, patient_window_days, prior_destinations, calling_aet=calling_aet))
     except SetAside as aside:
+        sp.set_aside(study_uid, attempt_id)
         return {"study_uid": study_uid, "generation": None, "objects": 0, "skipped": [], "queued": False,
                 "models": [], "set_aside": str(aside)}
     finally:
@@ -360,7 +364,8 @@ def analyze_study(self: Task, study_uid: str, generation: int = 0) -> dict[str, 
                                   patient_window_days=s.patient_window_days, attempt_id=task_id,
                                   prior_destinations=[d for d in s.destinations if d.priors], calling_aet=s.ae_title,
                                   send_first=send_first,
-                                  release_grace_s=s.release_grace_s if s.dispatch_at_release else 0.0)
+                                  release_grace_s=s.release_grace_s if s.dispatch_at_release else 0.0,
+                                  open_association_age_s=s.open_association_age_s)
         except (AnalysisDeferred, AnalysisAbandoned):
             raise
         except Exception as exc:  # noqa: BLE001 - this attempt failed: the spool says retry or dead letter

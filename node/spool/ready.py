@@ -71,15 +71,19 @@ class StudyReadiness:
         return [(uid, gen) for uid, gen, due in self._due(stable_age_s, open_association_age_s, release_grace_s)
                 if due <= now]
 
-    def hold_until(self, study_uid: str, release_grace_s: float) -> tuple[int, float | None]:
-        """``(generation, until)``: the study's newest generation, and when the release grace of its last release
-        ends (``release_grace_s`` after the later of that release and its last instance; POSIX seconds). ``until``
-        is None while an association that brought its instances is still open (a study dispatched by
-        ``open_association_age_s``: nothing to wait for) or for a study not in the index."""
+    def hold_until(self, study_uid: str, release_grace_s: float, open_association_age_s: float,
+                   now: float) -> tuple[int, float | None, bool]:
+        """``(generation, until, receiving)``: the study's newest generation; when the release grace of its last
+        release ends (``release_grace_s`` after the later of that release and its last instance; POSIX seconds),
+        None while an association that brought its instances is open; and whether it is still receiving (such an
+        association is open and brought an instance less than ``open_association_age_s`` before ``now``: more may
+        come, and the study is dispatched again at its release). A study not in the index: ``(0, None, False)``."""
         r = self._db().execute(_ONE, (study_uid,)).fetchone()
         if r is None:
-            return 0, None
-        return int(r["generation"]), None if r["open_assoc"] else grace_end(r, release_grace_s)
+            return 0, None, False
+        if r["open_assoc"]:
+            return int(r["generation"]), None, now - float(r["last_received_at"]) < open_association_age_s
+        return int(r["generation"]), grace_end(r, release_grace_s), False
 
     def next_ready_at(self, stable_age_s: float, open_association_age_s: float,
                       release_grace_s: float = 0.0) -> float | None:

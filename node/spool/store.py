@@ -331,6 +331,14 @@ class Spool(SpoolQueries, StudyReadiness, StageTimes):
             return AnalysisAbandoned(str(outcome))
         return None
 
+    def set_aside(self, study_uid: str, attempt_id: str) -> None:
+        """Close the open attempt ``attempt_id`` of an analysis set aside (``node.grace``: newer instances came, or
+        are coming) without counting it, the study back to receiving; a no-op when the attempt is no longer the
+        study's open one (a newer instance already cleared it)."""
+        with self._tx() as db:
+            db.execute("UPDATE studies SET attempt_id='', attempts=MAX(attempts-1, 0), state=? WHERE study_uid=?"
+                       " AND attempt_id=?", (StudyState.RECEIVING.value, study_uid, attempt_id))
+
     def fail_attempt(self, study_uid: str, attempt_id: str, error: str,
                      now: float | None = None) -> AnalysisDeferred | AnalysisAbandoned | None:
         """Close the open attempt ``attempt_id`` that raised ``error``. Returns ``AnalysisDeferred`` (its backoff;

@@ -196,6 +196,37 @@ def test_a_second_association_within_the_grace_sets_the_analysis_aside(at_releas
     assert len(spool.pending_outbox(study)) == 4 and spool.study(study).state == StudyState.DONE
 
 
+def test_a_second_association_still_sending_sets_the_analysis_aside_uncounted(at_release) -> None:
+    spool, asm, disp, settings = at_release
+    study = _released(spool, asm)
+    spool.open_association("a2", "PACS", "127.0.0.1")  # the next association began before the worker did
+    _store(spool, make_image(study, seed=2), time.time(), "a2")
+    report = run_analysis(spool, ["pacs"], study, analyze=_one_per_instance(study), attempt_id="task-1",
+                          release_grace_s=settings.release_grace_s)
+    assert report["generation"] is None and "still sending" in report["set_aside"] and spool.outbox(study) == []
+    row = spool.study(study)
+    assert (row.state, row.attempts) == (StudyState.RECEIVING, 0), "closed without counting as an attempt"
+    assert asm.tick() == []
+    spool.close_association("a2", "released")
+    assert asm.tick() == [study] and disp.analyses[-1] == (study, 2)
+    report = run_analysis(spool, ["pacs"], study, analyze=_one_per_instance(study), attempt_id="task-2",
+                          release_grace_s=settings.release_grace_s)
+    assert report["generation"] == 2 and report["objects"] == 2 and report["queued"]
+
+
+def test_a_study_dispatched_by_open_association_age_is_not_held(at_release) -> None:
+    spool, asm, _, settings = at_release
+    study = pydicom.uid.generate_uid()
+    spool.open_association("keepalive", "PACS", "127.0.0.1")
+    _store(spool, make_image(study), time.time() - settings.open_association_age_s - 1, "keepalive")
+    assert asm.tick() == [study]
+    t = time.time()
+    report = run_analysis(spool, ["pacs"], study, analyze=_one_per_instance(study),
+                          release_grace_s=settings.release_grace_s,
+                          open_association_age_s=settings.open_association_age_s)
+    assert report["generation"] == 1 and report["queued"] and time.time() - t < 0.4
+
+
 def test_instances_during_or_after_the_analysis(at_release) -> None:
     """Long after the grace: an instance that arrives while the analysis runs (before its results are written)
     sets it aside too; one after the results were written re-triggers the analysis, whose results supersede the
