@@ -31,7 +31,8 @@ LOG = logging.getLogger("node.grace")
 
 
 class SetAside(Exception):  # noqa: N818 - an outcome, not an error
-    """Newer instances of the study arrived before this analysis's results were written: they are not."""
+    """Newer instances of the study arrived, or are still arriving, before this analysis's results were written:
+    they are not written."""
 
 
 class GraceHold:
@@ -47,8 +48,8 @@ class GraceHold:
         self._checked = release_grace_s <= 0
 
     def check(self) -> None:
-        """Wait for the end of the grace (once), then raise ``SetAside`` if the study has newer instances; every
-        later call raises it again for an analysis set aside, and returns at once otherwise."""
+        """Wait for the end of the grace (once), then raise ``SetAside`` if the study has newer instances or is still
+        receiving them; every later call raises it again for an analysis set aside, and returns at once otherwise."""
         if self.set_aside is not None:
             raise SetAside(self.set_aside)
         if self._checked:
