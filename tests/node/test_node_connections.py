@@ -88,7 +88,9 @@ def test_silent_and_half_open_connections_do_not_starve_echo(start_scp) -> None:
         closed = _closed_at(socks, opened[-1] + deadline + 3.0)
         assert len(closed) == 30
         late = [closed[i] - opened[i] for i in closed]
-        assert max(late) < deadline + 0.5, late  # closed by the deadline (plus scheduling slack)
+        # closed by the deadline, plus scheduling slack: the server's clock starts at its accept, after the client's,
+        # and a loaded 2-core machine was seen 0.6 s late in a CI dry run (a connection held open would take 30 s+)
+        assert max(late) < deadline + 1.0, late
         assert min(late) > deadline - 0.5, late  # ... and not before
         assert _timed_echo(scp.port) < 2.0
         assert scp.pending.count() == 0
