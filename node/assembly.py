@@ -5,7 +5,7 @@ dispatched_generation``) and every association that brought them has ended (the 
 SCP writes into the spool index), plus ``stable_age_s`` after the last instance (default 0; MONAI Deploy's gateway
 waits a fixed 5 s, Orthanc 60 s). Room for a sender that sends one study over two associations is
 ``release_grace_s`` (default 0.5 s) after the release: by default (``dispatch_at_release``) the study is dispatched
-at the release and the worker holds its results until the grace is over (``node.tasks.GraceHold``: an instance
+at the release and the worker holds its results until the grace is over (``node.grace.GraceHold``: an instance
 arriving meanwhile sets the analysis aside), so the grace overlaps the analysis; otherwise the study is dispatched
 only after the grace. A sender that keeps its association open is not waited
 for forever: after ``open_association_age_s`` without new instances the study is dispatched anyway. The rule is
@@ -69,7 +69,7 @@ class Assembler:
 
     def wait_s(self, longest_s: float) -> float:
         """How long the loop may sleep before the next tick: until the next waiting study is due, at most
-        ``longest_s`` (a release the SCP records meanwhile is seen at the next tick). A study already due was
+        ``longest_s`` (a release the SCP records meanwhile wakes the ``serve`` loop at once). A study already due was
         tried by the tick just done (the broker may be down): ``longest_s`` then, not a busy loop."""
         due = self.spool.next_ready_at(self.settings.stable_age_s, self.settings.open_association_age_s,
                                        self._grace_s())

@@ -233,8 +233,8 @@ class NodeSettings(BaseSettings):
     """Dispatch a study as soon as its sender released its association, and hold the analysis's results (nothing
     written, queued or sent) until ``release_grace_s`` after that release: an instance of the same study arriving
     before they are written (or a second association still sending) sets the analysis aside, and the study is
-    dispatched again with all its instances (``node.grace``). The grace then overlaps the analysis instead of preceding it. False: dispatch
-    ``release_grace_s`` after the release."""
+    dispatched again with all its instances (``node.grace``). The grace then overlaps the analysis instead of
+    preceding it. False: dispatch ``release_grace_s`` after the release."""
     stable_age_s: float = 0.0
     """... and at least this long after its last instance (0: the release and its grace decide)."""
     open_association_age_s: float = 60.0

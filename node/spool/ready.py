@@ -15,7 +15,7 @@ A late instance bumps the generation, so the study waits and is dispatched again
 earliest due time of the studies still waiting, so the assembler can wake exactly then.
 
 With ``dispatch_at_release`` the assembler passes no grace, and the worker asks ``hold_until`` when the grace of the
-study it analyses ends (``node.tasks.GraceHold``).
+study it analyses ends (``node.grace.GraceHold``).
 """
 
 from __future__ import annotations
