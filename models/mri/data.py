@@ -117,6 +117,11 @@ VIEW_OFFSET_MM = (35.0, 50.0)
 """Largest random offset (x, y) of a training localiser window from the image centre (mm)."""
 
 
+def _localiser_points(grid: LocaliserGrid, pts: np.ndarray) -> np.ndarray:
+    """(m, 2) image points -> localiser pixels of the inference window ``grid`` (float32)."""
+    return np.array([grid.to_localiser(x, y) for x, y in pts], np.float32)
+
+
 def _view(image: np.ndarray, ps: tuple[float, float], rng: np.random.Generator | None,
           centres: np.ndarray, masks: np.ndarray | None, extra: np.ndarray | None = None) -> tuple:
     """One localiser window on a canonical slice: the inference window (``rng`` None) or a random one (offset up
@@ -132,8 +137,7 @@ def _view(image: np.ndarray, ps: tuple[float, float], rng: np.random.Generator |
             yy, xx = grid.sample_points()
             m = np.stack([ndimage.map_coordinates(z, [yy, xx], order=1) > 0.5 for z in masks]).astype(np.uint8)
         if extra is not None:
-            e = np.array([grid.to_localiser(x, y) for x, y in extra], np.float32)
-            return localiser_input(image, ps), c, m, e
+            return localiser_input(image, ps), c, m, _localiser_points(grid, extra)
         return localiser_input(image, ps), c, m
     c0 = (LOCALISER_SIZE - 1) / 2
     for attempt in range(20):
@@ -244,8 +248,7 @@ def a_phantom_views(seed: int, views: int, rng: np.random.Generator, upper: bool
     extra = anchor_points(ph) if anchors else None
     first: tuple = (s.loc_image, s.loc_centres, s.loc_masks)
     if extra is not None:
-        grid = LocaliserGrid.for_image(*vol.shape[1:], ph.pixel_spacing_mm)
-        first += (np.array([grid.to_localiser(x, y) for x, y in extra], np.float32),)
+        first += (_localiser_points(LocaliserGrid.for_image(*vol.shape[1:], ph.pixel_spacing_mm), extra),)
     vs = [first] + [
         _view(vol[ph.mid_slice], ph.pixel_spacing_mm, rng, centres, masks, extra) for _ in range(views - 1)]
     out = {"loc_image": np.stack([v[0] for v in vs]), "loc_centres": np.stack([v[1] for v in vs]),

@@ -171,38 +171,28 @@ def train_localiser(data: dict, val: dict, epochs: int, batch: int, lr: float, s
             opt.step()
             sched.step()
             tot += float(loss.detach()) * len(idx)
-        err = localiser_error_px(net, val)
-        extra = f" C2 error {anchor_error_px(net, val):.2f} px" if anchors and "loc_anchors" in val else ""
-        print(f"localiser epoch {ep + 1}/{epochs} loss {tot / n:.4f} val error {err:.2f} px(128){extra} "
-              f"{time.time() - t0:.0f}s", flush=True)
-    m = {"val_error_px128": localiser_error_px(net, val)}
+        m = validation_errors(net, val, anchors)
+        extra = f" C2 error {m['val_c2_error_px128']:.2f} px" if "val_c2_error_px128" in m else ""
+        print(f"localiser epoch {ep + 1}/{epochs} loss {tot / n:.4f} val error {m['val_error_px128']:.2f} px(128)"
+              f"{extra} {time.time() - t0:.0f}s", flush=True)
+    return net, (m if epochs else validation_errors(net, val, anchors))  # the last epoch's: the final weights
+
+
+@torch.no_grad()
+def validation_errors(net: DiscLocaliser, val: dict, anchors: bool = False) -> dict[str, float]:
+    """Mean distance (localiser px, 128 grid) over the validation windows of the decoded disc centres from the truth
+    (``val_error_px128``) and, with ``anchors`` and anchor truth in ``val``, of the C2-body channel's peak
+    (``val_c2_error_px128``, windows whose C2 is known); one forward pass for both."""
+    net.eval()
+    out = net(torch.from_numpy(val["loc_image"][:, None])).numpy()
+    errs = [np.hypot(*(decode_heatmaps(spatial_softmax(o[:5]))[0] - c).T)
+            for o, c in zip(out, val["loc_centres"], strict=True)]
+    m = {"val_error_px128": float(np.mean(errs))}
     if anchors and "loc_anchors" in val:
-        m["val_c2_error_px128"] = anchor_error_px(net, val)
-    return net, m
-
-
-@torch.no_grad()
-def anchor_error_px(net: DiscLocaliser, val: dict) -> float:
-    """Mean distance (localiser px) of the C2-body channel's peak from the truth over the validation windows."""
-    net.eval()
-    out = net(torch.from_numpy(val["loc_image"][:, None])).numpy()
-    errs = []
-    for o, a in zip(out, val["loc_anchors"], strict=True):
-        if np.isfinite(a[0]).all():
-            pred, _, _ = decode_heatmaps(spatial_softmax(o[LOCALISER_OUT:LOCALISER_OUT + 1]))
-            errs.append(float(np.hypot(*(pred[0] - a[0]))))
-    return float(np.mean(errs)) if errs else float("nan")
-
-
-@torch.no_grad()
-def localiser_error_px(net: DiscLocaliser, val: dict) -> float:
-    net.eval()
-    out = net(torch.from_numpy(val["loc_image"][:, None])).numpy()
-    errs = []
-    for o, c in zip(out, val["loc_centres"], strict=True):
-        pred, _, _ = decode_heatmaps(spatial_softmax(o[:5]))
-        errs.append(np.hypot(*(pred - c).T))
-    return float(np.mean(errs))
+        c2 = [float(np.hypot(*(decode_heatmaps(spatial_softmax(o[LOCALISER_OUT:LOCALISER_OUT + 1]))[0][0] - a[0])))
+              for o, a in zip(out, val["loc_anchors"], strict=True) if np.isfinite(a[0]).all()]
+        m["val_c2_error_px128"] = float(np.mean(c2)) if c2 else float("nan")
+    return m
 
 
 def _class_arrays(d: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
