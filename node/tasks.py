@@ -240,6 +240,12 @@ def worker_models() -> ModelSet:
         return _state["models"]
 
 
+def _no_analysis(study_uid: str, **why: str) -> dict[str, Any]:
+    """The report of a task that analysed nothing (up to date; ``set_aside``; ``dead_letter``: the reason)."""
+    return {"study_uid": study_uid, "generation": None, "objects": 0, "skipped": [], "queued": False, "models": [],
+            **why}
+
+
 def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: Any = None, *,
                  patient_window_days: float = 90.0, attempt_id: str = "", prior_destinations: Any = (),
                  calling_aet: str = "CSPINE", send_first: Any = None,
@@ -267,8 +273,7 @@ def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: An
     snap = sp.begin_analysis(study_uid, attempt_id=attempt_id)
     if snap is None:
         log(LOG, "analysis up to date", study_uid=study_uid)
-        return {"study_uid": study_uid, "generation": None, "objects": 0, "skipped": [], "queued": False,
-                "models": []}
+        return _no_analysis(study_uid)
     study, generation = snap
     hold = GraceHold(sp, study_uid, generation, release_grace_s, open_association_age_s)
     first = FirstObjects(sp, study_uid, generation, destinations if send_first is not None else [], attempt_id,
@@ -281,21 +286,20 @@ def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: An
 
     t0 = time.perf_counter()
     try:
-        return _analyse_and_store(sp, destinations, study_uid, study, generation, analyze, first, t0,
+        return _analyse_and_store(sp, destinations, study_uid, study, generation, analyze, first, hold, t0,
                                   PriorHistory(sp, patient_window_days, prior_destinations, calling_aet=calling_aet))
     except SetAside as aside:
         sp.set_aside(study_uid, attempt_id)
-        return {"study_uid": study_uid, "generation": None, "objects": 0, "skipped": [], "queued": False,
-                "models": [], "set_aside": str(aside)}
+        return _no_analysis(study_uid, set_aside=str(aside))
     finally:
         first.join()
 
 
 def _analyse_and_store(sp: Spool, destinations: list[str], study_uid: str, study: Study, generation: int,
-                       analyze: Any, first: FirstObjects, t0: float, history: PriorHistory) -> dict[str, Any]:
+                       analyze: Any, first: FirstObjects, hold: GraceHold, t0: float,
+                       history: PriorHistory) -> dict[str, Any]:
     analysis = analyze(study, history)
-    if first.hold is not None:  # when no first objects came: the end of the release grace before anything is written
-        first.hold.check()
+    hold.check()  # when no first objects came: the end of the release grace before anything is written
     t_store = time.perf_counter()
     done = {uid for uid, _, _ in first.written}
     written = first.written + write_objects(sp, study_uid, generation,
@@ -315,8 +319,8 @@ def _analyse_and_store(sp: Spool, destinations: list[str], study_uid: str, study
     stages = {**getattr(analysis, "timings", {}), STORE: time.perf_counter() - t_store}
     if first.seconds is not None:
         stages[FIRST_QUEUED] = first.seconds
-    if first.hold is not None and first.hold.waited_s > 0:
-        stages[HOLD] = first.hold.waited_s
+    if hold.waited_s > 0:
+        stages[HOLD] = hold.waited_s
     sp.record_stages(study_uid, generation, stages)
     if analysis.skipped:
         log(LOG, "study not analysed" if not analysis.results else "part of study not analysed",
@@ -382,8 +386,7 @@ def analyze_study(self: Task, study_uid: str, generation: int = 0) -> dict[str, 
     except AnalysisAbandoned as a:
         log(LOG, "analysis given up: dead letter", logging.ERROR, study_uid=study_uid, reason=a.reason)
         audit.analysis(spool().root, s.ae_title, study_uid, failure=a.reason)
-        return {"study_uid": study_uid, "generation": None, "objects": 0, "skipped": [], "queued": False,
-                "models": [], "dead_letter": a.reason}
+        return _no_analysis(study_uid, dead_letter=a.reason)
     if _state.get("status") is not None:
         _state["status"].record_models([tuple(m) for m in report["models"]])
     if report["generation"] is not None:
