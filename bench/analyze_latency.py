@@ -79,7 +79,6 @@ def main(argv: list[str] | None = None) -> int:
 
     result = pipe.run(study, r.instances)  # warm-up: first forwards, first encoding
     write(analyze(study, models).objects)
-    gc.collect()
     gc.freeze()  # as a worker does after its warm-up (node.tasks.configure_worker)
     times: dict[str, list[float]] = {"sr": [], "encode": [], "pipeline": [], "analyze": []}
     n_objects = 0
