@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -24,14 +25,17 @@ from node.spool.stages import deliver_stage
 LOG = logging.getLogger("node.fanout")
 
 
-def attempt(sp: Spool, settings: NodeSettings, study_uid: str, destination: str) -> tuple[int, Exception | None]:
-    """Send the study's pending rows to ``destination`` once. Returns (rows delivered, None), or (0, the
-    ``node.deliver.DeliveryError``) for rows not delivered, which the caller retries (``mark_attempt_failed`` is the
-    caller's, so it can say whether the attempt was the last). A destination not in the settings fails its rows
-    for good."""
+def attempt(sp: Spool, settings: NodeSettings, study_uid: str, destination: str,
+            only: Collection[str] | None = None) -> tuple[int, Exception | None]:
+    """Send the study's pending rows to ``destination`` once (``only``: just those of these SOP instance UIDs).
+    Returns (rows delivered, None), or (0, the ``node.deliver.DeliveryError``) for rows not delivered, which the
+    caller retries (``mark_attempt_failed`` is the caller's, so it can say whether the attempt was the last). A
+    destination not in the settings fails its rows for good."""
     from node.deliver import DeliveryError, send_rows
 
     rows = sp.pending_outbox(study_uid, destination)
+    if only is not None:
+        rows = [r for r in rows if r.sop_instance_uid in only]
     if not rows:
         return 0, None
     try:
@@ -58,15 +62,17 @@ def record_delivery(sp: Spool, study_uid: str, destination: str, rows: list[Any]
         stages={stage: round(seconds, 3)})
 
 
-def attempt_all(sp: Spool, settings: NodeSettings, study_uid: str, destinations: list[str]) -> dict[str, Exception]:
-    """One attempt to every destination at once (a thread each, each with its own SQLite connection); returns the
-    error of each destination that was not fully delivered (a ``DeliveryError``, or an unexpected exception)."""
+def attempt_all(sp: Spool, settings: NodeSettings, study_uid: str, destinations: list[str],
+                only: Collection[str] | None = None) -> dict[str, Exception]:
+    """One attempt to every destination at once (a thread each, each with its own SQLite connection; ``only`` as
+    for ``attempt``); returns the error of each destination that was not fully delivered (a ``DeliveryError``, or
+    an unexpected exception)."""
     if not destinations:
         return {}
 
     def one(name: str) -> Exception | None:
         try:
-            return attempt(sp, settings, study_uid, name)[1]
+            return attempt(sp, settings, study_uid, name, only)[1]
         finally:
             sp.close()  # this thread's connection
 

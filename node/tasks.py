@@ -269,8 +269,9 @@ def run_analysis(sp: Spool, destinations: list[str], study_uid: str, analyze: An
     (the comparison goes into the SR, the report and ``summary.txt``).
     ``attempt_id`` (the task id) names the attempt ``Spool.begin_analysis`` opens; it raises ``AnalysisDeferred`` /
     ``AnalysisAbandoned`` when no attempt may start (``node.spool.attempts``).
-    ``send_first`` (with the default ``analyze``): a callable that sends the study's pending results; each
-    pipeline's SR and SEGs are then queued and sent with it as soon as they are encoded (``FirstObjects``).
+    ``send_first`` (with the default ``analyze``): a callable that sends the study's pending results of the SOP
+    instance UIDs it is given; each pipeline's SR, then its SEGs, are queued and sent with it as soon as they are
+    encoded (``FirstObjects``).
     ``release_grace_s`` (a study dispatched at its release): nothing is written before the grace after the release
     is over (``node.grace.GraceHold``, with ``open_association_age_s``); an analysis set aside (newer instances came,
     or a second association is still sending) closes its attempt uncounted and returns ``generation`` None and
@@ -370,7 +371,8 @@ def analyze_study(self: Task, study_uid: str, generation: int = 0) -> dict[str, 
     try:
         try:
             names = [d.name for d in s.destinations]
-            send_first = (lambda: fanout.attempt_all(spool(), s, study_uid, names)) if _delivers(s) else None
+            send_first = (lambda uids: fanout.attempt_all(spool(), s, study_uid, names, only=uids)) if _delivers(s) \
+                else None
             report = run_analysis(spool(), names, study_uid,
                                   patient_window_days=s.patient_window_days, attempt_id=task_id,
                                   prior_destinations=[d for d in s.destinations if d.priors], calling_aet=s.ae_title,

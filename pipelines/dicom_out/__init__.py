@@ -47,9 +47,9 @@ def encode(study: Study, result: StudyResult, *, now: datetime | None = None,
 
     ``now`` fixes the creation time and InstanceNumber (tests); it defaults to the current UTC time. ``comparison``
     (with the patient's prior study, ``pipelines.patient.compare``) goes into the SR and the report page.
-    ``first`` is called with the SR and the SEGs as soon as they are built, before the rest is encoded (the node
-    stores and sends them while it encodes the presentation states and the report); they are in the returned list
-    too. Raises ValueError when the result does not belong to the study or refers to images it lacks.
+    ``first`` is called with the SR as soon as it is built, then with the SEGs, before the rest is encoded (the
+    node stores and sends them while it encodes the SEGs, the presentation states and the report); they are in
+    the returned list too. Raises ValueError when the result does not belong to the study or refers to images it lacks.
     """
     if not result.images:
         return []
@@ -62,9 +62,12 @@ def encode(study: Study, result: StudyResult, *, now: datetime | None = None,
     sr_series = series("sr")
     objects: list[Dataset] = [build_sr(result, sources, prov, previous=previous_results(study, sr_series["series_uid"]),
                                        comparison=comparison, **sr_series)]
-    objects += build_segs(result, sources, prov, **series("seg"))
     if first is not None:
         first(list(objects))
+    segs = build_segs(result, sources, prov, **series("seg"))
+    objects += segs
+    if first is not None and segs:
+        first(list(segs))
     objects += build_gsps(result, sources, prov, **series("pr"))
     objects += build_heatmap_segs(result, sources, prov, **series("map"))
     page = render(result, sources, comparison)

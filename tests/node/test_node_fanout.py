@@ -55,6 +55,23 @@ def test_first_attempt_goes_to_every_destination_at_once(tmp_path: Path, monkeyp
     assert set(sp.study_stages(study, 1)) == {"deliver:pacs", "deliver:archive", "deliver:backup"}
 
 
+def test_an_attempt_given_uids_sends_only_those_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``only`` (the first objects of one hand-out, ``node.first.FirstObjects``): the other pending rows stay
+    pending for the next attempt."""
+    settings = NodeSettings(spool_dir=tmp_path / "spool", metrics_port=None, destinations=[
+        Destination(name="pacs", kind="dimse", ae_title="PACS", host="127.0.0.1", port=1),
+        Destination(name="archive", kind="stow", url="http://127.0.0.1:1/dicom-web")])
+    monkeypatch.setitem(SENDERS, DestinationKind.DIMSE, _Sender())
+    monkeypatch.setitem(SENDERS, DestinationKind.STOW, _Sender())
+    sp = Spool(settings.spool_dir)
+    study = _queued_study(sp, ["pacs", "archive"])
+    assert fanout.attempt_all(sp, settings, study, ["pacs", "archive"], only={"1.2.3.0", "1.2.3.2"}) == {}
+    for name in ("pacs", "archive"):
+        assert [r.sop_instance_uid for r in sp.pending_outbox(study, name)] == ["1.2.3.1"]
+    assert fanout.attempt(sp, settings, study, "pacs", only=set()) == (0, None)  # nothing of these: nothing sent
+    assert fanout.attempt(sp, settings, study, "pacs") == (1, None)
+
+
 def test_a_failing_destination_gets_its_own_task_and_the_others_are_done(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     settings = NodeSettings(spool_dir=tmp_path / "spool", metrics_port=None, deliver_backoff_max_s=30, destinations=[

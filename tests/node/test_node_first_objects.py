@@ -86,6 +86,8 @@ class _Pacs:
 
     def __init__(self) -> None:
         self.associations: list[list[tuple[str, str]]] = []
+        self._of: dict[int, list[tuple[str, str]]] = {}  # by association: the SR and the SEGs come on two at once
+        self._lock = threading.Lock()
         self.key_results_in = threading.Event()
         ae = AE(ae_title="PACS")
         contexts = [build_context(c.abstract_syntax, [ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless])
@@ -96,12 +98,15 @@ class _Pacs:
             (evt.EVT_REQUESTED, self._open), (evt.EVT_C_STORE, self._store)])
 
     def _open(self, event: evt.Event) -> None:
-        self.associations.append([])
+        with self._lock:
+            self._of[id(event.assoc)] = []
+            self.associations.append(self._of[id(event.assoc)])
 
     def _store(self, event: evt.Event) -> int:
         ds = event.dataset
-        self.associations[-1].append((str(ds.SOPClassUID), str(ds.SOPInstanceUID)))
-        classes = {c for a in self.associations for c, _ in a}
+        with self._lock:
+            self._of[id(event.assoc)].append((str(ds.SOPClassUID), str(ds.SOPInstanceUID)))
+            classes = {c for a in self.associations for c, _ in a}
         if {SR_CLASS, SEG_CLASS} <= classes:
             self.key_results_in.set()
         return 0x0000
@@ -142,12 +147,11 @@ def test_sr_and_seg_reach_the_pacs_while_the_report_is_still_being_rendered(
 
     monkeypatch.setattr(dicom_out, "render", render_after_key_results)
     report = tasks.run_analysis(sp, ["pacs"], study_uid, attempt_id="task-1",
-                                send_first=lambda: fanout.attempt_all(sp, settings, study_uid, ["pacs"]))
+                                send_first=lambda uids: fanout.attempt_all(sp, settings, study_uid, ["pacs"], only=uids))
     assert waited == [True]  # the SR and a SEG were in the PACS before the report was rendered
     assert report["queued"] and report["objects"] >= 8
     assert fanout.attempt_all(sp, settings, study_uid, ["pacs"]) == {}  # the rest, as after every analysis
-    first_association = {c for c, _ in pacs.associations[0]}
-    assert first_association == {SR_CLASS, SEG_CLASS}
+    assert [{c for c, _ in a} for a in pacs.associations[:2]] == [{SR_CLASS}, {SEG_CLASS}]  # the SR first, alone
     stored = [uid for _, uid in pacs.stored()]
     rows = sp.outbox(study_uid)
     assert sorted(stored) == sorted(r.sop_instance_uid for r in rows)  # every object once
@@ -155,29 +159,31 @@ def test_sr_and_seg_reach_the_pacs_while_the_report_is_still_being_rendered(
     assert "first" in sp.study_stages(study_uid, report["generation"])
 
 
-def test_first_objects_are_sent_by_one_thread_never_two_sends_at_once(tmp_path: Path) -> None:
-    """Each pipeline's SR/SEGs and the patient-level SR are handed out separately: they are queued as they come and
-    sent by one sender thread (objects queued during a send go in the next one), so two sends never take the same
-    pending rows; ``join`` returns once everything queued was sent."""
+def test_each_hand_out_is_sent_by_its_own_thread_with_only_its_own_objects(tmp_path: Path) -> None:
+    """The SR, then the SEGs of each pipeline and the patient-level SR are handed out separately: each hand-out is
+    queued and sent at once by a thread of its own (here three sends run at the same time: the barrier), and each
+    send is given only its own objects' UIDs, so two sends never take the same pending rows; ``join`` returns once
+    everything queued was sent."""
     sp = Spool(tmp_path / "spool")
     study, gen = _analysing(sp)
-    active, most, sends = [0], [0], []
+    together = threading.Barrier(3, timeout=30)
+    taken: list[list[str]] = []
     lock = threading.Lock()
 
-    def send() -> None:
-        with lock:
-            active[0] += 1
-            most[0] = max(most[0], active[0])
-        time.sleep(0.2)
-        sends.append(len(sp.pending_outbox(study, "pacs")))
-        sp.mark_sent([r.id for r in sp.pending_outbox(study, "pacs")])
-        with lock:
-            active[0] -= 1
+    def send(uids: frozenset[str]) -> None:
+        try:
+            together.wait()
+            rows = [r for r in sp.pending_outbox(study, "pacs") if r.sop_instance_uid in uids]
+            with lock:
+                taken.append(sorted(r.sop_instance_uid for r in rows))
+            sp.mark_sent([r.id for r in rows])
+        finally:
+            sp.close()  # this thread's connection
 
     first = tasks.FirstObjects(sp, study, gen, ["pacs"], "attempt-1", send)
-    for i in range(3):
-        first([make_image(study, seed=i)])
-        time.sleep(0.05)
+    images = [make_image(study, seed=i) for i in range(3)]
+    for image in images:
+        first([image])
     first.join()
-    assert most[0] == 1 and sum(sends) == 3 and 1 <= len(sends) <= 3
+    assert sorted(taken) == sorted([str(image.SOPInstanceUID)] for image in images)  # each its own, none twice
     assert len(first.queued) == 3 and {r.state for r in sp.outbox(study)} == {OutboxState.SENT}

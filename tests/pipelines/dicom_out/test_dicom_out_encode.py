@@ -148,5 +148,5 @@ def test_first_gets_the_sr_and_segs_before_the_rest_is_encoded(xray_case: tuple[
 
     monkeypatch.setattr(dicom_out, "build_gsps", gsps_after_first)
     objects = encode(study, result, first=lambda objs: calls.append([str(o.Modality) for o in objs]))
-    assert calls == [["SR", "SEG", "SEG", "SEG"]]
-    assert [str(o.Modality) for o in objects][:4] == calls[0] and len(objects) == 9
+    assert calls == [["SR"], ["SEG", "SEG", "SEG"]]  # the SR as soon as it is built, then the SEGs
+    assert [str(o.Modality) for o in objects][:4] == calls[0] + calls[1] and len(objects) == 9
