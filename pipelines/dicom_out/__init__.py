@@ -25,6 +25,7 @@ from datetime import datetime
 
 from pydicom.dataset import Dataset
 
+from pipelines.dicom_out import iod_lookup
 from pipelines.dicom_out._sources import load_sources, previous_results
 from pipelines.dicom_out.heatmap import build_heatmap_segs
 from pipelines.dicom_out.identity import provenance, result_series_uid, series_number
@@ -38,6 +39,8 @@ from pipelines.results import StudyResult
 from pipelines.study import Study
 
 __all__ = ["encode", "encode_patient"]
+
+iod_lookup.install()  # highdicom asks the same questions of its standard tables for every object
 
 
 def encode(study: Study, result: StudyResult, *, now: datetime | None = None,
