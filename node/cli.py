@@ -58,7 +58,11 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import gc
+
     from node import embedded
+
+    gc.disable()  # while it imports and starts, as ``cmd_worker`` (it shares the CPU with its loading worker)
 
     s = _settings(args, spool_dir=args.spool, port=args.port, ae_title=args.ae_title, host=args.host,
                   stable_age_s=args.stable_age, broker_url=args.broker_url, metrics_port=args.metrics_port)
@@ -75,6 +79,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # into place, not copied (``Spool.store``), and ``recover`` removes those of a crash.
     tempfile.tempdir = str(node.spool.tmp_dir)
     node.start()
+    gc.freeze()
+    gc.enable()
     print(json.dumps({"event": "serving", "ae_title": s.ae_title, "port": node.port, "spool": str(node.spool.root),
                       "broker": "embedded" if s.embedded_broker else "redis", "pid": os.getpid()}), flush=True)
     node.wait()

@@ -153,6 +153,10 @@ def configure_worker(settings: NodeSettings, *, queues: list[str], pool: str, co
         import torch
 
         torch.set_num_threads(settings.torch_threads)
+    # The encoder's first use (highdicom's tables, Pillow's fonts) on a synthetic 64 x 64 result, in a thread beside
+    # the models' loading and warm-up (their convolutions leave the interpreter free).
+    encoding = _EncodingWarmUp()
+    encoding.start()
     # Batching only helps where analyses run concurrently in this process (threads pool, concurrency > 1).
     batch = settings.batch_max_images if pool == "threads" and concurrency > 1 else 1
     with _MODELS_LOCK:
@@ -167,14 +171,14 @@ def configure_worker(settings: NodeSettings, *, queues: list[str], pool: str, co
     import pipelines.mri.pipeline  # noqa: F401
     import pipelines.patient  # noqa: F401
     import pipelines.xray.pipeline  # noqa: F401
-    from pipelines.dicom_out.warmup import warm_up as warm_up_encoding
 
     warmed = warm_up(_state["models"])
     pipelines.xray.pipeline.XrayPipeline.warm = True  # its models ran once: the first study may use threads
-    try:  # the encoder's first use (highdicom, Pillow), on a synthetic 64 x 64 result
-        warmed["encode"] = round(warm_up_encoding(), 3)
-    except Exception as exc:  # noqa: BLE001 - a warm-up never stops a worker
-        log(LOG, "encoding warm-up failed", logging.WARNING, error=f"{type(exc).__name__}: {str(exc)[:300]}")
+    encoding.join()
+    if encoding.error:
+        log(LOG, "encoding warm-up failed", logging.WARNING, error=encoding.error)
+    else:
+        warmed["encode"] = round(encoding.seconds, 3)
     # What the worker loaded so far (torch and its modules, the models, highdicom's standard tables: ~520 000
     # objects) lives as long as the worker: out of the collector's sight, so that a full collection during an
     # analysis does not walk it again (0.2 s each, one every few studies, measured here). Frozen without a full
@@ -188,6 +192,23 @@ def configure_worker(settings: NodeSettings, *, queues: list[str], pool: str, co
     log(LOG, "worker ready", seconds=round(time.perf_counter() - t0, 3), warmup_s=status.warmup_s)
     _state["status"] = status
     return status
+
+
+class _EncodingWarmUp(threading.Thread):
+    """``pipelines.dicom_out.warmup.warm_up`` in a thread: its seconds, or its error (a warm-up never stops a
+    worker)."""
+
+    def __init__(self) -> None:
+        super().__init__(name="warm-up-encoding", daemon=True)
+        self.seconds, self.error = 0.0, ""
+
+    def run(self) -> None:
+        try:
+            from pipelines.dicom_out.warmup import warm_up as warm_up_encoding
+
+            self.seconds = warm_up_encoding()
+        except Exception as exc:  # noqa: BLE001
+            self.error = f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
 def _write_status(status: WorkerStatus) -> None:
