@@ -13,9 +13,10 @@ SR and SEG both listed by the PACS (QIDO-RS polled every 50 ms). Each line also 
 * ``--timeline``: per warm study, when each result object for the PACS was queued and sent (its outbox row's
   ``created_at`` / ``sent_at``, seconds after the release);
 * ``--mri``: then an MRI series of the same virtual patient as the last X-ray study: release -> its SR, SEG and the
-  patient-level SR (X-ray + MRI) in the PACS.
+  patient-level SR (X-ray + MRI) in the PACS;
+* ``--keep``: the node logs at INFO and the work folder (logs, spool, the Orthancs) is kept, to look into a slow study.
 
-    .venv/bin/python bench/node_latency.py [--runs 3] [--mri] [--redis] [--timeline]
+    .venv/bin/python bench/node_latency.py [--runs 3] [--mri] [--redis] [--timeline] [--keep]
 
 Prints the machine (CPUs, load average): timings on a shared CPU are noisy, compare medians of one run.
 """
@@ -134,6 +135,8 @@ def main() -> None:
     ap.add_argument("--mri", action="store_true", help="then an MRI study of the last patient (patient report)")
     ap.add_argument("--redis", action="store_true", help="Redis broker + separate worker process")
     ap.add_argument("--timeout", type=float, default=900.0)
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the work folder (the node's logs at INFO, its spool, the Orthancs' logs) and print it")
     ap.add_argument("--timeline", action="store_true",
                     help="also print, per warm study, when each object for the PACS was queued / sent (s after release)")
     args = ap.parse_args()
@@ -147,7 +150,7 @@ def main() -> None:
     archive = start_orthanc(work / "archive", aet="ARCHIVE")
     redis = start_redis(work / "redis") if args.redis else None
     spool_dir = work / "spool"
-    env = {"CSPINE_SPOOL_DIR": str(spool_dir), "CSPINE_LOG_LEVEL": "WARNING", "CSPINE_DEVICE": "cpu",
+    env = {"CSPINE_SPOOL_DIR": str(spool_dir), "CSPINE_LOG_LEVEL": "INFO" if args.keep else "WARNING", "CSPINE_DEVICE": "cpu",
            "CSPINE_DESTINATIONS": json.dumps([
                {"name": "pacs", "kind": "dimse", "ae_title": "ORTHANC", "host": "127.0.0.1", "port": pacs.dicom_port},
                {"name": "archive", "kind": "stow", "url": archive.dicomweb_url}])}
@@ -205,7 +208,10 @@ def main() -> None:
         archive.stop()
         if redis:
             redis.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"work folder kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

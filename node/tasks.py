@@ -6,13 +6,13 @@ Broker choice (one code path for both):
   dispatches; ``cspine-node worker`` processes (any number, any machine that mounts the spool) run the
   tasks. Redis keeps unacknowledged messages (``acks_late``) until a worker finishes them.
 * No broker URL (the embedded default, one machine, no server): kombu's *filesystem* transport with its
-  message folders under ``<spool>/broker``, and ``serve`` starts one ``cspine-node worker --pool solo``
-  child process. The same task code runs; only the transport differs. That transport removes a message
-  when a worker takes it (no redelivery of its own), so durability comes from the spool index, which is
-  the source of truth in both modes: at start-up (and when the embedded worker dies) ``serve`` re-queues
-  every study whose newest generation is not analysed, and re-queues pending outbox entries. Tasks are
-  idempotent: an analysis of a generation already analysed is a no-op; a duplicate delivery re-sends the
-  same SOP Instance UIDs, which a PACS stores once.
+  message folders under ``<spool>/broker`` (each message written whole before it is visible: ``node.broker``),
+  and ``serve`` starts one ``cspine-node worker --pool solo`` child process. The same task code runs; only the
+  transport differs. That transport removes a message when a worker takes it (no redelivery of its own), so
+  durability comes from the spool index, which is the source of truth in both modes: at start-up (and when the
+  embedded worker dies) ``serve`` re-queues every study whose newest generation is not analysed, and re-queues
+  pending outbox entries. Tasks are idempotent: an analysis of a generation already analysed is a no-op; a
+  duplicate delivery re-sends the same SOP Instance UIDs, which a PACS stores once.
 
 Retries use Celery's machinery (``self.retry`` with exponential backoff and a cap); when an analysis or
 a delivery exhausts its retries, a dead-letter row is written to the spool index (``status`` shows it).
@@ -38,6 +38,7 @@ from celery import Celery, Task
 from celery.signals import worker_ready, worker_shutdown
 
 from node import audit, fanout
+from node import broker as broker_transport
 from node.first import FirstObjects, write_objects
 from node.grace import GraceHold, SetAside
 from node.logs import log
@@ -86,7 +87,9 @@ def celery_config(settings: NodeSettings) -> dict[str, Any]:
         broker = Path(settings.spool_dir).resolve() / "broker"
         for sub in ("queue", "processed", "control"):
             (broker / sub).mkdir(parents=True, exist_ok=True)
-        conf["broker_url"] = "filesystem://localhost//"  # the host is unused; naming it avoids kombu warnings
+        # kombu's filesystem transport, each message written whole before it is visible (``node.broker``); the
+        # host is unused, naming it avoids kombu warnings
+        conf["broker_url"] = f"{broker_transport.TRANSPORT}://localhost//"
         conf["broker_transport_options"] = {
             "data_folder_in": str(broker / "queue"),
             "data_folder_out": str(broker / "queue"),

@@ -74,3 +74,31 @@ def test_worker_sets_its_torch_threads(tmp_path: Path, monkeypatch: pytest.Monke
             assert torch.get_num_threads() == expected
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_collector_is_on_again_once_ready_and_a_failed_encoding_warm_up_does_not_stop_the_worker(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """``cspine-node worker`` turns the cyclic garbage collector off while it loads; ``configure_worker`` turns it
+    on again once the worker is ready. The encoder's warm-up runs in a thread: its error is logged, and the worker
+    is ready all the same (without an ``encode`` warm-up time)."""
+    import gc
+
+    import models.registry
+    import pipelines.dicom_out.warmup
+
+    def broken() -> float:
+        raise RuntimeError("no fonts (test)")
+
+    monkeypatch.setattr(models.registry, "build_models", lambda *a, **k: ModelSet())
+    monkeypatch.setattr(pipelines.dicom_out.warmup, "warm_up", broken)
+    monkeypatch.setattr(tasks, "_state", {**tasks._state})
+    gc.disable()
+    try:
+        status = tasks.configure_worker(NodeSettings(spool_dir=tmp_path / "spool", device="cpu", metrics_port=None),
+                                        queues=["cspine"], pool="solo")
+        assert gc.isenabled()
+    finally:
+        gc.enable()
+    assert status.ready and "encode" not in status.warmup_s
+    assert any("encoding warm-up failed" in r.getMessage() or "no fonts (test)" in str(r.__dict__)
+               for r in caplog.records)
