@@ -18,6 +18,7 @@ import contextlib
 import os
 import time
 import uuid
+from pathlib import Path
 
 from kombu.exceptions import ChannelError
 from kombu.transport import TRANSPORT_ALIASES, filesystem
@@ -46,6 +47,22 @@ class Channel(filesystem.Channel):
 
 class Transport(filesystem.Transport):
     Channel = Channel
+
+
+def remove_stale_parts(folder: Path | str, older_than_s: float = 60.0, now: float | None = None) -> int:
+    """Remove the ``.part`` files a writer left in the queue ``folder`` when it died between writing and renaming
+    (``serve`` at start, with its recovery, which dispatches their studies again anyway); files younger than
+    ``older_than_s`` may still be being written and stay. Returns how many were removed."""
+    now = time.time() if now is None else now
+    removed = 0
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(folder):
+            if entry.name.endswith(PART):
+                with contextlib.suppress(FileNotFoundError):
+                    if now - entry.stat().st_mtime > older_than_s:
+                        os.unlink(entry.path)
+                        removed += 1
+    return removed
 
 
 TRANSPORT_ALIASES.setdefault(TRANSPORT, f"{__name__}:Transport")

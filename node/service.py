@@ -24,7 +24,7 @@ import subprocess
 import threading
 import time
 
-from node import embedded, tasks
+from node import broker, embedded, tasks
 from node.assembly import Assembler
 from node.corrections import CorrectionsWorker
 from node.dispatch import CeleryDispatcher, Dispatcher
@@ -65,6 +65,8 @@ class Node:
 
     def start(self) -> Node:
         report = self.spool.recover(lost_attempts=self.start_worker)
+        if self.settings.embedded_broker:  # a message half written by a node that died: its study is re-queued
+            report["broker_parts_removed"] = broker.remove_stale_parts(self.spool.root / "broker" / "queue")
         log(LOG, "spool recovered", spool=str(self.spool.root), **report)
         tasks.configure(self.settings)
         if self.start_worker:

@@ -87,3 +87,16 @@ def test_the_embedded_broker_uses_it_and_counts_only_whole_messages(tmp_path: Pa
     (queue / f"1_a.cspine.msg{broker.PART}").write_bytes(b"")  # being written: not a message yet
     (queue / "2_b.cspine.msg").write_bytes(b"{}")
     assert queue_lengths(None, str(tmp_path / "spool"), ["cspine"]) == {"cspine": 1}
+
+
+def test_serve_removes_the_parts_a_dead_writer_left(tmp_path: Path) -> None:
+    queue = tmp_path / "queue"
+    queue.mkdir()
+    old, young = queue / f"1_a.cspine.msg{broker.PART}", queue / f"2_b.cspine.msg{broker.PART}"
+    message = queue / "3_c.cspine.msg"
+    for f in (old, young, message):
+        f.write_bytes(b"{")
+    os.utime(old, (1000.0, 1000.0))
+    assert broker.remove_stale_parts(queue, older_than_s=60.0) == 1
+    assert sorted(p.name for p in queue.iterdir()) == sorted([young.name, message.name])  # a message is kombu's
+    assert broker.remove_stale_parts(tmp_path / "missing") == 0
