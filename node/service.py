@@ -66,7 +66,7 @@ class Node:
     def start(self) -> Node:
         report = self.spool.recover(lost_attempts=self.start_worker)
         if self.settings.embedded_broker:  # a message half written by a node that died: its study is re-queued
-            report["broker_parts_removed"] = broker.remove_stale_parts(self.spool.root / "broker" / "queue")
+            report["broker_parts_removed"] = broker.remove_stale_parts(self.spool.broker_dir / "queue")
         log(LOG, "spool recovered", spool=str(self.spool.root), **report)
         tasks.configure(self.settings)
         if self.start_worker:
