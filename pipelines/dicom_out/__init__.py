@@ -32,7 +32,7 @@ from pipelines.dicom_out.identity import provenance, result_series_uid, series_n
 from pipelines.dicom_out.patient import encode_patient
 from pipelines.dicom_out.pr import build_gsps
 from pipelines.dicom_out.report import build_pdf, build_sc, render
-from pipelines.dicom_out.seg import build_segs
+from pipelines.dicom_out.seg import iter_segs
 from pipelines.dicom_out.sr import build_sr
 from pipelines.patient.compare import Comparison
 from pipelines.results import StudyResult
@@ -50,9 +50,9 @@ def encode(study: Study, result: StudyResult, *, now: datetime | None = None,
 
     ``now`` fixes the creation time and InstanceNumber (tests); it defaults to the current UTC time. ``comparison``
     (with the patient's prior study, ``pipelines.patient.compare``) goes into the SR and the report page.
-    ``first`` is called with the SR as soon as it is built, then with the SEGs, before the rest is encoded (the
-    node stores and sends them while it encodes the SEGs, the presentation states and the report); they are in
-    the returned list too. Raises ValueError when the result does not belong to the study or refers to images it lacks.
+    ``first`` is called with the SR as soon as it is built, then with the first SEG as soon as it is built, then with
+    the other SEGs, before the rest is encoded (the node stores and sends each hand-out while it encodes the next
+    ones, the presentation states and the report); they are in the returned list too. Raises ValueError when the result does not belong to the study or refers to images it lacks.
     """
     if not result.images:
         return []
@@ -67,10 +67,14 @@ def encode(study: Study, result: StudyResult, *, now: datetime | None = None,
                                        comparison=comparison, **sr_series)]
     if first is not None:
         first(list(objects))
-    segs = build_segs(result, sources, prov, **series("seg"))
+    segs: list[Dataset] = []
+    for seg in iter_segs(result, sources, prov, **series("seg")):
+        segs.append(seg)
+        if first is not None and len(segs) == 1:
+            first([seg])  # one SEG in the PACS while the others are built (one per radiograph)
     objects += segs
-    if first is not None and segs:
-        first(list(segs))
+    if first is not None and len(segs) > 1:
+        first(segs[1:])
     objects += build_gsps(result, sources, prov, **series("pr"))
     objects += build_heatmap_segs(result, sources, prov, **series("map"))
     page = render(result, sources, comparison)

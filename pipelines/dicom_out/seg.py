@@ -13,6 +13,8 @@ frames by the slices' plane positions); a multi-frame source maps mask frames to
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import highdicom as hd
 import numpy as np
 from pydicom.dataset import Dataset
@@ -85,9 +87,10 @@ def _series_groups(result: StudyResult, sources: Sources) -> dict[str, list[Mask
     return groups
 
 
-def build_segs(result: StudyResult, sources: Sources, prov: Provenance, *, series_uid: str, series_number: int) -> list[hd.seg.Segmentation]:
-    """One SEG per source series (per image for radiographs); empty when there are no masks."""
-    out: list[hd.seg.Segmentation] = []
+def iter_segs(result: StudyResult, sources: Sources, prov: Provenance, *, series_uid: str,
+              series_number: int) -> Iterator[hd.seg.Segmentation]:
+    """One SEG per source series (per image for radiographs; none when there are no masks), each yielded as soon
+    as it is built: ``pipelines.dicom_out.encode`` hands the first to the node while it builds the others."""
     alg = hd.AlgorithmIdentificationSequence(name=prov.model_name, family=codes.ALGORITHM_FAMILY, version=prov.software_version)
     for n, masks in enumerate(_series_groups(result, sources).values()):
         labels = list(dict.fromkeys(m.label for m in masks))
@@ -126,8 +129,7 @@ def build_segs(result: StudyResult, sources: Sources, prov: Provenance, *, serie
             **prov.object_attributes("seg", series_uid=series_uid, series_number=series_number, index=n),
         )
         _copy_if_no_plane(seg, first)
-        out.append(seg)
-    return out
+        yield seg
 
 
 def _pixel_array(shape: tuple[int, int, int], placed: list[tuple[int | slice, np.ndarray, str]],

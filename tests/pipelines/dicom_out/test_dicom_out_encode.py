@@ -134,19 +134,32 @@ def test_files_readable(xray_files: dict[str, list]) -> None:
 
 def test_first_gets_the_sr_and_segs_before_the_rest_is_encoded(xray_case: tuple[Study, StudyResult],
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """``first`` (the node sends these while it encodes the rest) is called once, with the SR and the SEGs, before
-    a presentation state or the report is built; the returned list still holds every object, those first."""
+    """``first`` (the node sends these while it encodes the rest) is called with the SR, then with the first SEG
+    before the next SEG is built, then with the other SEGs, all before a presentation state or the report is built;
+    the returned list still holds every object, those first."""
     import pipelines.dicom_out as dicom_out
+    from pipelines.dicom_out import seg as seg_mod
 
     study, result = xray_case
     calls: list[list[str]] = []
-    build_gsps = dicom_out.build_gsps
+    events: list[str] = []
+    build_gsps, pixel_array = dicom_out.build_gsps, seg_mod._pixel_array
 
     def gsps_after_first(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         assert calls, "presentation states built before the SR and SEGs were handed out"
         return build_gsps(*args, **kwargs)
 
+    def counted_pixel_array(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        events.append("build SEG")
+        return pixel_array(*args, **kwargs)
+
+    def handed_out(objs: list) -> None:
+        calls.append([str(o.Modality) for o in objs])
+        events.append(f"first {len(objs)}")
+
     monkeypatch.setattr(dicom_out, "build_gsps", gsps_after_first)
-    objects = encode(study, result, first=lambda objs: calls.append([str(o.Modality) for o in objs]))
-    assert calls == [["SR"], ["SEG", "SEG", "SEG"]]  # the SR as soon as it is built, then the SEGs
-    assert [str(o.Modality) for o in objects][:4] == calls[0] + calls[1] and len(objects) == 9
+    monkeypatch.setattr(seg_mod, "_pixel_array", counted_pixel_array)
+    objects = encode(study, result, first=handed_out)
+    assert calls == [["SR"], ["SEG"], ["SEG", "SEG"]]  # the SR as soon as it is built, then each SEG group
+    assert events == ["first 1", "build SEG", "first 1", "build SEG", "build SEG", "first 2"]
+    assert [str(o.Modality) for o in objects][:4] == [m for c in calls for m in c] and len(objects) == 9
