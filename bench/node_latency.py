@@ -124,9 +124,11 @@ def timeline_text(spool: Spool, study_uid: str, generation: int) -> str:
 
 
 def all_segs_text(spool: Spool, study_uid: str, generation: int) -> str:
-    """Seconds after the release until the PACS had stored every SEG of the analysis (the outbox's ``sent_at``)."""
+    """Seconds after the release until the PACS had stored every SEG of the analysis's outlines (the outbox's
+    ``sent_at``; BINARY SEGs, not the FRACTIONAL Grad-CAM maps, which go out with the report)."""
     sent = [o.sent_at for o in spool.outbox(study_uid) if o.destination == "pacs" and o.generation == generation
-            and o.sop_class_uid == SEG_CLASS]
+            and o.sop_class_uid == SEG_CLASS
+            and pydicom.dcmread(o.path, stop_before_pixels=True).get("SegmentationType") == "BINARY"]
     if not sent or None in sent:
         return "all SEGs -"
     return f"all SEGs {max(sent) - RELEASED[-1]:.2f} s"
