@@ -29,6 +29,7 @@ import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from pynetdicom.transport import AssociationSocket
 
@@ -46,6 +47,8 @@ MAX_IN_MEMORY_DATA_SET = 1 << 20
 """Data sets of messages other than C-STORE requests (held in memory by pynetdicom; the node answers none of them
 with data) longer than this (bytes) are refused."""
 C_STORE_RQ = 0x0001
+READ_CHUNK = 1 << 20
+"""Bytes a PDU body is read in at most, per ``recv_into`` (``LimitedAssociationSocket._read_body``)."""
 
 ABORT_SOURCE_SERVICE_USER = 0x00
 ABORT_SOURCE_SERVICE_PROVIDER = 0x02
@@ -109,12 +112,39 @@ class LimitedAssociationSocket(AssociationSocket):
         if limit and nr_bytes > limit:
             return self._refuse(f"PDU of type 0x{pdu_type:02X} declares {nr_bytes} bytes, more than {limit}",
                                 ABORT_SOURCE_SERVICE_PROVIDER, ABORT_REASON_INVALID_PDU_PARAMETER_VALUE)
-        data = super().recv(nr_bytes)
+        data = self._read_body(nr_bytes)
         if pdu_type == P_DATA_TF and len(data) == nr_bytes:
             problem = self._count(data)
             if problem:
                 return self._refuse(problem, ABORT_SOURCE_SERVICE_USER, ABORT_REASON_NOT_SPECIFIED)
         return data
+
+    def _read_body(self, nr_bytes: int) -> bytearray:
+        """``nr_bytes`` from the socket (fewer if the peer closes), as ``AssociationSocket.recv`` reads them, but with
+        ``recv_into`` up to ``READ_CHUNK`` bytes at a time instead of ``recv(4096)`` calls each appended to a growing
+        array (about 2 500 calls per 10 MB data set, the SCP's largest cost per instance). Memory grows only with
+        the bytes that arrived: a body longer than ``READ_CHUNK`` is read through one ``READ_CHUNK`` buffer."""
+        sock = cast(socket.socket, self.socket)
+        if nr_bytes <= READ_CHUNK:
+            out = bytearray(nr_bytes)
+            view, got = memoryview(out), 0
+            while got < nr_bytes:
+                n = sock.recv_into(view[got:])
+                if not n:
+                    del out[got:]
+                    break
+                got += n
+            view.release()
+            return out
+        out, buf = bytearray(), bytearray(READ_CHUNK)
+        view = memoryview(buf)
+        while len(out) < nr_bytes:
+            n = sock.recv_into(view, min(READ_CHUNK, nr_bytes - len(out)))
+            if not n:
+                break
+            out += view[:n]
+        view.release()
+        return out
 
     def _count(self, body: bytearray) -> str:
         """Add the PDVs of one P-DATA-TF body to the message under way; a reason when a limit is passed."""
@@ -122,10 +152,10 @@ class LimitedAssociationSocket(AssociationSocket):
         while offset + 6 <= len(body):
             item_length = int.from_bytes(body[offset:offset + 4], "big")
             control = body[offset + 5]
-            fragment = body[offset + 6:offset + 4 + item_length]
+            start, end = offset + 6, min(offset + 4 + item_length, len(body))
             offset += 4 + item_length
             if control & 0x01:  # command fragment
-                self._command.extend(fragment)
+                self._command.extend(body[start:end])
                 if len(self._command) > MAX_COMMAND_SET:
                     return f"DIMSE command set longer than {MAX_COMMAND_SET} bytes"
                 if control & 0x02:  # the last one: which message is it?
@@ -133,7 +163,7 @@ class LimitedAssociationSocket(AssociationSocket):
                     self._command.clear()
                     self._data_bytes = 0
             else:
-                self._data_bytes += len(fragment)
+                self._data_bytes += max(end - start, 0)  # counted, not copied
                 limit = self.limits.max_instance_bytes if self._is_store else MAX_IN_MEMORY_DATA_SET
                 if limit and self._data_bytes > limit:
                     what = "C-STORE data set" if self._is_store else "data set"
