@@ -131,10 +131,10 @@ class LimitedAssociationSocket(AssociationSocket):
             while got < nr_bytes:
                 n = sock.recv_into(view[got:])
                 if not n:
-                    del out[got:]
                     break
                 got += n
             view.release()
+            del out[got:]  # the peer closed early: what came
             return out
         out, buf = bytearray(), bytearray(READ_CHUNK)
         view = memoryview(buf)

@@ -14,10 +14,10 @@ Statuses returned (PS3.4 B.2.3):
   SQLite "database or disk is full" / "disk I/O error" / locked), or memory ran out. Senders retry these.
 * ``0xC211`` Unable to process: an unexpected error in the node (logged with its traceback).
 
-Bounded memory: a C-STORE data set is written to a file as it arrives (pynetdicom's
-``STORE_RECV_CHUNKED_DATASET``), checked without loading its long values, and moved into the spool; a PDU longer
-than ``max_pdu`` or a data set longer than ``max_instance_bytes`` aborts the association (``node.pdu_limits``) and
-the partial file is removed.
+Bounded memory: a C-STORE data set is written to a file as it arrives (``STORE_RECV_CHUNKED_DATASET``; its writeback
+starts as it grows, ``node.writeback``), checked without loading its long values, and moved into the spool; a PDU
+longer than ``max_pdu`` or a data set longer than ``max_instance_bytes`` aborts the association (``node.pdu_limits``)
+and the partial file is removed.
 
 Association control: calling AE titles outside the allow-list are rejected by pynetdicom itself
 (``AE.require_calling_aet``); peer addresses outside the allow-list (pynetdicom has no setting for them) are
@@ -71,7 +71,7 @@ from pydicom.uid import (
     JPEGLSNearLossless,
     RLELossless,
 )
-from pynetdicom import AE, _config, evt
+from pynetdicom import AE, evt
 from pynetdicom.sop_class import (
     BasicTextSRStorage,
     Comprehensive3DSRStorage,
@@ -91,7 +91,7 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
-from node import audit, metrics, tls
+from node import audit, metrics, tls, writeback
 from node.connections import UNLIMITED, AssociationSlots, GuardedAssociationServer, PendingConnections
 from node.corrections import CorrectionsStore
 from node.logs import log
@@ -281,7 +281,7 @@ class StorageSCP:
         for sop_class in STORAGE_SOP_CLASSES:
             self.ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
         # Bounded memory (module docstring): data sets to files as they arrive, PDUs and messages within ``limits``
-        _config.STORE_RECV_CHUNKED_DATASET = True
+        writeback.receive_to_files()
         self.limits = WireLimits(max_pdu=settings.max_pdu, max_instance_bytes=settings.max_instance_bytes)
         self._servers: list[Any] = []
         self._assoc_ids: dict[int, str] = {}
