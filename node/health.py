@@ -20,7 +20,7 @@ import time
 from enum import StrEnum
 from pathlib import Path
 
-from node.settings import NodeSettings
+from node.settings import NodeSettings, embedded_broker_dir
 
 
 class Role(StrEnum):
@@ -50,7 +50,7 @@ def _spool_writable(settings: NodeSettings) -> tuple[bool, str]:
 def broker_reachable(settings: NodeSettings, timeout_s: float = 5.0) -> tuple[bool, str]:
     """Redis: open a connection (one try); embedded: the broker's queue folder is writable."""
     if settings.embedded_broker:
-        q = Path(settings.spool_dir).resolve() / "broker" / "queue"
+        q = embedded_broker_dir(settings.spool_dir) / "queue"
         if q.is_dir() and os.access(q, os.W_OK):
             return True, "embedded broker folder writable"
         return False, f"embedded broker folder {q} missing or not writable"

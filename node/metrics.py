@@ -11,15 +11,12 @@ separate processes or machines. Every metric is documented in ``docs/node.md``.
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
-if TYPE_CHECKING:
-    from node.settings import NodeSettings
+from node.settings import NodeSettings, embedded_broker_dir
 
 INSTANCES_RECEIVED = Counter(
     "cspine_instances_received", "Instances acknowledged with Success, by outcome (new/duplicate/replaced)", ["outcome"])
@@ -59,7 +56,7 @@ def queue_lengths(broker_url: str | None, spool_root: str, queues: list[str]) ->
             return out
         finally:
             client.close()
-    folder = Path(spool_root).resolve() / "broker" / "queue"
+    folder = embedded_broker_dir(spool_root) / "queue"
     names = os.listdir(folder) if folder.is_dir() else []
     return {q: sum(1 for n in names if n.partition(".")[2] == f"{q}.msg") for q in queues}
 

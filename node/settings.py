@@ -49,8 +49,7 @@ class Destination(BaseModel):
     url: str = ""
     """DICOMweb base URL (stow), e.g. ``http://orthanc:8042/dicom-web``."""
     headers: dict[str, str] = Field(default_factory=dict)
-    """Extra HTTP headers for STOW-RS (e.g. Authorization). Secrets: never written to files by the node (see
-    ``NodeSettings.to_json_file``)."""
+    """Extra HTTP headers for STOW-RS (e.g. Authorization): secrets, never written to files (``to_json_file``)."""
     username: str = ""
     password: str = ""
     """HTTP basic authentication for STOW-RS (secret, like ``headers``)."""
@@ -91,6 +90,11 @@ class Destination(BaseModel):
         if self.tls_private_key and not self.tls_certificate:
             raise ValueError(f"destination {self.name!r}: tls_private_key without tls_certificate")
         return self
+
+
+def embedded_broker_dir(spool_dir: Path | str) -> Path:
+    """The embedded broker's folder in a spool (``node.broker``; its messages in ``queue``), spelled only here."""
+    return Path(spool_dir).resolve() / "broker"
 
 
 def redact_url(url: str | None) -> str | None:

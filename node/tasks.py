@@ -31,7 +31,6 @@ import logging
 import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from celery import Celery, Task
@@ -44,7 +43,7 @@ from node.grace import GraceHold, SetAside
 from node.logs import log
 from node.patients import SpoolHistory, save_results
 from node.priors import PriorHistory
-from node.settings import NodeSettings
+from node.settings import NodeSettings, embedded_broker_dir
 from node.spool import Spool, write_atomic
 from node.spool.attempts import AnalysisAbandoned, AnalysisDeferred, RetryPolicy, backoff
 from node.spool.stages import FIRST_QUEUED, HOLD, STORE
@@ -84,7 +83,7 @@ def celery_config(settings: NodeSettings) -> dict[str, Any]:
         "result_backend": None,
     }
     if settings.embedded_broker:
-        broker = Path(settings.spool_dir).resolve() / "broker"
+        broker = embedded_broker_dir(settings.spool_dir)
         for sub in ("queue", "processed", "control"):
             (broker / sub).mkdir(parents=True, exist_ok=True)
         # kombu's filesystem transport, each message written whole before it is visible (``node.broker``); the

@@ -23,6 +23,7 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from node.settings import embedded_broker_dir
 from node.spool import schema
 from node.spool.attempts import AnalysisAbandoned, AnalysisDeferred, RetryPolicy, close_attempt, dead_letter
 from node.spool.durable import file_sha256, fsync_dir, move_atomic, private, safe_name, write_atomic
@@ -45,7 +46,7 @@ class Spool(SpoolQueries, StudyReadiness, StageTimes):
         self.tmp_dir = self.root / "tmp"
         self.instances_dir = self.root / "instances"
         self.outbox_dir = self.root / "outbox"
-        self.broker_dir = self.root / "broker"
+        self.broker_dir = embedded_broker_dir(self.root)
         self.results_dir = self.root / "results"
         for d in (self.root, self.tmp_dir, self.instances_dir, self.outbox_dir, self.broker_dir, self.results_dir):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
