@@ -116,6 +116,20 @@ def test_provenance_and_research_statement(xray_case: tuple[Study, StudyResult],
     assert texts[0] == RESEARCH_STATEMENT
 
 
+def test_each_object_gets_its_own_contributing_equipment_items(xray_case: tuple[Study, StudyResult]) -> None:
+    """The algorithm's item is built once per encoding (``Provenance.contributing_equipment``) and copied for each
+    object: equal in every object, none shared, so changing one object's item leaves the others alone."""
+    study, result = xray_case
+    objects = encode(study, result)  # its own objects: the session's are shared with other tests
+    ours = [e for ds in objects for e in ds.ContributingEquipmentSequence
+            if e.get("ManufacturerModelName") == result.algorithm.name]
+    assert len(ours) == len(objects) and all(e == ours[0] for e in ours)
+    assert len({id(e) for e in ours}) == len(ours)
+    before = ours[1].ContributionDescription
+    ours[0].ContributionDescription = "changed"
+    assert ours[1].ContributionDescription == before != "changed"
+
+
 def test_rejects_foreign_result(xray_case: tuple[Study, StudyResult]) -> None:
     study, result = xray_case
     with pytest.raises(ValueError, match="not for"):
