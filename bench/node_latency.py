@@ -123,6 +123,9 @@ def timeline_text(spool: Spool, study_uid: str, generation: int) -> str:
                      f"{(o.sent_at - t0) if o.sent_at else float('nan'):.2f}" for o in rows)
 
 
+SEG_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+
+
 def all_segs_text(spool: Spool, study_uid: str, generation: int) -> str:
     """Seconds after the release until the PACS had stored every SEG of the analysis's outlines (the outbox's
     ``sent_at``; BINARY SEGs, not the FRACTIONAL Grad-CAM maps, which go out with the report)."""
@@ -132,9 +135,6 @@ def all_segs_text(spool: Spool, study_uid: str, generation: int) -> str:
     if not sent or None in sent:
         return "all SEGs -"
     return f"all SEGs {max(sent) - RELEASED[-1]:.2f} s"
-
-
-SEG_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 
 
 def stages_text(spool: Spool, study_uid: str, generation: int) -> str:

@@ -52,7 +52,8 @@ def encode(study: Study, result: StudyResult, *, now: datetime | None = None,
     (with the patient's prior study, ``pipelines.patient.compare``) goes into the SR and the report page.
     ``first`` is called with the SR as soon as it is built, then with the first SEG as soon as it is built, then with
     the other SEGs, before the rest is encoded (the node stores and sends each hand-out while it encodes the next
-    ones, the presentation states and the report); they are in the returned list too. Raises ValueError when the result does not belong to the study or refers to images it lacks.
+    ones, the presentation states and the report); they are in the returned list too. Raises ValueError when the
+    result does not belong to the study or refers to images it lacks.
     """
     if not result.images:
         return []
