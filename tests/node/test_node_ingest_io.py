@@ -6,15 +6,22 @@ from __future__ import annotations
 
 import socket
 import sys
+import tempfile
 import threading
 import time
 import tracemalloc
 from pathlib import Path
 
+import pydicom
 import pytest
 
 from node import writeback
 from node.pdu_limits import READ_CHUNK, LimitedAssociationSocket
+from node.scp import StorageSCP
+from node.scu import store_files
+from node.settings import NodeSettings
+from node.spool import Spool
+from tests.node.nodetest_data import make_image
 
 MIB = 1 << 20
 
@@ -103,3 +110,32 @@ def test_receive_to_files_puts_pynetdicom_on_files_written_back_as_they_grow(tmp
     assert tmp.file._started == 2 * MIB
     tmp.close()
     assert Path(tmp.name).stat().st_size == 2 * MIB
+
+
+def test_the_scp_receives_through_the_writeback_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """End to end on a real Storage SCP: a 4 MB instance sent by pynetdicom's SCU goes through ``node.writeback``'s file
+    (writeback started as it grew, with its real ``sync_file_range`` where there is one) and is stored byte for byte.
+    Guards against a pynetdicom release that stops using ``dimse_messages.NamedTemporaryFile``: the early writeback
+    would then silently not happen."""
+    real, calls = writeback._SYNC, []
+
+    def recording(fd: int, off: int, n: int, flags: int) -> int:
+        calls.append((off, n))
+        return real(fd, off, n, flags) if real is not None else 0
+
+    monkeypatch.setattr(writeback, "_SYNC", recording)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "received"))
+    (tmp_path / "received").mkdir()
+    settings = NodeSettings(spool_dir=tmp_path / "spool", host="127.0.0.1", port=0, metrics_port=None)
+    node = StorageSCP(settings, Spool(settings.spool_dir))
+    node.start()
+    try:
+        ds = make_image(rows=1400, cols=1400, seed=3)  # 16-bit: about 3.9 MB of pixel data
+        path = tmp_path / "big.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        assert store_files([path], "127.0.0.1", node.port) == [0]
+    finally:
+        node.stop()
+    assert len(calls) >= 3 and calls[0][0] == 0
+    (row,) = node.spool.instance_rows(ds.StudyInstanceUID)
+    assert pydicom.dcmread(row["path"]).PixelData == ds.PixelData
