@@ -39,6 +39,7 @@ from pathlib import Path
 import pydicom
 import requests
 from dicomweb_client.api import DICOMwebClient
+from pydicom.uid import SegmentationStorage
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -114,23 +115,24 @@ RELEASED: list[float] = []
 """``time.time()`` of each association release (``send_and_wait``), for the outbox's timestamps."""
 
 
+def pacs_rows(spool: Spool, study_uid: str, generation: int) -> list:
+    """The outbox rows of one analysis for the PACS."""
+    return [o for o in spool.outbox(study_uid) if o.destination == "pacs" and o.generation == generation]
+
+
 def timeline_text(spool: Spool, study_uid: str, generation: int) -> str:
     """When each result object for the PACS was queued and sent, seconds after the association release."""
-    rows = sorted((o for o in spool.outbox(study_uid) if o.destination == "pacs" and o.generation == generation),
+    rows = sorted(pacs_rows(spool, study_uid, generation),
                   key=lambda o: (o.sent_at or float("inf"), o.created_at))
     t0 = RELEASED[-1]
     return "  ".join(f"{pydicom.uid.UID(o.sop_class_uid).name.split()[0]} {o.created_at - t0:.2f}/"
                      f"{(o.sent_at - t0) if o.sent_at else float('nan'):.2f}" for o in rows)
 
 
-SEG_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
-
-
 def all_segs_text(spool: Spool, study_uid: str, generation: int) -> str:
     """Seconds after the release until the PACS had stored every SEG of the analysis's outlines (the outbox's
     ``sent_at``; BINARY SEGs, not the FRACTIONAL Grad-CAM maps, which go out with the report)."""
-    sent = [o.sent_at for o in spool.outbox(study_uid) if o.destination == "pacs" and o.generation == generation
-            and o.sop_class_uid == SEG_CLASS
+    sent = [o.sent_at for o in pacs_rows(spool, study_uid, generation) if o.sop_class_uid == SegmentationStorage
             and pydicom.dcmread(o.path, stop_before_pixels=True).get("SegmentationType") == "BINARY"]
     if not sent or None in sent:
         return "all SEGs -"
@@ -140,7 +142,7 @@ def all_segs_text(spool: Spool, study_uid: str, generation: int) -> str:
 def stages_text(spool: Spool, study_uid: str, generation: int) -> str:
     """The node's stage times of the study, then the number and size of its result objects."""
     st = spool.study_stages(study_uid, generation)
-    rows = [o for o in spool.outbox(study_uid) if o.destination == "pacs" and o.generation == generation]
+    rows = pacs_rows(spool, study_uid, generation)
     size = sum(Path(o.path).stat().st_size for o in rows if Path(o.path).exists())
     return ("  ".join(f"{k} {v:.2f}" for k, v in sorted(st.items(), key=lambda kv: stage_order(kv[0])))
             + f"  | {len(rows)} objects {size / 1e6:.2f} MB")
