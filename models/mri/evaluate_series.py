@@ -73,6 +73,7 @@ def run_case(pipeline, style: str, seed: int, items: list[str], work: Path) -> l
     row, col = iop[:3], iop[3:]
     kp = {k.name: k for k in img.keypoints}
     va = getattr(pipeline.model, "last", None)
+    anchor = getattr(getattr(pipeline.model, "model", pipeline.model), "last_anchor", None)  # the last pass's verdict
     out = []
     for j, t in enumerate(case.levels):
         d3 = np.array(t.disc_centre_mm) - ipp
@@ -89,6 +90,7 @@ def run_case(pipeline, style: str, seed: int, items: list[str], work: Path) -> l
             "model_probs": {task: (float(va.probabilities[task][j]) if va is not None else None) for task in TASKS},
             "values": {task: (fs[task].value if task in fs else None) for task in TASKS},
             "seconds": seconds, "n_slices": int(case.series[0].volume.shape[0]),
+            "anchor": anchor,
             "old_flag": bool(va is not None and (va.peak[j] < 0.3 or np.any(np.diff(va.centres_px[:, 1]) <= 0))),
         })
     return out
@@ -183,6 +185,7 @@ def cli(args) -> int:  # noqa: ANN001
     torch.set_num_threads(args.threads)
     pred = MriPredictor.load(args.weights)
     pred.recentre = not getattr(args, "single_pass", False)
+    pred.anchor_decoder = getattr(args, "anchor_decoder", pred.anchor_decoder)
     pipe = MriPipeline(RecordingModel(pred))
     seeds = list(range(args.seed, args.seed + args.count))
     summary, records = evaluate_series(pipe, args.style, seeds, args.shift or [])

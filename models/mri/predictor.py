@@ -230,6 +230,71 @@ def anchor_chain(pts: np.ndarray, c2: np.ndarray | None, c2_mass: float, discs: 
     return out, src, best
 
 
+COUNT_MATCH = 0.4
+"""``count_chain``: the next disc is taken when within this fraction of the last step (disc to disc) of where one
+step on from the last disc puts it; a counted level agrees with the level chain when within this fraction of the
+median disc gap."""
+
+
+def count_chain(pts: np.ndarray, c2: np.ndarray | None, c2_mass: float, discs: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, str]:
+    """Identify the levels by counting discs down from C2 (``MriPredictor.anchor_decoder = "count"``): the first
+    disc below the C2 body (found as in ``anchor_chain``; without a confident C2 peak, the any-disc peak at the level
+    chain's own C2-C3) is C2-C3, and each next level is the any-disc peak one step on from the last (the first step:
+    the chain's median gap along its C2-C3 -> C3-C4 direction; then the last step, so the count follows the curve and
+    the gaps as they change). Where a counted level and the level chain ``pts`` disagree, the counted place is taken.
+
+    Returns the (5, 2) chain, a bool per level "moved or not verified" (the caller flags those) and the verdict:
+    ``"none"`` (no start: chain unchanged), ``"agree"`` (every level counted, all at the chain's places),
+    ``"count"`` (every level counted, some moved), ``"partial"`` (the count lost the chain before the last level: the
+    levels counted so far are taken; if any of them disagreed, the levels below are kept but marked)."""
+    pts = np.asarray(pts, float)
+    discs = np.asarray(discs, float).reshape(-1, 2)
+    n = len(pts)
+    mark = np.zeros(n, bool)
+    g = float(np.median(np.hypot(*np.diff(pts, axis=0).T))) if n > 1 else 0.0
+    if not g > 0 or len(discs) == 0:
+        return pts, mark, "none"
+    t = pts[1] - pts[0]
+    t = t / max(float(np.hypot(*t)), 1e-6)
+    if t[1] < 0:
+        t = -t
+    start = None
+    if c2 is not None and c2_mass >= ANCHOR_MIN_C2:
+        rel = discs - np.asarray(c2, float)[None]
+        along, across = rel @ t, np.abs(rel @ np.array([-t[1], t[0]]))
+        ok = (along >= ANCHOR_BELOW[0] * g) & (along <= ANCHOR_BELOW[1] * g) & (across <= 0.5 * g)
+        if ok.any():
+            start = discs[ok][int(np.argmin(along[ok]))]
+    if start is None:
+        d = np.hypot(*(discs - pts[0][None]).T)
+        if d.min() > COUNT_MATCH * g:
+            return pts, mark, "none"
+        start = discs[int(np.argmin(d))]
+    counted = [start]
+    step = g * t
+    while len(counted) < n:
+        size = float(np.hypot(*step))
+        rel = discs - counted[-1][None]
+        d = np.hypot(*(rel - step[None]).T)
+        d[rel @ step <= 0.5 * size**2] = np.inf  # only discs below the last one
+        j = int(np.argmin(d))
+        if not d[j] <= COUNT_MATCH * size:
+            break
+        step = discs[j] - counted[-1]
+        counted.append(discs[j])
+    k = len(counted)
+    out = pts.copy()
+    out[:k] = counted
+    moved = np.hypot(*(out[:k] - pts[:k]).T) > COUNT_MATCH * g
+    mark[:k] = moved
+    if k == n:
+        return out, mark, "count" if moved.any() else "agree"
+    if moved.any():
+        mark[k:] = True
+    return out, mark, "partial"
+
+
 class MriPredictor(Predictor):
     """Both networks (an ``mri`` checkpoint, parts ``localiser`` and ``classifier``) on one device; ``analyse``
     runs localisation then per-level classification.
@@ -243,6 +308,10 @@ class MriPredictor(Predictor):
     training windows put it."""
 
     recentre = True
+    anchor_decoder = "count"
+    """With the anchor channels (``train --anchor``): ``"count"`` (``count_chain``: the levels counted down the
+    any-disc peaks from C2) or ``"chain"`` (``anchor_chain``: only the chain as found or moved by one level, the
+    decoding candidate u2 of the model card was evaluated with) or ``"off"`` (the level chain as decoded)."""
 
     checkpoint_model = "mri"
     default_weights = DEFAULT_WEIGHTS
@@ -288,12 +357,22 @@ class MriPredictor(Predictor):
         return out, np.array([grid.from_localiser(px, py) for px, py in pts]), spread, peak, second
 
     def _anchor(self, out: np.ndarray, pts: np.ndarray, spread: np.ndarray, peak: np.ndarray) -> tuple:
-        """``anchor_chain`` on the anchor channels of ``out``; a moved or contradicted chain gets every level's peak
-        mass lowered to ``ANCHOR_FLAG_PEAK`` (the plausibility gate flags it). ``self.last_anchor``: the verdict."""
+        """``count_chain`` or ``anchor_chain`` (``anchor_decoder``) on the anchor channels of ``out``. Counting: each
+        level moved or not verified gets its peak mass lowered to ``ANCHOR_FLAG_PEAK`` (the plausibility gate flags
+        it); ``anchor_chain``: every level of a moved or contradicted chain. ``self.last_anchor``: the verdict."""
         k = len(LEVELS) + 2
         c2p = spatial_softmax(out[k:k + 1])
         c2, _, c2_mass = decode_heatmaps(c2p)
         discs = disc_peaks(spatial_softmax(out[k + 1:k + 2])[0])
+        if self.anchor_decoder == "off":
+            self.last_anchor = "off"
+            return pts, spread, peak
+        if self.anchor_decoder == "count":
+            new, mark, verdict = count_chain(pts, c2[0], float(c2_mass[0]), discs)
+            self.last_anchor = verdict
+            moved = np.hypot(*(new - pts).T) > 0
+            spread = np.where(moved, spread.max(), spread)
+            return new, spread, np.where(mark, np.minimum(peak, ANCHOR_FLAG_PEAK), peak)
         new, src, verdict = anchor_chain(pts, c2[0], float(c2_mass[0]), discs)
         self.last_anchor = verdict
         if verdict in ("none", "agree"):

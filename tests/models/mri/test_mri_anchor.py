@@ -10,7 +10,7 @@ import torch
 
 from models.mri import augment
 from models.mri.network import ANCHOR_OUT, LOCALISER_OUT, DiscLocaliser
-from models.mri.predictor import ANCHOR_FLAG_PEAK, MriPredictor, anchor_chain, disc_peaks
+from models.mri.predictor import ANCHOR_FLAG_PEAK, MriPredictor, anchor_chain, count_chain, disc_peaks
 from models.mri.train import anchor_loss, anchor_targets
 
 GAP = 9.0  # localiser px between neighbouring discs
@@ -99,6 +99,7 @@ def _anchor_out(c2: np.ndarray, discs: np.ndarray, chain: np.ndarray) -> np.ndar
 
 def test_predictor_anchor_flags_a_moved_chain() -> None:
     pred = MriPredictor.__new__(MriPredictor)
+    pred.anchor_decoder = "chain"
     pts = _chain(1)
     out = _anchor_out(C2, DISCS, pts)
     spread, peak = np.full(5, 0.7), np.full(5, 0.9)
@@ -109,6 +110,70 @@ def test_predictor_anchor_flags_a_moved_chain() -> None:
     ok = _chain(0)
     new, sp, pk = pred._anchor(_anchor_out(C2, DISCS, ok), ok, spread, peak)
     assert pred.last_anchor == "agree" and np.array_equal(new, ok) and np.array_equal(pk, peak)
+
+
+def test_count_keeps_an_agreeing_chain() -> None:
+    out, mark, verdict = count_chain(_chain(0), C2, 0.9, DISCS)
+    assert verdict == "agree" and np.array_equal(out, _chain(0)) and not mark.any()
+
+
+def test_count_repairs_a_chain_broken_inside() -> None:
+    pts = _chain(0)
+    pts[3:] = DISCS[4:6]  # C5-C6 and C6-C7 one level too low, the upper three right
+    out, mark, verdict = count_chain(pts, C2, 0.9, DISCS)
+    assert verdict == "count"
+    assert np.allclose(out, _chain(0))
+    assert mark.tolist() == [False, False, False, True, True]  # only the moved levels are marked
+
+
+def test_count_moves_a_whole_chain_one_level_off() -> None:
+    out, mark, verdict = count_chain(_chain(1), C2, 0.9, DISCS)  # the model called C3-C4 "C2-C3"
+    assert verdict == "count" and np.allclose(out, _chain(0)) and mark.all()
+
+
+def test_count_without_a_confident_c2_starts_at_the_chains_c2c3() -> None:
+    pts = _chain(0)
+    pts[2:] = DISCS[3:6]
+    for c2, mass in ((C2, 0.05), (None, 0.9)):
+        out, mark, verdict = count_chain(pts, c2, mass, DISCS)
+        assert verdict == "count" and np.allclose(out, _chain(0))
+        assert mark.tolist() == [False, False, True, True, True]
+    assert count_chain(_chain(0) + [30.0, 0.0], None, 0.0, DISCS)[2] == "none"  # no disc at its C2-C3
+    assert count_chain(_chain(0), C2, 0.9, np.zeros((0, 2)))[2] == "none"
+
+
+def test_count_follows_a_curve_with_changing_gaps() -> None:
+    ang = np.radians([0, 12, 24, 36, 48, 60, 70])  # a lordotic curve, 12 deg more per level
+    gaps = GAP * np.array([1.0, 1.15, 1.3, 1.2, 1.05, 0.9, 0.8])
+    steps = np.stack([np.sin(ang), np.cos(ang)], 1) * gaps[:, None]
+    discs = np.concatenate([[[60.0, 25.0]], [60.0, 25.0] + np.cumsum(steps, 0)])  # C2-C3 first, 8 discs
+    pts = discs[1:6].copy()  # the whole chain one level too low
+    out, mark, verdict = count_chain(pts, C2, 0.9, discs)
+    assert verdict == "count" and np.allclose(out, discs[:5]) and mark.all()
+
+
+def test_count_that_loses_the_chain_is_partial() -> None:
+    gone = np.delete(DISCS, 2, axis=0)  # no any-disc peak at C4-C5
+    out, mark, verdict = count_chain(_chain(0), C2, 0.9, gone)
+    assert verdict == "partial" and np.array_equal(out, _chain(0)) and not mark.any()  # counted part agreed
+    out, mark, verdict = count_chain(_chain(1), C2, 0.9, gone)
+    assert verdict == "partial" and np.allclose(out[:2], _chain(0)[:2])
+    assert mark.all()  # the counted levels moved, so the rest is not trusted either
+
+
+def test_predictor_count_flags_only_moved_levels() -> None:
+    pred = MriPredictor.__new__(MriPredictor)
+    assert pred.anchor_decoder == "count"
+    pts = _chain(0)
+    pts[3:] = DISCS[4:6]
+    spread, peak = np.full(5, 0.7), np.full(5, 0.9)
+    new, sp, pk = pred._anchor(_anchor_out(C2, DISCS, pts), pts, spread, peak)
+    assert pred.last_anchor == "count"
+    assert np.abs(new - _chain(0)).max() < 0.3
+    assert np.array_equal(pk[:3], peak[:3]) and np.all(pk[3:] <= ANCHOR_FLAG_PEAK)
+    pred.anchor_decoder = "off"
+    new, sp, pk = pred._anchor(_anchor_out(C2, DISCS, pts), pts, spread, peak)
+    assert pred.last_anchor == "off" and np.array_equal(new, pts) and np.array_equal(pk, peak)
 
 
 def test_localiser_without_anchors_is_the_network_of_before() -> None:
