@@ -99,8 +99,9 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="with --style: write the summary and per-level records")
     ap.add_argument("--single-pass", action="store_true",
                     help="one localiser pass on the image-centred window (MriPredictor.recentre off, as before mri-2.1.0)")
-    ap.add_argument("--anchor-decoder", choices=("count", "chain", "off"), default="count",
-                    help="weights with the anchor channels (train --anchor): MriPredictor.anchor_decoder")
+    ap.add_argument("--anchor-decoder", choices=("count", "count-skip", "chain", "off"), default=None,
+                    help="weights with the anchor channels (train --anchor): MriPredictor.anchor_decoder (default: "
+                    "the weights' own)")
     args = ap.parse_args(argv)
     if args.style or args.shift:
         from models.mri import evaluate_series

@@ -177,6 +177,30 @@ def disc_peaks(prob: np.ndarray, window: int = 3, rel: float = 0.15, k: int = 12
     return pts[np.argsort(pts[:, 1])]
 
 
+SIGMOID_PEAK = 0.3
+"""``sigmoid_peaks``: a local maximum of a per-pixel sigmoid any-disc map (``train --anchor-focal``) is a disc when its
+value is at least this."""
+
+
+def sigmoid_peaks(p: np.ndarray, window: int = 3, k: int = 12) -> np.ndarray:
+    """(H, W) per-pixel disc probabilities -> (m, 2) disc centres (x, y), top to bottom: local maxima (over a
+    ``2 * window + 1`` square) of at least ``SIGMOID_PEAK`` (at most ``k``, the highest), each refined by the centroid
+    of its 3 x 3 neighbourhood. Unlike ``disc_peaks`` no peak is measured against another."""
+    size = 2 * window + 1
+    keep = (ndimage.maximum_filter(p, size=size, mode="constant") == p) & (p >= SIGMOID_PEAK)
+    ys, xs = np.nonzero(keep)
+    order = np.argsort(-p[ys, xs])[:k]
+    h, w = p.shape
+    out = []
+    for y, x in zip(ys[order], xs[order], strict=True):
+        sy, sx = slice(max(y - 1, 0), min(y + 2, h)), slice(max(x - 1, 0), min(x + 2, w))
+        patch = p[sy, sx]
+        gy, gx = np.mgrid[sy, sx]
+        out.append(((patch * gx).sum() / patch.sum(), (patch * gy).sum() / patch.sum()))
+    pts = np.array(out, float).reshape(-1, 2)
+    return pts[np.argsort(pts[:, 1])]
+
+
 def anchor_chain(pts: np.ndarray, c2: np.ndarray | None, c2_mass: float, discs: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray, str]:
     """Check the level chain ``pts`` ((5, 2) x, y; C2-C3 first) against the anatomy: the first disc below the C2
@@ -236,7 +260,7 @@ step on from the last disc puts it; a counted level agrees with the level chain 
 median disc gap."""
 
 
-def count_chain(pts: np.ndarray, c2: np.ndarray | None, c2_mass: float, discs: np.ndarray
+def count_chain(pts: np.ndarray, c2: np.ndarray | None, c2_mass: float, discs: np.ndarray, bridge: bool = False
                 ) -> tuple[np.ndarray, np.ndarray, str]:
     """Identify the levels by counting discs down from C2 (``MriPredictor.anchor_decoder = "count"``): the first
     disc below the C2 body (found as in ``anchor_chain``; without a confident C2 peak, the any-disc peak at the level
@@ -247,7 +271,12 @@ def count_chain(pts: np.ndarray, c2: np.ndarray | None, c2_mass: float, discs: n
     Returns the (5, 2) chain, a bool per level "moved or not verified" (the caller flags those) and the verdict:
     ``"none"`` (no start: chain unchanged), ``"agree"`` (every level counted, all at the chain's places),
     ``"count"`` (every level counted, some moved), ``"partial"`` (the count lost the chain before the last level: the
-    levels counted so far are taken; if any of them disagreed, the levels below are kept but marked)."""
+    levels counted so far are taken; if any of them disagreed, the levels below are kept but marked).
+
+    ``bridge`` (decoder ``"count-skip"``): where no peak lies one step on but one lies two steps on (within
+    1.5 x ``COUNT_MATCH`` steps), the count goes on from it and the level between is the midpoint (a disc the
+    any-disc map missed); a bridged level where the level chain has a centre (within ``COUNT_MATCH`` median gaps)
+    takes the chain's centre, otherwise it is marked."""
     pts = np.asarray(pts, float)
     discs = np.asarray(discs, float).reshape(-1, 2)
     n = len(pts)
@@ -271,22 +300,33 @@ def count_chain(pts: np.ndarray, c2: np.ndarray | None, c2_mass: float, discs: n
         if d.min() > COUNT_MATCH * g:
             return pts, mark, "none"
         start = discs[int(np.argmin(d))]
-    counted = [start]
+    counted, bridged = [start], []
     step = g * t
     while len(counted) < n:
         size = float(np.hypot(*step))
         rel = discs - counted[-1][None]
-        d = np.hypot(*(rel - step[None]).T)
-        d[rel @ step <= 0.5 * size**2] = np.inf  # only discs below the last one
+        below = rel @ step > 0.5 * size**2  # only discs below the last one
+        d = np.where(below, np.hypot(*(rel - step[None]).T), np.inf)
         j = int(np.argmin(d))
-        if not d[j] <= COUNT_MATCH * size:
+        if d[j] <= COUNT_MATCH * size:
+            step = discs[j] - counted[-1]
+            counted.append(discs[j])
+            continue
+        d2 = np.where(below, np.hypot(*(rel - 2 * step[None]).T), np.inf)
+        j = int(np.argmin(d2))
+        if not (bridge and d2[j] <= 1.5 * COUNT_MATCH * size):
             break
-        step = discs[j] - counted[-1]
-        counted.append(discs[j])
+        step = (discs[j] - counted[-1]) / 2
+        bridged.append(len(counted))
+        counted += [counted[-1] + step, discs[j]]
+    counted = counted[:n]
     k = len(counted)
     out = pts.copy()
     out[:k] = counted
     moved = np.hypot(*(out[:k] - pts[:k]).T) > COUNT_MATCH * g
+    for i in bridged:
+        if i < k and not moved[i]:
+            out[i] = pts[i]  # the missed disc where the level chain has it
     mark[:k] = moved
     if k == n:
         return out, mark, "count" if moved.any() else "agree"
@@ -309,8 +349,9 @@ class MriPredictor(Predictor):
 
     recentre = True
     anchor_decoder = "count"
-    """With the anchor channels (``train --anchor``): ``"count"`` (``count_chain``: the levels counted down the
-    any-disc peaks from C2) or ``"chain"`` (``anchor_chain``: only the chain as found or moved by one level, the
+    """With the anchor channels (``train --anchor``; a checkpoint's config ``anchor_decoder`` overrides it):
+    ``"count"`` (``count_chain``: the levels counted down the any-disc peaks from C2), ``"count-skip"`` (the count
+    also bridges one disc the any-disc map missed) or ``"chain"`` (``anchor_chain``: only the chain as found or moved by one level, the
     decoding candidate u2 of the model card was evaluated with) or ``"off"`` (the level chain as decoded)."""
 
     checkpoint_model = "mri"
@@ -324,6 +365,8 @@ class MriPredictor(Predictor):
         self.metrics = dict(checkpoint.meta.get("metrics", {}))
         self.config = dict(checkpoint.meta.get("config", {}))
         self.anchors = bool(self.config.get("anchor", False))  # train --anchor: C2-body and any-disc channels
+        self.anchor_disc = self.config.get("anchor_disc", "softmax")  # train --anchor-focal: "focal"
+        self.anchor_decoder = self.config.get("anchor_decoder", type(self).anchor_decoder)
         self.last_anchor: str | None = None
         self.localiser = DiscLocaliser(tuple(self.config.get("loc_channels", (16, 32, 64, 128))), anchors=self.anchors)
         self.localiser.load_state_dict(checkpoint.part("localiser"))
@@ -363,12 +406,15 @@ class MriPredictor(Predictor):
         k = len(LEVELS) + 2
         c2p = spatial_softmax(out[k:k + 1])
         c2, _, c2_mass = decode_heatmaps(c2p)
-        discs = disc_peaks(spatial_softmax(out[k + 1:k + 2])[0])
+        if getattr(self, "anchor_disc", "softmax") == "focal":
+            discs = sigmoid_peaks(1.0 / (1.0 + np.exp(-out[k + 1])))
+        else:
+            discs = disc_peaks(spatial_softmax(out[k + 1:k + 2])[0])
         if self.anchor_decoder == "off":
             self.last_anchor = "off"
             return pts, spread, peak
-        if self.anchor_decoder == "count":
-            new, mark, verdict = count_chain(pts, c2[0], float(c2_mass[0]), discs)
+        if self.anchor_decoder in ("count", "count-skip"):
+            new, mark, verdict = count_chain(pts, c2[0], float(c2_mass[0]), discs, self.anchor_decoder == "count-skip")
             self.last_anchor = verdict
             moved = np.hypot(*(new - pts).T) > 0
             spread = np.where(moved, spread.max(), spread)

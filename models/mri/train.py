@@ -20,13 +20,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.losses import DiceLoss
+from torch import nn
 
 from models.common.checkpoint import save_checkpoint
 from models.common.metrics import roc_auc
 from models.common.training import seed_everything
 from models.mri import DEFAULT_WEIGHTS, augment
 from models.mri.data import heatmaps, make_dataset, make_mixed_dataset, mixed_plan
-from models.mri.network import CLASSIFIER_OUT, LOCALISER_OUT, DiscLocaliser, LevelClassifier
+from models.mri.network import ANCHOR_OUT, CLASSIFIER_OUT, LOCALISER_OUT, DiscLocaliser, LevelClassifier
 from models.mri.predictor import MriPredictor, decode_heatmaps, spatial_softmax
 from models.mri.user_data import UserLabelError, merge, user_dataset
 
@@ -107,23 +108,40 @@ def anchor_targets(points: torch.Tensor, size: int) -> tuple[torch.Tensor, torch
     return hm[:, 0], hm[:, 1:].sum(1), ok
 
 
-def anchor_loss(out: torch.Tensor, points: torch.Tensor, c2_seen: torch.Tensor) -> torch.Tensor:
+def focal_heatmap_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, beta: float = 4.0,
+                       pos: float = 0.85) -> torch.Tensor:
+    """Penalty-reduced focal loss of per-pixel sigmoid heatmaps (CenterNet's) against Gaussian ``target`` (peak 1
+    at each object): every object is found on its own, none competes with another for mass as in a spatial
+    softmax. Pixels with ``target >= pos`` are the positives; the loss is normalised by their number."""
+    p = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
+    is_pos = target >= pos
+    loss_pos = -((1 - p) ** alpha * torch.log(p))[is_pos].sum()
+    loss_neg = -((1 - target) ** beta * p**alpha * torch.log(1 - p))[~is_pos].sum()
+    return (loss_pos + loss_neg) / is_pos.sum().clamp(min=1)
+
+
+def anchor_loss(out: torch.Tensor, points: torch.Tensor, c2_seen: torch.Tensor, focal: bool = False) -> torch.Tensor:
     """Loss of the two anchor channels (``out[:, 7:9]``): soft cross-entropy on the C2-body map where C2 is in the
-    window and visible, and on the any-disc map where the window has anchor truth."""
+    window and visible, and on the any-disc map where the window has anchor truth (``focal``: the any-disc map is
+    a per-pixel sigmoid map trained with ``focal_heatmap_loss`` on the Gaussians' maximum instead)."""
     c2, discs, ok = anchor_targets(points, out.shape[-1])
     loss = out.new_zeros(())
     k = LOCALISER_OUT
     if (ok & c2_seen).any():
         m = ok & c2_seen
         loss = loss + _soft_ce(out[m, k], c2[m])
-    if ok.any():
+    if ok.any() and focal:
+        p = torch.nan_to_num(points[ok, 1:], nan=-1e4)
+        loss = loss + focal_heatmap_loss(out[ok, k + 1], augment.centre_heatmaps(p, out.shape[-1]).amax(1))
+    elif ok.any():
         loss = loss + _soft_ce(out[ok, k + 1], discs[ok])
     return loss
 
 
 def train_localiser(data: dict, val: dict, epochs: int, batch: int, lr: float, seed: int,
                     channels: tuple[int, ...] = (16, 32, 64, 128), shift_px: int = 0,
-                    init: dict | None = None, dr: tuple[str, ...] = (), anchors: bool = False
+                    init: dict | None = None, dr: tuple[str, ...] = (), anchors: bool = False,
+                    focal: bool = False
                     ) -> tuple[DiscLocaliser, dict]:
     """``anchors`` (``--anchor``; needs ``data["loc_anchors"]`` and ``dr`` with ``fov``): the localiser has the two
     anchor channels (``network.ANCHOR_OUT``), trained with ``anchor_loss``; the other random draws as without."""
@@ -132,6 +150,12 @@ def train_localiser(data: dict, val: dict, epochs: int, batch: int, lr: float, s
     net = DiscLocaliser(channels, anchors=anchors)
     if init is not None:
         net.load_state_dict(init)
+    elif focal:  # start the sigmoid any-disc map at p = 0.1 everywhere (CenterNet's prior), not 0.5
+        tops = [m for m in net.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)
+                and m.out_channels == LOCALISER_OUT + ANCHOR_OUT and m.bias is not None]
+        with torch.no_grad():
+            for m in tops:
+                m.bias[LOCALISER_OUT + 1] = float(np.log(0.1 / 0.9)) / len(tops)
     dice = DiceLoss(sigmoid=True, batch=True)  # the discs are small: Dice balances them against the background
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     x = torch.from_numpy(data["loc_image"][:, None])
@@ -165,7 +189,7 @@ def train_localiser(data: dict, val: dict, epochs: int, batch: int, lr: float, s
                 om, mm = out[hb_, 5:LOCALISER_OUT], mb[hb_]
                 loss = loss + F.binary_cross_entropy_with_logits(om, mm) + dice(om, mm)
             if anc is not None:
-                loss = loss + anchor_loss(out, ab, seen)
+                loss = loss + anchor_loss(out, ab, seen, focal)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -316,6 +340,11 @@ def cli(argv: list[str] | None = None) -> int:
                     "any disc), trained on the plain renderer-A phantoms' own geometry (needs the mixed plan and "
                     "--dr with fov; a separate --cache); the predictor then anchors the level chain on C2 "
                     "(predictor.anchor_chain). Default off: the networks and weights format of before")
+    ap.add_argument("--anchor-focal", action="store_true",
+                    help="with --anchor: the any-disc channel as a per-pixel sigmoid map (focal loss) instead of a "
+                    "spatial softmax (train.focal_heatmap_loss)")
+    ap.add_argument("--anchor-decoder", choices=("count", "count-skip", "chain", "off"), default=None,
+                    help="with --anchor: the decoding written into the weights' config (MriPredictor.anchor_decoder)")
     ap.add_argument("--version", default=None, help="version of the written weights (default mri-2.0.0, "
                     "mri-2.0.0+site with --user-data)")
     args = ap.parse_args(argv)
@@ -328,6 +357,8 @@ def cli(argv: list[str] | None = None) -> int:
     mixed = args.b_count > 0 or args.a_shift_count > 0 or args.views > 1
     if args.anchor and (not mixed or "fov" not in dr):
         ap.error("--anchor needs the mixed plan (e.g. --views 3) and --dr with fov (e.g. --dr all)")
+    if (args.anchor_focal or args.anchor_decoder) and not args.anchor:
+        ap.error("--anchor-focal and --anchor-decoder need --anchor")
     if args.a_upper and not mixed:
         ap.error("--a-upper needs the mixed plan (--views > 1, --a-shift-count or --b-count)")
     if args.train_count == 0 and not mixed and not args.user_data:
@@ -367,7 +398,7 @@ def cli(argv: list[str] | None = None) -> int:
     if args.only != "classifier":
         loc, m = train_localiser(tr, va, args.loc_epochs, args.batch, args.lr, args.seed,
                                  tuple(args.loc_channels), args.loc_shift, init.parts["localiser"] if init else None,
-                                 dr, args.anchor)
+                                 dr, args.anchor, args.anchor_focal)
         metrics.update(m)
         loc_state = loc.state_dict()
     else:
@@ -386,6 +417,8 @@ def cli(argv: list[str] | None = None) -> int:
               "cls_epochs": args.cls_epochs, "loc_channels": list(args.loc_channels), "loc_shift": args.loc_shift, "lr": args.lr, "seed": args.seed,
               "domain_randomisation": list(dr),
               **({"anchor": True} if args.anchor else {}),
+              **({"anchor_disc": "focal"} if args.anchor_focal else {}),
+              **({"anchor_decoder": args.anchor_decoder} if args.anchor_decoder else {}),
               "weighting": "T2" if not mixed else "T2 (+T1/STIR of B)",
               "mixed": {"a_plain": [args.train_seed, args.train_count], "a_shifted": [args.a_shift_seed, args.a_shift_count],
                         "b": [args.b_seed, args.b_count], "extra_fraction": args.extra_fraction, "views": args.views,

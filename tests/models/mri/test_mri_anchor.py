@@ -10,8 +10,8 @@ import torch
 
 from models.mri import augment
 from models.mri.network import ANCHOR_OUT, LOCALISER_OUT, DiscLocaliser
-from models.mri.predictor import ANCHOR_FLAG_PEAK, MriPredictor, anchor_chain, count_chain, disc_peaks
-from models.mri.train import anchor_loss, anchor_targets
+from models.mri.predictor import ANCHOR_FLAG_PEAK, MriPredictor, anchor_chain, count_chain, disc_peaks, sigmoid_peaks
+from models.mri.train import anchor_loss, anchor_targets, focal_heatmap_loss
 
 GAP = 9.0  # localiser px between neighbouring discs
 C2 = np.array([60.0, 20.0])
@@ -159,6 +159,59 @@ def test_count_that_loses_the_chain_is_partial() -> None:
     out, mark, verdict = count_chain(_chain(1), C2, 0.9, gone)
     assert verdict == "partial" and np.allclose(out[:2], _chain(0)[:2])
     assert mark.all()  # the counted levels moved, so the rest is not trusted either
+
+
+def test_count_skip_bridges_one_missed_disc() -> None:
+    gone = np.delete(DISCS, 2, axis=0)  # the any-disc map missed C4-C5
+    out, mark, verdict = count_chain(_chain(0), C2, 0.9, gone, bridge=True)
+    assert verdict == "agree" and np.array_equal(out, _chain(0)) and not mark.any()  # the chain has it: kept
+    pts = _chain(0)
+    pts[2:] = DISCS[3:6]  # the level chain broken at C4-C5 as well
+    out, mark, verdict = count_chain(pts, C2, 0.9, gone, bridge=True)
+    assert verdict == "count" and np.allclose(out, _chain(0))
+    assert mark.tolist() == [False, False, True, True, True]
+    two_gone = np.delete(DISCS, [2, 3], axis=0)  # two missed in a row: not bridged
+    assert count_chain(_chain(0), C2, 0.9, two_gone, bridge=True)[2] == "partial"
+
+
+def test_sigmoid_peaks_find_every_disc_whatever_their_height() -> None:
+    pts = torch.tensor(DISCS[None, :6], dtype=torch.float32)
+    hm = augment.centre_heatmaps(pts, 128)[0].numpy().astype(np.float64)
+    hm *= np.array([1.0, 0.9, 0.35, 1.0, 0.5, 0.8])[:, None, None]  # a weak disc is still a disc
+    found = sigmoid_peaks(hm.max(0))
+    assert found.shape == (6, 2) and np.abs(found - DISCS[:6]).max() < 0.3
+    assert len(sigmoid_peaks(hm.max(0) * 0.2)) == 0
+
+
+def test_focal_heatmap_loss_prefers_the_truth() -> None:
+    pts = torch.tensor(DISCS[None, :6], dtype=torch.float32)
+    target = augment.centre_heatmaps(pts, 128).amax(1)
+    good = torch.logit(target.clamp(0.01, 0.99))
+    shifted = torch.roll(good, 4, dims=-2)
+    assert float(focal_heatmap_loss(good, target)) < float(focal_heatmap_loss(shifted, target))
+    out = torch.zeros(2, LOCALISER_OUT + ANCHOR_OUT, 128, 128, requires_grad=True)
+    a = torch.tensor(np.concatenate([C2[None], DISCS])[None], dtype=torch.float32).repeat(2, 1, 1)
+    loss = anchor_loss(out, a, torch.tensor([True, False]), focal=True)
+    loss.backward()
+    assert torch.isfinite(loss) and out.grad[:, LOCALISER_OUT + 1].abs().sum() > 0
+
+
+def test_predictor_reads_the_any_disc_kind_and_decoder_from_the_weights(tmp_path) -> None:  # noqa: ANN001
+    from models.common.checkpoint import save_checkpoint
+
+    loc = DiscLocaliser(anchors=True)
+    cls = MriPredictor.load().classifier
+    path = tmp_path / "w.pt"
+    save_checkpoint(path, "mri", "t", {"localiser": loc.state_dict(), "classifier": cls.state_dict()},
+                    {"config": {"anchor": True, "anchor_disc": "focal", "anchor_decoder": "count-skip"}})
+    pred = MriPredictor.load(path)
+    assert pred.anchors and pred.anchor_disc == "focal" and pred.anchor_decoder == "count-skip"
+    pts = _chain(0)
+    out = _anchor_out(C2, DISCS, pts)
+    out[LOCALISER_OUT + 1] = 20 * augment.centre_heatmaps(torch.tensor(DISCS[None], dtype=torch.float32),
+                                                          128)[0].amax(0).numpy() - 10  # sigmoid logits
+    new, _, pk = pred._anchor(out, pts, np.full(5, 0.7), np.full(5, 0.9))
+    assert pred.last_anchor == "agree" and np.array_equal(pk, np.full(5, 0.9))
 
 
 def test_predictor_count_flags_only_moved_levels() -> None:
