@@ -10,7 +10,14 @@ import torch
 
 from models.mri import augment
 from models.mri.network import ANCHOR_OUT, LOCALISER_OUT, DiscLocaliser
-from models.mri.predictor import ANCHOR_FLAG_PEAK, MriPredictor, anchor_chain, count_chain, disc_peaks, sigmoid_peaks
+from models.mri.predictor import (
+    ANCHOR_FLAG_PEAK,
+    MriPredictor,
+    anchor_chain,
+    count_chain,
+    disc_peaks,
+    sigmoid_peaks,
+)
 from models.mri.train import anchor_loss, anchor_targets, focal_heatmap_loss
 
 GAP = 9.0  # localiser px between neighbouring discs
