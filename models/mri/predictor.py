@@ -351,8 +351,8 @@ class MriPredictor(Predictor):
     anchor_decoder = "count"
     """With the anchor channels (``train --anchor``; a checkpoint's config ``anchor_decoder`` overrides it):
     ``"count"`` (``count_chain``: the levels counted down the any-disc peaks from C2), ``"count-skip"`` (the count
-    also bridges one disc the any-disc map missed) or ``"chain"`` (``anchor_chain``: only the chain as found or moved by one level, the
-    decoding candidate u2 of the model card was evaluated with) or ``"off"`` (the level chain as decoded)."""
+    also bridges one disc the any-disc map missed), ``"chain"`` (``anchor_chain``: only the chain as found or moved
+    by one level, candidate u2's decoding in the model card) or ``"off"`` (the level chain as decoded)."""
 
     checkpoint_model = "mri"
     default_weights = DEFAULT_WEIGHTS
@@ -416,8 +416,7 @@ class MriPredictor(Predictor):
         if self.anchor_decoder in ("count", "count-skip"):
             new, mark, verdict = count_chain(pts, c2[0], float(c2_mass[0]), discs, self.anchor_decoder == "count-skip")
             self.last_anchor = verdict
-            moved = np.hypot(*(new - pts).T) > 0
-            spread = np.where(moved, spread.max(), spread)
+            spread = np.where(mark, spread.max(), spread)  # a level the count agrees with keeps its own
             return new, spread, np.where(mark, np.minimum(peak, ANCHOR_FLAG_PEAK), peak)
         new, src, verdict = anchor_chain(pts, c2[0], float(c2_mass[0]), discs)
         self.last_anchor = verdict

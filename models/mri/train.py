@@ -338,8 +338,8 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--anchor", action="store_true",
                     help="level identification by anatomy: two more localiser channels (C2 vertebral-body centre, "
                     "any disc), trained on the plain renderer-A phantoms' own geometry (needs the mixed plan and "
-                    "--dr with fov; a separate --cache); the predictor then anchors the level chain on C2 "
-                    "(predictor.anchor_chain). Default off: the networks and weights format of before")
+                    "--dr with fov; a separate --cache); the predictor then counts the levels down from C2 "
+                    "(predictor.count_chain). Default off: the networks and weights format of before")
     ap.add_argument("--anchor-focal", action="store_true",
                     help="with --anchor: the any-disc channel as a per-pixel sigmoid map (focal loss) instead of a "
                     "spatial softmax (train.focal_heatmap_loss)")

@@ -226,11 +226,12 @@ def test_predictor_count_flags_only_moved_levels() -> None:
     assert pred.anchor_decoder == "count"
     pts = _chain(0)
     pts[3:] = DISCS[4:6]
-    spread, peak = np.full(5, 0.7), np.full(5, 0.9)
+    spread, peak = np.array([0.7, 0.6, 0.5, 0.8, 0.9]), np.full(5, 0.9)
     new, sp, pk = pred._anchor(_anchor_out(C2, DISCS, pts), pts, spread, peak)
     assert pred.last_anchor == "count"
     assert np.abs(new - _chain(0)).max() < 0.3
     assert np.array_equal(pk[:3], peak[:3]) and np.all(pk[3:] <= ANCHOR_FLAG_PEAK)
+    assert np.array_equal(sp[:3], spread[:3]) and np.all(sp[3:] == 0.9)  # agreeing levels keep their own spread
     pred.anchor_decoder = "off"
     new, sp, pk = pred._anchor(_anchor_out(C2, DISCS, pts), pts, spread, peak)
     assert pred.last_anchor == "off" and np.array_equal(new, pts) and np.array_equal(pk, peak)
