@@ -201,6 +201,16 @@ def sigmoid_peaks(p: np.ndarray, window: int = 3, k: int = 12) -> np.ndarray:
     return pts[np.argsort(pts[:, 1])]
 
 
+def first_disc_below(c2: np.ndarray, discs: np.ndarray, t: np.ndarray, g: float) -> np.ndarray | None:
+    """The disc (x, y) of ``discs`` nearest below the C2-body centre ``c2`` along the unit direction ``t`` (within
+    ``ANCHOR_BELOW`` median gaps ``g`` along it and half a gap across), None when there is none: C2-C3."""
+    discs = np.asarray(discs, float).reshape(-1, 2)
+    rel = discs - np.asarray(c2, float)[None]
+    along, across = rel @ t, np.abs(rel @ np.array([-t[1], t[0]]))
+    ok = (along >= ANCHOR_BELOW[0] * g) & (along <= ANCHOR_BELOW[1] * g) & (across <= 0.5 * g)
+    return discs[ok][int(np.argmin(along[ok]))] if ok.any() else None
+
+
 def anchor_chain(pts: np.ndarray, c2: np.ndarray | None, c2_mass: float, discs: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray, str]:
     """Check the level chain ``pts`` ((5, 2) x, y; C2-C3 first) against the anatomy: the first disc below the C2
@@ -227,13 +237,9 @@ def anchor_chain(pts: np.ndarray, c2: np.ndarray | None, c2_mass: float, discs: 
     t = t / max(float(np.hypot(*t)), 1e-6)
     if t[1] < 0:
         t = -t
-    rel = np.asarray(discs, float) - np.asarray(c2, float)[None]
-    along = rel @ t
-    across = np.abs(rel @ np.array([-t[1], t[0]]))
-    ok = (along >= ANCHOR_BELOW[0] * g) & (along <= ANCHOR_BELOW[1] * g) & (across <= 0.5 * g)
-    if not ok.any():
+    q = first_disc_below(c2, discs, t, g)
+    if q is None:
         return pts, src, "none"
-    q = np.asarray(discs, float)[ok][int(np.argmin(along[ok]))]
     hyp = {"agree": pts[0], "down": pts[1], "up": 2 * pts[0] - pts[1], "c2c3": 2 * pts[1] - pts[2]}
     dist = {k: float(np.hypot(*(q - v))) / g for k, v in hyp.items()}
     best = min(dist, key=dist.get)
@@ -288,13 +294,7 @@ def count_chain(pts: np.ndarray, c2: np.ndarray | None, c2_mass: float, discs: n
     t = t / max(float(np.hypot(*t)), 1e-6)
     if t[1] < 0:
         t = -t
-    start = None
-    if c2 is not None and c2_mass >= ANCHOR_MIN_C2:
-        rel = discs - np.asarray(c2, float)[None]
-        along, across = rel @ t, np.abs(rel @ np.array([-t[1], t[0]]))
-        ok = (along >= ANCHOR_BELOW[0] * g) & (along <= ANCHOR_BELOW[1] * g) & (across <= 0.5 * g)
-        if ok.any():
-            start = discs[ok][int(np.argmin(along[ok]))]
+    start = first_disc_below(c2, discs, t, g) if c2 is not None and c2_mass >= ANCHOR_MIN_C2 else None
     if start is None:
         d = np.hypot(*(discs - pts[0][None]).T)
         if d.min() > COUNT_MATCH * g:
