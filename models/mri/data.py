@@ -260,11 +260,13 @@ def a_phantom_views(seed: int, views: int, rng: np.random.Generator, upper: bool
 
 
 def mixed_plan(a_seed: int, a_count: int, as_seed: int, as_count: int, b_seed: int, b_count: int,
-               extra_fraction: float = 0.3, a_upper: float = 0.0) -> list[tuple[str, int, list[str], tuple[str, ...]]]:
+               extra_fraction: float = 0.3, a_upper: float = 0.0, c_seed: int = 0,
+               c_count: int = 0) -> list[tuple[str, int, list[str], tuple[str, ...]]]:
     """(style, seed, shifts, weightings) for every training study: ``a_count`` plain A phantoms (style ``"A"``,
     with masks), ``as_count`` shifted A studies (one random shift each), ``b_count`` B studies (half with one suite
     shift; ``extra_fraction`` of them also hold a T1 or STIR series, which is used as well).
 
+    ``c_count`` renderer-C studies (``pipelines.phantoms.mri_c``; their T1 series too where a study has one).
     ``a_upper`` (default 0: the plan of before): each plain A phantom is drawn (``default_rng([seed, 43])``) to be
     rendered with the anatomy above C2 with this probability (style ``"AU"``; ``generate_series(upper=True)``)."""
     from pipelines.phantoms.mri_shift import SUITE
@@ -285,6 +287,7 @@ def mixed_plan(a_seed: int, a_count: int, as_seed: int, as_count: int, b_seed: i
             sh.append(extra.lower())
             wts = ("T2", extra)
         plan.append(("b", s, sh, wts))
+    plan += [("c", s, [], ("T2", "T1")) for s in range(c_seed, c_seed + c_count)]
     return plan
 
 

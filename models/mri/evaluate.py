@@ -2,8 +2,8 @@
 curves as PNG, disc localisation error (mm) and inference time per series.
 
 ``python -m models.mri.evaluate --seed 900000 --count 100 --out eval/mri`` (seeds must not overlap training:
-training uses 100000.., validation 800000..). With ``--style a|b [--shift ...]`` the model is evaluated through
-the real pipeline on written series of either renderer and the shift suite (``models.mri.evaluate_series``).
+training uses 100000.., validation 800000..). With ``--style a|b [--shift ...]`` or ``--style c`` the model is evaluated
+through the real pipeline on written series of a renderer and the shift suite (``models.mri.evaluate_series``).
 """
 
 from __future__ import annotations
@@ -93,8 +93,9 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--weighting", default="T2", choices=["T2", "T1"])
     ap.add_argument("--out", type=Path, default=Path("models/mri/eval"))
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--style", choices=("a", "b"), default=None,
-                    help="evaluate through the real pipeline on written series of renderer A or B (models.mri.evaluate_series)")
+    ap.add_argument("--style", choices=("a", "b", "c"), default=None,
+                    help="evaluate through the real pipeline on written series of renderer A, B or C "
+                    "(models.mri.evaluate_series; C takes no --shift)")
     ap.add_argument("--shift", nargs="+", default=[], metavar="NAME[:VALUE]", help="shift suite items, or 'suite'")
     ap.add_argument("--json", type=Path, default=None, help="with --style: write the summary and per-level records")
     ap.add_argument("--single-pass", action="store_true",
@@ -103,6 +104,8 @@ def cli(argv: list[str] | None = None) -> int:
                     help="weights with the anchor channels (train --anchor): MriPredictor.anchor_decoder (default: "
                     "the weights' own)")
     args = ap.parse_args(argv)
+    if args.style == "c" and args.shift:
+        ap.error("renderer C takes no --shift (it draws its own acquisition)")
     if args.style or args.shift:
         from models.mri import evaluate_series
 

@@ -315,6 +315,8 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--b-seed", type=int, default=300_000, help="first seed of the renderer-B studies")
     ap.add_argument("--b-count", type=int, default=0)
     ap.add_argument("--extra-fraction", type=float, default=0.25, help="share of B studies also holding T1/STIR")
+    ap.add_argument("--c-seed", type=int, default=500_000, help="first seed of the renderer-C studies")
+    ap.add_argument("--c-count", type=int, default=0)
     ap.add_argument("--val-b-seed", type=int, default=810_000)
     ap.add_argument("--val-b-count", type=int, default=0)
     ap.add_argument("--a-upper", type=float, default=0.0, metavar="P",
@@ -354,7 +356,7 @@ def cli(argv: list[str] | None = None) -> int:
         ap.error(str(exc))
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    mixed = args.b_count > 0 or args.a_shift_count > 0 or args.views > 1
+    mixed = args.b_count > 0 or args.c_count > 0 or args.a_shift_count > 0 or args.views > 1
     if args.anchor and (not mixed or "fov" not in dr):
         ap.error("--anchor needs the mixed plan (e.g. --views 3) and --dr with fov (e.g. --dr all)")
     if (args.anchor_focal or args.anchor_decoder) and not args.anchor:
@@ -373,7 +375,8 @@ def cli(argv: list[str] | None = None) -> int:
     tr = _dataset(range(args.train_seed, args.train_seed + args.train_count),
                   args.cache.with_suffix(".train.npz") if args.cache else None,
                   mixed_plan(args.train_seed, args.train_count, args.a_shift_seed, args.a_shift_count, args.b_seed,
-                             args.b_count, args.extra_fraction, args.a_upper) if mixed else None, args.views,
+                             args.b_count, args.extra_fraction, args.a_upper, args.c_seed, args.c_count)
+                  if mixed else None, args.views,
                   args.anchor)
     if va is None:
         va = _dataset(range(args.val_seed, args.val_seed + args.val_count),
@@ -423,7 +426,7 @@ def cli(argv: list[str] | None = None) -> int:
               "mixed": {"a_plain": [args.train_seed, args.train_count], "a_shifted": [args.a_shift_seed, args.a_shift_count],
                         "b": [args.b_seed, args.b_count], "extra_fraction": args.extra_fraction, "views": args.views,
                         "val_b": [args.val_b_seed, args.val_b_count], "init": str(args.init) if args.init else None,
-                        "a_upper": args.a_upper,
+                        "a_upper": args.a_upper, "c": [args.c_seed, args.c_count],
                         "loc_windows": int(len(tr["loc_image"])), "series": int(len(tr["labels"]))} if mixed else None,
               "classifier_outputs": list(CLASSIFIER_OUT), "command": "python -m models.mri.train " + " ".join(sys.argv[1:] if argv is None else argv)}
     if args.user_data:

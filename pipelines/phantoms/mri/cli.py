@@ -11,12 +11,14 @@ from pipelines.phantoms.mri.truth import write_truth
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """``cspine-node phantom mri --out DIR --seed N --count K [--style a|b] [--shift NAME[:VALUE] ...]
+    """``cspine-node phantom mri --out DIR --seed N --count K [--style a|b|c] [--shift NAME[:VALUE] ...]
     [--weighting T2 T1 STIR] [--upper]``.
 
     Writes ``DIR/mri_<seed>/`` per patient: one series per weighting (same study, same patient) and
     ``truth.json``. ``--style a`` (default) is renderer A (``pipelines.phantoms.mri``), ``--style b`` renderer B
-    (``pipelines.phantoms.mri_b``: its own anatomy and acquisition). ``--shift`` applies shifts of the suite
+    (``pipelines.phantoms.mri_b``: its own anatomy and acquisition), ``--style c`` renderer C (``pipelines.phantoms.mri_c``,
+    a third, written apart from both; no ``--shift``, ``--weighting``, ``--rows``/``--columns``/``--slices``: it
+    draws its own acquisition and adds a T1 series to some studies). ``--shift`` applies shifts of the suite
     (``pipelines.phantoms.mri_shift.spec``; ``suite`` cycles through them one per study); with a shift or style b
     the truth JSON holds the disc centres in patient coordinates and on the stored pixels.
     """
@@ -24,7 +26,7 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--count", type=int, default=1)
-    ap.add_argument("--style", choices=("a", "b"), default="a")
+    ap.add_argument("--style", choices=("a", "b", "c"), default="a")
     ap.add_argument("--shift", nargs="+", default=[], metavar="NAME[:VALUE]")
     ap.add_argument("--weighting", nargs="+", default=["T2"], choices=sorted({*SIGNAL, "STIR"}))
     ap.add_argument("--rows", type=int, default=None)
@@ -34,6 +36,9 @@ def cli(argv: list[str] | None = None) -> int:
                     "(dens, C1, clivus, foramen magnum, brainstem, cerebellum) with the field of view moved up "
                     "(pipelines.phantoms.mri.upper)")
     args = ap.parse_args(argv)
+    if args.style == "c" and (args.shift or args.weighting != ["T2"] or args.rows or args.columns or args.slices
+                              or args.upper):
+        ap.error("--style c draws its own acquisition: no --shift, --weighting, --rows, --columns, --slices, --upper")
     if args.upper and (args.style == "b" or args.shift or "STIR" in args.weighting):
         ap.error("--upper is for renderer A without --shift (and without STIR)")
     if args.weighting[0] != "T2" and (args.style == "b" or args.shift):

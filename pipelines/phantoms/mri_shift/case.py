@@ -1,4 +1,5 @@
-"""One MR study of the shift suite: renderer A or B, shifted, with the per-level truth of ``mri_b.truth``.
+"""One MR study of the shift suite: renderer A or B, shifted, with the per-level truth of ``mri_b.truth``; or
+one study of renderer C (``pipelines.phantoms.mri_c``, no shifts: its acquisition draws its own).
 
 ``make_case("a" | "b", seed, parse_shifts([...]))`` -> ``MrCase`` (the series of the study, analysed series
 first, and the truth with disc centres in patient coordinates and on the stored pixels); ``write_case`` writes
@@ -26,8 +27,8 @@ from pipelines.phantoms.mri_b.render import render_series
 from pipelines.phantoms.mri_b.truth import LevelTruthB, write_truth_b
 from pipelines.phantoms.mri_shift.spec import matrix, number
 
-STYLES = ("a", "b")
-MODEL_NAMES = {"a": MRI_MODEL_NAME, "b": "mri-phantom B"}
+STYLES = ("a", "b", "c")
+MODEL_NAMES = {"a": MRI_MODEL_NAME, "b": "mri-phantom B", "c": "mri-phantom C"}
 """ManufacturerModelName of each renderer's series."""
 
 
@@ -69,6 +70,14 @@ def make_case(style: str, seed: int, shifts: dict[str, str | None] | None = None
         return _case_b(seed, shifts)
     if style == "a":
         return _case_a(seed, shifts)
+    if style == "c":
+        if shifts:
+            raise ValueError("renderer C takes no shift: its acquisition draws slices, pixels, matrix, slab, pose and "
+                             "coil per study")
+        from pipelines.phantoms.mri_c import make_case_c
+
+        series, levels, info = make_case_c(seed)
+        return MrCase("c", seed, {}, list(series), tuple(levels), dict(info))
     raise ValueError(f"style must be one of {STYLES}, not {style!r}")
 
 
