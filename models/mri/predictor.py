@@ -157,24 +157,30 @@ ANCHOR_FLAG_PEAK = 0.2
 ``pipelines.mri.plausibility.MIN_PEAK``, so the plausibility gate reports those levels not assessable."""
 
 
+def _refined_peaks(score: np.ndarray, keep: np.ndarray, weights: np.ndarray, half: int, k: int) -> np.ndarray:
+    """The ``k`` highest ``score`` pixels of ``keep``, each refined by the centroid of ``weights`` over its
+    ``2 * half + 1`` square -> (m, 2) centres (x, y), top to bottom."""
+    ys, xs = np.nonzero(keep)
+    order = np.argsort(-score[ys, xs])[:k]
+    h, w = weights.shape
+    out = []
+    for y, x in zip(ys[order], xs[order], strict=True):
+        sy, sx = slice(max(y - half, 0), min(y + half + 1, h)), slice(max(x - half, 0), min(x + half + 1, w))
+        patch = weights[sy, sx]
+        gy, gx = np.mgrid[sy, sx]
+        tot = patch.sum()
+        out.append(((patch * gx).sum() / tot, (patch * gy).sum() / tot) if tot > 0 else (float(x), float(y)))
+    pts = np.array(out, float).reshape(-1, 2)
+    return pts[np.argsort(pts[:, 1])]
+
+
 def disc_peaks(prob: np.ndarray, window: int = 3, rel: float = 0.15, k: int = 12) -> np.ndarray:
     """(H, W) "any disc" probability map -> (m, 2) disc centres (x, y): local maxima of the window mass above
     ``rel`` times the largest (at most ``k``), each refined by the centroid of its window, top to bottom."""
     mass = _window_mass(prob[None], window)[0]
     size = 2 * window + 1
     keep = (ndimage.maximum_filter(mass, size=size, mode="constant") == mass) & (mass >= rel * mass.max()) & (mass > 1e-6)
-    ys, xs = np.nonzero(keep)
-    order = np.argsort(-mass[ys, xs])[:k]
-    h, w = prob.shape
-    out = []
-    for y, x in zip(ys[order], xs[order], strict=True):
-        sy, sx = slice(max(y - window, 0), min(y + window + 1, h)), slice(max(x - window, 0), min(x + window + 1, w))
-        patch = prob[sy, sx]
-        gy, gx = np.mgrid[sy, sx]
-        tot = patch.sum()
-        out.append(((patch * gx).sum() / tot, (patch * gy).sum() / tot) if tot > 0 else (float(x), float(y)))
-    pts = np.array(out, float).reshape(-1, 2)
-    return pts[np.argsort(pts[:, 1])]
+    return _refined_peaks(mass, keep, prob, window, k)
 
 
 SIGMOID_PEAK = 0.3
@@ -186,19 +192,8 @@ def sigmoid_peaks(p: np.ndarray, window: int = 3, k: int = 12) -> np.ndarray:
     """(H, W) per-pixel disc probabilities -> (m, 2) disc centres (x, y), top to bottom: local maxima (over a
     ``2 * window + 1`` square) of at least ``SIGMOID_PEAK`` (at most ``k``, the highest), each refined by the centroid
     of its 3 x 3 neighbourhood. Unlike ``disc_peaks`` no peak is measured against another."""
-    size = 2 * window + 1
-    keep = (ndimage.maximum_filter(p, size=size, mode="constant") == p) & (p >= SIGMOID_PEAK)
-    ys, xs = np.nonzero(keep)
-    order = np.argsort(-p[ys, xs])[:k]
-    h, w = p.shape
-    out = []
-    for y, x in zip(ys[order], xs[order], strict=True):
-        sy, sx = slice(max(y - 1, 0), min(y + 2, h)), slice(max(x - 1, 0), min(x + 2, w))
-        patch = p[sy, sx]
-        gy, gx = np.mgrid[sy, sx]
-        out.append(((patch * gx).sum() / patch.sum(), (patch * gy).sum() / patch.sum()))
-    pts = np.array(out, float).reshape(-1, 2)
-    return pts[np.argsort(pts[:, 1])]
+    keep = (ndimage.maximum_filter(p, size=2 * window + 1, mode="constant") == p) & (p >= SIGMOID_PEAK)
+    return _refined_peaks(p, keep, p, 1, k)
 
 
 def first_disc_below(c2: np.ndarray, discs: np.ndarray, t: np.ndarray, g: float) -> np.ndarray | None:
