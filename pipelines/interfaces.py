@@ -118,6 +118,9 @@ class VolumeAnalysis:
     away): near ``peak`` when the level could as well be elsewhere; None when the model does not say."""
     view_top_px: float = 0.0
     """First image row (canonical) the localiser saw; 0 when it saw the whole image height."""
+    moved_mm: np.ndarray | None = None
+    """(5, k) how far (mm) each level's centre moved when the localiser ran again on k slightly changed inputs
+    (contrast, window position, scale); None when the model did not try."""
 
 
 class MriModel(Model, Protocol):

@@ -100,6 +100,8 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="with --style: write the summary and per-level records")
     ap.add_argument("--single-pass", action="store_true",
                     help="one localiser pass on the image-centred window (MriPredictor.recentre off, as before mri-2.1.0)")
+    ap.add_argument("--no-stability", action="store_true",
+                    help="without the localiser's re-runs (MriPredictor.stability off, as before mri-2.3.0)")
     ap.add_argument("--anchor-decoder", choices=("count", "count-skip", "chain", "off"), default=None,
                     help="weights with the anchor channels (train --anchor): MriPredictor.anchor_decoder (default: "
                     "the weights' own)")
@@ -118,6 +120,7 @@ def cli(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     pred = MriPredictor.load(args.weights)
     pred.recentre = not args.single_pass
+    pred.stability = not args.no_stability
     res = evaluate(pred, list(range(args.seed, args.seed + args.count)), weighting=args.weighting)
     args.out.mkdir(parents=True, exist_ok=True)
     plot_rocs(res, args.out)

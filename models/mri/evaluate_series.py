@@ -185,6 +185,7 @@ def cli(args) -> int:  # noqa: ANN001
     torch.set_num_threads(args.threads)
     pred = MriPredictor.load(args.weights)
     pred.recentre = not getattr(args, "single_pass", False)
+    pred.stability = not getattr(args, "no_stability", False)
     pred.anchor_decoder = getattr(args, "anchor_decoder", None) or pred.anchor_decoder
     pipe = MriPipeline(RecordingModel(pred))
     seeds = list(range(args.seed, args.seed + args.count))

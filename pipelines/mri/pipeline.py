@@ -59,7 +59,7 @@ class MriPipeline:
             warnings=warnings,
         )
         check = check_chain(va.centres_px, sv.pixel_spacing_mm, va.peak, va.sigma_px, va.canal_mask,
-                            second_peak=va.second_peak, view_top_px=va.view_top_px)
+                            second_peak=va.second_peak, view_top_px=va.view_top_px, moved_mm=va.moved_mm)
         skip = {level: check.reason(level) for level in check.failed}
         if skip:
             result.warnings.append(f"{', '.join(skip)} not assessable (level localisation failed the plausibility "

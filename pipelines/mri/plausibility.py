@@ -4,6 +4,10 @@ Pure numpy, on the canonical mid-sagittal slice (x posterior, y inferior; see ``
 fails a check is reported "not assessable" with the reason (``grading``), not graded. The checks:
 
 * **confidence**: the level's heatmap mass near its peak (``peak``, about 1 when sure) and its spread;
+* **stability**: the level stays within ``STABLE_MM`` when the localiser runs again on slightly changed inputs
+  (``moved_mm``: contrast, window position and scale within what the model was trained to ignore). A model that
+  has learned the anatomy finds the same disc each time; on images unlike its training data a level that jumps
+  under such changes is a guess, however confident each single pass is;
 * **order**: the five discs strictly cranio-caudal (each below the one before along the chain);
 * **spacing**: neighbouring disc centres ``SPACING_MM`` apart (one vertebra and a disc), and regular: no gap
   more than ``REGULARITY`` off the median gap (a missed or doubled level, a level on the wrong structure);
@@ -42,6 +46,9 @@ CANAL_COVERAGE = 0.8
 SECOND_PEAK = (0.3, 0.5)
 """A level is ambiguous when its heatmap holds more than ``SECOND_PEAK[0]`` of its mass elsewhere, or more than
 ``SECOND_PEAK[1]`` times its peak."""
+STABLE_MM = 5.0
+"""Largest move of a level's centre under any of the localiser's re-runs (``moved_mm``) for it to count as stable
+(the evaluation's "level found" distance)."""
 ANCHOR_MM = 35.0
 """Field needed above C2-C3 (mm) for C2 (body and dens) to be seen."""
 
@@ -71,9 +78,10 @@ def _tangents(c: np.ndarray) -> np.ndarray:
 
 def check_chain(centres_px: np.ndarray, pixel_spacing_mm: tuple[float, float], peak: np.ndarray,
                 sigma_px: np.ndarray, canal_mask: np.ndarray | None = None, *, second_peak: np.ndarray | None = None,
-                view_top_px: float = 0.0) -> ChainCheck:
+                view_top_px: float = 0.0, moved_mm: np.ndarray | None = None) -> ChainCheck:
     """Check the chain (module docstring). ``centres_px`` (5, 2) canonical (x, y); ``sigma_px`` heatmap spread in
-    pixels; ``second_peak`` (5,) heatmap mass elsewhere; ``view_top_px``: the first image row the localiser saw."""
+    pixels; ``second_peak`` (5,) heatmap mass elsewhere; ``view_top_px``: the first image row the localiser saw;
+    ``moved_mm`` (5, k) the level's moves under the localiser's re-runs (``VolumeAnalysis.moved_mm``)."""
     c = np.asarray(centres_px, float)
     ps = np.array([pixel_spacing_mm[1], pixel_spacing_mm[0]], float)  # (x, y) mm per pixel
     mm = c * ps
@@ -89,6 +97,10 @@ def check_chain(centres_px: np.ndarray, pixel_spacing_mm: tuple[float, float], p
             why[j].append(f"localisation uncertain (spread {spread:.1f} mm > {MAX_SPREAD_MM:g} mm)")
         if second_peak is not None and (second_peak[j] > SECOND_PEAK[0] or second_peak[j] > SECOND_PEAK[1] * peak[j]):
             why[j].append(f"localisation ambiguous (a second heatmap peak of {second_peak[j]:.2f})")
+        if moved_mm is not None and np.size(moved_mm[j]) and float(np.max(moved_mm[j])) > STABLE_MM:
+            n_moved = int(np.sum(np.asarray(moved_mm[j]) > STABLE_MM))
+            why[j].append(f"localisation unstable (moved {float(np.max(moved_mm[j])):.0f} mm in {n_moved} of "
+                          f"{np.size(moved_mm[j])} re-runs with slightly changed contrast, position or scale)")
     gaps = np.hypot(*np.diff(mm, axis=0).T)
     sane = (np.diff(mm[:, 1]) > 0) & (gaps >= SPACING_MM[0]) & (gaps <= SPACING_MM[1])
     med = float(np.median(gaps[sane] if sane.any() else gaps))  # the regular gap, from the links that look right

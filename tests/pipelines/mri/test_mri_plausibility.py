@@ -106,6 +106,19 @@ def test_uncertain_or_ambiguous_localisation_and_a_broken_canal():
     assert res.failed == list(LEVELS) and "no spinal canal" in res.reason("C2-C3")
 
 
+def test_a_level_that_moves_when_the_localiser_runs_again_is_unstable():
+    c = chain()
+    still = np.full((5, 7), 1.5)
+    assert check(c, moved_mm=still).failed == [] and check(c, moved_mm=None).failed == []
+    moved = still.copy()
+    moved[2, [1, 5]] = (17.0, 6.0)  # C4-C5 jumps to a neighbouring disc under two of seven re-runs
+    res = check(c, moved_mm=moved)
+    assert res.failed == ["C4-C5"]  # its own reason only: the chain is not broken, the others are stable
+    assert "unstable (moved 17 mm in 2 of 7 re-runs" in res.reason("C4-C5")
+    moved[2] = 5.0  # at the limit: stable
+    assert check(c, moved_mm=moved).failed == []
+
+
 def test_not_assessable_findings_and_their_code():
     fs = level_findings("C4-C5", dict.fromkeys(TASKS, 0.9), not_assessable="irregular disc spacing")
     assert [f.value for f in fs] == [NOT_ASSESSABLE] * 4
