@@ -8,8 +8,8 @@ stored in the weights file's meta (``calibration``: ``{"tasks": {task: {"a": ..,
 tensors unchanged) and applied by ``MriPredictor.analyse`` (``predictor.calibration``; an empty dict gives the raw
 probabilities).
 
-Calibration set: series of renderer A, renderer B and the shift suite on both, and of renderer C (since mri-2.3.0)
-(``CALIBRATION_SETS``, seeds disjoint from training, validation, gate tuning and the card's test sets), written as DICOM and analysed through
+Calibration set: series of renderer A, renderer B and the shift suite on both (``CALIBRATION_SETS``, seeds
+disjoint from training, validation, gate tuning and the card's test sets), written as DICOM and analysed through
 ``MriPipeline.run`` (``evaluate_series``), using the levels the pipeline grades (the probabilities it reports)::
 
     python -m models.mri.calibration --records /tmp/mri_cal.json [--update-weights] [--test-records /tmp/t.json]
@@ -32,8 +32,7 @@ from models.mri.predictor import apply_calibration
 from pipelines.vocabulary import TASKS
 
 CALIBRATION_SETS: tuple[tuple[str, str, int, int], ...] = (
-    ("a", "", 760_000, 16), ("a", "suite", 770_000, 16), ("b", "", 780_000, 16), ("b", "suite", 790_000, 16),
-    ("c", "", 660_000, 16))
+    ("a", "", 760_000, 16), ("a", "suite", 770_000, 16), ("b", "", 780_000, 16), ("b", "suite", 790_000, 16))
 """(style, shifts, first seed, count) of the calibration series."""
 TEST_SETS: tuple[tuple[str, str, int, int], ...] = (
     ("a", "", 900_100, 16), ("a", "suite", 750_000, 16), ("b", "", 730_000, 16), ("b", "suite", 740_000, 18))
