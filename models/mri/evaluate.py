@@ -101,7 +101,7 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--single-pass", action="store_true",
                     help="one localiser pass on the image-centred window (MriPredictor.recentre off, as before mri-2.1.0)")
     ap.add_argument("--no-stability", action="store_true",
-                    help="without the localiser's re-runs (MriPredictor.stability off, as before mri-2.3.0)")
+                    help="without the localiser's re-runs (MriPredictor.stability off: the inference before the check)")
     ap.add_argument("--anchor-decoder", choices=("count", "count-skip", "chain", "off"), default=None,
                     help="weights with the anchor channels (train --anchor): MriPredictor.anchor_decoder (default: "
                     "the weights' own)")

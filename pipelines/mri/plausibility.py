@@ -5,7 +5,7 @@ fails a check is reported "not assessable" with the reason (``grading``), not gr
 
 * **confidence**: the level's heatmap mass near its peak (``peak``, about 1 when sure) and its spread;
 * **stability**: the level stays within ``STABLE_MM`` when the localiser runs again on slightly changed inputs
-  (``moved_mm``: contrast, window position and scale within what the model was trained to ignore). A model that
+  (``moved_mm``, from the model: contrast, window position and scale changed a little). A model that
   has learned the anatomy finds the same disc each time; on images unlike its training data a level that jumps
   under such changes is a guess, however confident each single pass is;
 * **order**: the five discs strictly cranio-caudal (each below the one before along the chain);

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -208,6 +209,22 @@ def write_study(study: PhantomStudy, out_dir: Path, *, patient_id: str | None = 
 
 
 # ------------------------------------------------------------------------------------------------ MRI
+@dataclass
+class SagittalSeries:
+    """One sagittal MR series ready for ``write_series``: the attributes it reads, with the written geometry
+    (``orientation``: ImageOrientationPatient; ``positions``: (slices, 3) ImagePositionPatient, written order)."""
+
+    patient: object
+    weighting: str
+    volume: np.ndarray
+    pixel_spacing_mm: tuple[float, float]
+    slice_thickness_mm: float
+    spacing_between_slices_mm: float
+    slice_positions_mm: tuple[float, ...]
+    orientation: Sequence[float]
+    positions: np.ndarray
+
+
 def write_series(phantom: MriPhantom, out_dir: Path, *, study_uid: str | None = None, patient_id: str | None = None,
                  series_number: int | None = None, study_datetime: _dt.datetime | None = None,
                  orientation: Sequence[float] | None = None, positions: np.ndarray | None = None,

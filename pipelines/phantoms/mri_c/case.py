@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipelines.phantoms.dicom import SagittalSeries
 from pipelines.phantoms.mri_b.truth import LevelTruthB
 from pipelines.phantoms.mri_c.acquisition import Acquisition, draw_acquisition
 from pipelines.phantoms.mri_c.anatomy import SpinePainter
@@ -24,19 +25,8 @@ from pipelines.vocabulary import LEVELS
 RNG_STREAM = 0xC
 
 
-@dataclass
-class SeriesC:
-    """One sagittal series with the attributes ``pipelines.phantoms.dicom.write_series`` reads."""
-
-    patient: PatientC
-    weighting: str
-    volume: np.ndarray
-    pixel_spacing_mm: tuple[float, float]
-    slice_thickness_mm: float
-    spacing_between_slices_mm: float
-    slice_positions_mm: tuple[float, ...]
-    orientation: tuple[float, ...]
-    positions: np.ndarray
+SeriesC = SagittalSeries
+"""Renderer C's series: the DICOM writer's ``SagittalSeries`` (the one thing C shares with A and B)."""
 
 
 @dataclass

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from pipelines.phantoms.dicom import MRI_MODEL_NAME, write_series
+from pipelines.phantoms.dicom import MRI_MODEL_NAME, SagittalSeries, write_series
 from pipelines.phantoms.mri_b.acquisition import sample_acquisition
 from pipelines.phantoms.mri_b.render import render_series
 from pipelines.phantoms.mri_b.truth import LevelTruthB, write_truth_b
@@ -32,19 +32,8 @@ MODEL_NAMES = {"a": MRI_MODEL_NAME, "b": "mri-phantom B", "c": "mri-phantom C"}
 """ManufacturerModelName of each renderer's series."""
 
 
-@dataclass
-class ShiftedSeries:
-    """A series ready for ``write_series`` (the attributes it reads, plus the written geometry)."""
-
-    patient: object
-    weighting: str
-    volume: np.ndarray
-    pixel_spacing_mm: tuple[float, float]
-    slice_thickness_mm: float
-    spacing_between_slices_mm: float
-    slice_positions_mm: tuple[float, ...]
-    orientation: list[float]
-    positions: np.ndarray
+ShiftedSeries = SagittalSeries
+"""A shifted series of renderer A (the writer's ``SagittalSeries``)."""
 
 
 @dataclass
