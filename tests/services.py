@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -35,9 +36,37 @@ class ServiceError(RuntimeError):
     """A service did not start (the message holds the tail of its log)."""
 
 
+_PORT_RANDOM = random.Random(os.urandom(16))
+_PORTS_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A TCP port on 127.0.0.1 that is free right now, below the kernel's ephemeral range.
+
+    A port the OS hands out for ``bind(0)`` is an ephemeral port, and the OS may hand the same one to the next
+    ``bind(0)`` (a server started with ``port=0``) or use it as a client's source port before the service that
+    was given it binds it: seen once in CI as a metrics port that was also the node's SCP port. Ports below the
+    ephemeral range are never handed out that way; none is returned twice by one process."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = _PORT_RANDOM.randrange(20000, max(20001, low))
+        if port in _PORTS_HANDED_OUT:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _PORTS_HANDED_OUT.add(port)
+        return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # the range is full: let the OS pick
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
