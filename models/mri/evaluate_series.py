@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from models.common.metrics import brier, expected_calibration_error, roc_auc
+from pipelines.mri.plausibility import UNVERIFIED_ABOVE
 from pipelines.phantoms.mri_shift import make_case, parse_shifts, suite_shift, write_case
 from pipelines.route import route
 from pipelines.study import Study
@@ -85,6 +86,7 @@ def run_case(pipeline, style: str, seed: int, items: list[str], work: Path) -> l
             "style": style, "seed": seed, "shifts": ",".join(items) or "none", "level": t.level, "error_mm": err,
             "offplane_mm": float(d3 @ np.cross(row, col)), "found": err <= FOUND_MM, "flagged": _flagged(res, t.level),
             "assessable": all(f.value != NOT_ASSESSABLE for f in fs.values()),
+            "reason": next((f.evidence[0] for f in fs.values() if f.value == NOT_ASSESSABLE and f.evidence), ""),
             "labels": {task: t.label(task) for task in TASKS},
             "probs": {task: (fs[task].probability if task in fs else None) for task in TASKS},
             "model_probs": {task: (float(va.probabilities[task][j]) if va is not None else None) for task in TASKS},
@@ -94,6 +96,12 @@ def run_case(pipeline, style: str, seed: int, items: list[str], work: Path) -> l
             "old_flag": bool(va is not None and (va.peak[j] < 0.3 or np.any(np.diff(va.centres_px[:, 1]) <= 0))),
         })
     return out
+
+
+def _only_unverified_above(record: dict) -> bool:
+    """The level is not assessable for the one reason that no level above it passed the gate."""
+    reason = record.get("reason", "").removeprefix("level not assessable: ")
+    return reason.startswith(UNVERIFIED_ABOVE) and "; " not in reason
 
 
 def summarise(records: list[dict]) -> dict:
@@ -115,6 +123,9 @@ def summarise(records: list[dict]) -> dict:
         "wrong_unflagged_by_old_warnings": int(sum(1 for r in records if not r["found"] and not r["old_flag"])),
         "not_assessable_fraction": float((~assess).mean()), "right_but_not_assessable": int((found & ~assess).sum()),
         "seconds_per_series": float(np.mean([r["seconds"] for r in records])),
+        "unverified_above_only": {  # levels the gate took only for the rule UNVERIFIED_ABOVE: graded without it
+            "wrong": int(sum(1 for r in records if _only_unverified_above(r) and not r["found"])),
+            "right": int(sum(1 for r in records if _only_unverified_above(r) and r["found"]))},
         "tasks": {},
     }
     for task in TASKS:
@@ -166,6 +177,10 @@ def print_summary(title: str, s: dict) -> None:
           f"(with the old warnings only: {s['wrong_unflagged_by_old_warnings']}); "
           f"not assessable {100 * s['not_assessable_fraction']:.0f} % ({s['right_but_not_assessable']} of them right); "
           f"{s['seconds_per_series']:.2f} s per series")
+    u = s.get("unverified_above_only")
+    if u:
+        print(f"  not assessable only because no level above passed: {u['wrong']} wrong, {u['right']} right "
+              f"(graded without that rule)")
     for task, m in s["tasks"].items():
         def f(k: str, m: dict = m) -> str:
             return f"{m[k]:.3f}" if k in m else "n/a"

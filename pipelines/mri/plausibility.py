@@ -16,7 +16,8 @@ fails a check is reported "not assessable" with the reason (``grading``), not gr
 * **anchor in view**: C2-C3 is counted from C2 above it, so at least ``ANCHOR_MM`` of the image (and of the
   localiser's window) must lie above it, or the whole count may be shifted by one;
 * **counting**: levels are named by counting down from C2, so a broken link (order, spacing, canal) makes every
-  level below it not assessable too.
+  level below it not assessable too, and so does a chain whose every level above failed a check: a level is named
+  only below a level that passed (``UNVERIFIED_ABOVE``; C2-C3 rests on its own checks and the anchor).
 
 What it cannot see: a chain that is regular, continuous and confident but shifted as a whole because the model
 took C3-C4 for C2-C3 (no anchor other than the field of view is checked); the evaluation reports how often.
@@ -51,6 +52,9 @@ STABLE_MM = 5.0
 (the evaluation's "level found" distance)."""
 ANCHOR_MM = 35.0
 """Field needed above C2-C3 (mm) for C2 (body and dens) to be seen."""
+UNVERIFIED_ABOVE = "counted from C2 below levels that all failed their checks"
+"""The reason of a level that passed its own checks but has no level above it that passed: its name rests on a
+count that nothing verified (a whole chain one level off can leave only its lowest level looking right)."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,11 @@ def check_chain(centres_px: np.ndarray, pixel_spacing_mm: tuple[float, float], p
             why[j + 1] += link[j]
             for k in range(j + 2, n):
                 why[k].append(f"counted from C2 across a broken chain between {LEVELS[j]} and {LEVELS[j + 1]}")
+    verified = False
+    for j in range(n):
+        if j and not verified and not why[j]:
+            why[j].append(f"{UNVERIFIED_ABOVE} ({', '.join(LEVELS[:j])})")
+        verified = verified or not why[j]
     top_mm = (c[0, 1] - max(view_top_px, 0.0)) * ps[1]
     if top_mm < ANCHOR_MM:
         chain.append(f"C2 not in view ({top_mm:.0f} mm above {LEVELS[0]}, {ANCHOR_MM:g} needed): the level count may be shifted")

@@ -12,7 +12,7 @@ from pipelines.dicom_out import codes
 from pipelines.interfaces import VolumeAnalysis
 from pipelines.mri.grading import NOT_ASSESSABLE, level_findings, study_findings
 from pipelines.mri.pipeline import MriPipeline
-from pipelines.mri.plausibility import check_chain
+from pipelines.mri.plausibility import UNVERIFIED_ABOVE, check_chain
 from pipelines.results import AlgorithmInfo
 from pipelines.vocabulary import LEVELS, TASKS
 
@@ -117,6 +117,21 @@ def test_a_level_that_moves_when_the_localiser_runs_again_is_unstable():
     assert "unstable (moved 17 mm in 2 of 7 re-runs" in res.reason("C4-C5")
     moved[2] = 5.0  # at the limit: stable
     assert check(c, moved_mm=moved).failed == []
+
+
+def test_a_level_is_named_only_below_one_that_passed():
+    c = chain()
+    # A whole chain one level off: the top four land on odd structures and fail, the lowest looks right.
+    res = check(c, peak=[0.1, 0.2, 0.1, 0.2, 0.9])
+    assert res.failed == list(LEVELS)
+    assert res.reason("C6-C7") == f"{UNVERIFIED_ABOVE} (C2-C3, C3-C4, C4-C5, C5-C6)"
+    # C2-C3 failing leaves nothing verified to count from: none is named.
+    res = check(c, peak=[0.1, 0.9, 0.9, 0.9, 0.9])
+    assert res.failed == list(LEVELS) and res.reason("C3-C4") == f"{UNVERIFIED_ABOVE} (C2-C3)"
+    assert res.reason("C4-C5") == f"{UNVERIFIED_ABOVE} (C2-C3, C3-C4)"
+    # One level that passed above is enough: C4-C5 below C3-C4, however many failed in between.
+    res = check(c, peak=[0.9, 0.1, 0.1, 0.9, 0.9])
+    assert res.failed == ["C3-C4", "C4-C5"]
 
 
 def test_not_assessable_findings_and_their_code():
